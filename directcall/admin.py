@@ -1,0 +1,150 @@
+"""Admin for accounts (keys shown once), registrations and the read-only call log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .models import Account, Call, Registration
+
+
+def format_duration(value: timedelta | None) -> str:
+    """``h:mm:ss`` (or ``m:ss``) for a talk time; an em dash for none."""
+    if value is None:
+        return "—"
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    """Accounts: a new or rotated API key is shown once, on a page of its own."""
+
+    list_display = ["name", "account_id", "is_active", "require_clevertap", "key_state", "created_at"]
+    list_filter = ["is_active", "require_clevertap"]
+    search_fields = ["name", "account_id"]
+    readonly_fields = ["account_id", "key_prefix", "key_created_at", "key_revoked_at", "created_at"]
+    actions = ["rotate_keys", "revoke_keys"]
+    fieldsets = [
+        (None, {"fields": ["name", "account_id", "is_active", "require_clevertap"]}),
+        (_("Security"), {"fields": ["allowed_origins", "key_prefix", "key_created_at", "key_revoked_at"]}),
+        (_("Branding"), {"fields": ["logo_url", "background_color", "text_color", "button_theme"]}),
+        (_("Timing"), {"fields": ["ring_timeout", "max_call_duration"]}),
+        (None, {"fields": ["created_at"]}),
+    ]
+
+    @admin.display(description=_("API key"))
+    def key_state(self, obj: Account) -> str:
+        """The key's public prefix, or that it is revoked."""
+        return _("revoked") if obj.key_is_revoked else f"{obj.key_prefix}.…"
+
+    def save_model(self, request: HttpRequest, obj: Account, form, change: bool) -> None:
+        """A new account gets its first key; it is kept on the object only to show it once."""
+        if not change:
+            obj._new_api_key = obj.set_new_api_key()
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: Account, post_url_continue=None):
+        """Show the new key instead of redirecting: it is never stored, so never shown again."""
+        return self._render_keys(request, [(obj, obj._new_api_key)], created=True)
+
+    @admin.action(description=_("Rotate API key of selected accounts (shows the new keys once)"))
+    def rotate_keys(self, request: HttpRequest, queryset: QuerySet[Account]) -> HttpResponse:
+        """Replace each selected account's key; the old keys stop working at once."""
+        keys = [(account, account.rotate_api_key()) for account in queryset]
+        for account, _key in keys:
+            self.log_change(request, account, [{"changed": {"fields": ["API key (rotated)"]}}])
+        return self._render_keys(request, keys, created=False)
+
+    @admin.action(description=_("Revoke API key of selected accounts"))
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        """Make each selected account's key unusable until it is rotated."""
+        count = 0
+        for account in queryset:
+            account.revoke_api_key()
+            self.log_change(request, account, [{"changed": {"fields": ["API key (revoked)"]}}])
+            count += 1
+        self.message_user(
+            request,
+            ngettext("Revoked %d API key.", "Revoked %d API keys.", count) % count,
+            messages.SUCCESS,
+        )
+
+    def _render_keys(self, request: HttpRequest, keys: list, created: bool) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("New API key") if created else _("Rotated API keys"),
+            "keys": keys,
+            "created": created,
+        }
+        response = TemplateResponse(request, "directcall/admin/api_keys.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(Registration)
+class RegistrationAdmin(admin.ModelAdmin):
+    """Cuids signed in under each account."""
+
+    list_display = ["cuid", "name", "account", "ct_id", "last_seen_at", "created_at"]
+    list_filter = ["account"]
+    search_fields = ["cuid", "name", "ct_id"]
+    list_select_related = ["account"]
+    readonly_fields = ["created_at", "last_seen_at"]
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    """The call log: read-only, filterable by outcome and date, searchable by cuid."""
+
+    list_display = [
+        "created_at",
+        "caller",
+        "callee",
+        "status",
+        "end_reason",
+        "talk_time",
+        "account",
+    ]
+    list_filter = ["status", "end_reason", "created_at", "account"]
+    date_hierarchy = "created_at"
+    search_fields = ["caller__cuid", "callee__cuid", "=id"]
+    list_select_related = ["account", "caller", "callee"]
+    readonly_fields = [
+        "id",
+        "account",
+        "caller",
+        "callee",
+        "context",
+        "caller_image",
+        "receiver_image",
+        "status",
+        "end_reason",
+        "created_at",
+        "answered_at",
+        "ended_at",
+        "talk_time",
+    ]
+
+    @admin.display(description=_("duration"))
+    def talk_time(self, obj: Call) -> str:
+        """Talk time of the call."""
+        return format_duration(obj.duration)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+        return False

@@ -1,0 +1,9 @@
+"""URLs of the HTTP API, versioned under ``v1/``."""
+
+from django.urls import path
+
+from .views import InitView
+
+urlpatterns = [
+    path("v1/init", InitView.as_view(), name="init"),
+]

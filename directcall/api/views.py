@@ -1,0 +1,205 @@
+"""The HTTP side of the SDK contract: ``POST v1/init``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import errors, ice, tokens
+from ..conf import get_settings
+from ..errors import DirectCallError
+from ..models import Account, Registration, hash_api_key_secret
+from ..validation import InitParams, clean_init_params
+from .serializers import ErrorSerializer, InitRequestSerializer, InitResponseSerializer
+from .throttling import InitAccountThrottle, InitIPThrottle
+
+logger = logging.getLogger("directcall.api")
+
+_STATUS_OF = {
+    errors.MISSING_INITPARAMETERS: status.HTTP_400_BAD_REQUEST,
+    errors.INVALID_INITPARAMETERS: status.HTTP_400_BAD_REQUEST,
+    errors.MISSING_CT_ACCOUNTID: status.HTTP_400_BAD_REQUEST,
+    errors.MISSING_CT_ID: status.HTTP_400_BAD_REQUEST,
+    errors.INVALID_CREDENTIALS: status.HTTP_401_UNAUTHORIZED,
+    errors.ORIGIN_NOT_ALLOWED: status.HTTP_403_FORBIDDEN,
+}
+# A hash to compare against when the account does not exist, so that an unknown account
+# costs the same work as a wrong key.
+_DUMMY_HASH = hash_api_key_secret("directcall-no-such-account")
+
+
+def authenticate(params: InitParams) -> Account:
+    """Return the active account whose key matches, or raise ``ERR_INVALID_CREDENTIALS``.
+
+    An unknown account, a wrong or revoked key and an inactive account are one answer.
+    """
+    account = Account.objects.filter(account_id=params.account_id).first()
+    if account is None:
+        secrets.compare_digest(hash_api_key_secret(params.api_key), _DUMMY_HASH)
+        reason = "unknown account"
+    elif not account.check_api_key(params.api_key):
+        reason = "revoked key" if account.key_is_revoked else "wrong key"
+    elif not account.is_active:
+        reason = "inactive account"
+    else:
+        return account
+    # Never log the key; the account id is public.
+    logger.warning("init refused for account %r: %s", params.account_id, reason)
+    raise DirectCallError(errors.INVALID_CREDENTIALS)
+
+
+def websocket_url(request: HttpRequest) -> str:
+    """The signaling URL for this request: ``WEBSOCKET_URL`` or built from the host."""
+    conf = get_settings()
+    if conf["WEBSOCKET_URL"]:
+        return conf["WEBSOCKET_URL"]
+    scheme = "wss" if request.is_secure() else "ws"
+    return f"{scheme}://{request.get_host()}/{conf['WEBSOCKET_PATH'].lstrip('/')}"
+
+
+class InitView(APIView):
+    """Sign a cuid in: check credentials, upsert its registration, return a session token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser]
+    throttle_classes = [InitIPThrottle, InitAccountThrottle]
+    schema = AutoSchema()
+
+    @extend_schema(
+        operation_id="directcall_init",
+        summary="Sign a cuid in (initDirectCall)",
+        request=InitRequestSerializer,
+        responses={
+            200: InitResponseSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_MISSING_INITPARAMETERS, ERR_INVALID_INITPARAMETERS, "
+                "ERR_MISSING_CT_ACCOUNTID or ERR_MISSING_CT_ID",
+            ),
+            401: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_CREDENTIALS"),
+            403: OpenApiResponse(ErrorSerializer, description="ERR_ORIGIN_NOT_ALLOWED"),
+            405: OpenApiResponse(ErrorSerializer, description="ERR_METHOD_NOT_ALLOWED"),
+            415: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_INITPARAMETERS"),
+            429: OpenApiResponse(ErrorSerializer, description="ERR_RATE_LIMITED"),
+        },
+        examples=[
+            OpenApiExample(
+                "init",
+                request_only=True,
+                value={
+                    "accountId": "5f0c9e1a2b3c4d5e6f70",
+                    "apikey": "1a2b3c4d.secret",
+                    "cuid": "tutor_jane",
+                    "name": "Jane",
+                    "ctAccountId": "TEST-R78-ZZK-955Z",
+                    "ctId": "__g5c8f3a1b2",
+                    "deviceId": "k9X2mQ7pL4vR8sT1",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        """Validate, authenticate, check origin and CleverTap ids, then issue a session."""
+        params = clean_init_params(request.data)
+        account = authenticate(params)
+        if not account.origin_allowed(request.headers.get("Origin")):
+            raise DirectCallError(errors.ORIGIN_NOT_ALLOWED)
+        if account.require_clevertap:
+            if not params.ct_account_id:
+                raise DirectCallError(errors.MISSING_CT_ACCOUNTID)
+            if not params.ct_id:
+                raise DirectCallError(errors.MISSING_CT_ID)
+        registration = self._register(account, params)
+        device_id = params.device_id or secrets.token_urlsafe(12)
+        conf = get_settings()
+        body = {
+            "token": tokens.issue(account.pk, registration.pk, registration.cuid, device_id),
+            "tokenExpiresIn": int(conf["TOKEN_TTL"]),
+            "websocketUrl": websocket_url(request),
+            "accountId": account.account_id,
+            "cuid": registration.cuid,
+            "name": registration.display_name,
+            "deviceId": device_id,
+            "iceServers": ice.ice_servers_for(registration.cuid),
+            "ringTimeout": account.effective_ring_timeout(),
+            "maxCallDuration": account.effective_max_call_duration(),
+            "branding": account.branding(),
+        }
+        return Response(InitResponseSerializer(body).data)
+
+    @staticmethod
+    def _register(account: Account, params: InitParams) -> Registration:
+        fields = {
+            "last_seen_at": timezone.now(),
+            "ct_account_id": params.ct_account_id or "",
+            "ct_id": params.ct_id or "",
+        }
+        if params.name:
+            fields["name"] = params.name
+        if params.device_id:
+            fields["device_id"] = params.device_id
+        with transaction.atomic():
+            registration, _ = Registration.objects.update_or_create(
+                account=account, cuid=params.cuid, defaults=fields
+            )
+        return registration
+
+    def options(self, request: Request, *args, **kwargs) -> Response:
+        """CORS preflight: the real check is the account's origin allow-list on POST."""
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """Add CORS headers: the SDK may be served from another origin than this server."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        origin = request.headers.get("Origin")
+        if origin:
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response["Access-Control-Allow-Headers"] = "Content-Type"
+            response["Access-Control-Max-Age"] = "600"
+            response["Vary"] = "Origin"
+        return response
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Turn every refusal into ``{code, message}``; unexpected errors still raise."""
+        if isinstance(exc, DirectCallError):
+            return Response(exc.as_dict(), status=_STATUS_OF.get(exc.code, 400))
+        if isinstance(exc, exceptions.Throttled):
+            response = Response(
+                DirectCallError(errors.RATE_LIMITED).as_dict(),
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+            )
+            if exc.wait is not None:
+                response["Retry-After"] = str(int(exc.wait) + 1)
+            return response
+        if isinstance(exc, exceptions.MethodNotAllowed):
+            response = Response(
+                DirectCallError(errors.METHOD_NOT_ALLOWED).as_dict(),
+                status=status.HTTP_405_METHOD_NOT_ALLOWED,
+            )
+            response["Allow"] = "POST, OPTIONS"
+            return response
+        if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
+            message = (
+                "The request body must be JSON (Content-Type: application/json)."
+                if isinstance(exc, exceptions.UnsupportedMediaType)
+                else "The request body is not valid JSON."
+            )
+            return Response(
+                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
+                status=exc.status_code,
+            )
+        return super().handle_exception(exc)

@@ -1,0 +1,185 @@
+"""System checks (``manage.py check``). Each id is listed in ``docs/checks.md``."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS, get_settings, user_settings
+from .ice import is_turn_url, server_urls
+
+_PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
+)
+_IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+
+def _layer_backend() -> str | None:
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    return (layers.get("default") or {}).get("BACKEND")
+
+
+def _cache_backend() -> str:
+    return (settings.CACHES.get("default") or {}).get("BACKEND", "")
+
+
+def _is_redis_layer(backend: str | None) -> bool:
+    return bool(backend) and backend.startswith("channels_redis.")
+
+
+@register(Tags.compatibility)
+def check_channels(app_configs: Any = None, **kwargs: Any) -> list:
+    """E001/E002/W001: channels and daphne installed and wired up."""
+    problems = []
+    if importlib.util.find_spec("channels") is None:
+        problems.append(
+            Error(
+                "The 'channels' package is not installed.",
+                hint="pip install channels daphne (django-directcall depends on them).",
+                id="directcall.E001",
+            )
+        )
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        problems.append(
+            Error(
+                "ASGI_APPLICATION is not set, so no WebSocket signaling can be served.",
+                hint="Set ASGI_APPLICATION to your asgi module's 'application' and route "
+                "directcall.routing.websocket_urlpatterns there (docs/integration.md).",
+                id="directcall.E002",
+            )
+        )
+    if "daphne" not in settings.INSTALLED_APPS:
+        problems.append(
+            Warning(
+                "'daphne' is not in INSTALLED_APPS: 'manage.py runserver' will not serve "
+                "WebSockets.",
+                hint="Put 'daphne' first in INSTALLED_APPS, or serve the ASGI application "
+                "with daphne or uvicorn.",
+                id="directcall.W001",
+            )
+        )
+    return problems
+
+
+@register(Tags.caches)
+def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
+    """E003/E004/W002/W003: presence and messages must be shared by every process."""
+    problems = []
+    layer = _layer_backend()
+    cache = _cache_backend()
+    if layer is None:
+        problems.append(
+            Error(
+                "No default channel layer is configured; calls cannot be signaled.",
+                hint="Set CHANNEL_LAYERS: channels_redis.core.RedisChannelLayer in production, "
+                "channels.layers.InMemoryChannelLayer for a single process.",
+                id="directcall.E003",
+            )
+        )
+    if cache == "django.core.cache.backends.dummy.DummyCache":
+        problems.append(
+            Error(
+                "The default cache is DummyCache; presence (who is online) cannot be stored.",
+                hint="Use Redis (django.core.cache.backends.redis.RedisCache) or, for one "
+                "process, LocMemCache.",
+                id="directcall.E004",
+            )
+        )
+    elif _is_redis_layer(layer) and cache in _PROCESS_LOCAL_CACHES:
+        problems.append(
+            Warning(
+                "The channel layer is Redis but the default cache is process-local: each "
+                "server process would keep its own idea of who is online.",
+                hint="Use django.core.cache.backends.redis.RedisCache for CACHES['default'].",
+                id="directcall.W002",
+            )
+        )
+    if layer == _IN_MEMORY_LAYER and cache not in _PROCESS_LOCAL_CACHES:
+        problems.append(
+            Warning(
+                "The default cache is shared between processes but the channel layer is "
+                "in-memory: a caller and a callee on different processes cannot reach "
+                "each other.",
+                hint="Use channels_redis.core.RedisChannelLayer when running several processes.",
+                id="directcall.W003",
+            )
+        )
+    return problems
+
+
+@register()
+def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    """E005/W004/W005/W006: the DIRECTCALL dict is well-formed and consistent."""
+    problems = []
+    unknown = sorted(set(user_settings()) - set(DEFAULTS))
+    if unknown:
+        problems.append(
+            Error(
+                f"Unknown DIRECTCALL setting(s): {', '.join(unknown)}.",
+                hint="See docs/settings.md for the list of settings.",
+                id="directcall.E005",
+            )
+        )
+    conf = get_settings()
+    for key, allow_none in (
+        ("RING_TIMEOUT", False),
+        ("MAX_CALL_DURATION", True),
+        ("TURN_TTL", False),
+        ("TOKEN_TTL", False),
+    ):
+        value = conf[key]
+        if value is None and allow_none:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            problems.append(
+                Error(
+                    f"DIRECTCALL['{key}'] must be a positive number of seconds, not {value!r}.",
+                    hint="See docs/settings.md.",
+                    id="directcall.E005",
+                )
+            )
+    servers = conf["ICE_SERVERS"]
+    if not isinstance(servers, list | tuple) or not all(
+        isinstance(s, dict) and server_urls(s) for s in servers
+    ):
+        problems.append(
+            Error(
+                "DIRECTCALL['ICE_SERVERS'] must be a list of RTCIceServer dicts with 'urls'.",
+                hint='e.g. [{"urls": ["stun:stun.example.org:3478"]}]',
+                id="directcall.E005",
+            )
+        )
+        return problems
+    turn_servers = [s for s in servers if any(is_turn_url(u) for u in server_urls(s))]
+    if conf["TURN_SECRET"] and not turn_servers:
+        problems.append(
+            Warning(
+                "DIRECTCALL['TURN_SECRET'] is set but ICE_SERVERS names no turn: or turns: URL.",
+                hint='Add your TURN server, e.g. {"urls": ["turn:turn.example.org:3478"]}.',
+                id="directcall.W004",
+            )
+        )
+    uncredentialed = [s for s in turn_servers if "username" not in s]
+    if uncredentialed and not conf["TURN_SECRET"]:
+        problems.append(
+            Warning(
+                "A TURN server in ICE_SERVERS has no credentials and TURN_SECRET is not set.",
+                hint="Set DIRECTCALL['TURN_SECRET'] to coturn's static-auth-secret.",
+                id="directcall.W005",
+            )
+        )
+    if not servers and not settings.DEBUG:
+        problems.append(
+            Warning(
+                "DIRECTCALL['ICE_SERVERS'] is empty: calls between browsers behind different "
+                "NATs will not connect.",
+                hint="Configure at least a STUN server, and a TURN server for strict networks.",
+                id="directcall.W006",
+            )
+        )
+    return problems

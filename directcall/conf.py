@@ -1,0 +1,65 @@
+"""directcall settings: one ``DIRECTCALL`` dict in the host's settings, merged over ``DEFAULTS``.
+
+Read values through :func:`get_settings` (cached; the cache is cleared when a test
+changes ``DIRECTCALL`` with ``override_settings``)::
+
+    from directcall.conf import get_settings
+    get_settings()["RING_TIMEOUT"]
+
+Every key is documented in ``docs/settings.md``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Seconds a call may ring before the server marks it missed.
+    "RING_TIMEOUT": 30,
+    # Seconds an answered call may last before the server ends it (None: no limit).
+    "MAX_CALL_DURATION": None,
+    # RTCIceServer dicts handed to browsers, e.g. [{"urls": ["stun:stun.example.org:3478"]}].
+    "ICE_SERVERS": [],
+    # Shared secret of a coturn server running with use-auth-secret (None: no TURN credentials).
+    "TURN_SECRET": None,
+    # Lifetime in seconds of the ephemeral TURN credentials.
+    "TURN_TTL": 3600,
+    # Lifetime in seconds of the session token returned by the init endpoint.
+    "TOKEN_TTL": 900,
+    # Absolute WebSocket URL handed to browsers; None builds it from the request and WEBSOCKET_PATH.
+    "WEBSOCKET_URL": None,
+    # Path of the signaling WebSocket route (see directcall.routing).
+    "WEBSOCKET_PATH": "ws/directcall/v1/",
+    # DRF throttle rates of the init endpoint, per client IP and per account.
+    "THROTTLE_RATES": {
+        "directcall_init_ip": "60/min",
+        "directcall_init_account": "600/min",
+    },
+}
+
+
+@cache
+def get_settings() -> dict[str, Any]:
+    """Return ``DEFAULTS`` updated with the project's ``DIRECTCALL`` dict."""
+    merged = dict(DEFAULTS)
+    user = getattr(settings, "DIRECTCALL", None) or {}
+    merged.update(user)
+    # Nested dicts merge one level deep, so a site may override a single rate.
+    merged["THROTTLE_RATES"] = {**DEFAULTS["THROTTLE_RATES"], **user.get("THROTTLE_RATES", {})}
+    return merged
+
+
+def user_settings() -> dict[str, Any]:
+    """Return the ``DIRECTCALL`` dict exactly as the project wrote it (for system checks)."""
+    return dict(getattr(settings, "DIRECTCALL", None) or {})
+
+
+@receiver(setting_changed)
+def _reset_settings_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DIRECTCALL":
+        get_settings.cache_clear()

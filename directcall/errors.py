@@ -1,0 +1,57 @@
+"""The error codes of the original Direct Call SDK, plus the few this server adds.
+
+Every error a client sees is ``{"code": ..., "message": ...}`` with one of these codes.
+The list is documented in ``docs/errors.md``.
+"""
+
+from __future__ import annotations
+
+# The original SDK's codes (keep exact).
+MISSING_INITPARAMETERS = "ERR_MISSING_INITPARAMETERS"
+INVALID_INITPARAMETERS = "ERR_INVALID_INITPARAMETERS"
+MISSING_CT_ACCOUNTID = "ERR_MISSING_CT_ACCOUNTID"
+MISSING_CT_ID = "ERR_MISSING_CT_ID"
+INVALID_CREDENTIALS = "ERR_INVALID_CREDENTIALS"
+ALREADY_SIGNEDIN = "ERR_ALREADY_SIGNEDIN"
+MIC_UNAVAILABLE = "ERR_MIC_UNAVAILABLE"
+OUTGOING_CALL_IN_PROGRESS = "ERR_OUTGOING_CALL_IN_PROGRESS"
+INVALID_CALL_PARAMETERS = "ERR_INVALID_CALL_PARAMETERS"
+INTERNET_LOST = "ERR_INTERNET_LOST"
+RECEIVER_OFFLINE = 404
+
+# Added by this server.
+ORIGIN_NOT_ALLOWED = "ERR_ORIGIN_NOT_ALLOWED"
+RATE_LIMITED = "ERR_RATE_LIMITED"
+METHOD_NOT_ALLOWED = "ERR_METHOD_NOT_ALLOWED"
+INVALID_TOKEN = "ERR_INVALID_TOKEN"
+
+MESSAGES: dict[str | int, str] = {
+    MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
+    INVALID_INITPARAMETERS: "Initialization parameters are not valid.",
+    MISSING_CT_ACCOUNTID: "Unable to find the CleverTap account id.",
+    MISSING_CT_ID: "Unable to find the CleverTap id.",
+    INVALID_CREDENTIALS: "The account id or API key is incorrect.",
+    ALREADY_SIGNEDIN: "This cuid is currently connected elsewhere.",
+    MIC_UNAVAILABLE: "Microphone permission denied.",
+    OUTGOING_CALL_IN_PROGRESS: "A call is already in progress.",
+    INVALID_CALL_PARAMETERS: "The call parameters are not valid.",
+    INTERNET_LOST: "The call could not continue because the internet connection was lost.",
+    RECEIVER_OFFLINE: "The receiver is offline.",
+    ORIGIN_NOT_ALLOWED: "This origin is not allowed for this account.",
+    RATE_LIMITED: "Too many requests; try again later.",
+    METHOD_NOT_ALLOWED: "Method not allowed.",
+    INVALID_TOKEN: "The session token is invalid or has expired.",
+}
+
+
+class DirectCallError(Exception):
+    """An error a client is told about as ``{code, message}``."""
+
+    def __init__(self, code: str | int, message: str | None = None) -> None:
+        self.code = code
+        self.message = message or MESSAGES[code]
+        super().__init__(f"{code}: {self.message}")
+
+    def as_dict(self) -> dict[str, str | int]:
+        """Return the wire form ``{"code": ..., "message": ...}``."""
+        return {"code": self.code, "message": self.message}

@@ -1,0 +1,328 @@
+"""Accounts, the cuids registered under them, and the record of every call."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import DurationField, ExpressionWrapper, F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+API_KEY_PREFIX_LENGTH = 8
+_hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #rrggbb."))
+
+
+def _new_account_id() -> str:
+    return secrets.token_hex(10)
+
+
+def hash_api_key_secret(secret: str) -> str:
+    """SHA-256 of a key's secret part.
+
+    Keys are 256 random bits, so a fast hash is enough (no dictionary to slow down),
+    and it keeps the init endpoint cheap — the same choice as djangorestframework-api-key.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_api_key(api_key: str) -> tuple[str, str]:
+    """Split ``prefix.secret``; a key without a dot gives an empty prefix (never matches)."""
+    prefix, dot, secret = api_key.partition(".")
+    return (prefix, secret) if dot else ("", "")
+
+
+class AccountQuerySet(models.QuerySet):
+    """Queries over accounts."""
+
+    def active(self) -> AccountQuerySet:
+        """Accounts that may sign users in."""
+        return self.filter(is_active=True)
+
+
+class Account(models.Model):
+    """A calling account: its public id, hashed API key, switches and branding."""
+
+    class ButtonTheme(models.TextChoices):
+        STANDARD = "standard", _("Standard (green answer, red hang up)")
+        LIGHT = "light", _("Light")
+        DARK = "dark", _("Dark")
+
+    account_id = models.CharField(
+        _("account id"), max_length=64, unique=True, default=_new_account_id, editable=False
+    )
+    name = models.CharField(_("name"), max_length=100)
+    is_active = models.BooleanField(_("active"), default=True)
+    require_clevertap = models.BooleanField(
+        _("require CleverTap"),
+        default=True,
+        help_text=_("Clients must report a CleverTap account id and CleverTap id at init."),
+    )
+    allowed_origins = models.TextField(
+        _("allowed origins"),
+        blank=True,
+        help_text=_(
+            "One origin per line, e.g. https://shop.example.com. Empty allows every origin."
+        ),
+    )
+    key_prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    key_created_at = models.DateTimeField(_("key created"), default=timezone.now, editable=False)
+    key_revoked_at = models.DateTimeField(_("key revoked"), null=True, blank=True, editable=False)
+
+    logo_url = models.URLField(_("logo URL"), max_length=2048, blank=True)
+    background_color = models.CharField(
+        _("background colour"), max_length=7, default="#1f2933", validators=[_hex_colour]
+    )
+    text_color = models.CharField(
+        _("text colour"), max_length=7, default="#ffffff", validators=[_hex_colour]
+    )
+    button_theme = models.CharField(
+        _("button theme"), max_length=16, choices=ButtonTheme, default=ButtonTheme.STANDARD
+    )
+    ring_timeout = models.PositiveIntegerField(
+        _("ring timeout (s)"),
+        null=True,
+        blank=True,
+        help_text=_("Overrides DIRECTCALL['RING_TIMEOUT'] for this account."),
+    )
+    max_call_duration = models.PositiveIntegerField(
+        _("maximum call duration (s)"),
+        null=True,
+        blank=True,
+        help_text=_("Overrides DIRECTCALL['MAX_CALL_DURATION'] for this account."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = AccountQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.account_id})"
+
+    # -- API key ------------------------------------------------------------------------
+
+    def set_new_api_key(self) -> str:
+        """Give the account a fresh key and return it; only its hash is kept. Call save()."""
+        prefix = secrets.token_hex(API_KEY_PREFIX_LENGTH // 2)
+        secret = secrets.token_urlsafe(32)
+        self.key_prefix = prefix
+        self.key_hash = hash_api_key_secret(secret)
+        self.key_created_at = timezone.now()
+        self.key_revoked_at = None
+        return f"{prefix}.{secret}"
+
+    def rotate_api_key(self) -> str:
+        """Replace the key (the old one stops working at once) and return the new one."""
+        key = self.set_new_api_key()
+        self.save(update_fields=["key_prefix", "key_hash", "key_created_at", "key_revoked_at"])
+        return key
+
+    def revoke_api_key(self) -> None:
+        """Make the current key unusable until the next rotation."""
+        self.key_revoked_at = timezone.now()
+        self.save(update_fields=["key_revoked_at"])
+
+    @property
+    def key_is_revoked(self) -> bool:
+        """Whether the current key has been revoked."""
+        return self.key_revoked_at is not None
+
+    def check_api_key(self, api_key: str) -> bool:
+        """Compare a presented key with the stored hash in constant time."""
+        prefix, secret = split_api_key(api_key)
+        prefix_ok = hmac.compare_digest(prefix, self.key_prefix)
+        secret_ok = hmac.compare_digest(hash_api_key_secret(secret), self.key_hash)
+        return prefix_ok and secret_ok and bool(self.key_hash) and not self.key_is_revoked
+
+    # -- origins and effective settings -------------------------------------------------
+
+    @property
+    def origin_list(self) -> list[str]:
+        """The allowed origins, normalised to ``scheme://host[:port]`` without a slash."""
+        return [line.strip().rstrip("/").lower() for line in self.allowed_origins.split() if line]
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Whether a request from ``origin`` may use this account (empty list: any origin)."""
+        allowed = self.origin_list
+        if not allowed:
+            return True
+        if not origin:
+            return False
+        return origin.rstrip("/").lower() in allowed
+
+    def effective_ring_timeout(self) -> int:
+        """The ring timeout for this account's calls, in seconds."""
+        from .conf import get_settings
+
+        return self.ring_timeout or int(get_settings()["RING_TIMEOUT"])
+
+    def effective_max_call_duration(self) -> int | None:
+        """The maximum duration of this account's answered calls, in seconds (None: none)."""
+        from .conf import get_settings
+
+        return self.max_call_duration or get_settings()["MAX_CALL_DURATION"]
+
+    def branding(self) -> dict[str, str]:
+        """The branding the call screens use."""
+        return {
+            "logoUrl": self.logo_url,
+            "backgroundColor": self.background_color,
+            "textColor": self.text_color,
+            "buttonTheme": self.button_theme,
+        }
+
+
+class Registration(models.Model):
+    """A cuid signed in under an account, with what its client last reported."""
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="registrations", verbose_name=_("account")
+    )
+    cuid = models.CharField(_("cuid"), max_length=50)
+    name = models.CharField(_("display name"), max_length=50, blank=True)
+    ct_account_id = models.CharField(_("CleverTap account id"), max_length=64, blank=True)
+    ct_id = models.CharField(_("CleverTap id"), max_length=128, blank=True)
+    device_id = models.CharField(_("last device id"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("registration")
+        verbose_name_plural = _("registrations")
+        ordering = ["account", "cuid"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "cuid"], name="directcall_unique_cuid")
+        ]
+
+    def __str__(self) -> str:
+        return self.cuid
+
+    @property
+    def display_name(self) -> str:
+        """The name shown to the other party (the cuid when no name was given)."""
+        return self.name or self.cuid
+
+
+class CallStatus(models.TextChoices):
+    """Where a call stands. The first three are live; the rest are final."""
+
+    INITIATED = "initiated", _("initiated")
+    RINGING = "ringing", _("ringing")
+    ANSWERED = "answered", _("answered")
+    OVER = "over", _("over")
+    DECLINED = "declined", _("declined")
+    MISSED = "missed", _("missed")
+    CANCELLED = "cancelled", _("cancelled")
+    BUSY = "busy", _("busy")
+    FAILED = "failed", _("failed")
+
+
+LIVE_STATUSES = (CallStatus.INITIATED, CallStatus.RINGING, CallStatus.ANSWERED)
+FINAL_STATUSES = tuple(s for s in CallStatus if s not in LIVE_STATUSES)
+
+
+class EndReason(models.TextChoices):
+    """Why a call ended (the hangup reasons of docs/protocol.md)."""
+
+    USER_HANGUP = "user_hangup", _("user hung up")
+    INVITE_TIMEOUT = "invite_timeout", _("not answered in time")
+    ICE_FAILED = "ice_failed", _("media connection failed")
+    USER_MEDIA_FAILED = "user_media_failed", _("microphone unavailable")
+    USER_BUSY = "user_busy", _("receiver busy")
+    USER_DECLINED = "user_declined", _("receiver declined")
+    CALLER_CANCELLED = "caller_cancelled", _("caller cancelled")
+    CONNECTION_LOST = "connection_lost", _("connection lost")
+    MAX_DURATION = "max_duration", _("maximum duration reached")
+    SERVER_RESTART = "server_restart", _("server went away")
+
+
+class CallQuerySet(models.QuerySet):
+    """Queries over calls."""
+
+    def live(self) -> CallQuerySet:
+        """Calls not yet in a final state."""
+        return self.filter(status__in=LIVE_STATUSES)
+
+    def ringing(self) -> CallQuerySet:
+        """Calls waiting for the callee (initiated or ringing)."""
+        return self.filter(status__in=(CallStatus.INITIATED, CallStatus.RINGING))
+
+    def answered(self) -> CallQuerySet:
+        """Calls in progress."""
+        return self.filter(status=CallStatus.ANSWERED)
+
+    def ended(self) -> CallQuerySet:
+        """Calls in a final state."""
+        return self.filter(status__in=FINAL_STATUSES)
+
+    def involving(self, registration: Registration) -> CallQuerySet:
+        """Calls in which ``registration`` is caller or callee."""
+        return self.filter(Q(caller=registration) | Q(callee=registration))
+
+    def for_cuid(self, cuid: str) -> CallQuerySet:
+        """Calls in which a registration with this cuid is caller or callee."""
+        return self.filter(Q(caller__cuid=cuid) | Q(callee__cuid=cuid))
+
+    def with_talk_time(self) -> CallQuerySet:
+        """Annotate ``talk_time`` (ended - answered; null for unanswered calls)."""
+        return self.annotate(
+            talk_time=ExpressionWrapper(F("ended_at") - F("answered_at"), output_field=DurationField())
+        )
+
+
+class Call(models.Model):
+    """One call attempt between two registrations of the same account."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="calls", verbose_name=_("account")
+    )
+    caller = models.ForeignKey(
+        Registration, on_delete=models.CASCADE, related_name="+", verbose_name=_("caller")
+    )
+    callee = models.ForeignKey(
+        Registration, on_delete=models.CASCADE, related_name="+", verbose_name=_("callee")
+    )
+    context = models.CharField(_("context"), max_length=280)
+    caller_image = models.URLField(_("initiator image"), max_length=2048, blank=True)
+    receiver_image = models.URLField(_("receiver image"), max_length=2048, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=CallStatus, default=CallStatus.INITIATED, db_index=True
+    )
+    end_reason = models.CharField(_("end reason"), max_length=32, choices=EndReason, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    answered_at = models.DateTimeField(_("answered"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+
+    objects = CallQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("call")
+        verbose_name_plural = _("calls")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.caller} → {self.callee} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the call is not yet in a final state."""
+        return self.status in LIVE_STATUSES
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Talk time of an answered call that has ended (None otherwise)."""
+        if self.answered_at and self.ended_at:
+            return self.ended_at - self.answered_at
+        return None

@@ -1,0 +1,3 @@
+"""WebSocket routes of directcall; include them in the host's ASGI router."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,191 @@
+"""The parameter rules of ``initDirectCall`` and ``call()`` — one source for every entry point.
+
+The init API, the signaling consumer and (through ``tests/validation_cases.json``,
+which the browser SDK's tests read too) the JavaScript SDK all follow these rules.
+Lengths count Unicode code points after trimming surrounding whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
+from . import errors
+from .errors import DirectCallError
+
+CUID_MIN, CUID_MAX = 5, 50
+NAME_MIN, NAME_MAX = 3, 50
+CONTEXT_MAX = 280
+URL_MAX = 2048
+
+_CUID = re.compile(r"[A-Za-z0-9_]{%d,%d}" % (CUID_MIN, CUID_MAX))
+# "number_number": digits, an underscore, digits (91_8899555) — refused by the original SDK.
+_NUMBER_NUMBER = re.compile(r"[0-9]+(?:_[0-9]+)+")
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_API_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_CT_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CT_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_url_validator = URLValidator(schemes=["http", "https"])
+
+
+def is_valid_cuid(value: Any) -> bool:
+    """5–50 letters, digits or ``_``; case-sensitive; not "number_number"."""
+    return (
+        isinstance(value, str)
+        and _CUID.fullmatch(value) is not None
+        and _NUMBER_NUMBER.fullmatch(value) is None
+    )
+
+
+def is_valid_account_id(value: Any) -> bool:
+    """1–64 letters, digits, ``_`` or ``-``."""
+    return isinstance(value, str) and _ACCOUNT_ID.fullmatch(value) is not None
+
+
+def is_valid_api_key(value: Any) -> bool:
+    """1–128 letters, digits, ``_``, ``.`` or ``-`` (keys are issued as ``prefix.secret``)."""
+    return isinstance(value, str) and _API_KEY.fullmatch(value) is not None
+
+
+def is_valid_device_id(value: Any) -> bool:
+    """8–64 letters, digits, ``_`` or ``-`` (the SDK keeps a random one in localStorage)."""
+    return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
+
+
+def is_valid_name(value: Any) -> bool:
+    """3–50 characters after trimming, no control characters."""
+    if not isinstance(value, str):
+        return False
+    trimmed = value.strip()
+    return NAME_MIN <= len(trimmed) <= NAME_MAX and not _CONTROL.search(trimmed)
+
+
+def is_valid_context(value: Any) -> bool:
+    """1–280 characters after trimming, no control characters."""
+    if not isinstance(value, str):
+        return False
+    trimmed = value.strip()
+    return 1 <= len(trimmed) <= CONTEXT_MAX and not _CONTROL.search(trimmed)
+
+
+def is_valid_url(value: Any) -> bool:
+    """An absolute ``http``/``https`` URL of at most 2048 characters."""
+    if not isinstance(value, str) or len(value) > URL_MAX or value != value.strip():
+        return False
+    try:
+        _url_validator(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+@dataclass(frozen=True)
+class InitParams:
+    """The cleaned parameters of an init request."""
+
+    account_id: str
+    api_key: str
+    cuid: str
+    name: str | None
+    ringtone: str | None
+    ct_account_id: str | None
+    ct_id: str | None
+    device_id: str | None
+
+
+def clean_init_params(data: Any) -> InitParams:
+    """Check an init request body; raise :class:`DirectCallError` with the seed's code."""
+    if not isinstance(data, dict):
+        raise DirectCallError(errors.INVALID_INITPARAMETERS, "The request body must be a JSON object.")
+    missing = [key for key in ("accountId", "apikey", "cuid") if _blank(data.get(key))]
+    if missing:
+        raise DirectCallError(
+            errors.MISSING_INITPARAMETERS, f"Missing parameters: {', '.join(missing)}."
+        )
+    checks = {
+        "accountId": (is_valid_account_id, False),
+        "apikey": (is_valid_api_key, False),
+        "cuid": (is_valid_cuid, False),
+        "name": (is_valid_name, True),
+        "ringtone": (is_valid_url, True),
+        "ctAccountId": (lambda v: isinstance(v, str) and _CT_ACCOUNT_ID.fullmatch(v), True),
+        "ctId": (lambda v: isinstance(v, str) and _CT_ID.fullmatch(v), True),
+        "deviceId": (is_valid_device_id, True),
+    }
+    invalid = [
+        key
+        for key, (check, optional) in checks.items()
+        if not (optional and _blank(data.get(key))) and not check(data.get(key))
+    ]
+    if invalid:
+        raise DirectCallError(
+            errors.INVALID_INITPARAMETERS, f"Invalid parameters: {', '.join(invalid)}."
+        )
+
+    def optional(key: str) -> str | None:
+        value = data.get(key)
+        return None if _blank(value) else value.strip()
+
+    return InitParams(
+        account_id=data["accountId"],
+        api_key=data["apikey"],
+        cuid=data["cuid"],
+        name=optional("name"),
+        ringtone=optional("ringtone"),
+        ct_account_id=optional("ctAccountId"),
+        ct_id=optional("ctId"),
+        device_id=optional("deviceId"),
+    )
+
+
+@dataclass(frozen=True)
+class CallParams:
+    """The cleaned parameters of ``call(receiver, context, callOptions)``."""
+
+    receiver: str
+    context: str
+    receiver_image: str | None
+    initiator_image: str | None
+
+
+def clean_call_params(receiver: Any, context: Any, options: Any = None) -> CallParams:
+    """Check ``call()`` parameters; raise ``ERR_INVALID_CALL_PARAMETERS`` naming what is wrong."""
+    problems = []
+    if not is_valid_cuid(receiver):
+        problems.append("receiver")
+    if not is_valid_context(context):
+        problems.append("context")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        problems.append("callOptions")
+        options = {}
+    images = {}
+    for key in ("receiver_image", "initiator_image"):
+        value = options.get(key)
+        if _blank(value):
+            images[key] = None
+        elif is_valid_url(value):
+            images[key] = value
+        else:
+            problems.append(key)
+    if problems:
+        raise DirectCallError(
+            errors.INVALID_CALL_PARAMETERS, f"Invalid call parameters: {', '.join(problems)}."
+        )
+    return CallParams(
+        receiver=receiver,
+        context=context.strip(),
+        receiver_image=images["receiver_image"],
+        initiator_image=images["initiator_image"],
+    )

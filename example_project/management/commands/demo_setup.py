@@ -1,0 +1,35 @@
+"""``manage.py demo_setup``: make sure the demo account exists and print fresh credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from directcall.models import Account
+
+DEMO_ACCOUNT_ID = "demo_account"
+
+
+class Command(BaseCommand):
+    """Create (or re-key) the demo account; the demo prints its key at every start."""
+
+    help = "Create the demo account if needed and print a new API key for it."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        account = Account.objects.filter(account_id=DEMO_ACCOUNT_ID).first()
+        if account is None:
+            account = Account(account_id=DEMO_ACCOUNT_ID, name="Demo", require_clevertap=False)
+            key = account.set_new_api_key()
+            account.save()
+        else:
+            key = account.rotate_api_key()
+        self.stdout.write("")
+        self.stdout.write(f"  directcall demo:  {options['url']}")
+        self.stdout.write(f"  accountId:        {account.account_id}")
+        self.stdout.write(f"  apikey:           {key}")
+        self.stdout.write("  (a new key is issued at every start; the previous one stops working)")
+        self.stdout.write("")

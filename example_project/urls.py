@@ -1,0 +1,13 @@
+"""URLs of the demo host site."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("admin/", admin.site.urls),
+    path("directcall/", include("directcall.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(urlconf="directcall.urls"), name="schema"),
+]

@@ -1,0 +1,37 @@
+"""Test settings: the demo site's, with Redis when REDIS_URL is set (the test script sets it).
+
+Keys and channel names get a per-process prefix so that several test runs can share one
+Redis without seeing each other.
+"""
+
+import uuid
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import REDIS_URL
+
+SECRET_KEY = "tests-only-secret-key"  # noqa: S105
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+RUN_PREFIX = f"dct{uuid.uuid4().hex[:8]}"
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": RUN_PREFIX},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": RUN_PREFIX,
+        }
+    }
+
+DIRECTCALL = {"ICE_SERVERS": [{"urls": ["stun:127.0.0.1:3478"]}]}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"directcall": {"level": "DEBUG", "propagate": True}},
+}
