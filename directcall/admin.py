@@ -28,14 +28,24 @@ def format_duration(value: timedelta | None) -> str:
 class AccountAdmin(admin.ModelAdmin):
     """Accounts: a new or rotated API key is shown once, on a page of its own."""
 
-    list_display = ["name", "account_id", "is_active", "require_clevertap", "key_state", "created_at"]
+    list_display = [
+        "name",
+        "account_id",
+        "is_active",
+        "require_clevertap",
+        "key_state",
+        "created_at",
+    ]
     list_filter = ["is_active", "require_clevertap"]
     search_fields = ["name", "account_id"]
     readonly_fields = ["account_id", "key_prefix", "key_created_at", "key_revoked_at", "created_at"]
     actions = ["rotate_keys", "revoke_keys"]
     fieldsets = [
         (None, {"fields": ["name", "account_id", "is_active", "require_clevertap"]}),
-        (_("Security"), {"fields": ["allowed_origins", "key_prefix", "key_created_at", "key_revoked_at"]}),
+        (
+            _("Security"),
+            {"fields": ["allowed_origins", "key_prefix", "key_created_at", "key_revoked_at"]},
+        ),
         (_("Branding"), {"fields": ["logo_url", "background_color", "text_color", "button_theme"]}),
         (_("Timing"), {"fields": ["ring_timeout", "max_call_duration"]}),
         (None, {"fields": ["created_at"]}),

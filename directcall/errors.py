@@ -23,7 +23,7 @@ RECEIVER_OFFLINE = 404
 ORIGIN_NOT_ALLOWED = "ERR_ORIGIN_NOT_ALLOWED"
 RATE_LIMITED = "ERR_RATE_LIMITED"
 METHOD_NOT_ALLOWED = "ERR_METHOD_NOT_ALLOWED"
-INVALID_TOKEN = "ERR_INVALID_TOKEN"
+INVALID_TOKEN = "ERR_INVALID_TOKEN"  # noqa: S105 (an error code, not a secret)
 
 MESSAGES: dict[str | int, str] = {
     MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",

@@ -276,7 +276,9 @@ class CallQuerySet(models.QuerySet):
     def with_talk_time(self) -> CallQuerySet:
         """Annotate ``talk_time`` (ended - answered; null for unanswered calls)."""
         return self.annotate(
-            talk_time=ExpressionWrapper(F("ended_at") - F("answered_at"), output_field=DurationField())
+            talk_time=ExpressionWrapper(
+                F("ended_at") - F("answered_at"), output_field=DurationField()
+            )
         )
 
 

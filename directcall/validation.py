@@ -22,7 +22,7 @@ NAME_MIN, NAME_MAX = 3, 50
 CONTEXT_MAX = 280
 URL_MAX = 2048
 
-_CUID = re.compile(r"[A-Za-z0-9_]{%d,%d}" % (CUID_MIN, CUID_MAX))
+_CUID = re.compile(rf"[A-Za-z0-9_]{{{CUID_MIN},{CUID_MAX}}}")
 # "number_number": digits, an underscore, digits (91_8899555) — refused by the original SDK.
 _NUMBER_NUMBER = re.compile(r"[0-9]+(?:_[0-9]+)+")
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -106,7 +106,9 @@ class InitParams:
 def clean_init_params(data: Any) -> InitParams:
     """Check an init request body; raise :class:`DirectCallError` with the seed's code."""
     if not isinstance(data, dict):
-        raise DirectCallError(errors.INVALID_INITPARAMETERS, "The request body must be a JSON object.")
+        raise DirectCallError(
+            errors.INVALID_INITPARAMETERS, "The request body must be a JSON object."
+        )
     missing = [key for key in ("accountId", "apikey", "cuid") if _blank(data.get(key))]
     if missing:
         raise DirectCallError(

@@ -9,5 +9,5 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("admin/", admin.site.urls),
     path("directcall/", include("directcall.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(urlconf="directcall.urls"), name="schema"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -9,7 +9,7 @@ import uuid
 from example_project.settings import *  # noqa: F403
 from example_project.settings import REDIS_URL
 
-SECRET_KEY = "tests-only-secret-key"  # noqa: S105
+SECRET_KEY = "tests-only-secret-key"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 RUN_PREFIX = f"dct{uuid.uuid4().hex[:8]}"

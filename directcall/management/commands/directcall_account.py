@@ -79,4 +79,6 @@ class Command(BaseCommand):
     def _print_key(self, account: Account, key: str) -> None:
         self.stdout.write(f"accountId: {account.account_id}")
         self.stdout.write(f"apikey:    {key}")
-        self.stdout.write("Copy the key now; it is stored only as a hash and cannot be shown again.")
+        self.stdout.write(
+            "Copy the key now; it is stored only as a hash and cannot be shown again."
+        )

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Install what the tests need and run the whole suite: ./scripts/test.sh [pytest args]
+#
+# Uses REDIS_URL and DATABASE_URL when set. Otherwise uses a Redis on 127.0.0.1:6379 if one
+# answers, or starts a private one (installing Debian's redis-server if needed). The
+# database is SQLite unless DATABASE_URL names PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/_common.sh
+. scripts/_common.sh
+
+ensure_venv -e . --group test
+
+cleanup_pids=()
+cleanup() { for pid in "${cleanup_pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+if [ -z "${REDIS_URL:-}" ]; then
+  if redis_ping 127.0.0.1 6379; then
+    export REDIS_URL="redis://127.0.0.1:6379/0"
+  else
+    if ! command -v redis-server >/dev/null 2>&1; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing redis-server"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null ||
+          die "could not install redis-server; install Redis or set REDIS_URL"
+      else
+        die "Redis is needed: install redis-server or set REDIS_URL=redis://HOST:PORT/0"
+      fi
+    fi
+    port=6390
+    while tcp_open 127.0.0.1 "$port"; do port=$((port + 1)); done
+    echo "==> starting a private redis-server on 127.0.0.1:$port"
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize no \
+      >/dev/null 2>&1 &
+    cleanup_pids+=("$!")
+    for _ in $(seq 50); do redis_ping 127.0.0.1 "$port" && break; sleep 0.1; done
+    redis_ping 127.0.0.1 "$port" || die "redis-server did not start on port $port"
+    export REDIS_URL="redis://127.0.0.1:$port/0"
+  fi
+fi
+echo "==> Redis: $REDIS_URL   database: ${DATABASE_URL:-SQLite}"
+
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "==> pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  die "pytest collected no tests"
+fi
+exit "$rc"

@@ -1,0 +1,304 @@
+"""POST /directcall/v1/init through the real URLconf, views, throttles and database."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from directcall import tokens
+from directcall.models import Registration
+
+pytestmark = pytest.mark.django_db
+
+URL = "/directcall/v1/init"
+
+
+def init(api_client, account, key, **fields):
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane", **fields}
+    extra = {}
+    if "origin" in fields:
+        extra["HTTP_ORIGIN"] = body.pop("origin")
+    return api_client.post(URL, body, format="json", **extra)
+
+
+def test_url_is_versioned_and_named():
+    assert reverse("directcall:init") == URL
+
+
+def test_success_returns_a_session(api_client, make_account):
+    account, key = make_account(ring_timeout=12, logo_url="https://cdn.example.org/logo.png")
+    response = init(api_client, account, key, name="  Jane  ", deviceId="device-0001")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["cuid"] == "tutor_jane" and body["name"] == "Jane"
+    assert body["accountId"] == account.account_id
+    assert body["deviceId"] == "device-0001"
+    assert body["ringTimeout"] == 12 and body["maxCallDuration"] is None
+    assert body["websocketUrl"] == "ws://testserver/ws/directcall/v1/"
+    assert body["iceServers"] == [{"urls": ["stun:127.0.0.1:3478"]}]
+    assert body["branding"]["logoUrl"] == "https://cdn.example.org/logo.png"
+    assert body["branding"]["backgroundColor"] == account.background_color
+    registration = Registration.objects.get(account=account, cuid="tutor_jane")
+    assert registration.name == "Jane" and registration.device_id == "device-0001"
+    session = tokens.verify(body["token"])
+    assert session == tokens.Session(account.pk, registration.pk, "tutor_jane", "device-0001")
+
+
+def test_device_id_is_issued_when_absent(api_client, make_account):
+    account, key = make_account()
+    body = init(api_client, account, key).json()
+    assert len(body["deviceId"]) >= 8
+    assert tokens.verify(body["token"]).device_id == body["deviceId"]
+
+
+def test_reinit_updates_the_registration_and_keeps_the_name(api_client, make_account):
+    account, key = make_account(require_clevertap=True)
+    init(api_client, account, key, name="Jane", ctAccountId="CT-1", ctId="ct_old")
+    response = init(api_client, account, key, ctAccountId="CT-1", ctId="ct_new")
+    assert response.status_code == 200
+    registration = Registration.objects.get(account=account, cuid="tutor_jane")
+    assert registration.ct_id == "ct_new" and registration.name == "Jane"
+    assert Registration.objects.count() == 1
+
+
+def test_cuid_is_case_sensitive(api_client, make_account):
+    account, key = make_account()
+    init(api_client, account, key, cuid="Tutor_Jane")
+    init(api_client, account, key, cuid="tutor_jane")
+    assert sorted(Registration.objects.values_list("cuid", flat=True)) == [
+        "Tutor_Jane",
+        "tutor_jane",
+    ]
+
+
+@pytest.mark.parametrize("missing", ["accountId", "apikey", "cuid"])
+def test_missing_parameters(api_client, make_account, missing):
+    account, key = make_account()
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+    del body[missing]
+    response = api_client.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "ERR_MISSING_INITPARAMETERS"
+    assert Registration.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("cuid", "91_8899555"), ("cuid", "abc"), ("name", "ab"), ("ringtone", "javascript:x()")],
+)
+def test_invalid_parameters(api_client, make_account, field, value):
+    account, key = make_account()
+    response = init(api_client, account, key, **{field: value})
+    assert response.status_code == 400
+    assert response.json()["code"] == "ERR_INVALID_INITPARAMETERS"
+    assert Registration.objects.count() == 0
+
+
+def test_clevertap_ids_required_when_the_account_says_so(api_client, make_account):
+    account, key = make_account(require_clevertap=True)
+    response = init(api_client, account, key)
+    assert (response.status_code, response.json()["code"]) == (400, "ERR_MISSING_CT_ACCOUNTID")
+    response = init(api_client, account, key, ctAccountId="TEST-R78-ZZK-955Z")
+    assert (response.status_code, response.json()["code"]) == (400, "ERR_MISSING_CT_ID")
+    assert Registration.objects.count() == 0
+    response = init(api_client, account, key, ctAccountId="TEST-R78-ZZK-955Z", ctId="__g123")
+    assert response.status_code == 200
+    registration = Registration.objects.get()
+    assert (registration.ct_account_id, registration.ct_id) == ("TEST-R78-ZZK-955Z", "__g123")
+
+
+def test_clevertap_ids_optional_when_switched_off(api_client, make_account):
+    account, key = make_account(require_clevertap=False)
+    assert init(api_client, account, key).status_code == 200
+
+
+def _refusal(response):
+    return response.status_code, response.json()
+
+
+def test_bad_credentials_are_indistinguishable(api_client, make_account):
+    account, key = make_account()
+    _other, other_key = make_account(name="Other")
+    inactive, inactive_key = make_account(name="Inactive", is_active=False)
+    revoked, revoked_key = make_account(name="Revoked")
+    revoked.revoke_api_key()
+    rotated, old_key = make_account(name="Rotated")
+    rotated.rotate_api_key()
+    prefix, _, secret = key.partition(".")
+    refusals = [
+        _refusal(init(api_client, account, other_key)),  # another account's key
+        _refusal(init(api_client, account, prefix + ".x" + secret[1:])),  # wrong secret
+        _refusal(init(api_client, account, "nodotkey")),
+        _refusal(init(api_client, inactive, inactive_key)),
+        _refusal(init(api_client, revoked, revoked_key)),
+        _refusal(init(api_client, rotated, old_key)),
+        _refusal(
+            api_client.post(
+                URL,
+                {"accountId": "no_such_account", "apikey": key, "cuid": "tutor_jane"},
+                format="json",
+            )
+        ),
+    ]
+    expected = (401, {"code": "ERR_INVALID_CREDENTIALS", "message": refusals[0][1]["message"]})
+    assert refusals == [expected] * len(refusals)
+    assert Registration.objects.count() == 0
+
+
+def test_the_key_is_never_logged(api_client, make_account, caplog):
+    caplog.set_level(logging.DEBUG)
+    account, key = make_account()
+    init(api_client, account, key)
+    init(api_client, account, key + "x")
+    secret = key.partition(".")[2]
+    assert "init refused" in caplog.text
+    assert secret not in caplog.text and key not in caplog.text
+
+
+def test_origin_allow_list(api_client, make_account):
+    account, key = make_account(allowed_origins="https://shop.example.com\nhttp://127.0.0.1:8000/")
+    assert init(api_client, account, key, origin="https://shop.example.com").status_code == 200
+    assert init(api_client, account, key, origin="http://127.0.0.1:8000").status_code == 200
+    for origin in ("https://evil.example.com", "http://shop.example.com"):
+        response = init(api_client, account, key, origin=origin)
+        assert (response.status_code, response.json()["code"]) == (403, "ERR_ORIGIN_NOT_ALLOWED")
+    response = init(api_client, account, key)  # no Origin header at all
+    assert response.status_code == 403
+
+
+def test_cors_headers_and_preflight(api_client, make_account):
+    account, key = make_account()
+    response = init(api_client, account, key, origin="https://shop.example.com")
+    assert response["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "Access-Control-Allow-Credentials" not in response
+    preflight = api_client.options(URL, HTTP_ORIGIN="https://shop.example.com")
+    assert preflight.status_code == 204
+    assert "POST" in preflight["Access-Control-Allow-Methods"]
+
+
+def test_malformed_bodies_get_a_code_not_a_500(api_client, make_account):
+    response = api_client.post(URL, "{not json", content_type="application/json")
+    assert (response.status_code, response.json()["code"]) == (400, "ERR_INVALID_INITPARAMETERS")
+    response = api_client.post(URL, "[1, 2]", content_type="application/json")
+    assert (response.status_code, response.json()["code"]) == (400, "ERR_INVALID_INITPARAMETERS")
+    response = api_client.post(URL, "accountId=x", content_type="application/x-www-form-urlencoded")
+    assert (response.status_code, response.json()["code"]) == (415, "ERR_INVALID_INITPARAMETERS")
+    response = api_client.get(URL)
+    assert (response.status_code, response.json()["code"]) == (405, "ERR_METHOD_NOT_ALLOWED")
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_ip": "3/min"}})
+def test_throttled_per_ip(api_client, make_account):
+    account, key = make_account()
+    statuses = [init(api_client, account, key).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    response = init(api_client, account, key)
+    assert (response.status_code, response.json()["code"]) == (429, "ERR_RATE_LIMITED")
+    assert int(response["Retry-After"]) > 0
+    # Wrong keys count too: brute force is throttled the same way.
+    assert init(api_client, account, "a.b").status_code == 429
+    # Another client IP is not affected.
+    response = api_client.post(
+        URL,
+        {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"},
+        format="json",
+        REMOTE_ADDR="127.0.0.2",
+    )
+    assert response.status_code == 200
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
+def test_throttled_per_account(api_client, make_account):
+    account, key = make_account()
+    other, other_key = make_account(name="Other")
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+    codes = [
+        api_client.post(URL, body, format="json", REMOTE_ADDR=f"127.0.0.{i}").status_code
+        for i in range(1, 4)
+    ]
+    assert codes == [200, 200, 429]
+    assert init(api_client, other, other_key).status_code == 200
+
+
+def test_throttle_window_passes(api_client, make_account, monkeypatch):
+    with override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_ip": "1/min"}}):
+        account, key = make_account()
+        assert init(api_client, account, key).status_code == 200
+        assert init(api_client, account, key).status_code == 429
+        from rest_framework.throttling import SimpleRateThrottle
+
+        later = time.time() + 61
+        monkeypatch.setattr(SimpleRateThrottle, "timer", lambda self: later)
+        assert init(api_client, account, key).status_code == 200
+
+
+TURN = {
+    "ICE_SERVERS": [
+        {"urls": ["stun:127.0.0.1:3478"]},
+        {"urls": ["turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp"]},
+        {"urls": "turn:127.0.0.1:5349", "username": "static", "credential": "kept"},
+    ],
+    "TURN_SECRET": "coturn-static-secret",
+    "TURN_TTL": 600,
+}
+
+
+@override_settings(DIRECTCALL=TURN)
+def test_turn_credentials_follow_the_coturn_rest_scheme(api_client, make_account):
+    account, key = make_account()
+    before = int(time.time())
+    servers = init(api_client, account, key).json()["iceServers"]
+    assert "username" not in servers[0]
+    turn = servers[1]
+    expiry, _, cuid = turn["username"].partition(":")
+    assert cuid == "tutor_jane"
+    assert before + 600 <= int(expiry) <= int(time.time()) + 600
+    digest = hmac.new(b"coturn-static-secret", turn["username"].encode(), hashlib.sha1).digest()
+    assert turn["credential"] == base64.b64encode(digest).decode()
+    assert servers[2]["username"] == "static" and servers[2]["credential"] == "kept"
+
+
+def test_turn_credentials_expire():
+    from directcall.ice import turn_credentials
+
+    past = turn_credentials("s", "tutor_jane", ttl=60, now=time.time() - 120)
+    assert past["expiresAt"] < time.time()
+    assert int(past["username"].split(":")[0]) == past["expiresAt"]
+
+
+def test_no_turn_credentials_without_a_secret(api_client, make_account):
+    with override_settings(DIRECTCALL={**TURN, "TURN_SECRET": None}):
+        account, key = make_account()
+        servers = init(api_client, account, key).json()["iceServers"]
+    assert "username" not in servers[1]
+
+
+class TestTokens:
+    def test_tampered_token_is_refused(self):
+        token = tokens.issue(1, 2, "tutor_jane", "device-0001")
+        assert tokens.verify(token) is not None
+        assert tokens.verify(token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) is None
+        assert tokens.verify("garbage") is None
+        assert tokens.verify(None) is None
+        assert tokens.verify("x" * 5000) is None
+
+    def test_token_expires(self, monkeypatch):
+        with override_settings(DIRECTCALL={"TOKEN_TTL": 60}):
+            token = tokens.issue(1, 2, "tutor_jane", "device-0001")
+            assert tokens.verify(token) is not None
+            later = time.time() + 120
+            monkeypatch.setattr("django.core.signing.time.time", lambda: later)
+            assert tokens.verify(token) is None
+
+    @override_settings(SECRET_KEY="another-site")
+    def test_token_of_another_secret_is_refused(self):
+        with override_settings(SECRET_KEY="first-site"):
+            token = tokens.issue(1, 2, "tutor_jane", "device-0001")
+        assert tokens.verify(token) is None
