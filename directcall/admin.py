@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -40,6 +41,7 @@ class AccountAdmin(admin.ModelAdmin):
     search_fields = ["name", "account_id"]
     readonly_fields = ["account_id", "key_prefix", "key_created_at", "key_revoked_at", "created_at"]
     actions = ["rotate_keys", "revoke_keys"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["name", "account_id", "is_active", "require_clevertap"]}),
         (

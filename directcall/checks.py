@@ -32,6 +32,20 @@ def _is_redis_layer(backend: str | None) -> bool:
     return bool(backend) and backend.startswith("channels_redis.")
 
 
+def _is_ice_server(server: Any) -> bool:
+    """A dict whose ``urls`` is a URL string or a non-empty list of them."""
+    if not isinstance(server, dict):
+        return False
+    urls = server.get("urls")
+    if isinstance(urls, str):
+        return bool(urls)
+    return (
+        isinstance(urls, list | tuple)
+        and bool(urls)
+        and all(isinstance(url, str) and url for url in urls)
+    )
+
+
 @register(Tags.compatibility)
 def check_channels(app_configs: Any = None, **kwargs: Any) -> list:
     """E001/E002/W001: channels and daphne installed and wired up."""
@@ -144,9 +158,7 @@ def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 )
             )
     servers = conf["ICE_SERVERS"]
-    if not isinstance(servers, list | tuple) or not all(
-        isinstance(s, dict) and server_urls(s) for s in servers
-    ):
+    if not isinstance(servers, list | tuple) or not all(_is_ice_server(s) for s in servers):
         problems.append(
             Error(
                 "DIRECTCALL['ICE_SERVERS'] must be a list of RTCIceServer dicts with 'urls'.",

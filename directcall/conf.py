@@ -35,6 +35,24 @@ DEFAULTS: dict[str, Any] = {
     "WEBSOCKET_URL": None,
     # Path of the signaling WebSocket route (see directcall.routing).
     "WEBSOCKET_PATH": "ws/directcall/v1/",
+    # Seconds a signed-in cuid stays present without renewal (bounds how long a dead
+    # process's users look online).
+    "PRESENCE_TTL": 30,
+    # Seconds an answered call waits for a party whose connection dropped to come back
+    # before it ends with reason connection_lost.
+    "RECONNECT_GRACE": 20,
+    # Seconds between sweeps that finalize calls left behind by dead processes.
+    "SWEEP_INTERVAL": 5,
+    # Seconds a new socket has to send its auth frame.
+    "AUTH_TIMEOUT": 10,
+    # Seconds without any frame from the client before the server closes the socket
+    # (the SDK sends a ping every 15 s).
+    "IDLE_TIMEOUT": 60,
+    # Largest accepted frame, in bytes of UTF-8 text.
+    "MAX_FRAME_BYTES": 65536,
+    # Frames per second one connection may send (sustained), and the burst allowed above it.
+    "FLOOD_RATE": 50,
+    "FLOOD_BURST": 200,
     # DRF throttle rates of the init endpoint, per client IP and per account.
     "THROTTLE_RATES": {
         "directcall_init_ip": "60/min",

@@ -24,6 +24,12 @@ ORIGIN_NOT_ALLOWED = "ERR_ORIGIN_NOT_ALLOWED"
 RATE_LIMITED = "ERR_RATE_LIMITED"
 METHOD_NOT_ALLOWED = "ERR_METHOD_NOT_ALLOWED"
 INVALID_TOKEN = "ERR_INVALID_TOKEN"  # noqa: S105 (an error code, not a secret)
+NOT_AUTHENTICATED = "ERR_NOT_AUTHENTICATED"
+BAD_FRAME = "ERR_BAD_FRAME"
+FRAME_TOO_LARGE = "ERR_FRAME_TOO_LARGE"
+UNKNOWN_CALL = "ERR_UNKNOWN_CALL"
+CALL_STATE = "ERR_CALL_STATE"
+INTERNAL = "ERR_INTERNAL"
 
 MESSAGES: dict[str | int, str] = {
     MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
@@ -41,6 +47,12 @@ MESSAGES: dict[str | int, str] = {
     RATE_LIMITED: "Too many requests; try again later.",
     METHOD_NOT_ALLOWED: "Method not allowed.",
     INVALID_TOKEN: "The session token is invalid or has expired.",
+    NOT_AUTHENTICATED: "Send an auth frame with a session token first.",
+    BAD_FRAME: "The frame is not valid.",
+    FRAME_TOO_LARGE: "The frame is too large.",
+    UNKNOWN_CALL: "No such call for this connection.",
+    CALL_STATE: "The call is not in a state that allows this.",
+    INTERNAL: "The server could not handle this frame.",
 }
 
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.validators import RegexValidator
 from django.db import models
@@ -140,7 +140,8 @@ class Account(models.Model):
     def check_api_key(self, api_key: str) -> bool:
         """Compare a presented key with the stored hash in constant time."""
         prefix, secret = split_api_key(api_key)
-        prefix_ok = hmac.compare_digest(prefix, self.key_prefix)
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII strings.
+        prefix_ok = hmac.compare_digest(prefix.encode(), self.key_prefix.encode())
         secret_ok = hmac.compare_digest(hash_api_key_secret(secret), self.key_hash)
         return prefix_ok and secret_ok and bool(self.key_hash) and not self.key_is_revoked
 
@@ -273,6 +274,10 @@ class CallQuerySet(models.QuerySet):
         """Calls in which a registration with this cuid is caller or callee."""
         return self.filter(Q(caller__cuid=cuid) | Q(callee__cuid=cuid))
 
+    def overdue(self, now: datetime) -> CallQuerySet:
+        """Live calls whose deadline has passed."""
+        return self.live().filter(deadline__lt=now)
+
     def with_talk_time(self) -> CallQuerySet:
         """Annotate ``talk_time`` (ended - answered; null for unanswered calls)."""
         return self.annotate(
@@ -305,6 +310,9 @@ class Call(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
     answered_at = models.DateTimeField(_("answered"), null=True, blank=True)
     ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    # When the server must act on a live call: the ring deadline while it rings, the
+    # maximum duration once answered (null: no limit). Indexed for the sweep.
+    deadline = models.DateTimeField(_("deadline"), null=True, blank=True, db_index=True)
 
     objects = CallQuerySet.as_manager()
 

@@ -64,6 +64,10 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Transactions take SQLite's write lock at BEGIN, so concurrent call set-ups serialise
+    # (PostgreSQL gets the same from SELECT ... FOR UPDATE in directcall.calls.start).
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...models import Account
@@ -44,7 +45,10 @@ class Command(BaseCommand):
                 allowed_origins="\n".join(options["origin"]),
             )
             key = account.set_new_api_key()
-            account.full_clean(exclude=["key_prefix", "key_hash"])
+            try:
+                account.full_clean(exclude=["key_prefix", "key_hash"])
+            except ValidationError as exc:
+                raise CommandError("; ".join(exc.messages)) from None
             account.save()
             self._print_key(account, key)
         elif action == "rotate":

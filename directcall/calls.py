@@ -1,0 +1,374 @@
+"""The call state machine: atomic transitions, deadlines, the sweep, and telling the parties.
+
+::
+
+    initiated ──ring──▶ ringing ──accept──▶ answered ──hang_up / max_duration / lost──▶ over
+        │                  │                    └──hang_up(ice_failed, user_media_failed)──▶ failed
+        ├─ decline ────────┴──▶ declined
+        ├─ cancel / caller gone ──▶ cancelled
+        └─ ring deadline ─────────▶ missed         (start() on a busy callee: busy)
+
+Every transition is one conditional ``UPDATE ... WHERE status IN (...)``: when two
+processes race (an accept against the ring timeout, both parties hanging up at once) the
+database lets exactly one of them change the row, and only that one sends the signal and
+tells the parties. Functions here are synchronous (ORM); the consumer calls them through
+``database_sync_to_async``. :func:`announce` is the one async function: it sends the new
+state to whichever process holds each party's connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import errors, presence, signals
+from .conf import get_settings
+from .errors import DirectCallError
+from .models import LIVE_STATUSES, Call, CallStatus, EndReason, Registration
+from .validation import CallParams
+
+logger = logging.getLogger("directcall.calls")
+
+RINGING_STATUSES = (CallStatus.INITIATED, CallStatus.RINGING)
+_FAILURE_REASONS = (EndReason.ICE_FAILED, EndReason.USER_MEDIA_FAILED)
+
+
+def _load(call_id: UUID | str) -> Call:
+    return Call.objects.select_related("account", "caller", "callee").get(pk=call_id)
+
+
+def _send_signal(call: Call) -> None:
+    if call.status == CallStatus.INITIATED:
+        signals.call_initiated.send(sender=Call, call=call)
+    elif call.status == CallStatus.RINGING:
+        signals.call_ringing.send(sender=Call, call=call)
+    elif call.status == CallStatus.ANSWERED:
+        signals.call_answered.send(sender=Call, call=call)
+    else:
+        signals.call_ended.send(
+            sender=Call,
+            call=call,
+            status=call.status,
+            reason=call.end_reason,
+            duration=call.duration,
+        )
+
+
+def _transition(
+    call_id: UUID | str,
+    to: CallStatus,
+    sources: tuple[str, ...],
+    where: Q | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+    **fields: Any,
+) -> Call | None:
+    """Move a call from one of ``sources`` to ``to`` in one conditional UPDATE.
+
+    Return the updated call, or None when another transition got there first (or the
+    ``where`` condition — who may do this — does not hold).
+    """
+    now = now or timezone.now()
+    values: dict[str, Any] = {"status": to, **fields}
+    if to not in LIVE_STATUSES:
+        values.update(ended_at=now, end_reason=reason, deadline=None)
+    rows = Call.objects.filter(pk=call_id, status__in=sources)
+    if where is not None:
+        rows = rows.filter(where)
+    if rows.update(**values) != 1:
+        return None
+    call = _load(call_id)
+    _send_signal(call)
+    return call
+
+
+# -- starting a call -----------------------------------------------------------------
+
+
+def start(caller_pk: int, params: CallParams) -> Call:
+    """Place a call from a registration to ``params.receiver`` in the same account.
+
+    Raises ``ERR_INVALID_CALL_PARAMETERS`` (calling yourself), ``404`` (no such cuid in
+    this account) or ``ERR_OUTGOING_CALL_IN_PROGRESS`` (the caller is in a live call).
+    A callee already in a live call gives a call recorded as ``busy``.
+    """
+    with transaction.atomic():
+        caller = Registration.objects.select_related("account").get(pk=caller_pk)
+        if params.receiver == caller.cuid:
+            raise DirectCallError(errors.INVALID_CALL_PARAMETERS, "You cannot call yourself.")
+        callee = Registration.objects.filter(
+            account_id=caller.account_id, cuid=params.receiver
+        ).first()
+        if callee is None:
+            raise DirectCallError(errors.RECEIVER_OFFLINE)
+        # Lock both parties (in pk order, so two invites crossing cannot deadlock): of two
+        # invites to one callee, the second sees the first's live call and gets "busy".
+        list(
+            Registration.objects.select_for_update()
+            .filter(pk__in=[caller.pk, callee.pk])
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if Call.objects.live().involving(caller).exists():
+            raise DirectCallError(errors.OUTGOING_CALL_IN_PROGRESS)
+        now = timezone.now()
+        common = {
+            "account": caller.account,
+            "caller": caller,
+            "callee": callee,
+            "context": params.context,
+            "caller_image": params.initiator_image or "",
+            "receiver_image": params.receiver_image or "",
+            "created_at": now,
+        }
+        if Call.objects.live().involving(callee).exists():
+            call = Call.objects.create(
+                **common,
+                status=CallStatus.BUSY,
+                end_reason=EndReason.USER_BUSY,
+                ended_at=now,
+            )
+        else:
+            ring = timedelta(seconds=caller.account.effective_ring_timeout())
+            call = Call.objects.create(**common, status=CallStatus.INITIATED, deadline=now + ring)
+    call = _load(call.pk)
+    _send_signal(call)
+    return call
+
+
+# -- transitions requested by a party -------------------------------------------------
+
+
+def ring(call_id: UUID | str, callee_pk: int) -> Call | None:
+    """The callee's client is ringing."""
+    return _transition(
+        call_id, CallStatus.RINGING, (CallStatus.INITIATED,), Q(callee_id=callee_pk)
+    )
+
+
+def accept(call_id: UUID | str, callee_pk: int) -> Call | None:
+    """The callee answers, if the call still rings and its ring deadline has not passed."""
+    now = timezone.now()
+    call = Call.objects.filter(pk=call_id).select_related("account").first()
+    if call is None:
+        return None
+    limit = call.account.effective_max_call_duration()
+    return _transition(
+        call_id,
+        CallStatus.ANSWERED,
+        RINGING_STATUSES,
+        Q(callee_id=callee_pk) & Q(deadline__gte=now),
+        now=now,
+        answered_at=now,
+        deadline=now + timedelta(seconds=limit) if limit else None,
+    )
+
+
+def decline(
+    call_id: UUID | str, callee_pk: int, reason: str = EndReason.USER_DECLINED
+) -> Call | None:
+    """The callee declines a ringing call (``user_declined``, ``user_media_failed``, ...)."""
+    return _transition(
+        call_id, CallStatus.DECLINED, RINGING_STATUSES, Q(callee_id=callee_pk), reason=reason
+    )
+
+
+def cancel(
+    call_id: UUID | str, caller_pk: int, reason: str = EndReason.CALLER_CANCELLED
+) -> Call | None:
+    """The caller gives up before an answer."""
+    return _transition(
+        call_id, CallStatus.CANCELLED, RINGING_STATUSES, Q(caller_id=caller_pk), reason=reason
+    )
+
+
+def hang_up(
+    call_id: UUID | str, party_pk: int, reason: str = EndReason.USER_HANGUP
+) -> Call | None:
+    """A party ends an answered call; a media failure ends it as ``failed``."""
+    status = CallStatus.FAILED if reason in _FAILURE_REASONS else CallStatus.OVER
+    return _transition(
+        call_id,
+        status,
+        (CallStatus.ANSWERED,),
+        Q(caller_id=party_pk) | Q(callee_id=party_pk),
+        reason=reason,
+    )
+
+
+def leave(call_id: UUID | str, party_pk: int, reason: str = EndReason.USER_HANGUP) -> Call | None:
+    """A party wants out, whatever the state: cancel, decline or hang up as fits.
+
+    The state may change under the request (the callee answers as the caller cancels),
+    so each fitting transition is tried in turn; at most one succeeds.
+    """
+    call = Call.objects.filter(pk=call_id).values("caller_id", "callee_id").first()
+    if call is None:
+        return None
+    if call["caller_id"] == party_pk:
+        ringing_reason = EndReason.CALLER_CANCELLED if reason == EndReason.USER_HANGUP else reason
+        result = cancel(call_id, party_pk, ringing_reason)
+    elif call["callee_id"] == party_pk:
+        ringing_reason = EndReason.USER_DECLINED if reason == EndReason.USER_HANGUP else reason
+        result = decline(call_id, party_pk, ringing_reason)
+    else:
+        return None
+    return result or hang_up(call_id, party_pk, reason)
+
+
+# -- transitions the server makes -------------------------------------------------------
+
+
+def expire(call_id: UUID | str, now: datetime | None = None) -> Call | None:
+    """Enforce a passed deadline: a ringing call is missed, an answered one is over."""
+    now = now or timezone.now()
+    overdue = Q(deadline__lt=now)
+    return _transition(
+        call_id, CallStatus.MISSED, RINGING_STATUSES, overdue, EndReason.INVITE_TIMEOUT, now
+    ) or _transition(
+        call_id, CallStatus.OVER, (CallStatus.ANSWERED,), overdue, EndReason.MAX_DURATION, now
+    )
+
+
+def lose_connection(call_id: UUID | str) -> Call | None:
+    """End an answered call whose party did not come back within the reconnect grace."""
+    return _transition(
+        call_id, CallStatus.OVER, (CallStatus.ANSWERED,), reason=EndReason.CONNECTION_LOST
+    )
+
+
+def live_calls_of(registration_pk: int) -> list[Call]:
+    """The live calls a registration is a party of (normally at most one)."""
+    return list(
+        Call.objects.live()
+        .filter(Q(caller_id=registration_pk) | Q(callee_id=registration_pk))
+        .select_related("account", "caller", "callee")
+    )
+
+
+def get_call(call_id: UUID | str) -> Call | None:
+    """A call with its parties, or None."""
+    return Call.objects.filter(pk=call_id).select_related("account", "caller", "callee").first()
+
+
+def end_if_still_gone(
+    call_id: UUID | str, account_pk: int, cuid: str, registration_pk: int
+) -> Call | None:
+    """After the grace: end the call if the party is still gone (not back online)."""
+    since = presence.gone_since(str(call_id), registration_pk)
+    grace = float(get_settings()["RECONNECT_GRACE"])
+    if since is None or time.time() - since < grace:
+        return None
+    if presence.lookup(account_pk, cuid) is not None:
+        presence.mark_back(str(call_id), registration_pk)
+        return None
+    call = lose_connection(call_id)
+    if call is not None:
+        presence.mark_back(str(call_id), registration_pk)
+    return call
+
+
+def sweep(now: datetime | None = None) -> list[Call]:
+    """Finalize calls left behind: overdue ones, and those whose parties are gone.
+
+    Runs every ``SWEEP_INTERVAL`` seconds in every server process (and as
+    ``manage.py directcall_sweep``); concurrent sweeps are safe, since each
+    transition is conditional.
+    """
+    now = now or timezone.now()
+    ended = [
+        call for call_id in Call.objects.overdue(now).values_list("pk", flat=True)
+        if (call := expire(call_id, now)) is not None
+    ]
+    grace = float(get_settings()["RECONNECT_GRACE"])
+    for call in Call.objects.live().select_related("caller", "callee"):
+        present = presence.lookup_many(call.account_id, [call.caller.cuid, call.callee.cuid])
+        if call.status in RINGING_STATUSES:
+            if call.caller.cuid not in present:
+                result = cancel(call.pk, call.caller_id, EndReason.CONNECTION_LOST)
+                if result is not None:
+                    ended.append(result)
+            continue
+        for party in (call.caller, call.callee):
+            if party.cuid in present:
+                if presence.gone_since(str(call.pk), party.pk) is not None:
+                    presence.mark_back(str(call.pk), party.pk)
+                continue
+            since = presence.mark_gone(str(call.pk), party.pk)
+            if time.time() - since >= grace:
+                result = lose_connection(call.pk)
+                if result is not None:
+                    ended.append(result)
+                    break
+    return ended
+
+
+# -- the offer of a ringing call ------------------------------------------------------------
+# Kept in the cache until the ring deadline, so that a callee who reloads the page while
+# the call rings is shown the call again and can still answer it.
+
+
+def _offer_key(call_id: UUID | str) -> str:
+    return f"directcall:offer:{call_id}"
+
+
+def remember_offer(call: Call, sdp: str) -> None:
+    """Keep the caller's SDP offer while the call rings."""
+    ttl = max(1, int((call.deadline - timezone.now()).total_seconds()) + 5) if call.deadline else 60
+    cache.set(_offer_key(call.pk), sdp, ttl)
+
+
+def offer_of(call_id: UUID | str) -> str | None:
+    """The SDP offer of a ringing call, if still kept."""
+    return cache.get(_offer_key(call_id))
+
+
+# -- telling the parties -------------------------------------------------------------------
+
+
+def state_frame(call: Call) -> dict[str, Any]:
+    """The ``state`` frame describing a call's current status."""
+    duration = call.duration
+    return {
+        "type": "state",
+        "call_id": str(call.pk),
+        "status": call.status,
+        "reason": call.end_reason,
+        "duration": round(duration.total_seconds(), 3) if duration is not None else None,
+    }
+
+
+async def announce(
+    call: Call, extra: dict[str, dict[str, Any]] | None = None, only: str | None = None
+) -> None:
+    """Send the call's new state to each party's connection, wherever it is held.
+
+    ``extra`` adds fields for one side (``{"caller": {"sdp": ...}}``); ``only`` limits the
+    message to ``"caller"`` or ``"callee"``.
+    """
+    from asgiref.sync import sync_to_async
+
+    layer = get_channel_layer()
+    frame = state_frame(call)
+    holders = await sync_to_async(presence.lookup_many, thread_sensitive=False)(
+        call.account_id, [call.caller.cuid, call.callee.cuid]
+    )
+    for side, party in (("caller", call.caller), ("callee", call.callee)):
+        if only is not None and side != only:
+            continue
+        holder = holders.get(party.cuid)
+        if holder is None:
+            continue
+        message = {**frame, **((extra or {}).get(side, {}))}
+        await layer.send(
+            holder.channel, {"type": "dc.state", "registration": party.pk, "frame": message}
+        )

@@ -1,0 +1,419 @@
+"""The admin: accounts with keys shown once, registrations, and the read-only call log."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from directcall.admin import format_duration
+from directcall.models import Account, Call, CallStatus, EndReason, Registration
+
+XSS = "<script>alert(1)</script>"
+XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+KEY_RE = re.compile(r'<code class="directcall-api-key">([^<]+)</code>')
+
+
+def _keys_on_page(response) -> list[str]:
+    return KEY_RE.findall(response.content.decode())
+
+
+def _template_names(response) -> list[str]:
+    return [t.name for t in response.templates]
+
+
+def _cache_control(response) -> set[str]:
+    return {part.strip() for part in response.get("Cache-Control", "").split(",")}
+
+
+def _all_database_text() -> str:
+    """Every value of every table, as one string (to look for leaked keys)."""
+    chunks = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            chunks.extend(repr(row) for row in cursor.fetchall())
+    return "\n".join(chunks)
+
+
+@pytest.fixture
+def log(make_account):
+    """An account with registrations and a few calls."""
+    account, key = make_account(name="Tutoring")
+    alice = Registration.objects.create(account=account, cuid="alice_1", name="Alice")
+    bob = Registration.objects.create(account=account, cuid="bobby_2", name="Bob")
+    carol = Registration.objects.create(account=account, cuid="carol_3", name="Carol")
+    now = timezone.now()
+    over = Call.objects.create(
+        account=account,
+        caller=alice,
+        callee=bob,
+        context="maths",
+        status=CallStatus.OVER,
+        end_reason=EndReason.USER_HANGUP,
+        created_at=now - timedelta(minutes=5),
+        answered_at=now - timedelta(minutes=4),
+        ended_at=now - timedelta(minutes=4) + timedelta(seconds=65),
+    )
+    missed = Call.objects.create(
+        account=account,
+        caller=bob,
+        callee=carol,
+        context="physics",
+        status=CallStatus.MISSED,
+        end_reason=EndReason.INVITE_TIMEOUT,
+        created_at=now - timedelta(minutes=3),
+    )
+    ringing = Call.objects.create(
+        account=account,
+        caller=carol,
+        callee=bob,
+        context="chemistry",
+        status=CallStatus.RINGING,
+        created_at=now - timedelta(minutes=1),
+    )
+    return {
+        "account": account,
+        "key": key,
+        "regs": (alice, bob, carol),
+        "over": over,
+        "missed": missed,
+        "ringing": ringing,
+    }
+
+
+# -- pages render --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["account", "registration", "call"])
+def test_changelists_render(admin_client, log, model):
+    response = admin_client.get(reverse(f"admin:directcall_{model}_changelist"))
+    assert response.status_code == 200
+    assert response.context["cl"].result_count > 0
+
+
+def test_change_pages_render(admin_client, log):
+    account = log["account"]
+    registration = log["regs"][0]
+    for url in (
+        reverse("admin:directcall_account_change", args=[account.pk]),
+        reverse("admin:directcall_registration_change", args=[registration.pk]),
+        reverse("admin:directcall_call_change", args=[log["over"].pk]),
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    account_page = admin_client.get(reverse("admin:directcall_account_change", args=[account.pk]))
+    html = account_page.content.decode()
+    assert account.account_id in html
+    assert account.key_prefix in html
+    assert account.key_hash not in html
+
+
+def test_add_pages_render(admin_client, db):
+    for model in ("account", "registration"):
+        response = admin_client.get(reverse(f"admin:directcall_{model}_add"))
+        assert response.status_code == 200
+
+
+def test_account_changelist_shows_prefix_only(admin_client, log):
+    html = admin_client.get(reverse("admin:directcall_account_changelist")).content.decode()
+    assert f"{log['account'].key_prefix}.…" in html
+    assert log["key"] not in html
+    assert log["key"].partition(".")[2] not in html
+
+
+# -- account add: the key is shown once ----------------------------------------------------
+
+
+def _add_form(**overrides) -> dict:
+    data = {
+        "name": "New shop",
+        "is_active": "on",
+        "require_clevertap": "on",
+        "allowed_origins": "https://shop.example.com",
+        "logo_url": "",
+        "background_color": "#1f2933",
+        "text_color": "#ffffff",
+        "button_theme": "standard",
+        "ring_timeout": "",
+        "max_call_duration": "",
+        "_save": "Save",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_add_account_shows_the_key_once(admin_client, db):
+    response = admin_client.post(reverse("admin:directcall_account_add"), _add_form())
+    assert response.status_code == 200
+    assert "directcall/admin/api_keys.html" in _template_names(response)
+    assert "no-store" in _cache_control(response)
+
+    account = Account.objects.get(name="New shop")
+    assert account.require_clevertap is True
+    assert account.origin_list == ["https://shop.example.com"]
+    assert account.background_color == "#1f2933"
+    keys = _keys_on_page(response)
+    assert len(keys) == 1
+    key = keys[0]
+    assert key.startswith(f"{account.key_prefix}.")
+    assert account.account_id in response.content.decode()
+    assert account.check_api_key(key) is True
+
+    secret = key.partition(".")[2]
+    stored = _all_database_text()
+    assert key not in stored
+    assert secret not in stored
+    entries = list(LogEntry.objects.all())
+    assert entries, "the addition was not logged"
+    for entry in entries:
+        assert secret not in entry.change_message
+        assert secret not in entry.get_change_message()
+        assert secret not in entry.object_repr
+
+    # The change page does not show it again.
+    page = admin_client.get(reverse("admin:directcall_account_change", args=[account.pk]))
+    assert secret not in page.content.decode()
+
+
+def test_add_account_with_overrides(admin_client, db):
+    response = admin_client.post(
+        reverse("admin:directcall_account_add"),
+        _add_form(
+            name="Tuned",
+            require_clevertap="",
+            ring_timeout="20",
+            max_call_duration="600",
+            button_theme="dark",
+            text_color="#000000",
+        ),
+    )
+    assert response.status_code == 200
+    account = Account.objects.get(name="Tuned")
+    assert account.require_clevertap is False
+    assert account.effective_ring_timeout() == 20
+    assert account.effective_max_call_duration() == 600
+    assert account.button_theme == "dark"
+    assert account.check_api_key(_keys_on_page(response)[0])
+
+
+def test_add_account_invalid_colour_redisplays_form(admin_client, db):
+    response = admin_client.post(
+        reverse("admin:directcall_account_add"), _add_form(background_color="red")
+    )
+    assert response.status_code == 200
+    assert "directcall/admin/api_keys.html" not in _template_names(response)
+    assert response.context["adminform"].form.errors["background_color"]
+    assert not Account.objects.exists()
+
+
+# -- actions -------------------------------------------------------------------------------
+
+
+def test_rotate_action_shows_new_keys(admin_client, make_account):
+    first, old1 = make_account(name="First")
+    second, old2 = make_account(name="Second")
+    untouched, old3 = make_account(name="Third")
+    response = admin_client.post(
+        reverse("admin:directcall_account_changelist"),
+        {"action": "rotate_keys", "_selected_action": [first.pk, second.pk]},
+    )
+    assert response.status_code == 200
+    assert "directcall/admin/api_keys.html" in _template_names(response)
+    assert "no-store" in _cache_control(response)
+    keys = _keys_on_page(response)
+    assert len(keys) == 2
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    untouched.refresh_from_db()
+    by_prefix = {key.partition(".")[0]: key for key in keys}
+    assert first.check_api_key(by_prefix[first.key_prefix])
+    assert second.check_api_key(by_prefix[second.key_prefix])
+    assert not first.check_api_key(old1)
+    assert not second.check_api_key(old2)
+    assert untouched.check_api_key(old3)
+
+    stored = _all_database_text()
+    for key in keys:
+        assert key.partition(".")[2] not in stored
+    messages = " ".join(e.change_message for e in LogEntry.objects.all())
+    assert "rotated" in messages
+    for key in keys:
+        assert key.partition(".")[2] not in messages
+
+
+def test_rotate_action_revives_a_revoked_key(admin_client, make_account):
+    account, _ = make_account()
+    account.revoke_api_key()
+    response = admin_client.post(
+        reverse("admin:directcall_account_changelist"),
+        {"action": "rotate_keys", "_selected_action": [account.pk]},
+    )
+    (key,) = _keys_on_page(response)
+    account.refresh_from_db()
+    assert not account.key_is_revoked
+    assert account.check_api_key(key)
+
+
+def test_revoke_action(admin_client, make_account):
+    account, key = make_account(name="Revoked")
+    other, other_key = make_account(name="Kept")
+    response = admin_client.post(
+        reverse("admin:directcall_account_changelist"),
+        {"action": "revoke_keys", "_selected_action": [account.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Revoked 1 API key." in response.content.decode()
+    account.refresh_from_db()
+    other.refresh_from_db()
+    assert account.key_is_revoked
+    assert not account.check_api_key(key)
+    assert other.check_api_key(other_key)
+    html = admin_client.get(reverse("admin:directcall_account_changelist")).content.decode()
+    assert "revoked" in html
+
+
+def test_key_page_escapes_account_name(admin_client, make_account):
+    account, _ = make_account(name=XSS)
+    response = admin_client.post(
+        reverse("admin:directcall_account_changelist"),
+        {"action": "rotate_keys", "_selected_action": [account.pk]},
+    )
+    html = response.content.decode()
+    assert XSS not in html
+    assert XSS_ESCAPED in html
+
+
+# -- the call log is read-only -------------------------------------------------------------
+
+
+def test_call_add_forbidden(admin_client, log):
+    response = admin_client.get(reverse("admin:directcall_call_add"))
+    assert response.status_code == 403
+    count = Call.objects.count()
+    response = admin_client.post(reverse("admin:directcall_call_add"), {"context": "x"})
+    assert response.status_code == 403
+    assert Call.objects.count() == count
+
+
+def test_call_change_page_is_read_only(admin_client, log):
+    call = log["over"]
+    url = reverse("admin:directcall_call_change", args=[call.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="_save"' not in html
+    assert 'name="_continue"' not in html
+    assert "maths" in html
+    assert "1:05" in html
+
+    response = admin_client.post(
+        url, {"context": "changed", "status": CallStatus.MISSED, "_save": "Save"}
+    )
+    assert response.status_code == 403
+    call.refresh_from_db()
+    assert call.context == "maths"
+    assert call.status == CallStatus.OVER
+
+
+def test_call_delete_forbidden(admin_client, log):
+    call = log["over"]
+    url = reverse("admin:directcall_call_delete", args=[call.pk])
+    assert admin_client.get(url).status_code == 403
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert Call.objects.filter(pk=call.pk).exists()
+
+    # No bulk delete either.
+    changelist = reverse("admin:directcall_call_changelist")
+    assert "delete_selected" not in admin_client.get(changelist).content.decode()
+    admin_client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [call.pk], "post": "yes"}
+    )
+    assert Call.objects.filter(pk=call.pk).exists()
+
+
+def _listed(response) -> set:
+    return {c.pk for c in response.context["cl"].result_list}
+
+
+def test_call_changelist_filter_by_status(admin_client, log):
+    url = reverse("admin:directcall_call_changelist")
+    response = admin_client.get(url, {"status__exact": CallStatus.MISSED})
+    assert response.status_code == 200
+    assert _listed(response) == {log["missed"].pk}
+    response = admin_client.get(url, {"status__exact": CallStatus.OVER})
+    assert _listed(response) == {log["over"].pk}
+    response = admin_client.get(url, {"end_reason__exact": EndReason.INVITE_TIMEOUT})
+    assert _listed(response) == {log["missed"].pk}
+
+
+def test_call_changelist_search(admin_client, log):
+    url = reverse("admin:directcall_call_changelist")
+    response = admin_client.get(url, {"q": "alice_1"})
+    assert response.status_code == 200
+    assert _listed(response) == {log["over"].pk}
+    response = admin_client.get(url, {"q": "carol_3"})
+    assert _listed(response) == {log["missed"].pk, log["ringing"].pk}
+    response = admin_client.get(url, {"q": "nobody_9"})
+    assert _listed(response) == set()
+    # By call id.
+    response = admin_client.get(url, {"q": str(log["ringing"].pk)})
+    assert _listed(response) == {log["ringing"].pk}
+
+
+def test_call_changelist_duration_column(admin_client, log):
+    response = admin_client.get(reverse("admin:directcall_call_changelist"))
+    html = response.content.decode()
+    assert re.search(r'<td class="field-talk_time">1:05</td>', html)
+    assert re.search(r'<td class="field-talk_time">—</td>', html)
+
+
+def test_format_duration():
+    assert format_duration(None) == "—"
+    assert format_duration(timedelta(seconds=0)) == "0:00"
+    assert format_duration(timedelta(seconds=65)) == "1:05"
+    assert format_duration(timedelta(seconds=65, microseconds=900_000)) == "1:05"
+    assert format_duration(timedelta(minutes=59, seconds=59)) == "59:59"
+    assert format_duration(timedelta(hours=1, seconds=5)) == "1:00:05"
+    assert format_duration(timedelta(hours=12, minutes=3, seconds=7)) == "12:03:07"
+
+
+def test_registration_changelist_search_and_filter(admin_client, log, make_account):
+    other, _ = make_account(name="Other")
+    theirs = Registration.objects.create(account=other, cuid="alice_1")
+    url = reverse("admin:directcall_registration_changelist")
+    response = admin_client.get(url, {"q": "alice_1"})
+    assert _listed(response) == {log["regs"][0].pk, theirs.pk}
+    response = admin_client.get(url, {"account__id__exact": other.pk})
+    assert _listed(response) == {theirs.pk}
+
+
+# -- escaping ------------------------------------------------------------------------------
+
+
+def test_payloads_are_escaped(admin_client, make_account):
+    account, _ = make_account(name=XSS)
+    caller = Registration.objects.create(account=account, cuid="alice_1", name=XSS)
+    callee = Registration.objects.create(account=account, cuid="bobby_2", name="Bob")
+    call = Call.objects.create(account=account, caller=caller, callee=callee, context=XSS)
+    pages = [
+        reverse("admin:directcall_registration_changelist"),
+        reverse("admin:directcall_registration_change", args=[caller.pk]),
+        reverse("admin:directcall_call_changelist"),
+        reverse("admin:directcall_call_change", args=[call.pk]),
+        reverse("admin:directcall_account_changelist"),
+        reverse("admin:directcall_account_change", args=[account.pk]),
+    ]
+    for url in pages:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert XSS not in html, url
+        assert XSS_ESCAPED in html, url

@@ -1,0 +1,277 @@
+"""System checks: every id fires when it should and stays quiet with the test settings."""
+
+from __future__ import annotations
+
+import importlib.util
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.checks import Error, Warning
+from django.core.checks.registry import registry
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from directcall import checks
+
+REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REDIS_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/0",
+    }
+}
+LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+DUMMY_CACHE = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+FILE_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": "/tmp/directcall-test-cache-unused",  # noqa: S108 (never written)
+    }
+}
+STUN = {"urls": ["stun:stun.example.org:3478"]}
+TURN = {"urls": ["turn:turn.example.org:3478"]}
+
+ALL_CHECKS = (checks.check_channels, checks.check_shared_state, checks.check_directcall_settings)
+
+
+def ids(messages) -> list[str]:
+    return [m.id for m in messages]
+
+
+def run_all() -> list:
+    return [m for check in ALL_CHECKS for m in check()]
+
+
+# -- with the test settings ----------------------------------------------------------------
+
+
+def test_quiet_with_test_settings():
+    assert run_all() == []
+
+
+def test_checks_are_registered():
+    registered = registry.get_checks()
+    for check in ALL_CHECKS:
+        assert check in registered
+
+
+def test_manage_py_check_passes():
+    out = StringIO()
+    call_command("check", "--fail-level", "WARNING", stdout=out, stderr=StringIO())
+    assert "no issues" in out.getvalue()
+
+
+def test_manage_py_check_reports_directcall_errors():
+    with (
+        override_settings(DIRECTCALL={"RING_TIME": 30}),
+        pytest.raises(SystemCheckError, match=r"directcall\.E005"),
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+# -- check_channels: E001, E002, W001 ------------------------------------------------------
+
+
+def test_e001_channels_missing(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        if name == "channels":
+            return None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(checks.importlib.util, "find_spec", find_spec)
+    problems = checks.check_channels()
+    assert ids(problems) == ["directcall.E001"]
+    assert isinstance(problems[0], Error)
+
+
+def test_e001_quiet_when_channels_installed():
+    assert "directcall.E001" not in ids(checks.check_channels())
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_e002_no_asgi_application(value):
+    with override_settings(ASGI_APPLICATION=value):
+        problems = checks.check_channels()
+    assert ids(problems) == ["directcall.E002"]
+    assert isinstance(problems[0], Error)
+
+
+def test_w001_daphne_not_installed():
+    apps = [app for app in settings.INSTALLED_APPS if app != "daphne"]
+    assert len(apps) == len(settings.INSTALLED_APPS) - 1
+    with override_settings(INSTALLED_APPS=apps):
+        problems = checks.check_channels()
+    assert ids(problems) == ["directcall.W001"]
+    assert isinstance(problems[0], Warning)
+
+
+# -- check_shared_state: E003, E004, W002, W003 --------------------------------------------
+
+
+@pytest.mark.parametrize("layers", [{}, None, {"other": MEMORY_LAYER["default"]}])
+def test_e003_no_channel_layer(layers):
+    with override_settings(CHANNEL_LAYERS=layers, CACHES=LOCMEM_CACHE):
+        problems = checks.check_shared_state()
+    assert ids(problems) == ["directcall.E003"]
+    assert isinstance(problems[0], Error)
+
+
+@pytest.mark.parametrize("layers", [MEMORY_LAYER, REDIS_LAYER])
+def test_e004_dummy_cache(layers):
+    with override_settings(CHANNEL_LAYERS=layers, CACHES=DUMMY_CACHE):
+        problems = checks.check_shared_state()
+    assert ids(problems) == ["directcall.E004"]
+    assert isinstance(problems[0], Error)
+
+
+@pytest.mark.parametrize("caches", [LOCMEM_CACHE, FILE_CACHE])
+def test_w002_redis_layer_with_process_local_cache(caches):
+    with override_settings(CHANNEL_LAYERS=REDIS_LAYER, CACHES=caches):
+        problems = checks.check_shared_state()
+    assert ids(problems) == ["directcall.W002"]
+    assert isinstance(problems[0], Warning)
+
+
+def test_w003_memory_layer_with_shared_cache():
+    with override_settings(CHANNEL_LAYERS=MEMORY_LAYER, CACHES=REDIS_CACHE):
+        problems = checks.check_shared_state()
+    assert ids(problems) == ["directcall.W003"]
+    assert isinstance(problems[0], Warning)
+
+
+@pytest.mark.parametrize(
+    ("layers", "caches"), [(REDIS_LAYER, REDIS_CACHE), (MEMORY_LAYER, LOCMEM_CACHE)]
+)
+def test_shared_state_quiet_when_consistent(layers, caches):
+    with override_settings(CHANNEL_LAYERS=layers, CACHES=caches):
+        assert checks.check_shared_state() == []
+
+
+# -- check_directcall_settings: E005, W004, W005, W006 -------------------------------------
+
+
+def settings_problems(directcall: dict, **other) -> list:
+    with override_settings(DIRECTCALL=directcall, **other):
+        return checks.check_directcall_settings()
+
+
+def test_e005_unknown_key():
+    problems = settings_problems({"ICE_SERVERS": [STUN], "RING_TIME": 30, "ZZZ": 1})
+    assert ids(problems) == ["directcall.E005"]
+    assert isinstance(problems[0], Error)
+    assert "RING_TIME" in problems[0].msg
+    assert "ZZZ" in problems[0].msg
+
+
+@pytest.mark.parametrize("key", ["RING_TIMEOUT", "TURN_TTL", "TOKEN_TTL", "MAX_CALL_DURATION"])
+@pytest.mark.parametrize("value", [0, -5, "30", 1.5, True])
+def test_e005_bad_number_of_seconds(key, value):
+    problems = settings_problems({"ICE_SERVERS": [STUN], key: value})
+    assert ids(problems) == ["directcall.E005"]
+    assert key in problems[0].msg
+
+
+@pytest.mark.parametrize("key", ["RING_TIMEOUT", "TURN_TTL", "TOKEN_TTL"])
+def test_e005_none_refused_where_a_value_is_required(key):
+    problems = settings_problems({"ICE_SERVERS": [STUN], key: None})
+    assert ids(problems) == ["directcall.E005"]
+
+
+def test_good_numbers_pass():
+    good = {
+        "ICE_SERVERS": [STUN],
+        "RING_TIMEOUT": 45,
+        "MAX_CALL_DURATION": 3600,
+        "TURN_TTL": 600,
+        "TOKEN_TTL": 300,
+    }
+    assert settings_problems(good) == []
+    assert settings_problems({**good, "MAX_CALL_DURATION": None}) == []
+
+
+@pytest.mark.parametrize(
+    "servers",
+    [
+        "stun:stun.example.org:3478",
+        {"urls": ["stun:stun.example.org:3478"]},
+        ["stun:stun.example.org:3478"],
+        [{"url": "stun:stun.example.org:3478"}],
+        [{"urls": []}],
+        [{"urls": ""}],
+        [{"urls": 5}],
+        [{"urls": [5]}],
+        [{"urls": None}],
+        [STUN, None],
+        None,
+    ],
+)
+def test_e005_bad_ice_servers(servers):
+    problems = settings_problems({"ICE_SERVERS": servers})
+    assert ids(problems) == ["directcall.E005"]
+    assert "ICE_SERVERS" in problems[0].msg
+
+
+@pytest.mark.parametrize(
+    "servers",
+    [
+        [STUN],
+        [{"urls": "stun:stun.example.org:3478"}],
+        ({"urls": ("stun:a.example.org", "stun:b.example.org")},),
+        [STUN, {**TURN, "username": "u", "credential": "c"}],
+    ],
+)
+def test_good_ice_servers_pass(servers):
+    assert settings_problems({"ICE_SERVERS": servers}) == []
+
+
+def test_w004_turn_secret_without_turn_server():
+    problems = settings_problems({"ICE_SERVERS": [STUN], "TURN_SECRET": "s3cret"})
+    assert ids(problems) == ["directcall.W004"]
+    assert isinstance(problems[0], Warning)
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [TURN, {"urls": "turns:turn.example.org:5349"}, {"urls": ["TURN:turn.example.org"]}],
+)
+def test_w004_quiet_with_a_turn_server(turn):
+    assert settings_problems({"ICE_SERVERS": [STUN, turn], "TURN_SECRET": "s3cret"}) == []
+
+
+def test_w005_turn_server_without_credentials():
+    problems = settings_problems({"ICE_SERVERS": [STUN, TURN]})
+    assert ids(problems) == ["directcall.W005"]
+    assert isinstance(problems[0], Warning)
+
+
+def test_w005_quiet_with_static_credentials_or_secret():
+    static = {**TURN, "username": "u", "credential": "c"}
+    assert settings_problems({"ICE_SERVERS": [static]}) == []
+    assert settings_problems({"ICE_SERVERS": [TURN], "TURN_SECRET": "s3cret"}) == []
+
+
+def test_w006_no_ice_servers_in_production():
+    problems = settings_problems({}, DEBUG=False)
+    assert ids(problems) == ["directcall.W006"]
+    assert isinstance(problems[0], Warning)
+    assert ids(settings_problems({"ICE_SERVERS": []}, DEBUG=False)) == ["directcall.W006"]
+
+
+def test_w006_quiet_in_debug():
+    assert settings_problems({}, DEBUG=True) == []
+
+
+def test_several_problems_reported_together():
+    with override_settings(
+        ASGI_APPLICATION=None,
+        CHANNEL_LAYERS={},
+        CACHES=DUMMY_CACHE,
+        DIRECTCALL={"RING_TIMEOUT": 0, "BOGUS": 1},
+    ):
+        found = set(ids(run_all()))
+    assert {"directcall.E002", "directcall.E003", "directcall.E004", "directcall.E005"} <= found
