@@ -150,9 +150,7 @@ def start(caller_pk: int, params: CallParams) -> Call:
 
 def ring(call_id: UUID | str, callee_pk: int) -> Call | None:
     """The callee's client is ringing."""
-    return _transition(
-        call_id, CallStatus.RINGING, (CallStatus.INITIATED,), Q(callee_id=callee_pk)
-    )
+    return _transition(call_id, CallStatus.RINGING, (CallStatus.INITIATED,), Q(callee_id=callee_pk))
 
 
 def accept(call_id: UUID | str, callee_pk: int) -> Call | None:
@@ -191,9 +189,7 @@ def cancel(
     )
 
 
-def hang_up(
-    call_id: UUID | str, party_pk: int, reason: str = EndReason.USER_HANGUP
-) -> Call | None:
+def hang_up(call_id: UUID | str, party_pk: int, reason: str = EndReason.USER_HANGUP) -> Call | None:
     """A party ends an answered call; a media failure ends it as ``failed``."""
     status = CallStatus.FAILED if reason in _FAILURE_REASONS else CallStatus.OVER
     return _transition(
@@ -286,7 +282,8 @@ def sweep(now: datetime | None = None) -> list[Call]:
     """
     now = now or timezone.now()
     ended = [
-        call for call_id in Call.objects.overdue(now).values_list("pk", flat=True)
+        call
+        for call_id in Call.objects.overdue(now).values_list("pk", flat=True)
         if (call := expire(call_id, now)) is not None
     ]
     grace = float(get_settings()["RECONNECT_GRACE"])

@@ -115,7 +115,9 @@ def _ref(frame: dict[str, Any]) -> str | None:
 def _candidates(frame: dict[str, Any]) -> list[dict[str, Any]]:
     raw = frame.get("candidates", [])
     if not isinstance(raw, list) or len(raw) > MAX_CANDIDATES:
-        raise DirectCallError(errors.BAD_FRAME, f"'candidates' must be a list of ≤ {MAX_CANDIDATES}.")
+        raise DirectCallError(
+            errors.BAD_FRAME, f"'candidates' must be a list of ≤ {MAX_CANDIDATES}."
+        )
     clean = []
     for item in raw:
         if not isinstance(item, dict):
@@ -133,7 +135,12 @@ def _candidates(frame: dict[str, Any]) -> list[dict[str, Any]]:
         ):
             raise DirectCallError(errors.BAD_FRAME, "A candidate has invalid fields.")
         clean.append(
-            {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index, "usernameFragment": ufrag}
+            {
+                "candidate": candidate,
+                "sdpMid": mid,
+                "sdpMLineIndex": index,
+                "usernameFragment": ufrag,
+            }
         )
     return clean
 
@@ -242,7 +249,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         now = time.monotonic()
         self.last_frame_at = now
-        self.tokens = min(self.flood_burst, self.tokens + (now - self.last_refill) * self.flood_rate)
+        self.tokens = min(
+            self.flood_burst, self.tokens + (now - self.last_refill) * self.flood_rate
+        )
         self.last_refill = now
         if self.tokens < 1:
             if now - self.last_flood_error >= 1:
@@ -611,4 +620,3 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             if isinstance(frame.get("type"), str):
                 error["in_reply_to"] = frame["type"][:32]
         await self._send(error)
-
