@@ -62,3 +62,57 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+# -- signaling ------------------------------------------------------------------------------
+
+SIGNALING_SETTINGS = {
+    "ICE_SERVERS": [{"urls": ["stun:127.0.0.1:3478"]}],
+    "RING_TIMEOUT": 30,
+    "PRESENCE_TTL": 3,
+    "RECONNECT_GRACE": 1,
+    "SWEEP_INTERVAL": 0.25,
+    "AUTH_TIMEOUT": 1,
+}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def channel_backend(request, settings):
+    """Run a signaling test on the in-memory layer + local cache, then on Redis for both."""
+    import os
+
+    if request.param == "redis":
+        url = os.environ.get("REDIS_URL")
+        if not url:
+            pytest.skip("REDIS_URL is not set (scripts/test.sh always sets it)")
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [url], "prefix": settings.RUN_PREFIX},
+            }
+        }
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": url,
+                "KEY_PREFIX": settings.RUN_PREFIX,
+            }
+        }
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.DIRECTCALL = dict(SIGNALING_SETTINGS)
+    _clear_cache()
+    yield request.param
+    _clear_cache()
+
+
+@pytest.fixture
+async def signaling(channel_backend):
+    """The backend fixture plus clean-up of this event loop's background tasks."""
+    from directcall import consumers
+
+    yield channel_backend
+    for task in [*consumers._sweepers.values(), *consumers._background]:
+        task.cancel()
+    consumers._sweepers.clear()

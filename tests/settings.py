@@ -7,7 +7,7 @@ Redis without seeing each other.
 import uuid
 
 from example_project.settings import *  # noqa: F403
-from example_project.settings import REDIS_URL
+from example_project.settings import DATABASES, REDIS_URL
 
 SECRET_KEY = "tests-only-secret-key"
 DEBUG = False
@@ -35,3 +35,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "loggers": {"directcall": {"level": "DEBUG", "propagate": True}},
 }
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not shared-cache memory: signaling tests reach the database from several
+    # threads at once, and SQLite's busy timeout only works between connections to a file.
+    DATABASES["default"]["TEST"] = {"NAME": f"/tmp/{RUN_PREFIX}-test.sqlite3"}
