@@ -4,7 +4,9 @@ Keys and channel names get a per-process prefix so that several test runs can sh
 Redis without seeing each other.
 """
 
+import tempfile
 import uuid
+from pathlib import Path
 
 from example_project.settings import *  # noqa: F403
 from example_project.settings import DATABASES, REDIS_URL
@@ -39,4 +41,6 @@ LOGGING = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: signaling tests reach the database from several
     # threads at once, and SQLite's busy timeout only works between connections to a file.
-    DATABASES["default"]["TEST"] = {"NAME": f"/tmp/{RUN_PREFIX}-test.sqlite3"}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"{RUN_PREFIX}-test.sqlite3")
+    }
