@@ -603,9 +603,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self._send(calls.state_frame(call))
 
     async def _refused(self, call_id: str, message: str) -> None:
-        """A transition lost a race: say so, then send the call's actual state."""
+        """A transition lost a race: say so (the winner's ``state`` frame is on its way)."""
         await self._send_error(DirectCallError(errors.CALL_STATE, message), {"call_id": call_id})
-        await self._send_state_of(call_id)
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame, separators=(",", ":")))

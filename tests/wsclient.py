@@ -55,7 +55,10 @@ class Client:
         await self.communicator.send_to(text_data=text, bytes_data=data)
 
     async def _receive(self, timeout: float) -> dict[str, Any] | None:
-        message = await self.communicator.receive_output(timeout)
+        # Not communicator.receive_output(): on a timeout it cancels the application.
+        if self.communicator.future.done():
+            self.communicator.future.result()  # re-raise what killed the consumer
+        message = await asyncio.wait_for(self.communicator.output_queue.get(), timeout)
         if message["type"] == "websocket.close":
             self.closed_code = message.get("code")
             return None
