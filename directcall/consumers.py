@@ -238,7 +238,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             if time.monotonic() - self.last_frame_at > idle:
                 await self.close(CLOSE_IDLE)
                 return
-            if not await _presence["renew"](session.account_pk, session.cuid, holder):
+            try:
+                still_mine = await _presence["renew"](session.account_pk, session.cuid, holder)
+            except Exception:
+                # The cache is unreachable (e.g. Redis restarting): keep the socket and
+                # try again at the next interval rather than dropping a live call.
+                logger.warning("presence renewal failed for %s", session.cuid, exc_info=True)
+                continue
+            if not still_mine:
                 self.replaced = True
                 await self._send({"type": "replaced"})
                 await self.close(CLOSE_REPLACED)
@@ -363,13 +370,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             {key: frame.get(key) for key in ("receiver_image", "initiator_image")},
         )
         sdp = _sdp(frame)
+        ref = _ref(frame)
         if params.receiver == session.cuid:
             raise DirectCallError(errors.INVALID_CALL_PARAMETERS, "You cannot call yourself.")
         callee = await _presence["lookup"](session.account_pk, params.receiver)
         if callee is None:
             raise DirectCallError(errors.RECEIVER_OFFLINE)
         call = await database_sync_to_async(calls.start)(session.registration_pk, params)
-        ref = _ref(frame)
         await self._send({"type": "invited", "ref": ref, "call_id": str(call.pk)})
         if call.status == CallStatus.BUSY:
             await self._send(calls.state_frame(call))

@@ -476,6 +476,11 @@ async def test_identity_in_a_frame_is_ignored(people):
             '{"type": "invite", "receiver": "student_sam", "context": "hi", "sdp": 5}',
             "ERR_BAD_FRAME",
         ),
+        (
+            '{"type": "invite", "receiver": "student_sam", "context": "hi", "sdp": "v=0",'
+            ' "ref": {"nested": 1}}',
+            "ERR_BAD_FRAME",
+        ),
         ("[" * 100_000 + "]" * 100_000, "ERR_FRAME_TOO_LARGE"),
         ("[" * 5000 + "]" * 5000, "ERR_BAD_FRAME"),
         (
