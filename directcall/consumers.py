@@ -328,6 +328,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 "cuid": registration.cuid,
                 "name": registration.display_name,
                 "calls": summaries,
+                "reconnect_grace": float(get_settings()["RECONNECT_GRACE"]),
             }
         )
         for call in live:

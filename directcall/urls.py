@@ -2,8 +2,11 @@
 
 from django.urls import include, path
 
+from . import views
+
 app_name = "directcall"
 
 urlpatterns = [
     path("", include("directcall.api.urls")),
+    path("v1/screens", views.screens, name="screens"),
 ]

@@ -5,8 +5,11 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView
 
+from . import views
+
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("call/", views.call_page, name="call"),
     path("admin/", admin.site.urls),
     path("directcall/", include("directcall.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -123,7 +123,13 @@ async def test_foreign_origin_is_refused(people):
 
 async def test_ready_tells_who_you_are(people):
     jane = await Client.signed_in(people["tutor_jane"])
-    assert jane.ready == {"type": "ready", "cuid": "tutor_jane", "name": "Jane", "calls": []}
+    assert jane.ready == {
+        "type": "ready",
+        "cuid": "tutor_jane",
+        "name": "Jane",
+        "calls": [],
+        "reconnect_grace": 1.0,
+    }
     await jane.alive()
     await jane.close()
 

@@ -51,7 +51,7 @@ def test_wheel_contains_static_files(wheel_names):
         n for n in wheel_names if n.startswith("directcall/static/directcall/") and n[-1] != "/"
     ]
     assert static, "no static files in the wheel"
-    assert "directcall/static/directcall/css/directcall.css" in static
+    assert "directcall/static/directcall/css/screens.css" in static
 
 
 def test_wheel_contains_every_template_and_static_file(wheel_names):

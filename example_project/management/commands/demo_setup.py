@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from directcall.models import Account
+from example_project.views import demo_key_file
 
 DEMO_ACCOUNT_ID = "demo_account"
 
@@ -27,8 +28,13 @@ class Command(BaseCommand):
             account.save()
         else:
             key = account.rotate_api_key()
+        # The demo's call page reads the key from here, so a newcomer has nothing to paste.
+        key_file = demo_key_file()
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
         self.stdout.write("")
         self.stdout.write(f"  directcall demo:  {options['url']}")
+        self.stdout.write(f"  call page:        {options['url']}call/  (open it in two tabs)")
         self.stdout.write(f"  accountId:        {account.account_id}")
         self.stdout.write(f"  apikey:           {key}")
         self.stdout.write("  (a new key is issued at every start; the previous one stops working)")

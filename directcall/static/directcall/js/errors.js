@@ -1,0 +1,44 @@
+// Error codes of the Direct Call SDK contract (see docs/errors.md).
+
+export const ERR = Object.freeze({
+  MISSING_INITPARAMETERS: "ERR_MISSING_INITPARAMETERS",
+  INVALID_INITPARAMETERS: "ERR_INVALID_INITPARAMETERS",
+  MISSING_CT_ACCOUNTID: "ERR_MISSING_CT_ACCOUNTID",
+  MISSING_CT_ID: "ERR_MISSING_CT_ID",
+  INVALID_CREDENTIALS: "ERR_INVALID_CREDENTIALS",
+  ALREADY_SIGNEDIN: "ERR_ALREADY_SIGNEDIN",
+  MIC_UNAVAILABLE: "ERR_MIC_UNAVAILABLE",
+  OUTGOING_CALL_IN_PROGRESS: "ERR_OUTGOING_CALL_IN_PROGRESS",
+  INVALID_CALL_PARAMETERS: "ERR_INVALID_CALL_PARAMETERS",
+  INTERNET_LOST: "ERR_INTERNET_LOST",
+  RECEIVER_OFFLINE: 404,
+  NOT_INITIALIZED: "ERR_NOT_INITIALIZED",
+});
+
+const MESSAGES = {
+  ERR_MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
+  ERR_INVALID_INITPARAMETERS: "Initialization parameters are not valid.",
+  ERR_MISSING_CT_ACCOUNTID: "Unable to find the CleverTap account id.",
+  ERR_MISSING_CT_ID: "Unable to find the CleverTap id.",
+  ERR_INVALID_CREDENTIALS: "The account id or API key is incorrect.",
+  ERR_ALREADY_SIGNEDIN: "This cuid is currently connected elsewhere.",
+  ERR_MIC_UNAVAILABLE: "Microphone permission denied.",
+  ERR_OUTGOING_CALL_IN_PROGRESS: "A call is already in progress.",
+  ERR_INVALID_CALL_PARAMETERS: "The call parameters are not valid.",
+  ERR_INTERNET_LOST: "The call could not continue because the internet connection was lost.",
+  404: "The receiver is offline.",
+  ERR_NOT_INITIALIZED: "The client is logged out; call initDirectCall again.",
+};
+
+/** The `{code, message}` object every error of the SDK is. */
+export function dcError(code, message) {
+  return { code, message: message || MESSAGES[code] || String(code) };
+}
+
+/** Normalise anything the server sent into `{code, message}`. */
+export function fromServer(body, fallbackCode) {
+  if (body && (typeof body.code === "string" || typeof body.code === "number")) {
+    return dcError(body.code, typeof body.message === "string" ? body.message : undefined);
+  }
+  return dcError(fallbackCode);
+}

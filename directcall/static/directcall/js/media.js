@@ -1,0 +1,181 @@
+// The WebRTC side of one call: microphone, peer connection, trickled and batched ICE
+// candidates, remote audio, mute, and ICE restarts.
+
+import { dcError, ERR } from "./errors.js";
+
+const CANDIDATE_BATCH_MS = 40;
+
+/** Ask for the microphone; rejects with `ERR_MIC_UNAVAILABLE`. */
+export async function getMicrophone() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw dcError(ERR.MIC_UNAVAILABLE, "This browser cannot capture audio.");
+  }
+  try {
+    return await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      video: false,
+    });
+  } catch (err) {
+    throw dcError(ERR.MIC_UNAVAILABLE, `Microphone unavailable: ${(err && err.name) || err}`);
+  }
+}
+
+export class Media extends EventTarget {
+  /**
+   * @param {MediaStream} stream  the local microphone
+   * @param {RTCIceServer[]} iceServers
+   * @param {(batch: {candidates: object[], end: boolean}) => void} sendCandidates
+   */
+  constructor(stream, iceServers, sendCandidates) {
+    super();
+    this.stream = stream;
+    this.sendCandidates = sendCandidates;
+    this.queue = [];
+    this.flushTimer = null;
+    this.remoteReady = false;
+    this.pendingRemote = [];
+    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    for (const track of stream.getAudioTracks()) this.pc.addTrack(track, stream);
+    this._preferOpus();
+    this.audio = new Audio();
+    this.audio.autoplay = true;
+    this.pc.ontrack = (event) => {
+      this.audio.srcObject = event.streams[0] || new MediaStream([event.track]);
+      this.audio.play().catch(() => {});
+    };
+    this.pc.onicecandidate = (event) => this._queueCandidate(event.candidate);
+    this.pc.oniceconnectionstatechange = () =>
+      this.dispatchEvent(new CustomEvent("ice", { detail: this.pc.iceConnectionState }));
+  }
+
+  _preferOpus() {
+    if (typeof RTCRtpSender === "undefined" || !RTCRtpSender.getCapabilities) return;
+    const caps = RTCRtpSender.getCapabilities("audio");
+    if (!caps) return;
+    const opus = caps.codecs.filter((c) => /opus/i.test(c.mimeType));
+    const rest = caps.codecs.filter((c) => !/opus/i.test(c.mimeType));
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (transceiver.setCodecPreferences && opus.length) {
+        try {
+          transceiver.setCodecPreferences([...opus, ...rest]);
+        } catch {
+          /* keep the browser's order */
+        }
+      }
+    }
+  }
+
+  _queueCandidate(candidate) {
+    if (candidate && candidate.candidate) {
+      this.queue.push({
+        candidate: candidate.candidate,
+        sdpMid: candidate.sdpMid,
+        sdpMLineIndex: candidate.sdpMLineIndex,
+        usernameFragment: candidate.usernameFragment || null,
+      });
+      if (!this.flushTimer) this.flushTimer = setTimeout(() => this._flush(false), CANDIDATE_BATCH_MS);
+    } else {
+      this._flush(true); // end of candidates
+    }
+  }
+
+  _flush(end) {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    const candidates = this.queue.splice(0, 64);
+    if (candidates.length || end) this.sendCandidates({ candidates, end });
+    if (this.queue.length) this._flush(end);
+  }
+
+  /** Hold outgoing candidates until the call has an id (the caller's invite is in flight). */
+  holdCandidates() {
+    this.held = true;
+    this.realSend = this.sendCandidates;
+    this.heldBatches = [];
+    this.sendCandidates = (batch) => this.heldBatches.push(batch);
+  }
+
+  releaseCandidates() {
+    if (!this.held) return;
+    this.held = false;
+    this.sendCandidates = this.realSend;
+    for (const batch of this.heldBatches) this.sendCandidates(batch);
+    this.heldBatches = [];
+  }
+
+  async createOffer() {
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    return this.pc.localDescription.sdp;
+  }
+
+  async acceptOffer(sdp) {
+    await this._setRemote({ type: "offer", sdp });
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    return this.pc.localDescription.sdp;
+  }
+
+  async setAnswer(sdp) {
+    await this._setRemote({ type: "answer", sdp });
+  }
+
+  async _setRemote(description) {
+    await this.pc.setRemoteDescription(description);
+    this.remoteReady = true;
+    const pending = this.pendingRemote.splice(0);
+    for (const candidate of pending) await this._addCandidate(candidate);
+  }
+
+  async addRemoteCandidates(candidates) {
+    for (const candidate of candidates || []) {
+      if (this.remoteReady) await this._addCandidate(candidate);
+      else this.pendingRemote.push(candidate);
+    }
+  }
+
+  async _addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch {
+      /* a stale candidate (e.g. from before an ICE restart) is harmless */
+    }
+  }
+
+  /** An ICE-restart offer (sent as a `renegotiate` frame). */
+  async restartIce() {
+    const offer = await this.pc.createOffer({ iceRestart: true });
+    await this.pc.setLocalDescription(offer);
+    return this.pc.localDescription.sdp;
+  }
+
+  /** Apply a `renegotiate` frame; returns the answer SDP when it was an offer. */
+  async renegotiate(sdpType, sdp) {
+    if (sdpType === "offer") {
+      await this.pc.setRemoteDescription({ type: "offer", sdp });
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+      return this.pc.localDescription.sdp;
+    }
+    await this.pc.setRemoteDescription({ type: "answer", sdp });
+    return null;
+  }
+
+  setMuted(muted) {
+    for (const track of this.stream.getAudioTracks()) track.enabled = !muted;
+  }
+
+  close() {
+    clearTimeout(this.flushTimer);
+    this.pc.onicecandidate = null;
+    this.pc.ontrack = null;
+    this.pc.oniceconnectionstatechange = null;
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+    for (const track of this.stream.getTracks()) track.stop();
+    this.audio.srcObject = null;
+  }
+}

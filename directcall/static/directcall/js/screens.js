@@ -1,0 +1,149 @@
+// The call screens: markup from the Django template directcall/screens.html, rendered in a
+// shadow root so the host page's CSS cannot break them. Everything the other party
+// controls (name, context, image URLs) is inserted as text or as a checked http(s) URL.
+
+import { isValidUrl } from "./validation.js";
+
+const TONES = {
+  ringtone: new URL("../audio/ringtone.wav", import.meta.url).href,
+  ringback: new URL("../audio/ringback.wav", import.meta.url).href,
+  end: new URL("../audio/end.wav", import.meta.url).href,
+};
+
+/** Format seconds as m:ss or h:mm:ss. */
+export function formatDuration(totalSeconds) {
+  const s = Math.max(0, Math.floor(totalSeconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
+}
+
+/** Load the screens' markup: a <template id="directcall-screens"> in the page, else the server's. */
+export async function loadScreensMarkup(serverUrl) {
+  const inPage = document.getElementById("directcall-screens");
+  if (inPage && inPage.content) return inPage.innerHTML;
+  const response = await fetch(new URL("v1/screens", serverUrl), { credentials: "omit" });
+  if (!response.ok) throw new Error(`screens: HTTP ${response.status}`);
+  return response.text();
+}
+
+export class Screens extends EventTarget {
+  constructor(markup, branding = {}, { ringtone } = {}) {
+    super();
+    this.host = document.createElement("div");
+    this.host.setAttribute("data-directcall-screens", "");
+    this.root = this.host.attachShadow({ mode: "open" });
+    // The markup is our own server's template, never the other party's data.
+    this.root.innerHTML = markup;
+    this.overlay = this.root.querySelector(".dc-overlay");
+    this.labels = { ...this.overlay.dataset };
+    this.branding = branding;
+    this.host.style.setProperty("--dc-bg", branding.backgroundColor || "");
+    this.host.style.setProperty("--dc-fg", branding.textColor || "");
+    this.overlay.classList.add(`theme-${branding.buttonTheme || "standard"}`);
+    this.tones = { ...TONES, ringtone: ringtone || TONES.ringtone };
+    this.audio = null;
+    this.timer = null;
+    this.root.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-action]");
+      if (button) this.dispatchEvent(new CustomEvent("action", { detail: button.dataset.action }));
+    });
+    (document.body || document.documentElement).appendChild(this.host);
+  }
+
+  label(name) {
+    return this.labels[`label${name[0].toUpperCase()}${name.slice(1)}`] || name;
+  }
+
+  slot(name) {
+    return this.root.querySelector(`[data-slot="${name}"]`);
+  }
+
+  _setImage(slot, url) {
+    const img = this.slot(slot);
+    if (isValidUrl(url)) {
+      img.src = url;
+      img.hidden = false;
+    } else {
+      img.removeAttribute("src");
+      img.hidden = true;
+    }
+  }
+
+  /** Show one screen: "outgoing", "incoming" or "ongoing". */
+  show(screen, { name, context, image, status } = {}) {
+    this.screen = screen;
+    for (const el of this.root.querySelectorAll("[data-screen]")) el.hidden = el.dataset.screen !== screen;
+    if (name !== undefined) this.slot("name").textContent = name;
+    if (context !== undefined) this.slot("context").textContent = context || "";
+    if (image !== undefined) this._setImage("image", image);
+    this._setImage("logo", this.branding.logoUrl);
+    this.setStatus(status || "");
+    this.slot("timer").hidden = screen !== "ongoing";
+    this.overlay.hidden = false;
+    const primary = this.root.querySelector(`[data-screen="${screen}"] [data-action]`);
+    if (primary) primary.focus({ preventScroll: true });
+  }
+
+  setStatus(text) {
+    const status = this.slot("status");
+    status.textContent = text;
+    status.hidden = !text;
+  }
+
+  startTimer(since = Date.now()) {
+    this.stopTimer();
+    const tick = () => {
+      this.slot("timer").textContent = formatDuration((Date.now() - since) / 1000);
+    };
+    tick();
+    this.timer = setInterval(tick, 1000);
+  }
+
+  stopTimer() {
+    clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  setReconnecting(on) {
+    if (this.screen === "ongoing") this.setStatus(on ? this.label("reconnecting") : "");
+  }
+
+  setMuted(muted) {
+    const button = this.root.querySelector('[data-action="mute"]');
+    if (!button) return;
+    button.setAttribute("aria-pressed", String(muted));
+    button.textContent = muted ? this.label("unmute") : this.label("mute");
+  }
+
+  /** Loop a tone ("ringtone", "ringback") or play one once ("end"). */
+  play(kind) {
+    this.stopTone();
+    const audio = new Audio(this.tones[kind]);
+    audio.loop = kind !== "end";
+    audio.play().catch(() => {}); // autoplay may be refused before a user gesture
+    this.audio = audio;
+  }
+
+  stopTone() {
+    if (this.audio) {
+      this.audio.pause();
+      this.audio.src = "";
+      this.audio = null;
+    }
+  }
+
+  hide() {
+    this.stopTone();
+    this.stopTimer();
+    this.overlay.hidden = true;
+    this.screen = null;
+    this.setMuted(false);
+  }
+
+  destroy() {
+    this.hide();
+    this.host.remove();
+  }
+}
