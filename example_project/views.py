@@ -18,7 +18,7 @@ DEMO_USERS = [
 
 def demo_key_file() -> Path:
     """Where ``demo_setup`` leaves the demo account's key for the demo pages (demo only)."""
-    return Path(settings.BASE_DIR) / ".demo-credentials"
+    return Path(getattr(settings, "DEMO_CREDENTIALS_FILE", settings.BASE_DIR / ".demo-credentials"))
 
 
 def call_page(request: HttpRequest) -> HttpResponse:

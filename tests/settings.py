@@ -15,6 +15,7 @@ SECRET_KEY = "tests-only-secret-key"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 RUN_PREFIX = f"dct{uuid.uuid4().hex[:8]}"
+DEMO_CREDENTIALS_FILE = Path(tempfile.gettempdir()) / f"{RUN_PREFIX}-demo-credentials"
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
