@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import DEFAULTS, get_settings, user_settings
+from .conf import DEFAULTS, user_settings
 from .ice import is_turn_url, server_urls
 
 _PROCESS_LOCAL_CACHES = (
@@ -63,7 +66,7 @@ def check_channels(app_configs: Any = None, **kwargs: Any) -> list:
             Error(
                 "ASGI_APPLICATION is not set, so no WebSocket signaling can be served.",
                 hint="Set ASGI_APPLICATION to your asgi module's 'application' and route "
-                "directcall.routing.websocket_urlpatterns there (docs/integration.md).",
+                "directcall.routing.websocket_urlpatterns there (see README.md).",
                 id="directcall.E002",
             )
         )
@@ -126,11 +129,98 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
     return problems
 
 
+_RATE = re.compile(r"[1-9][0-9]*/(?:s|sec|second|m|min|minute|h|hour|d|day)")
+_THROTTLE_SCOPES = ("directcall_init_ip", "directcall_init_account")
+_POSITIVE_INT_SECONDS = ("RING_TIMEOUT", "TURN_TTL", "TOKEN_TTL")
+_POSITIVE_NUMBERS = (
+    "PRESENCE_TTL",
+    "RECONNECT_GRACE",
+    "SWEEP_INTERVAL",
+    "AUTH_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "FLOOD_RATE",
+)
+_POSITIVE_INTS = ("MAX_FRAME_BYTES", "FLOOD_BURST")
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _is_websocket_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("ws", "wss") and bool(parts.netloc) and value == value.strip()
+
+
+def _value_problems(conf: dict[str, Any], throttle_rates: Any) -> list[str]:
+    """What is wrong with the values of ``conf`` (ICE_SERVERS aside), one line each."""
+    problems = []
+    for key in _POSITIVE_INT_SECONDS:
+        if not _is_positive_int(conf[key]):
+            problems.append(
+                f"DIRECTCALL['{key}'] must be a positive whole number of seconds, "
+                f"not {conf[key]!r}."
+            )
+    value = conf["MAX_CALL_DURATION"]
+    if value is not None and not _is_positive_int(value):
+        problems.append(
+            "DIRECTCALL['MAX_CALL_DURATION'] must be None or a positive whole number of "
+            f"seconds, not {value!r}."
+        )
+    for key in _POSITIVE_NUMBERS:
+        if not _is_positive_number(conf[key]):
+            problems.append(f"DIRECTCALL['{key}'] must be a positive number, not {conf[key]!r}.")
+    for key in _POSITIVE_INTS:
+        if not _is_positive_int(conf[key]):
+            problems.append(f"DIRECTCALL['{key}'] must be a positive integer, not {conf[key]!r}.")
+    if conf["TURN_SECRET"] is not None and not isinstance(conf["TURN_SECRET"], str):
+        # Never echo the value: it is (meant to be) a secret.
+        problems.append("DIRECTCALL['TURN_SECRET'] must be a string or None.")
+    value = conf["WEBSOCKET_URL"]
+    if value is not None and not _is_websocket_url(value):
+        problems.append(
+            f"DIRECTCALL['WEBSOCKET_URL'] must be None or a ws:// or wss:// URL, not {value!r}."
+        )
+    if not isinstance(conf["WEBSOCKET_PATH"], str):
+        problems.append(
+            f"DIRECTCALL['WEBSOCKET_PATH'] must be a string, not {conf['WEBSOCKET_PATH']!r}."
+        )
+    if not isinstance(throttle_rates, dict):
+        problems.append(
+            f"DIRECTCALL['THROTTLE_RATES'] must be a dict of scope to rate, not {throttle_rates!r}."
+        )
+        return problems
+    for scope, rate in throttle_rates.items():
+        if scope not in _THROTTLE_SCOPES:
+            problems.append(
+                f"DIRECTCALL['THROTTLE_RATES'] has an unknown scope {scope!r} "
+                f"(known: {', '.join(_THROTTLE_SCOPES)})."
+            )
+        elif rate is not None and not (isinstance(rate, str) and _RATE.fullmatch(rate)):
+            problems.append(
+                f"DIRECTCALL['THROTTLE_RATES'][{scope!r}] must be None or a rate such as "
+                f"'60/min', not {rate!r}."
+            )
+    return problems
+
+
 @register()
 def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
-    """E005/W004/W005/W006: the DIRECTCALL dict is well-formed and consistent."""
+    """E005/E006/E007/W004/W005/W006: the DIRECTCALL dict is well-formed and consistent."""
     problems = []
-    unknown = sorted(set(user_settings()) - set(DEFAULTS))
+    user = user_settings()
+    unknown = sorted(set(user) - set(DEFAULTS))
     if unknown:
         problems.append(
             Error(
@@ -139,33 +229,21 @@ def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="directcall.E005",
             )
         )
-    conf = get_settings()
-    for key, allow_none in (
-        ("RING_TIMEOUT", False),
-        ("MAX_CALL_DURATION", True),
-        ("TURN_TTL", False),
-        ("TOKEN_TTL", False),
-    ):
-        value = conf[key]
-        if value is None and allow_none:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            problems.append(
-                Error(
-                    f"DIRECTCALL['{key}'] must be a positive number of seconds, not {value!r}.",
-                    hint="See docs/settings.md.",
-                    id="directcall.E005",
-                )
-            )
+    # Merged here rather than with get_settings(), which cannot merge a THROTTLE_RATES
+    # that is not a dict.
+    conf = {**DEFAULTS, **user}
+    for message in _value_problems(conf, user.get("THROTTLE_RATES", {})):
+        problems.append(Error(message, hint="See docs/settings.md.", id="directcall.E006"))
     servers = conf["ICE_SERVERS"]
     if not isinstance(servers, list | tuple) or not all(_is_ice_server(s) for s in servers):
         problems.append(
             Error(
                 "DIRECTCALL['ICE_SERVERS'] must be a list of RTCIceServer dicts with 'urls'.",
                 hint='e.g. [{"urls": ["stun:stun.example.org:3478"]}]',
-                id="directcall.E005",
+                id="directcall.E007",
             )
         )
+        # W004-W006 are about the servers' contents: nothing sensible to say about them.
         return problems
     turn_servers = [s for s in servers if any(is_turn_url(u) for u in server_urls(s))]
     if conf["TURN_SECRET"] and not turn_servers:

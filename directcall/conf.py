@@ -6,7 +6,8 @@ changes ``DIRECTCALL`` with ``override_settings``)::
     from directcall.conf import get_settings
     get_settings()["RING_TIMEOUT"]
 
-Every key is documented in ``docs/settings.md``.
+Every key is documented in ``docs/settings.md``; the system checks (``directcall.checks``)
+verify their types.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     # Seconds an answered call may last before the server ends it (None: no limit).
     "MAX_CALL_DURATION": None,
     # RTCIceServer dicts handed to browsers, e.g. [{"urls": ["stun:stun.example.org:3478"]}].
+    # Every key is passed through; "urls" may be a string and is always sent as a list.
     "ICE_SERVERS": [],
     # Shared secret of a coturn server running with use-auth-secret (None: no TURN credentials).
     "TURN_SECRET": None,
@@ -53,7 +55,8 @@ DEFAULTS: dict[str, Any] = {
     # Frames per second one connection may send (sustained), and the burst allowed above it.
     "FLOOD_RATE": 50,
     "FLOOD_BURST": 200,
-    # DRF throttle rates of the init endpoint, per client IP and per account.
+    # DRF throttle rates of the init endpoint, per client IP (REMOTE_ADDR unless
+    # REST_FRAMEWORK["NUM_PROXIES"] is set) and per account (valid credentials only).
     "THROTTLE_RATES": {
         "directcall_init_ip": "60/min",
         "directcall_init_account": "600/min",

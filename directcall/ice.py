@@ -41,9 +41,15 @@ def turn_credentials(secret: str, cuid: str, ttl: int, now: float | None = None)
 
 
 def ice_servers_for(cuid: str, now: float | None = None) -> list[dict[str, Any]]:
-    """The configured ICE servers; TURN entries without credentials get ephemeral ones."""
+    """The configured ICE servers for a browser, every key kept, ``urls`` always a list.
+
+    TURN entries without a ``username`` get ephemeral credentials when ``TURN_SECRET``
+    is set. The settings are never modified (each call works on a deep copy).
+    """
     conf = get_settings()
-    servers = copy.deepcopy(list(conf["ICE_SERVERS"]))
+    servers = copy.deepcopy([dict(server) for server in conf["ICE_SERVERS"]])
+    for server in servers:
+        server["urls"] = server_urls(server)
     secret = conf["TURN_SECRET"]
     if not secret:
         return servers

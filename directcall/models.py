@@ -7,15 +7,19 @@ import hmac
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-API_KEY_PREFIX_LENGTH = 8
+API_KEY_PREFIX_LENGTH = 12
+_KEY_FIELDS = ("key_prefix", "key_hash", "key_created_at", "key_revoked_at")
 _hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #rrggbb."))
+_origin_url = URLValidator(schemes=["http", "https"])
 
 
 def _new_account_id() -> str:
@@ -29,6 +33,25 @@ def hash_api_key_secret(secret: str) -> str:
     and it keeps the init endpoint cheap — the same choice as djangorestframework-api-key.
     """
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalise_origin(entry: str) -> str | None:
+    """Return ``entry`` as a lower-case ``scheme://host[:port]``, or None if it is no origin.
+
+    The scheme must be http or https; a trailing ``/`` is dropped. A path, a query, a
+    fragment, user info, a wildcard or a port out of range make it no origin.
+    """
+    try:
+        _origin_url(entry)
+        parts = urlsplit(entry)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except (ValidationError, ValueError):
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        return None
+    if entry.endswith(("?", "#")):
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def split_api_key(api_key: str) -> tuple[str, str]:
@@ -89,13 +112,19 @@ class Account(models.Model):
         _("ring timeout (s)"),
         null=True,
         blank=True,
-        help_text=_("Overrides DIRECTCALL['RING_TIMEOUT'] for this account."),
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Overrides DIRECTCALL['RING_TIMEOUT'] for this account. Empty: use the setting."
+        ),
     )
     max_call_duration = models.PositiveIntegerField(
         _("maximum call duration (s)"),
         null=True,
         blank=True,
-        help_text=_("Overrides DIRECTCALL['MAX_CALL_DURATION'] for this account."),
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Overrides DIRECTCALL['MAX_CALL_DURATION'] for this account. Empty: use the setting."
+        ),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -108,6 +137,35 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.account_id})"
+
+    def save(self, *args, **kwargs) -> None:
+        """Save; an account without a key first gets one that nobody is shown.
+
+        ``key_prefix`` is unique, so a second keyless account would otherwise collide on
+        the empty prefix. The key is discarded: the account needs a rotation before use.
+        """
+        if not self.key_hash:
+            self.set_new_api_key()
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, *_KEY_FIELDS}
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """Check that every allowed origin is ``scheme://host[:port]``; store them normalised."""
+        super().clean()
+        entries = self.allowed_origins.split()
+        bad = [entry for entry in entries if normalise_origin(entry) is None]
+        if bad:
+            raise ValidationError(
+                {
+                    "allowed_origins": _(
+                        "Not an origin (write http(s)://host[:port], without a path): %(bad)s"
+                    )
+                    % {"bad": ", ".join(bad)}
+                }
+            )
+        self.allowed_origins = "\n".join(normalise_origin(entry) for entry in entries)
 
     # -- API key ------------------------------------------------------------------------
 
@@ -124,7 +182,7 @@ class Account(models.Model):
     def rotate_api_key(self) -> str:
         """Replace the key (the old one stops working at once) and return the new one."""
         key = self.set_new_api_key()
-        self.save(update_fields=["key_prefix", "key_hash", "key_created_at", "key_revoked_at"])
+        self.save(update_fields=list(_KEY_FIELDS))
         return key
 
     def revoke_api_key(self) -> None:
@@ -162,16 +220,23 @@ class Account(models.Model):
         return origin.rstrip("/").lower() in allowed
 
     def effective_ring_timeout(self) -> int:
-        """The ring timeout for this account's calls, in seconds."""
+        """The ring timeout for this account's calls, in seconds (null field: the setting)."""
         from .conf import get_settings
 
-        return self.ring_timeout or int(get_settings()["RING_TIMEOUT"])
+        if self.ring_timeout is not None:
+            return self.ring_timeout
+        return int(get_settings()["RING_TIMEOUT"])
 
     def effective_max_call_duration(self) -> int | None:
-        """The maximum duration of this account's answered calls, in seconds (None: none)."""
+        """The maximum duration of answered calls, in seconds (None: no limit).
+
+        The account's own value when set, otherwise ``DIRECTCALL["MAX_CALL_DURATION"]``.
+        """
         from .conf import get_settings
 
-        return self.max_call_duration or get_settings()["MAX_CALL_DURATION"]
+        if self.max_call_duration is not None:
+            return self.max_call_duration
+        return get_settings()["MAX_CALL_DURATION"]
 
     def branding(self) -> dict[str, str]:
         """The branding the call screens use."""

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
@@ -202,6 +204,25 @@ def test_add_account_with_overrides(admin_client, db):
     assert account.check_api_key(_keys_on_page(response)[0])
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ring_timeout", "0"),
+        ("max_call_duration", "0"),
+        ("allowed_origins", "https://shop.example.com/path"),
+        ("allowed_origins", "ftp://shop.example.com"),
+    ],
+)
+def test_add_account_invalid_value_redisplays_form(admin_client, db, field, value):
+    response = admin_client.post(
+        reverse("admin:directcall_account_add"), _add_form(**{field: value})
+    )
+    assert response.status_code == 200
+    assert "directcall/admin/api_keys.html" not in _template_names(response)
+    assert response.context["adminform"].form.errors[field]
+    assert not Account.objects.exists()
+
+
 def test_add_account_invalid_colour_redisplays_form(admin_client, db):
     response = admin_client.post(
         reverse("admin:directcall_account_add"), _add_form(background_color="red")
@@ -323,20 +344,65 @@ def test_call_change_page_is_read_only(admin_client, log):
     assert call.status == CallStatus.OVER
 
 
-def test_call_delete_forbidden(admin_client, log):
+@pytest.fixture
+def staff_client(client, db):
+    """A logged-in staff user, not a superuser, with every directcall permission."""
+    user = get_user_model().objects.create_user(username="staff", password="x", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="directcall"))
+    client.force_login(user)
+    return client
+
+
+def test_call_delete_forbidden_to_staff(staff_client, log):
     call = log["over"]
     url = reverse("admin:directcall_call_delete", args=[call.pk])
-    assert admin_client.get(url).status_code == 403
-    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert staff_client.get(url).status_code == 403
+    assert staff_client.post(url, {"post": "yes"}).status_code == 403
     assert Call.objects.filter(pk=call.pk).exists()
 
     # No bulk delete either.
     changelist = reverse("admin:directcall_call_changelist")
-    assert "delete_selected" not in admin_client.get(changelist).content.decode()
-    admin_client.post(
+    assert "delete_selected" not in staff_client.get(changelist).content.decode()
+    staff_client.post(
         changelist, {"action": "delete_selected", "_selected_action": [call.pk], "post": "yes"}
     )
     assert Call.objects.filter(pk=call.pk).exists()
+
+
+def test_staff_cannot_delete_an_account_that_has_calls(staff_client, log):
+    account = log["account"]
+    url = reverse("admin:directcall_account_delete", args=[account.pk])
+    assert staff_client.post(url, {"post": "yes"}).status_code == 403
+    assert Account.objects.filter(pk=account.pk).exists()
+    assert Call.objects.count() == 3
+
+
+def test_superuser_may_delete_a_call(admin_client, log):
+    call = log["over"]
+    url = reverse("admin:directcall_call_delete", args=[call.pk])
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not Call.objects.filter(pk=call.pk).exists()
+    assert Call.objects.count() == 2
+
+
+def test_superuser_may_delete_an_account_or_registration_with_calls(
+    admin_client, log, make_account
+):
+    alice = log["regs"][0]
+    url = reverse("admin:directcall_registration_delete", args=[alice.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    assert not Registration.objects.filter(pk=alice.pk).exists()
+    assert set(Call.objects.values_list("pk", flat=True)) == {log["missed"].pk, log["ringing"].pk}
+
+    account = log["account"]
+    other, _ = make_account(name="Other")
+    url = reverse("admin:directcall_account_delete", args=[account.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    assert list(Account.objects.all()) == [other]
+    assert not Call.objects.exists()
+    assert not Registration.objects.exists()
 
 
 def _listed(response) -> set:

@@ -9,10 +9,13 @@ import logging
 import time
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
+from rest_framework.response import Response
 
 from directcall import tokens
+from directcall.api.views import InitView
 from directcall.models import Registration
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +43,7 @@ def test_success_returns_a_session(api_client, make_account):
     assert body["cuid"] == "tutor_jane" and body["name"] == "Jane"
     assert body["accountId"] == account.account_id
     assert body["deviceId"] == "device-0001"
+    assert body["ringtone"] is None
     assert body["ringTimeout"] == 12 and body["maxCallDuration"] is None
     assert body["websocketUrl"] == "ws://testserver/ws/directcall/v1/"
     assert body["iceServers"] == [{"urls": ["stun:127.0.0.1:3478"]}]
@@ -56,6 +60,25 @@ def test_device_id_is_issued_when_absent(api_client, make_account):
     body = init(api_client, account, key).json()
     assert len(body["deviceId"]) >= 8
     assert tokens.verify(body["token"]).device_id == body["deviceId"]
+    # The generated id is stored like a sent one.
+    assert Registration.objects.get().device_id == body["deviceId"]
+
+
+def test_generated_device_id_replaces_the_stored_one(api_client, make_account):
+    account, key = make_account()
+    init(api_client, account, key, deviceId="device-0001")
+    body = init(api_client, account, key).json()
+    assert body["deviceId"] != "device-0001"
+    assert Registration.objects.get().device_id == body["deviceId"]
+
+
+def test_ringtone_is_returned_as_validated(api_client, make_account):
+    account, key = make_account()
+    ringtone = "https://cdn.example.org/ring.mp3"
+    body = init(api_client, account, key, ringtone=ringtone).json()
+    assert body["ringtone"] == ringtone
+    for blank in ("", "   ", None):
+        assert init(api_client, account, key, ringtone=blank).json()["ringtone"] is None
 
 
 def test_reinit_updates_the_registration_and_keeps_the_name(api_client, make_account):
@@ -178,9 +201,76 @@ def test_cors_headers_and_preflight(api_client, make_account):
     response = init(api_client, account, key, origin="https://shop.example.com")
     assert response["Access-Control-Allow-Origin"] == "https://shop.example.com"
     assert "Access-Control-Allow-Credentials" not in response
+    assert response["Vary"] == "Origin"
     preflight = api_client.options(URL, HTTP_ORIGIN="https://shop.example.com")
     assert preflight.status_code == 204
     assert "POST" in preflight["Access-Control-Allow-Methods"]
+    # Without an Origin header: no CORS headers, but the answer still varies on Origin.
+    response = init(api_client, account, key)
+    assert "Access-Control-Allow-Origin" not in response
+    assert response["Vary"] == "Origin"
+
+
+def _vary(response) -> list[str]:
+    return [part.strip() for part in response["Vary"].split(",")]
+
+
+@pytest.mark.parametrize("before", ["Accept-Language", "Accept-Language, Origin", "origin"])
+def test_cors_adds_to_vary(api_client, monkeypatch, before):
+    def options(self, request, *args, **kwargs):
+        return Response(status=204, headers={"Vary": before})
+
+    monkeypatch.setattr(InitView, "options", options)
+    response = api_client.options(URL, HTTP_ORIGIN="https://shop.example.com")
+    assert response["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    expected = [part.strip() for part in before.split(",")]
+    if "origin" not in before.lower():
+        expected.append("Origin")
+    assert _vary(response) == expected
+
+
+@pytest.mark.parametrize(
+    "accept", ["text/html", "application/xml", "text/html, application/xhtml+xml"]
+)
+def test_accept_excluding_json_gets_a_code(api_client, make_account, accept):
+    account, key = make_account()
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+    response = api_client.post(URL, body, format="json", HTTP_ACCEPT=accept)
+    assert response.status_code == 406
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "code": "ERR_INVALID_INITPARAMETERS",
+        "message": "The response is JSON only: the Accept header must allow application/json.",
+    }
+    assert Registration.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "accept", ["application/json", "*/*", "text/html, */*;q=0.8", "application/*"]
+)
+def test_accept_allowing_json_gets_json(api_client, make_account, accept):
+    account, key = make_account()
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+    response = api_client.post(URL, body, format="json", HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert "token" in response.json()
+
+
+def test_no_browsable_api(api_client, make_account):
+    # Whatever the host's renderers, errors too are JSON (never an HTML page).
+    with override_settings(
+        REST_FRAMEWORK={
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_RENDERER_CLASSES": [
+                "rest_framework.renderers.BrowsableAPIRenderer",
+                "rest_framework.renderers.JSONRenderer",
+            ],
+        }
+    ):
+        response = api_client.get(URL, HTTP_ACCEPT="text/html")
+    assert response.status_code == 406
+    assert response.json()["code"] == "ERR_INVALID_INITPARAMETERS"
 
 
 def test_malformed_bodies_get_a_code_not_a_500(api_client, make_account):
@@ -214,6 +304,42 @@ def test_throttled_per_ip(api_client, make_account):
     assert response.status_code == 200
 
 
+def _post_from(api_client, body, remote_addr, forwarded_for=None):
+    extra = {"REMOTE_ADDR": remote_addr}
+    if forwarded_for is not None:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return api_client.post(URL, body, format="json", **extra)
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_ip": "2/min"}})
+def test_ip_throttle_ignores_x_forwarded_for_without_num_proxies(api_client, make_account):
+    account, key = make_account()
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+    codes = [
+        _post_from(api_client, body, "10.0.0.1", f"198.51.100.{i}").status_code for i in range(1, 4)
+    ]
+    assert codes == [200, 200, 429]
+    assert _post_from(api_client, body, "10.0.0.2", "198.51.100.1").status_code == 200
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_ip": "2/min"}})
+def test_ip_throttle_uses_x_forwarded_for_behind_configured_proxies(api_client, make_account):
+    account, key = make_account()
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
+        # One trusted proxy (10.0.0.1): the client is the last X-Forwarded-For address,
+        # whatever the client itself prepended.
+        codes = [
+            _post_from(api_client, body, "10.0.0.1", f"203.0.113.{i}, 198.51.100.7").status_code
+            for i in range(1, 4)
+        ]
+        assert codes == [200, 200, 429]
+        assert _post_from(api_client, body, "10.0.0.1", "198.51.100.8").status_code == 200
+    # NUM_PROXIES = 0: REMOTE_ADDR only, whatever X-Forwarded-For says.
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 0}):
+        assert _post_from(api_client, body, "10.0.0.3", "198.51.100.7").status_code == 200
+
+
 @override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
 def test_throttled_per_account(api_client, make_account):
     account, key = make_account()
@@ -224,7 +350,29 @@ def test_throttled_per_account(api_client, make_account):
         for i in range(1, 4)
     ]
     assert codes == [200, 200, 429]
+    response = api_client.post(URL, body, format="json", REMOTE_ADDR="127.0.0.9")
+    assert (response.status_code, response.json()["code"]) == (429, "ERR_RATE_LIMITED")
+    assert int(response["Retry-After"]) > 0
+    assert Registration.objects.filter(account=account).count() == 1
     assert init(api_client, other, other_key).status_code == 200
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
+def test_wrong_keys_do_not_use_up_the_account_budget(api_client, make_account):
+    account, key = make_account()
+    wrong = {"accountId": account.account_id, "apikey": "a.b", "cuid": "tutor_jane"}
+    for i in range(1, 11):
+        response = api_client.post(URL, wrong, format="json", REMOTE_ADDR=f"192.0.2.{i}")
+        assert response.status_code == 401
+    good = {**wrong, "apikey": key}
+    codes = [
+        api_client.post(URL, good, format="json", REMOTE_ADDR=f"127.0.0.{i}").status_code
+        for i in range(1, 4)
+    ]
+    assert codes == [200, 200, 429]
+    # Once over budget, a wrong key is still told it is wrong (the throttle comes after).
+    response = api_client.post(URL, wrong, format="json", REMOTE_ADDR="192.0.2.99")
+    assert response.status_code == 401
 
 
 def test_throttle_window_passes(api_client, make_account, monkeypatch):
@@ -237,6 +385,32 @@ def test_throttle_window_passes(api_client, make_account, monkeypatch):
         later = time.time() + 61
         monkeypatch.setattr(SimpleRateThrottle, "timer", lambda self: later)
         assert init(api_client, account, key).status_code == 200
+
+
+def test_ice_servers_pass_every_key_and_urls_as_a_list(api_client, make_account):
+    servers = [
+        {"urls": "stun:127.0.0.1:3478"},
+        {
+            "urls": ("turn:127.0.0.1:3478",),
+            "username": "u",
+            "credential": "c",
+            "credentialType": "password",
+        },
+    ]
+    with override_settings(DIRECTCALL={"ICE_SERVERS": servers}):
+        account, key = make_account()
+        body = init(api_client, account, key).json()
+    assert body["iceServers"] == [
+        {"urls": ["stun:127.0.0.1:3478"]},
+        {
+            "urls": ["turn:127.0.0.1:3478"],
+            "username": "u",
+            "credential": "c",
+            "credentialType": "password",
+        },
+    ]
+    # The settings themselves are left as written.
+    assert servers[0]["urls"] == "stun:127.0.0.1:3478"
 
 
 TURN = {

@@ -64,12 +64,27 @@ def test_manage_py_check_passes():
     assert "no issues" in out.getvalue()
 
 
-def test_manage_py_check_reports_directcall_errors():
+@pytest.mark.parametrize(
+    ("directcall", "check_id"),
+    [
+        ({"RING_TIME": 30}, "E005"),
+        ({"THROTTLE_RATES": {"directcall_init_ip": "5/10m"}}, "E006"),
+        ({"ICE_SERVERS": "stun:stun.example.org"}, "E007"),
+    ],
+)
+def test_manage_py_check_reports_directcall_errors(directcall, check_id):
     with (
-        override_settings(DIRECTCALL={"RING_TIME": 30}),
-        pytest.raises(SystemCheckError, match=r"directcall\.E005"),
+        override_settings(DIRECTCALL=directcall),
+        pytest.raises(SystemCheckError, match=rf"directcall\.{check_id}"),
     ):
         call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+def test_e002_hint_points_to_an_existing_file():
+    with override_settings(ASGI_APPLICATION=None):
+        (problem,) = checks.check_channels()
+    assert "README.md" in problem.hint
+    assert "integration.md" not in problem.hint
 
 
 # -- check_channels: E001, E002, W001 ------------------------------------------------------
@@ -152,7 +167,7 @@ def test_shared_state_quiet_when_consistent(layers, caches):
         assert checks.check_shared_state() == []
 
 
-# -- check_directcall_settings: E005, W004, W005, W006 -------------------------------------
+# -- check_directcall_settings: E005, E006, E007, W004, W005, W006 -------------------------
 
 
 def settings_problems(directcall: dict, **other) -> list:
@@ -170,16 +185,130 @@ def test_e005_unknown_key():
 
 @pytest.mark.parametrize("key", ["RING_TIMEOUT", "TURN_TTL", "TOKEN_TTL", "MAX_CALL_DURATION"])
 @pytest.mark.parametrize("value", [0, -5, "30", 1.5, True])
-def test_e005_bad_number_of_seconds(key, value):
+def test_e006_bad_number_of_seconds(key, value):
     problems = settings_problems({"ICE_SERVERS": [STUN], key: value})
-    assert ids(problems) == ["directcall.E005"]
+    assert ids(problems) == ["directcall.E006"]
+    assert isinstance(problems[0], Error)
     assert key in problems[0].msg
 
 
 @pytest.mark.parametrize("key", ["RING_TIMEOUT", "TURN_TTL", "TOKEN_TTL"])
-def test_e005_none_refused_where_a_value_is_required(key):
+def test_e006_none_refused_where_a_value_is_required(key):
     problems = settings_problems({"ICE_SERVERS": [STUN], key: None})
-    assert ids(problems) == ["directcall.E005"]
+    assert ids(problems) == ["directcall.E006"]
+
+
+POSITIVE_NUMBERS = [
+    "PRESENCE_TTL",
+    "RECONNECT_GRACE",
+    "SWEEP_INTERVAL",
+    "AUTH_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "FLOOD_RATE",
+]
+
+
+@pytest.mark.parametrize("key", POSITIVE_NUMBERS)
+@pytest.mark.parametrize("value", [0, -1, 0.0, "5", None, True, float("nan"), float("inf")])
+def test_e006_bad_positive_number(key, value):
+    problems = settings_problems({"ICE_SERVERS": [STUN], key: value})
+    assert ids(problems) == ["directcall.E006"]
+    assert key in problems[0].msg
+
+
+@pytest.mark.parametrize("key", POSITIVE_NUMBERS)
+@pytest.mark.parametrize("value", [1, 0.25, 90])
+def test_positive_numbers_may_be_floats(key, value):
+    assert settings_problems({"ICE_SERVERS": [STUN], key: value}) == []
+
+
+@pytest.mark.parametrize("key", ["MAX_FRAME_BYTES", "FLOOD_BURST"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, 100.0, "100", None, True])
+def test_e006_bad_positive_int(key, value):
+    problems = settings_problems({"ICE_SERVERS": [STUN], key: value})
+    assert ids(problems) == ["directcall.E006"]
+    assert key in problems[0].msg
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "calls.example.org", "https://calls.example.org/ws/", "ws://", 5, ["wss://x.example"]],
+)
+def test_e006_bad_websocket_url(value):
+    problems = settings_problems({"ICE_SERVERS": [STUN], "WEBSOCKET_URL": value})
+    assert ids(problems) == ["directcall.E006"]
+    assert "WEBSOCKET_URL" in problems[0].msg
+
+
+@pytest.mark.parametrize(
+    "value", [None, "wss://calls.example.org/ws/directcall/v1/", "ws://127.0.0.1:8000/ws/"]
+)
+def test_good_websocket_url_passes(value):
+    assert settings_problems({"ICE_SERVERS": [STUN], "WEBSOCKET_URL": value}) == []
+
+
+@pytest.mark.parametrize("value", [None, 5, b"ws/", ["ws/"]])
+def test_e006_bad_websocket_path(value):
+    problems = settings_problems({"ICE_SERVERS": [STUN], "WEBSOCKET_PATH": value})
+    assert ids(problems) == ["directcall.E006"]
+    assert "WEBSOCKET_PATH" in problems[0].msg
+
+
+@pytest.mark.parametrize("value", [5, b"secret", ["secret"]])
+def test_e006_bad_turn_secret_is_not_echoed(value):
+    problems = settings_problems({"ICE_SERVERS": [STUN, TURN], "TURN_SECRET": value})
+    assert ids(problems) == ["directcall.E006"]
+    assert "TURN_SECRET" in problems[0].msg
+    assert repr(value) not in problems[0].msg
+
+
+@pytest.mark.parametrize(
+    "rate", ["5/10m", "abc", "60", "60/", "/min", "0/min", "-1/min", "1.5/s", "60/week", 60, ""]
+)
+@pytest.mark.parametrize("scope", ["directcall_init_ip", "directcall_init_account"])
+def test_e006_bad_throttle_rate(scope, rate):
+    problems = settings_problems({"ICE_SERVERS": [STUN], "THROTTLE_RATES": {scope: rate}})
+    assert ids(problems) == ["directcall.E006"]
+    assert "THROTTLE_RATES" in problems[0].msg
+    assert scope in problems[0].msg
+
+
+@pytest.mark.parametrize(
+    "rate",
+    [
+        None,
+        "60/min",
+        "1/s",
+        "10/sec",
+        "5/second",
+        "60/m",
+        "60/minute",
+        "100/h",
+        "100/hour",
+        "1000/d",
+        "1000/day",
+    ],
+)
+def test_good_throttle_rates_pass(rate):
+    rates = {"directcall_init_ip": rate, "directcall_init_account": rate}
+    assert settings_problems({"ICE_SERVERS": [STUN], "THROTTLE_RATES": rates}) == []
+
+
+def test_e006_throttle_rates_not_a_dict_or_unknown_scope():
+    problems = settings_problems({"ICE_SERVERS": [STUN], "THROTTLE_RATES": ["60/min"]})
+    assert ids(problems) == ["directcall.E006"]
+    problems = settings_problems(
+        {"ICE_SERVERS": [STUN], "THROTTLE_RATES": {"directcall_init_ips": "60/min"}}
+    )
+    assert ids(problems) == ["directcall.E006"]
+    assert "directcall_init_ips" in problems[0].msg
+
+
+def test_e006_each_bad_value_reported():
+    problems = settings_problems(
+        {"ICE_SERVERS": [STUN], "RING_TIMEOUT": 0, "FLOOD_BURST": 0, "WEBSOCKET_URL": "x"}
+    )
+    assert ids(problems) == ["directcall.E006"] * 3
 
 
 def test_good_numbers_pass():
@@ -210,9 +339,9 @@ def test_good_numbers_pass():
         None,
     ],
 )
-def test_e005_bad_ice_servers(servers):
+def test_e007_bad_ice_servers(servers):
     problems = settings_problems({"ICE_SERVERS": servers})
-    assert ids(problems) == ["directcall.E005"]
+    assert ids(problems) == ["directcall.E007"]
     assert "ICE_SERVERS" in problems[0].msg
 
 
@@ -266,12 +395,35 @@ def test_w006_quiet_in_debug():
     assert settings_problems({}, DEBUG=True) == []
 
 
+def test_warnings_still_evaluated_when_another_key_is_bad():
+    problems = settings_problems(
+        {"ICE_SERVERS": [STUN], "TURN_SECRET": "s3cret", "RING_TIMEOUT": 0, "BOGUS": 1}
+    )
+    assert ids(problems) == ["directcall.E005", "directcall.E006", "directcall.W004"]
+    problems = settings_problems({"ICE_SERVERS": [TURN], "FLOOD_RATE": -1})
+    assert ids(problems) == ["directcall.E006", "directcall.W005"]
+    problems = settings_problems({"THROTTLE_RATES": {"directcall_init_ip": "x"}}, DEBUG=False)
+    assert ids(problems) == ["directcall.E006", "directcall.W006"]
+
+
+def test_warnings_skipped_when_ice_servers_are_malformed():
+    problems = settings_problems({"ICE_SERVERS": [TURN, None], "TURN_SECRET": None}, DEBUG=False)
+    assert ids(problems) == ["directcall.E007"]
+
+
 def test_several_problems_reported_together():
     with override_settings(
         ASGI_APPLICATION=None,
         CHANNEL_LAYERS={},
         CACHES=DUMMY_CACHE,
-        DIRECTCALL={"RING_TIMEOUT": 0, "BOGUS": 1},
+        DIRECTCALL={"RING_TIMEOUT": 0, "BOGUS": 1, "ICE_SERVERS": None},
     ):
         found = set(ids(run_all()))
-    assert {"directcall.E002", "directcall.E003", "directcall.E004", "directcall.E005"} <= found
+    assert {
+        "directcall.E002",
+        "directcall.E003",
+        "directcall.E004",
+        "directcall.E005",
+        "directcall.E006",
+        "directcall.E007",
+    } <= found

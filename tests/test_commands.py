@@ -69,6 +69,23 @@ def test_create_with_origins(db):
     assert not account.origin_allowed("https://evil.example.com")
 
 
+@pytest.mark.parametrize(
+    "origin", ["https://shop.example.com/app", "shop.example.com", "ftp://shop.example.com"]
+)
+def test_create_validates_the_origins(db, origin):
+    with pytest.raises(CommandError, match="Not an origin"):
+        run("directcall_account", "create", "--name", "Shop", "--origin", origin)
+    assert not Account.objects.exists()
+
+
+def test_create_stores_origins_normalised(db):
+    output = run(
+        "directcall_account", "create", "--name", "Shop", "--origin", "HTTPS://Shop.Example.com/"
+    )
+    account_id, _ = _printed(output)
+    assert Account.objects.get(account_id=account_id).allowed_origins == "https://shop.example.com"
+
+
 def test_create_validates_the_name(db):
     with pytest.raises(CommandError, match="at most 100 characters"):
         run("directcall_account", "create", "--name", "x" * 101)

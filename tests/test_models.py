@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -39,7 +40,7 @@ def test_new_key_is_prefix_dot_secret(make_account):
     account, key = make_account()
     prefix, dot, secret = key.partition(".")
     assert dot == "."
-    assert len(prefix) == API_KEY_PREFIX_LENGTH
+    assert len(prefix) == API_KEY_PREFIX_LENGTH == 12
     assert re.fullmatch(r"[0-9a-f]+", prefix)
     # token_urlsafe(32): 43 URL-safe characters, no dot (so the split is unambiguous).
     assert len(secret) >= 40
@@ -120,6 +121,46 @@ def test_account_without_key_accepts_nothing(db):
     assert account.check_api_key(".") is False
 
 
+def test_accounts_saved_without_a_key_get_an_unknown_one(db):
+    first = Account.objects.create(name="First")
+    second = Account.objects.create(name="Second")  # no IntegrityError on the prefix
+    third = Account(name="Third")
+    third.save()
+    prefixes = {a.key_prefix for a in (first, second, third)}
+    assert len(prefixes) == 3
+    for account in (first, second, third):
+        stored = Account.objects.get(pk=account.pk)
+        assert re.fullmatch(rf"[0-9a-f]{{{API_KEY_PREFIX_LENGTH}}}", stored.key_prefix)
+        assert len(stored.key_hash) == 64
+        for candidate in ("", ".", f"{stored.key_prefix}.", f"{stored.key_prefix}.x"):
+            assert stored.check_api_key(candidate) is False
+    # A rotation makes it usable.
+    key = first.rotate_api_key()
+    assert Account.objects.get(pk=first.pk).check_api_key(key)
+
+
+def test_keyless_save_with_update_fields_stores_the_key(make_account):
+    account, _ = make_account()
+    # A stale copy whose key was blanked in memory only: saving must still write a key.
+    Account.objects.filter(pk=account.pk).update(key_hash="", key_prefix="")
+    stale = Account.objects.get(pk=account.pk)
+    stale.name = "Renamed"
+    stale.save(update_fields=["name"])
+    stored = Account.objects.get(pk=account.pk)
+    assert stored.name == "Renamed"
+    assert stored.key_prefix == stale.key_prefix != ""
+    assert stored.key_hash == stale.key_hash != ""
+
+
+def test_saving_an_account_keeps_its_key(make_account):
+    account, key = make_account()
+    account.name = "Renamed"
+    account.save()
+    account.full_clean()
+    account.save()
+    assert Account.objects.get(pk=account.pk).check_api_key(key)
+
+
 def test_rotation_replaces_the_key(make_account):
     account, old = make_account()
     new = account.rotate_api_key()
@@ -197,6 +238,48 @@ def test_other_or_missing_origin_refused_when_a_list_is_set(db):
         assert account.origin_allowed(origin) is False, origin
 
 
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "https://shop.example.com/path",
+        "https://shop.example.com/?q=1",
+        "https://shop.example.com#top",
+        "ftp://shop.example.com",
+        "shop.example.com",
+        "//shop.example.com",
+        "https://*.example.com",
+        "https://user:pw@shop.example.com",
+        "https://shop.example.com:99999",
+        "null",
+        "https://ok.example.com\nhttps://bad.example.com/x",
+    ],
+)
+def test_clean_refuses_what_is_not_an_origin(db, origins):
+    account = Account(name="Shop", allowed_origins=origins)
+    with pytest.raises(ValidationError) as excinfo:
+        account.full_clean()
+    assert set(excinfo.value.message_dict) == {"allowed_origins"}
+
+
+def test_clean_accepts_and_normalises_origins(db):
+    account = Account(
+        name="Shop",
+        allowed_origins=(
+            "https://Shop.Example.com/\n  http://localhost:8000  \r\n\n"
+            "http://127.0.0.1:8000/\nhttp://[::1]:8000 https://b.example"
+        ),
+    )
+    account.full_clean()
+    assert account.allowed_origins == (
+        "https://shop.example.com\nhttp://localhost:8000\nhttp://127.0.0.1:8000\n"
+        "http://[::1]:8000\nhttps://b.example"
+    )
+    assert account.origin_allowed("https://shop.example.com")
+    empty = Account(name="Open", allowed_origins="  \n ")
+    empty.full_clean()
+    assert empty.allowed_origins == ""
+
+
 # -- effective settings --------------------------------------------------------------------
 
 
@@ -226,6 +309,25 @@ def test_account_overrides_win(db):
     with override_settings(DIRECTCALL={}):
         assert account.effective_ring_timeout() == 20
         assert account.effective_max_call_duration() == 120
+
+
+@pytest.mark.parametrize("field", ["ring_timeout", "max_call_duration"])
+def test_zero_override_is_refused(db, field):
+    account = Account(name="Tuned", **{field: 0})
+    with pytest.raises(ValidationError) as excinfo:
+        account.full_clean()
+    assert set(excinfo.value.message_dict) == {field}
+    Account(name="Tuned", **{field: 1}).full_clean()
+    Account(name="Tuned", **{field: None}).full_clean()
+
+
+def test_override_is_used_whenever_it_is_not_null(db):
+    # Null means "use the setting"; any other stored value is the account's own, even one
+    # that bypassed validation.
+    account = Account(name="Tuned", ring_timeout=0, max_call_duration=0)
+    with override_settings(DIRECTCALL={"RING_TIMEOUT": 45, "MAX_CALL_DURATION": 600}):
+        assert account.effective_ring_timeout() == 0
+        assert account.effective_max_call_duration() == 0
 
 
 def test_effective_ring_timeout_is_an_int(db):

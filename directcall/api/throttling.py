@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from ..conf import get_settings
-from ..validation import is_valid_account_id
 
 
 class _ConfiguredRateThrottle(SimpleRateThrottle):
@@ -14,22 +14,37 @@ class _ConfiguredRateThrottle(SimpleRateThrottle):
 
 
 class InitIPThrottle(_ConfiguredRateThrottle):
-    """Init requests per client IP (``THROTTLE_RATES["directcall_init_ip"]``)."""
+    """Init requests per client IP (``THROTTLE_RATES["directcall_init_ip"]``).
+
+    The client IP is ``REMOTE_ADDR``. Only when ``REST_FRAMEWORK["NUM_PROXIES"]`` is
+    configured is ``X-Forwarded-For`` consulted (DRF's rules); otherwise a client could
+    pick its own identity by sending that header.
+    """
 
     scope = "directcall_init_ip"
+
+    def get_ident(self, request) -> str | None:
+        if api_settings.NUM_PROXIES is not None:
+            return super().get_ident(request)
+        return request.META.get("REMOTE_ADDR")
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 class InitAccountThrottle(_ConfiguredRateThrottle):
-    """Init requests per account id (``THROTTLE_RATES["directcall_init_account"]``)."""
+    """Init requests per account (``THROTTLE_RATES["directcall_init_account"]``).
+
+    Not a view-level throttle: the view checks it after the credentials, for the
+    authenticated account only, so that wrong keys (anyone knows the public account id)
+    cannot use up an account's budget. Guessing keys is limited by the per-IP throttle.
+    """
 
     scope = "directcall_init_account"
 
-    def get_cache_key(self, request, view) -> str | None:
-        data = request.data
-        account_id = data.get("accountId") if isinstance(data, dict) else None
-        if not is_valid_account_id(account_id):
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": account_id}
+    def __init__(self, account_id: str) -> None:
+        super().__init__()
+        self.account_id = account_id
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.account_id}

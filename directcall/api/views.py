@@ -8,11 +8,13 @@ import secrets
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -75,7 +77,11 @@ class InitView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser]
-    throttle_classes = [InitIPThrottle, InitAccountThrottle]
+    # JSON only, whatever the host's REST_FRAMEWORK says: no browsable API, and an Accept
+    # header that excludes JSON gets a 406 in {code, message} form.
+    renderer_classes = [JSONRenderer]
+    # Per IP before anything else; per account in post(), once the key has been checked.
+    throttle_classes = [InitIPThrottle]
     schema = AutoSchema()
 
     @extend_schema(
@@ -92,6 +98,10 @@ class InitView(APIView):
             401: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_CREDENTIALS"),
             403: OpenApiResponse(ErrorSerializer, description="ERR_ORIGIN_NOT_ALLOWED"),
             405: OpenApiResponse(ErrorSerializer, description="ERR_METHOD_NOT_ALLOWED"),
+            406: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_INVALID_INITPARAMETERS (the Accept header excludes JSON)",
+            ),
             415: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_INITPARAMETERS"),
             429: OpenApiResponse(ErrorSerializer, description="ERR_RATE_LIMITED"),
         },
@@ -101,7 +111,7 @@ class InitView(APIView):
                 request_only=True,
                 value={
                     "accountId": "5f0c9e1a2b3c4d5e6f70",
-                    "apikey": "1a2b3c4d.secret",
+                    "apikey": "1a2b3c4d5e6f.secret",
                     "cuid": "tutor_jane",
                     "name": "Jane",
                     "ctAccountId": "TEST-R78-ZZK-955Z",
@@ -115,6 +125,7 @@ class InitView(APIView):
         """Validate, authenticate, check origin and CleverTap ids, then issue a session."""
         params = clean_init_params(request.data)
         account = authenticate(params)
+        self.check_account_throttle(request, account)
         if not account.origin_allowed(request.headers.get("Origin")):
             raise DirectCallError(errors.ORIGIN_NOT_ALLOWED)
         if account.require_clevertap:
@@ -122,8 +133,8 @@ class InitView(APIView):
                 raise DirectCallError(errors.MISSING_CT_ACCOUNTID)
             if not params.ct_id:
                 raise DirectCallError(errors.MISSING_CT_ID)
-        registration = self._register(account, params)
         device_id = params.device_id or secrets.token_urlsafe(12)
+        registration = self._register(account, params, device_id)
         conf = get_settings()
         body = {
             "token": tokens.issue(account.pk, registration.pk, registration.cuid, device_id),
@@ -133,6 +144,7 @@ class InitView(APIView):
             "cuid": registration.cuid,
             "name": registration.display_name,
             "deviceId": device_id,
+            "ringtone": params.ringtone,
             "iceServers": ice.ice_servers_for(registration.cuid),
             "ringTimeout": account.effective_ring_timeout(),
             "maxCallDuration": account.effective_max_call_duration(),
@@ -140,17 +152,26 @@ class InitView(APIView):
         }
         return Response(InitResponseSerializer(body).data)
 
+    def check_account_throttle(self, request: Request, account: Account) -> None:
+        """Count this authenticated request against the account's budget, or refuse it.
+
+        Only requests with the right key are counted: the account id is public, so
+        counting wrong keys would let anyone use up an account's budget.
+        """
+        throttle = InitAccountThrottle(account.account_id)
+        if not throttle.allow_request(request, self):
+            raise exceptions.Throttled(throttle.wait())
+
     @staticmethod
-    def _register(account: Account, params: InitParams) -> Registration:
+    def _register(account: Account, params: InitParams, device_id: str) -> Registration:
         fields = {
             "last_seen_at": timezone.now(),
             "ct_account_id": params.ct_account_id or "",
             "ct_id": params.ct_id or "",
+            "device_id": device_id,
         }
         if params.name:
             fields["name"] = params.name
-        if params.device_id:
-            fields["device_id"] = params.device_id
         with transaction.atomic():
             registration, _ = Registration.objects.update_or_create(
                 account=account, cuid=params.cuid, defaults=fields
@@ -164,13 +185,15 @@ class InitView(APIView):
     def finalize_response(self, request, response, *args, **kwargs):
         """Add CORS headers: the SDK may be served from another origin than this server."""
         response = super().finalize_response(request, response, *args, **kwargs)
+        # Added to (never replacing) any Vary already set, on every response: whether
+        # CORS headers are sent depends on the Origin header.
+        patch_vary_headers(response, ["Origin"])
         origin = request.headers.get("Origin")
         if origin:
             response["Access-Control-Allow-Origin"] = origin
             response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
             response["Access-Control-Allow-Headers"] = "Content-Type"
             response["Access-Control-Max-Age"] = "600"
-            response["Vary"] = "Origin"
         return response
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -192,6 +215,12 @@ class InitView(APIView):
             )
             response["Allow"] = "POST, OPTIONS"
             return response
+        if isinstance(exc, exceptions.NotAcceptable):
+            message = "The response is JSON only: the Accept header must allow application/json."
+            return Response(
+                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
+                status=status.HTTP_406_NOT_ACCEPTABLE,
+            )
         if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
             message = (
                 "The request body must be JSON (Content-Type: application/json)."
