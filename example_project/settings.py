@@ -74,7 +74,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # socket_timeout None: redis-py 8 defaults it to 5 s, which equals the blocking
+            # BZPOPMIN channels_redis waits on, so a process that got no message for 5 s had
+            # its receive time out and the consumer die (close 1011). redis/redis-py#4091.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
     CACHES = {

@@ -37,7 +37,9 @@ tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 # redis_ping HOST PORT: true when a Redis answers PONG there.
 redis_ping() {
   local reply=""
-  exec 3<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+  # The braces keep 2>/dev/null to this one command: on a bare `exec` it would silence
+  # the script's stderr (every later error message) for good.
+  { exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
   printf 'PING\r\n' >&3
   read -r -t 3 reply <&3 || true
   exec 3<&- 3>&-

@@ -3,7 +3,8 @@
 #
 # Uses REDIS_URL and DATABASE_URL when set. Otherwise uses a Redis on 127.0.0.1:6379 if one
 # answers, or starts a private one (installing Debian's redis-server if needed). The
-# database is SQLite unless DATABASE_URL names PostgreSQL.
+# database is SQLite unless DATABASE_URL names PostgreSQL. The browser tests use Debian's
+# Chromium at /usr/bin/chromium (installed if missing, when run as root) or CHROMIUM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/_common.sh
@@ -40,6 +41,44 @@ if [ -z "${REDIS_URL:-}" ]; then
   fi
 fi
 echo "==> Redis: $REDIS_URL   database: ${DATABASE_URL:-SQLite}"
+
+# The browser tests (tests/e2e) drive Debian's Chromium through Playwright; Playwright's
+# own browser download is never used. CHROMIUM=/path/to/chromium picks another binary.
+if [ -n "${CHROMIUM:-}" ]; then
+  [ -x "$CHROMIUM" ] || die "CHROMIUM=$CHROMIUM is not an executable file"
+else
+  CHROMIUM=/usr/bin/chromium
+  if [ ! -x "$CHROMIUM" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "==> installing chromium"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+        >/dev/null || die "could not install chromium; install it or set CHROMIUM=/path/to/chromium"
+    fi
+    [ -x "$CHROMIUM" ] ||
+      die "the browser tests need Chromium at /usr/bin/chromium (Debian: apt-get install chromium), or set CHROMIUM=/path/to/chromium"
+  fi
+fi
+export CHROMIUM
+echo "==> Chromium: $CHROMIUM"
+
+# node runs the SDK's unit tests; npm fetches the real CleverTap Web SDK that the browser
+# tests load (into .cache/, never committed).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing nodejs and npm"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm) \
+      >/dev/null || die "could not install nodejs/npm; install Node.js 18 or newer"
+  else
+    die "the SDK tests need Node.js 18 or newer (node and npm on the PATH)"
+  fi
+fi
+CLEVERTAP_SDK=.cache/npm/node_modules/clevertap-web-sdk/clevertap.js
+if [ ! -f "$CLEVERTAP_SDK" ]; then
+  echo "==> fetching clevertap-web-sdk (npm)"
+  npm install --silent --no-audit --no-fund --prefix .cache/npm clevertap-web-sdk@2.5.2 >/dev/null ||
+    die "npm could not install clevertap-web-sdk"
+fi
+export CLEVERTAP_SDK="$PWD/$CLEVERTAP_SDK"
 
 echo "==> ruff"
 .venv/bin/ruff check .
