@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 
 from directcall.models import Account
 
@@ -18,13 +17,17 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 def _clear_cache() -> None:
     """Empty this run's part of the cache (never another run's keys in a shared Redis)."""
-    if cache.__class__.__name__ == "RedisCache":
-        client = cache._cache.get_client(write=True)
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]  # `cache` is a proxy: look at the real backend
+    if isinstance(backend, RedisCache):
+        client = backend._cache.get_client(write=True)
         keys = list(client.scan_iter(match=f"{settings.RUN_PREFIX}:*", count=1000))
         if keys:
             client.delete(*keys)
     else:
-        cache.clear()
+        backend.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +91,11 @@ def channel_backend(request, settings):
         settings.CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [url], "prefix": settings.RUN_PREFIX},
+                # socket_timeout None: see example_project/settings.py (redis-py 8).
+                "CONFIG": {
+                    "hosts": [{"address": url, "socket_timeout": None}],
+                    "prefix": settings.RUN_PREFIX,
+                },
             }
         }
         settings.CACHES = {

@@ -1,0 +1,52 @@
+"""Settings of the daphne processes started by ``tests/test_multiprocess.py``.
+
+The demo site's settings (``DATABASE_URL`` and ``REDIS_URL`` from the environment), with
+short presence/sweep timings so that a killed process is noticed within seconds, and a
+Redis key/channel prefix from ``DIRECTCALL_MP_PREFIX`` so that parallel runs sharing one
+Redis do not see each other. Every process of one run gets the same prefix and key.
+"""
+
+import os
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import REDIS_URL
+
+SECRET_KEY = os.environ.get("DIRECTCALL_MP_SECRET", "multiprocess-tests-only-secret-key")
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MP_PREFIX = os.environ.get("DIRECTCALL_MP_PREFIX", "dcmp")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": MP_PREFIX,
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": MP_PREFIX,
+        }
+    }
+
+DIRECTCALL = {
+    "RING_TIMEOUT": 30,
+    "PRESENCE_TTL": 2,
+    "SWEEP_INTERVAL": 0.5,
+    "RECONNECT_GRACE": 2,
+    "AUTH_TIMEOUT": 5,
+    # Generous: these tests create a handful of sessions from one IP within seconds.
+    "THROTTLE_RATES": {"directcall_init_ip": "600/min"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"directcall": {"handlers": ["console"], "level": "DEBUG"}},
+}
