@@ -215,6 +215,38 @@ def _value_problems(conf: dict[str, Any], throttle_rates: Any) -> list[str]:
     return problems
 
 
+def _redis_py_major() -> int:
+    try:
+        import redis
+
+        return int(redis.__version__.split(".")[0])
+    except (ImportError, ValueError, AttributeError):
+        return 0
+
+
+@register(Tags.compatibility)
+def check_redis_socket_timeout(app_configs: Any = None, **kwargs: Any) -> list:
+    """W007: redis-py 8's 5 s socket timeout kills idle channels_redis receivers."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    layer = layers.get("default") or {}
+    if not _is_redis_layer(layer.get("BACKEND")) or _redis_py_major() < 8:
+        return []
+    hosts = (layer.get("CONFIG") or {}).get("hosts") or ["redis://localhost:6379"]
+    exposed = [h for h in hosts if not (isinstance(h, dict) and "socket_timeout" in h)]
+    if not exposed:
+        return []
+    return [
+        Warning(
+            "redis-py 8 times out socket reads after 5 s, the same time channels_redis blocks "
+            "waiting for a message: a process that receives nothing for 5 s drops its "
+            "WebSocket connections (redis/redis-py#4091).",
+            hint='Give each host as {"address": URL, "socket_timeout": None} in '
+            "CHANNEL_LAYERS['default']['CONFIG']['hosts'].",
+            id="directcall.W007",
+        )
+    ]
+
+
 @register()
 def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
     """E005/E006/E007/W004/W005/W006: the DIRECTCALL dict is well-formed and consistent."""

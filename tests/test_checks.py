@@ -427,3 +427,28 @@ def test_several_problems_reported_together():
         "directcall.E006",
         "directcall.E007",
     } <= found
+
+
+def _redis_layer(hosts):
+    return {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": hosts}}
+    }
+
+
+def test_w007_redis_socket_timeout():
+    import redis
+
+    from directcall.checks import check_redis_socket_timeout
+
+    fires = int(redis.__version__.split(".")[0]) >= 8
+    with override_settings(CHANNEL_LAYERS=_redis_layer(["redis://127.0.0.1:6379/0"])):
+        assert [p.id for p in check_redis_socket_timeout()] == (
+            ["directcall.W007"] if fires else []
+        )
+    safe = [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}]
+    with override_settings(CHANNEL_LAYERS=_redis_layer(safe)):
+        assert check_redis_socket_timeout() == []
+    with override_settings(
+        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    ):
+        assert check_redis_socket_timeout() == []
