@@ -5,14 +5,22 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from . import dashboard
 from .models import Account, Call, Registration
+
+
+def format_rate(value: float | None) -> str:
+    """A fraction as a percentage with one decimal (``66.7%``); an em dash for none."""
+    return "—" if value is None else f"{value:.1%}"
 
 
 def format_duration(value: timedelta | None) -> str:
@@ -116,7 +124,12 @@ class RegistrationAdmin(admin.ModelAdmin):
 
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
-    """The call log: read-only (superusers may delete), filterable, searchable by cuid."""
+    """The call log: read-only (superusers may delete), filterable, searchable by cuid.
+
+    It also serves the call dashboard (``dashboard/``), linked from the changelist.
+    """
+
+    change_list_template = "directcall/admin/call_change_list.html"
 
     list_display = [
         "created_at",
@@ -162,3 +175,45 @@ class CallAdmin(admin.ModelAdmin):
         # Superusers only: without it, deleting an account or a registration that has
         # calls (which cascades to them) would be refused to everyone.
         return request.user.is_superuser
+
+    def get_urls(self) -> list[URLPattern]:
+        """The model's URLs plus ``dashboard/`` (first: ``<path:object_id>/`` would catch it)."""
+        dashboard_url = path(
+            "dashboard/",
+            self.admin_site.admin_view(self.dashboard_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_dashboard",
+        )
+        return [dashboard_url, *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
+        """Calls per day by outcome, answer rate and talk time for 30 days; who is online.
+
+        Open to whoever may view calls. ``?account=<pk>`` limits it to one account.
+        """
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        accounts = list(Account.objects.only("pk", "name", "account_id"))
+        account = None
+        selected = request.GET.get("account", "")
+        if selected:
+            account = next((a for a in accounts if str(a.pk) == selected), None)
+            if account is None:
+                raise Http404(_("No such account."))
+        stats = dashboard.call_stats(account)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Call dashboard"),
+            "subtitle": str(account) if account else _("All accounts"),
+            "accounts": accounts,
+            "account": account,
+            "stats": stats,
+            "chart": dashboard.chart(stats),
+            "outcomes": dashboard.OUTCOMES,
+            "answer_rate": format_rate(stats["answer_rate"]),
+            "talk_time_total": format_duration(stats["talk_time_total"]),
+            "talk_time_average": format_duration(stats["talk_time_average"]),
+            "online": dashboard.online_registrations(account),
+            "online_hours": int(dashboard.ONLINE_SEEN_WITHIN.total_seconds() // 3600),
+        }
+        return TemplateResponse(request, "directcall/admin/call_dashboard.html", context)
