@@ -201,3 +201,326 @@ def test_logout_during_a_call_ends_it(pair):
     sam.page.evaluate("() => window.dc.logout()")
     assert outcome(jane) == {"resolved": "over"}
     expect(overlay(jane)).to_be_hidden()
+
+
+# -- init errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options,code",
+    [
+        ("undefined", "ERR_MISSING_INITPARAMETERS"),
+        ("{apikey: 'a.b', cuid: 'tutor_jane', clevertap: null}", "ERR_MISSING_INITPARAMETERS"),
+        ("{accountId: 'x', cuid: 'tutor_jane', clevertap: null}", "ERR_MISSING_INITPARAMETERS"),
+        ("{accountId: 'x', apikey: 'a.b', clevertap: null}", "ERR_MISSING_INITPARAMETERS"),
+        ("{accountId: 'x', apikey: 'a.b', cuid: 'tutor_jane'}", "ERR_MISSING_INITPARAMETERS"),
+        (
+            "{accountId: 'x', apikey: 'a.b', cuid: '91_8899555', clevertap: null}",
+            "ERR_INVALID_INITPARAMETERS",
+        ),
+        (
+            "{accountId: 'x', apikey: 'a.b', cuid: 'abc', clevertap: null}",
+            "ERR_INVALID_INITPARAMETERS",
+        ),
+        (
+            "{accountId: 'x', apikey: 'a.b', cuid: 'tutor_jane', name: 'ab', clevertap: null}",
+            "ERR_INVALID_INITPARAMETERS",
+        ),
+        (
+            "{accountId: 'x', apikey: 'a.b', cuid: 'tutor_jane', ringtone: 'javascript:x',"
+            " clevertap: null}",
+            "ERR_INVALID_INITPARAMETERS",
+        ),
+        (
+            "{accountId: 'x', apikey: 'a.b', cuid: 'tutor_jane',"
+            " clevertap: {getCleverTapID: () => 'g'}}",
+            "ERR_MISSING_CT_ACCOUNTID",
+        ),
+        (
+            "{accountId: 'x', apikey: 'a.b', cuid: 'tutor_jane',"
+            " clevertap: {getAccountID: () => 'ACC', getCleverTapID: () => null}}",
+            "ERR_MISSING_CT_ID",
+        ),
+        (
+            "{accountId: 'nope', apikey: 'a.b', cuid: 'tutor_jane', clevertap: null}",
+            "ERR_INVALID_CREDENTIALS",
+        ),
+    ],
+)
+def test_init_errors(new_user, options, code):
+    from tests.e2e.sdk import init_raw
+
+    user = new_user()
+    result = init_raw(user, options)
+    assert result["error"]["code"] == code and result["error"]["message"]
+
+
+def test_init_errors_from_the_server(new_user, e2e_account):
+    ct_account, ct_key = e2e_account(require_clevertap=True)
+    inactive, inactive_key = e2e_account(is_active=False)
+    user = new_user()
+    assert sign_in(user, inactive, inactive_key, "tutor_jane")["error"]["code"] == (
+        "ERR_INVALID_CREDENTIALS"
+    )
+    # The account requires CleverTap, and the page passed none.
+    assert sign_in(user, ct_account, ct_key, "tutor_jane")["error"]["code"] == (
+        "ERR_MISSING_CT_ACCOUNTID"
+    )
+    assert not Call.objects.exists()
+
+
+# -- CleverTap ------------------------------------------------------------------------------------
+
+
+def _load_real_clevertap(user, guid: str | None = None) -> None:
+    """Serve the npm package clevertap-web-sdk to the page; nothing leaves 127.0.0.1.
+
+    ``guid``: pretend CleverTap's servers assigned this id on an earlier visit (the SDK
+    keeps it in localStorage as WZRK_G).
+    """
+    import os
+    from pathlib import Path
+
+    sdk = Path(
+        os.environ.get("CLEVERTAP_SDK", ".cache/npm/node_modules/clevertap-web-sdk/clevertap.js")
+    )
+    if not sdk.is_file():
+        pytest.fail(f"clevertap-web-sdk not found at {sdk}: run scripts/test.sh", pytrace=False)
+
+    def only_loopback(route):
+        host = route.request.url.split("/")[2].split(":")[0]
+        if host == "127.0.0.1":
+            route.continue_()
+        else:
+            route.abort()
+
+    user.context.route("**/*", only_loopback)
+    if guid:
+        user.page.evaluate(
+            "(g) => localStorage.setItem('WZRK_G', encodeURIComponent(JSON.stringify(g)))", guid
+        )
+    user.page.route(
+        "**/test-assets/clevertap.js",
+        lambda route: route.fulfill(path=str(sdk), content_type="application/javascript"),
+    )
+    user.page.add_script_tag(url="/test-assets/clevertap.js")
+    user.page.evaluate("() => window.clevertap.init('TEST-R78-ZZK-955Z', 'eu1')")
+
+
+def test_a_real_clevertap_instance_without_an_id_gives_missing_ct_id(new_user, account):
+    acct, key = account
+    user = new_user()
+    _load_real_clevertap(user)
+    assert user.page.evaluate("() => window.clevertap.getAccountID()") == "TEST-R78-ZZK-955Z"
+    result = sign_in(user, acct, key, "tutor_jane", clevertap="real")
+    assert result["error"]["code"] == "ERR_MISSING_CT_ID"
+
+
+def test_a_real_clevertap_instance_is_accepted_once_it_has_an_id(new_user, e2e_account):
+    acct, key = e2e_account(require_clevertap=True)
+    user = new_user()
+    guid = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+    _load_real_clevertap(user, guid=guid)
+    assert user.page.evaluate("() => window.clevertap.getCleverTapID()") == guid
+    assert sign_in(user, acct, key, "tutor_jane", clevertap="real") == {"ok": True}
+    from directcall.models import Registration
+
+    registration = Registration.objects.get(account=acct, cuid="tutor_jane")
+    assert (registration.ct_account_id, registration.ct_id) == ("TEST-R78-ZZK-955Z", guid)
+
+
+def test_clevertap_events_are_pushed(new_user, account):
+    acct, key = account
+    jane, sam = new_user("jane"), new_user("sam")
+    assert sign_in(jane, acct, key, "tutor_jane", clevertap="recorder") == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam", clevertap="recorder") == {"ok": True}
+    start_call(jane, "student_sam", "Tutor is calling")
+    click(sam, "answer")
+    wait_for_audio(jane.page)
+    click(jane, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    call_id = str(Call.objects.get().pk)
+    sam.page.wait_for_function("() => window.ctEvents.length >= 2")
+    jane_events = jane.page.evaluate("() => window.ctEvents")
+    sam_events = sam.page.evaluate("() => window.ctEvents")
+    assert [e[0] for e in jane_events] == ["DCOutgoing", "DCEnd"]
+    assert [e[0] for e in sam_events] == ["DCIncoming", "DCEnd"]
+    outgoing = jane_events[0][1]
+    assert outgoing["dc_account_id"] == acct.account_id
+    assert outgoing["ct_account_id"] == "CT-ACCOUNT-1" and outgoing["guid"] == "ct_guid_1"
+    assert outgoing["call_id"] == call_id and outgoing["cuid"] == "tutor_jane"
+    assert outgoing["context"] == "Tutor is calling" and outgoing["epoch"] > 1_600_000_000_000
+    assert jane_events[1][1]["call_status"] == "over"
+    assert sam_events[1][1]["cuid"] == "student_sam"
+
+
+# -- microphone ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def denying_browser(browser):
+    """A second Chromium whose media prompt always says no."""
+    from tests.e2e.harness import CHROMIUM_ARGS
+
+    args = [a for a in CHROMIUM_ARGS if not a.startswith("--use-fake-ui-for-media-stream")]
+    import os
+
+    denying = browser.browser_type.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        args=[*args, "--use-fake-ui-for-media-stream=deny"],
+        headless=True,
+    )
+    yield denying
+    denying.close()
+
+
+def _user_in(browser_, e2e_server, name):
+    from tests.e2e.harness import INIT_SCRIPT, BrowserUser
+
+    context = browser_.new_context(base_url=e2e_server.url)
+    context.add_init_script(INIT_SCRIPT)
+    page = context.new_page()
+    user = BrowserUser(name, context, page)
+    user.watch(page)
+    page.goto("/")
+    return user
+
+
+def test_microphone_denied_for_the_caller(denying_browser, e2e_server, account, new_user):
+    acct, key = account
+    jane = _user_in(denying_browser, e2e_server, "jane")
+    sam = new_user("sam")
+    assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    start_call(jane, "student_sam")
+    assert outcome(jane)["rejected"]["code"] == "ERR_MIC_UNAVAILABLE"
+    expect(overlay(jane)).to_be_hidden()
+    assert not Call.objects.exists()  # nothing rang
+    jane.context.close()
+
+
+def test_microphone_denied_for_the_callee_declines(denying_browser, e2e_server, account, new_user):
+    acct, key = account
+    sam = _user_in(denying_browser, e2e_server, "sam")
+    jane = new_user("jane")
+    assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    start_call(jane, "student_sam")
+    click(sam, "answer")
+    assert outcome(jane) == {"rejected": "declined"}
+    call = Call.objects.get()
+    assert (call.status, call.end_reason) == ("declined", "user_media_failed")
+    assert events(sam, "error")[0]["code"] == "ERR_MIC_UNAVAILABLE"
+    sam.context.close()
+
+
+# -- what the other side controls is inert -------------------------------------------------------
+
+
+def test_html_in_name_and_context_shows_as_text(new_user, account):
+    acct, key = account
+    payload_name = '<img src=x onerror="window.__xss=1">'
+    payload_context = "<script>window.__xss=2</script><b>bold</b>"
+    jane, sam = new_user("jane"), new_user("sam")
+    assert sign_in(jane, acct, key, "tutor_jane", name=payload_name) == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    start_call(
+        jane,
+        "student_sam",
+        payload_context,
+        initiator_image='https://127.0.0.1:1/a.png?"><script>window.__xss=3</script>',
+    )
+    expect(screen(sam, "incoming")).to_be_visible()
+    expect(slot(sam, "name")).to_have_text(payload_name)
+    expect(slot(sam, "context")).to_have_text(payload_context)
+    shadow_html = sam.page.evaluate(
+        "() => document.querySelector('[data-directcall-screens]').shadowRoot.innerHTML"
+    )
+    assert shadow_html.count("<img") == 2  # the logo and the avatar of the template
+    counts = sam.page.evaluate(
+        """() => {
+          const root = document.querySelector('[data-directcall-screens]').shadowRoot;
+          return [root.querySelectorAll('script').length, root.querySelectorAll('[onerror]').length,
+                  root.querySelector('[data-slot="image"]').getAttribute('src')];
+        }"""
+    )
+    assert counts == [0, 0, 'https://127.0.0.1:1/a.png?"><script>window.__xss=3</script>']
+    assert sam.page.evaluate("() => window.__xss") is None
+    assert sam.page.locator("[data-directcall-screens] b").count() == 0
+    click(sam, "decline")
+    assert outcome(jane) == {"rejected": "declined"}
+
+
+# -- connectivity ----------------------------------------------------------------------------------
+
+
+def _bytes_received(user) -> int:
+    from tests.e2e.harness import audio_stats
+
+    return max((row["received"] for row in audio_stats(user.page)), default=0)
+
+
+def test_an_answered_call_survives_a_signaling_drop(pair):
+    jane, sam = pair
+    start_call(jane, "student_sam")
+    click(sam, "answer")
+    wait_for_audio(jane.page)
+    # The signaling socket drops (as on a network blip); media is peer-to-peer.
+    jane.page.evaluate("() => window.dc.signaling.ws.close()")
+    jane.page.wait_for_function(
+        "() => window.dcEvents.some((e) => e[0] === 'connection' && e[1].state === 'up')"
+    )
+    expect(screen(jane, "ongoing")).to_be_visible()
+    before = _bytes_received(jane)
+    jane.page.wait_for_function(
+        "(n) => (window.__audioStats || []).some((row) => row.received > n + 2000)", arg=before
+    )
+    # The call still works end to end after the reconnect.
+    click(sam, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    assert Call.objects.get().end_reason == "user_hangup"
+
+
+def test_internet_lost_when_the_connection_does_not_come_back(pair):
+    jane, sam = pair
+    start_call(jane, "student_sam")
+    click(sam, "answer")
+    wait_for_audio(jane.page)
+    # From now on jane's signaling cannot reconnect.
+    jane.page.route_web_socket("**/ws/directcall/**", lambda ws: ws.close())
+    jane.page.evaluate("() => window.dc.signaling.ws.close()")
+    expect(slot(jane, "status")).to_have_text("Reconnecting…")
+    limit = (timings.RECONNECT_GRACE + 8) * 1000
+    assert outcome(jane, timeout_ms=limit)["rejected"]["code"] == "ERR_INTERNET_LOST"
+    expect(overlay(jane)).to_be_hidden()
+    # The server ended the call for the other side after its grace period.
+    expect(overlay(sam)).to_be_hidden(timeout=limit)
+    call = Call.objects.get()
+    assert (call.status, call.end_reason) == ("over", "connection_lost")
+    assert [e["reason"] for e in events(sam, "callend")] == ["connection_lost"]
+
+
+def test_a_notification_when_a_call_rings_in_a_hidden_tab(new_user, account):
+    acct, key = account
+    jane, sam = new_user("jane"), new_user("sam")
+    # Record notifications, and make sam's tab hidden (headless pages are always visible).
+    sam.page.evaluate(
+        """() => {
+          window.__notes = [];
+          const Native = window.Notification;
+          window.Notification = class extends Native {
+            constructor(title, options) {
+              super(title, options);
+              window.__notes.push([title, options.body]);
+            }
+          };
+          Object.defineProperty(document, 'hidden', { get: () => true });
+        }"""
+    )
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    start_call(jane, "student_sam", "About <b>homework</b>")
+    sam.page.wait_for_function("() => window.__notes.length === 1")
+    assert sam.page.evaluate("() => window.__notes") == [
+        ["Incoming call", "Jane Tutor: About <b>homework</b>"]
+    ]
