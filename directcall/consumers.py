@@ -378,7 +378,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if callee is None:
             raise DirectCallError(errors.RECEIVER_OFFLINE)
         call = await database_sync_to_async(calls.start)(session.registration_pk, params)
-        await self._send({"type": "invited", "ref": ref, "call_id": str(call.pk)})
+        await self._send(
+            {
+                "type": "invited",
+                "ref": ref,
+                "call_id": str(call.pk),
+                "receiver": {"cuid": call.callee.cuid, "name": call.callee.display_name},
+            }
+        )
         if call.status == CallStatus.BUSY:
             await self._send(calls.state_frame(call))
             return

@@ -19,10 +19,11 @@ ensure_venv() {
     "$py" -m venv .venv || die "could not create .venv (Debian: apt-get install python3-venv)"
   fi
   # Reinstall only when pyproject.toml or the requested extras change.
-  local stamp=".venv/.directcall-installed"
-  local want
-  want="$(cat pyproject.toml) $*"
-  want=$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)
+  # One stamp per set of install arguments, so the demo and the tests don't undo each other.
+  local args_id want stamp
+  args_id=$(printf '%s' "$*" | sha256sum | cut -c1-12)
+  stamp=".venv/.directcall-installed-$args_id"
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing into .venv ($*)"
     .venv/bin/python -m pip install --quiet --upgrade "pip>=25.1" || die "pip upgrade failed"

@@ -35,6 +35,7 @@ async def test_full_call(people):
     sam = await Client.signed_in(people["student_sam"])
     invited = await jane.invite("student_sam", context="Tutor is calling")
     call_id = invited["call_id"]
+    assert invited["receiver"] == {"cuid": "student_sam", "name": "Sam"}
     incoming = await sam.next("incoming", call_id=call_id)
     assert incoming["caller"] == {"cuid": "tutor_jane", "name": "Jane", "image": None}
     assert incoming["context"] == "Tutor is calling" and incoming["sdp"] == OFFER

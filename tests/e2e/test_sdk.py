@@ -39,6 +39,7 @@ def test_a_full_call_carries_audio_both_ways(pair):
     jane, sam = pair
     start_call(jane, "student_sam", "Tutor is calling about homework")
     expect(screen(jane, "outgoing")).to_be_visible()
+    expect(slot(jane, "name")).to_have_text("Sam Student")
     expect(screen(sam, "incoming")).to_be_visible()
     expect(slot(sam, "name")).to_have_text("Jane Tutor")
     expect(slot(sam, "context")).to_have_text("Tutor is calling about homework")

@@ -272,6 +272,10 @@ export class DirectCallClient extends EventTarget {
       throw fromServer(frame, ERR.INTERNET_LOST);
     }
     call.id = invited.call_id;
+    if (invited.receiver && typeof invited.receiver.name === "string") {
+      call.peer.name = invited.receiver.name;
+      if (this.screens && !call.ended) this.screens.setName(call.peer.name);
+    }
     call.media.releaseCandidates();
     this._track("DCOutgoing", call);
     if (this.screens && call.status === "initiated") this.screens.play("ringback");

@@ -86,6 +86,10 @@ export class Screens extends EventTarget {
     if (primary) primary.focus({ preventScroll: true });
   }
 
+  setName(name) {
+    this.slot("name").textContent = name;
+  }
+
   setStatus(text) {
     const status = this.slot("status");
     status.textContent = text;
