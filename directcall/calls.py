@@ -31,6 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import errors, presence, signals
+from .adapter import get_adapter
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, Call, CallStatus, EndReason, Registration
@@ -98,7 +99,8 @@ def start(caller_pk: int, params: CallParams) -> Call:
     """Place a call from a registration to ``params.receiver`` in the same account.
 
     Raises ``ERR_INVALID_CALL_PARAMETERS`` (calling yourself), ``404`` (no such cuid in
-    this account) or ``ERR_OUTGOING_CALL_IN_PROGRESS`` (the caller is in a live call).
+    this account), ``ERR_CALL_NOT_ALLOWED`` (the adapter's ``can_call`` says no) or
+    ``ERR_OUTGOING_CALL_IN_PROGRESS`` (the caller is in a live call).
     A callee already in a live call gives a call recorded as ``busy``.
     """
     with transaction.atomic():
@@ -110,6 +112,8 @@ def start(caller_pk: int, params: CallParams) -> Call:
         ).first()
         if callee is None:
             raise DirectCallError(errors.RECEIVER_OFFLINE)
+        if not get_adapter().can_call(caller, callee):
+            raise DirectCallError(errors.CALL_NOT_ALLOWED)
         # Lock both parties (in pk order, so two invites crossing cannot deadlock): of two
         # invites to one callee, the second sees the first's live call and gets "busy".
         list(

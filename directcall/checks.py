@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, user_settings
 from .ice import is_turn_url, server_urls
@@ -191,6 +192,27 @@ def _value_problems(conf: dict[str, Any], throttle_rates: Any) -> list[str]:
     if value is not None and not _is_websocket_url(value):
         problems.append(
             f"DIRECTCALL['WEBSOCKET_URL'] must be None or a ws:// or wss:// URL, not {value!r}."
+        )
+    if not isinstance(conf["ADAPTER"], str):
+        problems.append(f"DIRECTCALL['ADAPTER'] must be a dotted path, not {conf['ADAPTER']!r}.")
+    else:
+        try:
+            from .adapter import DefaultCallAdapter
+
+            adapter_class = import_string(conf["ADAPTER"])
+            if not (
+                isinstance(adapter_class, type) and issubclass(adapter_class, DefaultCallAdapter)
+            ):
+                problems.append(
+                    f"DIRECTCALL['ADAPTER'] {conf['ADAPTER']!r} is not a subclass of "
+                    "directcall.adapter.DefaultCallAdapter."
+                )
+        except ImportError:
+            problems.append(f"DIRECTCALL['ADAPTER'] {conf['ADAPTER']!r} cannot be imported.")
+    value = conf["SESSION_ACCOUNT"]
+    if value is not None and not isinstance(value, str):
+        problems.append(
+            f"DIRECTCALL['SESSION_ACCOUNT'] must be None or an account id, not {value!r}."
         )
     if not isinstance(conf["WEBSOCKET_PATH"], str):
         problems.append(

@@ -55,6 +55,11 @@ DEFAULTS: dict[str, Any] = {
     # Frames per second one connection may send (sustained), and the burst allowed above it.
     "FLOOD_RATE": 50,
     "FLOOD_BURST": 200,
+    # Dotted path of the adapter class: which cuid and name a Django user has, who may
+    # call whom (directcall.adapter.DefaultCallAdapter).
+    "ADAPTER": "directcall.adapter.DefaultCallAdapter",
+    # Account id under which signed-in users get server-minted sessions (template tags).
+    "SESSION_ACCOUNT": None,
     # DRF throttle rates of the init endpoint, per client IP (REMOTE_ADDR unless
     # REST_FRAMEWORK["NUM_PROXIES"] is set) and per account (valid credentials only).
     "THROTTLE_RATES": {

@@ -30,6 +30,8 @@ FRAME_TOO_LARGE = "ERR_FRAME_TOO_LARGE"
 UNKNOWN_CALL = "ERR_UNKNOWN_CALL"
 CALL_STATE = "ERR_CALL_STATE"
 INTERNAL = "ERR_INTERNAL"
+CALL_NOT_ALLOWED = "ERR_CALL_NOT_ALLOWED"
+NOT_SIGNED_IN = "ERR_NOT_SIGNED_IN"
 
 MESSAGES: dict[str | int, str] = {
     MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
@@ -53,6 +55,8 @@ MESSAGES: dict[str | int, str] = {
     UNKNOWN_CALL: "No such call for this connection.",
     CALL_STATE: "The call is not in a state that allows this.",
     INTERNAL: "The server could not handle this frame.",
+    CALL_NOT_ALLOWED: "You may not call this person.",
+    NOT_SIGNED_IN: "Sign in to the site to make and receive calls.",
 }
 
 

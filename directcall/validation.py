@@ -103,50 +103,80 @@ class InitParams:
     device_id: str | None
 
 
-def clean_init_params(data: Any) -> InitParams:
-    """Check an init request body; raise :class:`DirectCallError` with the seed's code."""
+_REQUIRED_INIT = ("accountId", "apikey", "cuid")
+# Rule of every init field, and whether it may be left out.
+_INIT_FIELDS = {
+    "accountId": (is_valid_account_id, False),
+    "apikey": (is_valid_api_key, False),
+    "cuid": (is_valid_cuid, False),
+    "name": (is_valid_name, True),
+    "ringtone": (is_valid_url, True),
+    "ctAccountId": (lambda v: isinstance(v, str) and _CT_ACCOUNT_ID.fullmatch(v), True),
+    "ctId": (lambda v: isinstance(v, str) and _CT_ID.fullmatch(v), True),
+    "deviceId": (is_valid_device_id, True),
+}
+
+
+def _check_fields(data: Any, fields: tuple[str, ...], required: tuple[str, ...]) -> None:
     if not isinstance(data, dict):
         raise DirectCallError(
             errors.INVALID_INITPARAMETERS, "The request body must be a JSON object."
         )
-    missing = [key for key in ("accountId", "apikey", "cuid") if _blank(data.get(key))]
+    missing = [key for key in required if _blank(data.get(key))]
     if missing:
         raise DirectCallError(
             errors.MISSING_INITPARAMETERS, f"Missing parameters: {', '.join(missing)}."
         )
-    checks = {
-        "accountId": (is_valid_account_id, False),
-        "apikey": (is_valid_api_key, False),
-        "cuid": (is_valid_cuid, False),
-        "name": (is_valid_name, True),
-        "ringtone": (is_valid_url, True),
-        "ctAccountId": (lambda v: isinstance(v, str) and _CT_ACCOUNT_ID.fullmatch(v), True),
-        "ctId": (lambda v: isinstance(v, str) and _CT_ID.fullmatch(v), True),
-        "deviceId": (is_valid_device_id, True),
-    }
     invalid = [
         key
-        for key, (check, optional) in checks.items()
-        if not (optional and _blank(data.get(key))) and not check(data.get(key))
+        for key in fields
+        if not (_INIT_FIELDS[key][1] and _blank(data.get(key)))
+        and not _INIT_FIELDS[key][0](data.get(key))
     ]
     if invalid:
         raise DirectCallError(
             errors.INVALID_INITPARAMETERS, f"Invalid parameters: {', '.join(invalid)}."
         )
 
-    def optional(key: str) -> str | None:
-        value = data.get(key)
-        return None if _blank(value) else value.strip()
 
+def _optional(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if _blank(value) else value.strip()
+
+
+def clean_init_params(data: Any) -> InitParams:
+    """Check an init request body; raise :class:`DirectCallError` with the seed's code."""
+    _check_fields(data, tuple(_INIT_FIELDS), _REQUIRED_INIT)
     return InitParams(
         account_id=data["accountId"],
         api_key=data["apikey"],
         cuid=data["cuid"],
-        name=optional("name"),
-        ringtone=optional("ringtone"),
-        ct_account_id=optional("ctAccountId"),
-        ct_id=optional("ctId"),
-        device_id=optional("deviceId"),
+        name=_optional(data, "name"),
+        ringtone=_optional(data, "ringtone"),
+        ct_account_id=_optional(data, "ctAccountId"),
+        ct_id=_optional(data, "ctId"),
+        device_id=_optional(data, "deviceId"),
+    )
+
+
+@dataclass(frozen=True)
+class SessionParams:
+    """The cleaned body of a server-minted session request (the user comes from the login)."""
+
+    ringtone: str | None
+    ct_account_id: str | None
+    ct_id: str | None
+    device_id: str | None
+
+
+def clean_session_params(data: Any) -> SessionParams:
+    """Check a session request body: only the optional, client-side fields of init."""
+    _check_fields(data, ("ringtone", "ctAccountId", "ctId", "deviceId"), ())
+    return SessionParams(
+        ringtone=_optional(data, "ringtone"),
+        ct_account_id=_optional(data, "ctAccountId"),
+        ct_id=_optional(data, "ctId"),
+        device_id=_optional(data, "deviceId"),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
+from directcall.adapter import DefaultCallAdapter
 from directcall.models import Call, CallStatus
 
 from .wsclient import ANSWER, OFFER, Client, make_registration
@@ -908,5 +909,36 @@ async def test_records_match_what_the_clients_saw(people):
     first = await database_sync_to_async(lambda: Call.objects.filter(status="declined").get())()
     assert first.receiver_image == "https://x.example/s.png"
     assert first.caller_image == "https://x.example/j.png"
+    for client in (jane, sam, gil):
+        await client.close()
+
+
+# -- the adapter's can_call ---------------------------------------------------------------------
+
+
+class OnlyTutorsAndStudents(DefaultCallAdapter):
+    """Tutors and students may call each other; nobody calls the grocer."""
+
+    def can_call(self, caller, callee):
+        kinds = {caller.cuid.split("_")[0], callee.cuid.split("_")[0]}
+        return kinds == {"tutor", "student"}
+
+
+async def test_can_call_refusals_reach_the_caller_and_record_nothing(people, settings):
+    settings.DIRECTCALL = {
+        **settings.DIRECTCALL,
+        "ADAPTER": f"{__name__}.OnlyTutorsAndStudents",
+    }
+    jane = await Client.signed_in(people["tutor_jane"])
+    sam = await Client.signed_in(people["student_sam"])
+    gil = await Client.signed_in(people["grocer_gil"])
+    await jane.send(type="invite", ref="g", receiver="grocer_gil", context="hi", sdp=OFFER)
+    error = await jane.next("error", ref="g")
+    assert error["code"] == "ERR_CALL_NOT_ALLOWED"
+    assert [f for f in await gil.quiet() if f["type"] == "incoming"] == []
+    assert await database_sync_to_async(Call.objects.count)() == 0
+    # Allowed pairs still call.
+    call_id = (await jane.invite("student_sam"))["call_id"]
+    await sam.next("incoming", call_id=call_id)
     for client in (jane, sam, gil):
         await client.close()

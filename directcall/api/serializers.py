@@ -50,6 +50,17 @@ class IceServerField(serializers.DictField):
     """An RTCIceServer dict, passed through whole (no key is dropped or reshaped)."""
 
 
+class SessionRequestSerializer(serializers.Serializer):
+    """Body of ``POST v1/session`` (the user comes from the Django login)."""
+
+    deviceId = serializers.CharField(
+        required=False, help_text="8–64 letters, digits, `_` or `-`, stable per browser."
+    )
+    ringtone = serializers.URLField(required=False, help_text="http(s) URL of the ringtone.")
+    ctAccountId = serializers.CharField(required=False, help_text="CleverTap account id.")
+    ctId = serializers.CharField(required=False, help_text="CleverTap id.")
+
+
 class BrandingSerializer(serializers.Serializer):
     """How the call screens look for this account."""
 

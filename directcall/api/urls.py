@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from .views import InitView
+from .views import InitView, SessionView
 
 urlpatterns = [
     path("v1/init", InitView.as_view(), name="init"),
+    path("v1/session", SessionView.as_view(), name="session"),
 ]

@@ -1,10 +1,11 @@
-"""The HTTP side of the SDK contract: ``POST v1/init``."""
+"""The HTTP side of the SDK contract: ``POST v1/init`` and ``POST v1/session``."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -12,19 +13,26 @@ from django.utils.cache import patch_vary_headers
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import errors, ice, tokens
+from ..adapter import get_adapter
 from ..conf import get_settings
 from ..errors import DirectCallError
 from ..models import Account, Registration, hash_api_key_secret
-from ..validation import InitParams, clean_init_params
-from .serializers import ErrorSerializer, InitRequestSerializer, InitResponseSerializer
+from ..validation import InitParams, clean_init_params, clean_session_params, is_valid_cuid
+from .serializers import (
+    ErrorSerializer,
+    InitRequestSerializer,
+    InitResponseSerializer,
+    SessionRequestSerializer,
+)
 from .throttling import InitAccountThrottle, InitIPThrottle
 
 logger = logging.getLogger("directcall.api")
@@ -71,18 +79,113 @@ def websocket_url(request: HttpRequest) -> str:
     return f"{scheme}://{request.get_host()}/{conf['WEBSOCKET_PATH'].lstrip('/')}"
 
 
-class InitView(APIView):
-    """Sign a cuid in: check credentials, upsert its registration, return a session token."""
+def session_body(
+    request: HttpRequest,
+    account: Account,
+    registration: Registration,
+    device_id: str,
+    ringtone: str | None = None,
+) -> dict:
+    """What the SDK needs after signing in: token, socket URL, ICE servers, timings, branding."""
+    conf = get_settings()
+    body = {
+        "token": tokens.issue(account.pk, registration.pk, registration.cuid, device_id),
+        "tokenExpiresIn": int(conf["TOKEN_TTL"]),
+        "websocketUrl": websocket_url(request),
+        "accountId": account.account_id,
+        "cuid": registration.cuid,
+        "name": registration.display_name,
+        "deviceId": device_id,
+        "ringtone": ringtone,
+        "iceServers": ice.ice_servers_for(registration.cuid),
+        "ringTimeout": account.effective_ring_timeout(),
+        "maxCallDuration": account.effective_max_call_duration(),
+        "branding": account.branding(),
+    }
+    return InitResponseSerializer(body).data
 
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
+
+def check_clevertap(account: Account, ct_account_id: str | None, ct_id: str | None) -> None:
+    """Refuse a sign-in without CleverTap ids when the account requires them."""
+    if account.require_clevertap:
+        if not ct_account_id:
+            raise DirectCallError(errors.MISSING_CT_ACCOUNTID)
+        if not ct_id:
+            raise DirectCallError(errors.MISSING_CT_ID)
+
+
+def upsert_registration(account: Account, cuid: str, **fields: str) -> Registration:
+    """Create or update the registration of ``cuid``; blank ``name`` keeps the stored one."""
+    defaults = {"last_seen_at": timezone.now(), **fields}
+    if not defaults.get("name"):
+        defaults.pop("name", None)
+    with transaction.atomic():
+        registration, _ = Registration.objects.update_or_create(
+            account=account, cuid=cuid, defaults=defaults
+        )
+    return registration
+
+
+class DirectCallAPIView(APIView):
+    """JSON only, and every refusal as ``{code, message}``."""
+
     parser_classes = [JSONParser]
     # JSON only, whatever the host's REST_FRAMEWORK says: no browsable API, and an Accept
     # header that excludes JSON gets a 406 in {code, message} form.
     renderer_classes = [JSONRenderer]
+    schema = AutoSchema()
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Turn every refusal into ``{code, message}``; unexpected errors still raise."""
+        if isinstance(exc, DirectCallError):
+            return Response(exc.as_dict(), status=_STATUS_OF.get(exc.code, 400))
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.PermissionDenied):
+            message = str(exc.detail) if isinstance(exc.detail, str) else None
+            return Response(
+                DirectCallError(errors.NOT_SIGNED_IN, message).as_dict(),
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        if isinstance(exc, exceptions.Throttled):
+            response = Response(
+                DirectCallError(errors.RATE_LIMITED).as_dict(),
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+            )
+            if exc.wait is not None:
+                response["Retry-After"] = str(int(exc.wait) + 1)
+            return response
+        if isinstance(exc, exceptions.MethodNotAllowed):
+            response = Response(
+                DirectCallError(errors.METHOD_NOT_ALLOWED).as_dict(),
+                status=status.HTTP_405_METHOD_NOT_ALLOWED,
+            )
+            response["Allow"] = "POST, OPTIONS"
+            return response
+        if isinstance(exc, exceptions.NotAcceptable):
+            message = "The response is JSON only: the Accept header must allow application/json."
+            return Response(
+                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
+                status=status.HTTP_406_NOT_ACCEPTABLE,
+            )
+        if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
+            message = (
+                "The request body must be JSON (Content-Type: application/json)."
+                if isinstance(exc, exceptions.UnsupportedMediaType)
+                else "The request body is not valid JSON."
+            )
+            return Response(
+                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
+                status=exc.status_code,
+            )
+        return super().handle_exception(exc)
+
+
+class InitView(DirectCallAPIView):
+    """Sign a cuid in: check credentials, upsert its registration, return a session token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
     # Per IP before anything else; per account in post(), once the key has been checked.
     throttle_classes = [InitIPThrottle]
-    schema = AutoSchema()
 
     @extend_schema(
         operation_id="directcall_init",
@@ -128,29 +231,17 @@ class InitView(APIView):
         self.check_account_throttle(request, account)
         if not account.origin_allowed(request.headers.get("Origin")):
             raise DirectCallError(errors.ORIGIN_NOT_ALLOWED)
-        if account.require_clevertap:
-            if not params.ct_account_id:
-                raise DirectCallError(errors.MISSING_CT_ACCOUNTID)
-            if not params.ct_id:
-                raise DirectCallError(errors.MISSING_CT_ID)
+        check_clevertap(account, params.ct_account_id, params.ct_id)
         device_id = params.device_id or secrets.token_urlsafe(12)
-        registration = self._register(account, params, device_id)
-        conf = get_settings()
-        body = {
-            "token": tokens.issue(account.pk, registration.pk, registration.cuid, device_id),
-            "tokenExpiresIn": int(conf["TOKEN_TTL"]),
-            "websocketUrl": websocket_url(request),
-            "accountId": account.account_id,
-            "cuid": registration.cuid,
-            "name": registration.display_name,
-            "deviceId": device_id,
-            "ringtone": params.ringtone,
-            "iceServers": ice.ice_servers_for(registration.cuid),
-            "ringTimeout": account.effective_ring_timeout(),
-            "maxCallDuration": account.effective_max_call_duration(),
-            "branding": account.branding(),
-        }
-        return Response(InitResponseSerializer(body).data)
+        registration = upsert_registration(
+            account,
+            params.cuid,
+            name=params.name or "",
+            ct_account_id=params.ct_account_id or "",
+            ct_id=params.ct_id or "",
+            device_id=device_id,
+        )
+        return Response(session_body(request, account, registration, device_id, params.ringtone))
 
     def check_account_throttle(self, request: Request, account: Account) -> None:
         """Count this authenticated request against the account's budget, or refuse it.
@@ -161,22 +252,6 @@ class InitView(APIView):
         throttle = InitAccountThrottle(account.account_id)
         if not throttle.allow_request(request, self):
             raise exceptions.Throttled(throttle.wait())
-
-    @staticmethod
-    def _register(account: Account, params: InitParams, device_id: str) -> Registration:
-        fields = {
-            "last_seen_at": timezone.now(),
-            "ct_account_id": params.ct_account_id or "",
-            "ct_id": params.ct_id or "",
-            "device_id": device_id,
-        }
-        if params.name:
-            fields["name"] = params.name
-        with transaction.atomic():
-            registration, _ = Registration.objects.update_or_create(
-                account=account, cuid=params.cuid, defaults=fields
-            )
-        return registration
 
     def options(self, request: Request, *args, **kwargs) -> Response:
         """CORS preflight: the real check is the account's origin allow-list on POST."""
@@ -196,39 +271,58 @@ class InitView(APIView):
             response["Access-Control-Max-Age"] = "600"
         return response
 
-    def handle_exception(self, exc: Exception) -> Response:
-        """Turn every refusal into ``{code, message}``; unexpected errors still raise."""
-        if isinstance(exc, DirectCallError):
-            return Response(exc.as_dict(), status=_STATUS_OF.get(exc.code, 400))
-        if isinstance(exc, exceptions.Throttled):
-            response = Response(
-                DirectCallError(errors.RATE_LIMITED).as_dict(),
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-            )
-            if exc.wait is not None:
-                response["Retry-After"] = str(int(exc.wait) + 1)
-            return response
-        if isinstance(exc, exceptions.MethodNotAllowed):
-            response = Response(
-                DirectCallError(errors.METHOD_NOT_ALLOWED).as_dict(),
-                status=status.HTTP_405_METHOD_NOT_ALLOWED,
-            )
-            response["Allow"] = "POST, OPTIONS"
-            return response
-        if isinstance(exc, exceptions.NotAcceptable):
-            message = "The response is JSON only: the Accept header must allow application/json."
-            return Response(
-                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
-                status=status.HTTP_406_NOT_ACCEPTABLE,
-            )
-        if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
-            message = (
-                "The request body must be JSON (Content-Type: application/json)."
-                if isinstance(exc, exceptions.UnsupportedMediaType)
-                else "The request body is not valid JSON."
-            )
-            return Response(
-                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
-                status=exc.status_code,
-            )
-        return super().handle_exception(exc)
+
+class SessionView(DirectCallAPIView):
+    """Sign the logged-in Django user in, without an API key in the page.
+
+    The adapter decides the account, cuid, name and picture; the browser sends only its
+    device id (and CleverTap ids when the account requires them). Session authentication
+    with CSRF protection: the page gets the CSRF token from ``{% directcall_session %}``.
+    """
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [InitIPThrottle]
+
+    @extend_schema(
+        operation_id="directcall_session",
+        summary="Sign the logged-in user in (server-minted session)",
+        request=SessionRequestSerializer,
+        responses={
+            200: InitResponseSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_INVALID_INITPARAMETERS, ERR_MISSING_CT_ACCOUNTID or "
+                "ERR_MISSING_CT_ID",
+            ),
+            403: OpenApiResponse(
+                ErrorSerializer, description="ERR_NOT_SIGNED_IN (no login, or CSRF failed)"
+            ),
+            405: OpenApiResponse(ErrorSerializer, description="ERR_METHOD_NOT_ALLOWED"),
+            429: OpenApiResponse(ErrorSerializer, description="ERR_RATE_LIMITED"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        """Issue a session for ``request.user`` as the adapter maps it."""
+        params = clean_session_params(request.data)
+        adapter = get_adapter()
+        account = adapter.get_account(request)
+        if not account.is_active:
+            raise DirectCallError(errors.INVALID_CREDENTIALS)
+        check_clevertap(account, params.ct_account_id, params.ct_id)
+        user = request.user
+        cuid = adapter.get_cuid(user)
+        if not is_valid_cuid(cuid):
+            raise ImproperlyConfigured(f"The adapter gave user {user.pk} an invalid cuid.")
+        device_id = params.device_id or secrets.token_urlsafe(12)
+        registration = upsert_registration(
+            account,
+            cuid,
+            name=adapter.get_display_name(user),
+            ct_account_id=params.ct_account_id or "",
+            ct_id=params.ct_id or "",
+            device_id=device_id,
+        )
+        body = session_body(request, account, registration, device_id, params.ringtone)
+        body["image"] = adapter.get_image_url(user)
+        return Response(body)

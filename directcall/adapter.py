@@ -1,0 +1,102 @@
+"""Decisions a host site wants to make its own, in one class named by ``DIRECTCALL["ADAPTER"]``.
+
+Subclass :class:`DefaultCallAdapter` and override what you need::
+
+    # myapp/calling.py
+    from directcall.adapter import DefaultCallAdapter
+
+    class TutoringAdapter(DefaultCallAdapter):
+        def can_call(self, caller, callee):
+            # Students may call their own tutors, tutors their own students.
+            a, b = self.get_user(caller), self.get_user(callee)
+            return a is not None and b is not None and are_paired(a, b)
+
+    # settings.py
+    DIRECTCALL = {"ADAPTER": "myapp.calling.TutoringAdapter", "SESSION_ACCOUNT": "..."}
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
+
+from .conf import get_settings
+from .validation import NAME_MAX, NAME_MIN, is_valid_name
+
+if TYPE_CHECKING:
+    from .models import Account, Registration
+
+_USER_CUID = re.compile(r"user_([0-9]+)")
+
+
+class DefaultCallAdapter:
+    """Who a Django user is on calls, and who may call whom (default: anyone in the account)."""
+
+    def get_cuid(self, user: Any) -> str:
+        """The cuid of a user: stable, valid under the cuid rules, never reused.
+
+        Default ``user_<pk>`` (e.g. ``user_42``): 5+ characters, letters, digits and ``_``,
+        and not "number_number". Override to use e.g. a public id of your own.
+        """
+        return f"user_{user.pk}"
+
+    def get_user(self, registration: Registration) -> Any | None:
+        """The user behind a registration (the inverse of :meth:`get_cuid`), or None."""
+        match = _USER_CUID.fullmatch(registration.cuid)
+        if match is None:
+            return None
+        return get_user_model()._default_manager.filter(pk=int(match.group(1))).first()
+
+    def get_display_name(self, user: Any) -> str:
+        """The name the other party sees: full name, else username; "" if neither fits."""
+        for candidate in (user.get_full_name(), user.get_username()):
+            name = (candidate or "").strip()[:NAME_MAX]
+            if len(name) >= NAME_MIN and is_valid_name(name):
+                return name
+        return ""
+
+    def get_image_url(self, user: Any) -> str | None:
+        """An http(s) URL of the user's picture for the call screens, or None."""
+        return None
+
+    def get_account(self, request: HttpRequest) -> Account:
+        """The account that server-minted sessions (the template tags) belong to."""
+        from .models import Account
+
+        account_id = get_settings()["SESSION_ACCOUNT"]
+        if not account_id:
+            raise ImproperlyConfigured(
+                "Set DIRECTCALL['SESSION_ACCOUNT'] to the account id used for signed-in users."
+            )
+        return Account.objects.get(account_id=account_id)
+
+    def can_call(self, caller: Registration, callee: Registration) -> bool:
+        """Whether ``caller`` may call ``callee`` (both in the same account). Default: yes.
+
+        A refusal reaches the caller as ``ERR_CALL_NOT_ALLOWED`` and nothing is recorded.
+        """
+        return True
+
+
+@cache
+def get_adapter() -> DefaultCallAdapter:
+    """The adapter instance named by ``DIRECTCALL["ADAPTER"]``."""
+    path = get_settings()["ADAPTER"]
+    adapter_class = import_string(path)
+    if not (isinstance(adapter_class, type) and issubclass(adapter_class, DefaultCallAdapter)):
+        raise ImproperlyConfigured(f"DIRECTCALL['ADAPTER'] {path!r} is not a DefaultCallAdapter.")
+    return adapter_class()
+
+
+@receiver(setting_changed)
+def _reset_adapter(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DIRECTCALL":
+        get_adapter.cache_clear()
