@@ -54,15 +54,29 @@ export async function initDirectCall(options) {
   if (!options || typeof options !== "object") {
     throw dcError(ERR.MISSING_INITPARAMETERS, "initDirectCall needs an options object.");
   }
-  const missing = ["accountId", "apikey", "cuid"].filter((key) => isBlank(options[key]));
-  if (!("clevertap" in options)) missing.push("clevertap");
+  // Two ways to sign in: the original SDK's accountId + apikey + cuid, or a session the
+  // host's server mints for its logged-in user (`sessionUrl`; no key in the page).
+  const sessionMode = !isBlank(options.sessionUrl);
+  const missing = sessionMode
+    ? []
+    : ["accountId", "apikey", "cuid"].filter((key) => isBlank(options[key]));
+  if (!sessionMode && !("clevertap" in options)) missing.push("clevertap");
   if (missing.length) {
     throw dcError(ERR.MISSING_INITPARAMETERS, `Missing parameters: ${missing.join(", ")}.`);
   }
   const invalid = [];
-  if (!isValidAccountId(options.accountId)) invalid.push("accountId");
-  if (!isValidApiKey(options.apikey)) invalid.push("apikey");
-  if (!isValidCuid(options.cuid)) invalid.push("cuid");
+  if (!sessionMode) {
+    if (!isValidAccountId(options.accountId)) invalid.push("accountId");
+    if (!isValidApiKey(options.apikey)) invalid.push("apikey");
+    if (!isValidCuid(options.cuid)) invalid.push("cuid");
+  } else {
+    try {
+      new URL(options.sessionUrl, location.href);
+    } catch {
+      invalid.push("sessionUrl");
+    }
+    if (!isBlank(options.csrfToken) && typeof options.csrfToken !== "string") invalid.push("csrfToken");
+  }
   if (!isBlank(options.name) && !isValidName(options.name)) invalid.push("name");
   if (!isBlank(options.ringtone) && !isValidUrl(options.ringtone)) invalid.push("ringtone");
   const ct = options.clevertap;
@@ -86,9 +100,11 @@ export async function initDirectCall(options) {
   }
   const client = new DirectCallClient({
     serverUrl: serverUrl.href,
-    accountId: options.accountId,
-    apikey: options.apikey,
-    cuid: options.cuid,
+    sessionUrl: sessionMode ? new URL(options.sessionUrl, location.href).href : null,
+    csrfToken: sessionMode && !isBlank(options.csrfToken) ? options.csrfToken : null,
+    accountId: sessionMode ? null : options.accountId,
+    apikey: sessionMode ? null : options.apikey,
+    cuid: sessionMode ? null : options.cuid,
     name: isBlank(options.name) ? null : trim(options.name),
     ringtone: isBlank(options.ringtone) ? null : options.ringtone,
     clevertap: ct || null,
@@ -125,23 +141,23 @@ export class DirectCallClient extends EventTarget {
 
   async _fetchSession() {
     const c = this.config;
-    const body = {
-      accountId: c.accountId,
-      apikey: c.apikey,
-      cuid: c.cuid,
-      deviceId: c.deviceId,
-    };
-    if (c.name) body.name = c.name;
+    const body = c.sessionUrl
+      ? { deviceId: c.deviceId }
+      : { accountId: c.accountId, apikey: c.apikey, cuid: c.cuid, deviceId: c.deviceId };
+    if (c.name && !c.sessionUrl) body.name = c.name;
     if (c.ringtone) body.ringtone = c.ringtone;
     if (c.ctAccountId) body.ctAccountId = c.ctAccountId;
     if (c.ctId) body.ctId = c.ctId;
     let response;
     try {
-      response = await fetch(new URL("v1/init", c.serverUrl), {
+      const headers = { "Content-Type": "application/json" };
+      if (c.csrfToken) headers["X-CSRFToken"] = c.csrfToken;
+      response = await fetch(c.sessionUrl || new URL("v1/init", c.serverUrl), {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers,
         body: JSON.stringify(body),
-        credentials: "omit",
+        // A server-minted session rides on the site's login cookie; the key mode needs none.
+        credentials: c.sessionUrl ? "same-origin" : "omit",
       });
     } catch {
       throw dcError(ERR.INTERNET_LOST, "The directcall server cannot be reached.");
@@ -154,6 +170,7 @@ export class DirectCallClient extends EventTarget {
     }
     if (!response.ok) throw fromServer(data, ERR.INTERNET_LOST);
     this.session = data;
+    this.config.cuid = data.cuid; // in session mode the server decides who this is
     return data;
   }
 
@@ -635,7 +652,7 @@ export class DirectCallClient extends EventTarget {
   _track(name, call, extra = {}) {
     if (!this.config.clevertap) return;
     pushEvent(this.config.clevertap, name, {
-      dc_account_id: this.config.accountId,
+      dc_account_id: this.session ? this.session.accountId : this.config.accountId,
       ct_account_id: this.config.ctAccountId,
       guid: this.config.ctId,
       call_id: call.id,
