@@ -94,6 +94,51 @@ def _transition(
 
 # -- starting a call -----------------------------------------------------------------
 
+_PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"20/min"`` → ``(20, 60)``: a count and a window in seconds."""
+    count, _, period = rate.partition("/")
+    return int(count), _PERIODS[period]
+
+
+def check_invite_rate(account_pk: int, cuid: str, now: float | None = None) -> None:
+    """Count one invite by ``cuid``; raise ``ERR_RATE_LIMITED`` past ``CALL_RATE``.
+
+    A fixed window in the shared cache: ``add`` starts it atomically, ``incr`` counts, so
+    every server process sees the same count. Invites to offline or unknown receivers count
+    too, which also limits probing who is online.
+    """
+    rate = get_settings()["CALL_RATE"]
+    if not rate:
+        return
+    limit, window = parse_rate(rate)
+    slot = int((now if now is not None else time.time()) // window)
+    key = f"directcall:invites:{account_pk}:{cuid}:{slot}"
+    cache.add(key, 0, window + 1)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window expired between add() and incr()
+        cache.add(key, 1, window + 1)
+        count = 1
+    if count > limit:
+        logger.warning("invite rate limit hit by %s (account %s)", cuid, account_pk)
+        raise DirectCallError(
+            errors.RATE_LIMITED, f"Too many calls; at most {limit} per {window} s."
+        )
+
 
 def start(caller_pk: int, params: CallParams) -> Call:
     """Place a call from a registration to ``params.receiver`` in the same account.

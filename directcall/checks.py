@@ -193,6 +193,16 @@ def _value_problems(conf: dict[str, Any], throttle_rates: Any) -> list[str]:
         problems.append(
             f"DIRECTCALL['WEBSOCKET_URL'] must be None or a ws:// or wss:// URL, not {value!r}."
         )
+    value = conf["CALL_RATE"]
+    if value is not None and not (isinstance(value, str) and _RATE.fullmatch(value)):
+        problems.append(
+            f"DIRECTCALL['CALL_RATE'] must be None or a rate such as '20/min', not {value!r}."
+        )
+    if conf["ICE_TRANSPORT_POLICY"] not in ("all", "relay"):
+        problems.append(
+            "DIRECTCALL['ICE_TRANSPORT_POLICY'] must be 'all' or 'relay', "
+            f"not {conf['ICE_TRANSPORT_POLICY']!r}."
+        )
     if not isinstance(conf["ADAPTER"], str):
         problems.append(f"DIRECTCALL['ADAPTER'] must be a dotted path, not {conf['ADAPTER']!r}.")
     else:
@@ -306,6 +316,15 @@ def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 "DIRECTCALL['TURN_SECRET'] is set but ICE_SERVERS names no turn: or turns: URL.",
                 hint='Add your TURN server, e.g. {"urls": ["turn:turn.example.org:3478"]}.',
                 id="directcall.W004",
+            )
+        )
+    if conf["ICE_TRANSPORT_POLICY"] == "relay" and not turn_servers:
+        problems.append(
+            Warning(
+                "DIRECTCALL['ICE_TRANSPORT_POLICY'] is 'relay' but ICE_SERVERS names no TURN "
+                "server: no call can connect.",
+                hint="Add a turn: server (and TURN_SECRET), or use 'all'.",
+                id="directcall.W008",
             )
         )
     uncredentialed = [s for s in turn_servers if "username" not in s]

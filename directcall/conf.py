@@ -55,6 +55,12 @@ DEFAULTS: dict[str, Any] = {
     # Frames per second one connection may send (sustained), and the burst allowed above it.
     "FLOOD_RATE": 50,
     "FLOOD_BURST": 200,
+    # Invites one cuid may send (whoever it calls, answered or not), as "N/period" with
+    # period s, min, h or day; None: no limit. Counted across all server processes.
+    "CALL_RATE": "20/min",
+    # "relay" makes browsers use only TURN relay candidates (hides users' IP addresses from
+    # each other; needs a TURN server); "all" also allows direct and STUN candidates.
+    "ICE_TRANSPORT_POLICY": "all",
     # Dotted path of the adapter class: which cuid and name a Django user has, who may
     # call whom (directcall.adapter.DefaultCallAdapter).
     "ADAPTER": "directcall.adapter.DefaultCallAdapter",

@@ -374,6 +374,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         ref = _ref(frame)
         if params.receiver == session.cuid:
             raise DirectCallError(errors.INVALID_CALL_PARAMETERS, "You cannot call yourself.")
+        await sync_to_async(calls.check_invite_rate, thread_sensitive=False)(
+            session.account_pk, session.cuid
+        )
         callee = await _presence["lookup"](session.account_pk, params.receiver)
         if callee is None:
             raise DirectCallError(errors.RECEIVER_OFFLINE)

@@ -452,3 +452,29 @@ def test_w007_redis_socket_timeout():
         CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     ):
         assert check_redis_socket_timeout() == []
+
+
+@pytest.mark.parametrize(
+    "value,ok",
+    [("20/min", True), (None, True), ("5/10m", False), ("abc", False), (20, False)],
+)
+def test_e006_call_rate(value, ok):
+    from directcall.checks import check_directcall_settings
+
+    with override_settings(DIRECTCALL={"CALL_RATE": value}):
+        ids = [p.id for p in check_directcall_settings()]
+    assert ("directcall.E006" not in ids) == ok
+
+
+def test_w008_relay_policy_without_turn():
+    from directcall.checks import check_directcall_settings
+
+    with override_settings(DIRECTCALL={"ICE_TRANSPORT_POLICY": "relay", "ICE_SERVERS": []}):
+        assert "directcall.W008" in [p.id for p in check_directcall_settings()]
+    turn = [{"urls": ["turn:127.0.0.1:3478"]}]
+    with override_settings(
+        DIRECTCALL={"ICE_TRANSPORT_POLICY": "relay", "ICE_SERVERS": turn, "TURN_SECRET": "s"}
+    ):
+        assert "directcall.W008" not in [p.id for p in check_directcall_settings()]
+    with override_settings(DIRECTCALL={"ICE_TRANSPORT_POLICY": "nope"}):
+        assert "directcall.E006" in [p.id for p in check_directcall_settings()]

@@ -942,3 +942,38 @@ async def test_can_call_refusals_reach_the_caller_and_record_nothing(people, set
     await sam.next("incoming", call_id=call_id)
     for client in (jane, sam, gil):
         await client.close()
+
+
+# -- call spam ------------------------------------------------------------------------------------
+
+
+async def test_invites_per_cuid_are_limited(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "CALL_RATE": "3/min"}
+    jane = await Client.signed_in(people["tutor_jane"])
+    gil = await Client.signed_in(people["grocer_gil"])
+    for ref in ("a", "b", "c"):  # offline receivers count too: no probing who is online
+        await jane.send(type="invite", ref=ref, receiver="nobody_home", context="hi", sdp=OFFER)
+        assert (await jane.next("error", ref=ref))["code"] == 404
+    await jane.send(type="invite", ref="d", receiver="grocer_gil", context="hi", sdp=OFFER)
+    error = await jane.next("error", ref="d")
+    assert error["code"] == "ERR_RATE_LIMITED" and "3 per 60" in error["message"]
+    assert [f for f in await gil.quiet() if f["type"] == "incoming"] == []
+    # Another caller has its own budget.
+    sam = await Client.signed_in(people["student_sam"])
+    assert (await sam.invite("grocer_gil"))["call_id"]
+    for client in (jane, gil, sam):
+        await client.close()
+
+
+def test_the_invite_window_passes(people, settings):
+    from directcall import calls
+    from directcall.errors import DirectCallError
+
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "CALL_RATE": "2/min"}
+    account_pk = people["tutor_jane"].account_id
+    start = 1_000_020.0  # the start of a 60 s window
+    calls.check_invite_rate(account_pk, "tutor_jane", now=start)
+    calls.check_invite_rate(account_pk, "tutor_jane", now=start + 1)
+    with pytest.raises(DirectCallError):
+        calls.check_invite_rate(account_pk, "tutor_jane", now=start + 2)
+    calls.check_invite_rate(account_pk, "tutor_jane", now=start + 61)  # next window

@@ -86,6 +86,9 @@ class InitResponseSerializer(serializers.Serializer):
         allow_null=True, help_text="The validated ringtone URL sent at init, or null."
     )
     iceServers = serializers.ListField(child=IceServerField())
+    iceTransportPolicy = serializers.ChoiceField(
+        choices=["all", "relay"], help_text="RTCPeerConnection iceTransportPolicy."
+    )
     ringTimeout = serializers.IntegerField(help_text="Seconds before an unanswered call is missed.")
     maxCallDuration = serializers.IntegerField(allow_null=True)
     branding = BrandingSerializer()

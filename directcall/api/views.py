@@ -98,6 +98,7 @@ def session_body(
         "deviceId": device_id,
         "ringtone": ringtone,
         "iceServers": ice.ice_servers_for(registration.cuid),
+        "iceTransportPolicy": conf["ICE_TRANSPORT_POLICY"],
         "ringTimeout": account.effective_ring_timeout(),
         "maxCallDuration": account.effective_max_call_duration(),
         "branding": account.branding(),

@@ -303,9 +303,14 @@ export class DirectCallClient extends EventTarget {
   }
 
   _newMedia(call, stream) {
-    const media = new Media(stream, this.session.iceServers, (batch) => {
-      if (call.id) this.signaling.send({ type: "candidates", call_id: call.id, ...batch });
-    });
+    const media = new Media(
+      stream,
+      this.session.iceServers,
+      (batch) => {
+        if (call.id) this.signaling.send({ type: "candidates", call_id: call.id, ...batch });
+      },
+      this.session.iceTransportPolicy,
+    );
     media.addEventListener("ice", (e) => this._onIce(call, e.detail));
     return media;
   }

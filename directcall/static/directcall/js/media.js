@@ -25,8 +25,9 @@ export class Media extends EventTarget {
    * @param {MediaStream} stream  the local microphone
    * @param {RTCIceServer[]} iceServers
    * @param {(batch: {candidates: object[], end: boolean}) => void} sendCandidates
+   * @param {"all"|"relay"} iceTransportPolicy
    */
-  constructor(stream, iceServers, sendCandidates) {
+  constructor(stream, iceServers, sendCandidates, iceTransportPolicy = "all") {
     super();
     this.stream = stream;
     this.sendCandidates = sendCandidates;
@@ -34,7 +35,10 @@ export class Media extends EventTarget {
     this.flushTimer = null;
     this.remoteReady = false;
     this.pendingRemote = [];
-    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    this.pc = new RTCPeerConnection({
+      iceServers: iceServers || [],
+      iceTransportPolicy: iceTransportPolicy === "relay" ? "relay" : "all",
+    });
     for (const track of stream.getAudioTracks()) this.pc.addTrack(track, stream);
     this._preferOpus();
     this.audio = new Audio();

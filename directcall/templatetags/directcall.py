@@ -1,0 +1,200 @@
+"""Template tags for host pages: ``{% load directcall %}``.
+
+A page of a site whose users are logged in needs three tags and no script of its own::
+
+    {% load directcall %}
+    <head>
+      {% directcall_session %}        {# the logged-in user's config: no API key #}
+    </head>
+    <body>
+      {% directcall_button tutor "Your student is calling" %}
+      {% directcall_scripts %}        {# the call screens and the SDK module #}
+    </body>
+
+Everything they render comes from overridable templates under ``directcall/``
+(``scripts.html``, ``session.html``, ``button.html``) and works under a strict
+Content-Security-Policy (``script-src 'self'``): configuration travels as JSON in a
+``<script type="application/json">`` element and as ``data-*`` attributes, never as
+inline JavaScript.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from django import template
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+from django.middleware.csrf import get_token
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+
+from ..adapter import get_adapter
+from ..validation import is_valid_context, is_valid_cuid, is_valid_url
+
+register = template.Library()
+logger = logging.getLogger("directcall.templatetags")
+
+# The name of a global the SDK looks up on window (e.g. "clevertap"), not an expression.
+_GLOBAL_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}")
+
+
+def _request(context: template.Context) -> HttpRequest | None:
+    return context.get("request")
+
+
+@register.simple_tag(takes_context=True)
+def directcall_scripts(context: template.Context) -> SafeString:
+    """The call screens' markup and the SDK module; put it once per page, e.g. in a base template.
+
+    Usage::
+
+        {% load directcall %}
+        {% directcall_scripts %}
+
+    Renders ``directcall/scripts.html``: a ``<template id="directcall-screens">`` holding
+    ``directcall/screens.html`` (so the SDK need not fetch the screens) and
+    ``<script type="module" src=".../directcall/js/directcall.js">``. With a
+    ``{% directcall_session %}`` on the page, the SDK signs the user in on load.
+    """
+    return render_to_string("directcall/scripts.html", request=_request(context))
+
+
+@register.simple_tag(takes_context=True)
+def directcall_session(
+    context: template.Context, *, ringtone: str | None = None, clevertap: str | None = None
+) -> SafeString | str:
+    """The SDK's configuration for the logged-in user; nothing for anonymous visitors.
+
+    Usage::
+
+        {% load directcall %}
+        {% directcall_session %}
+        {% directcall_session ringtone="https://example.com/ring.mp3" clevertap="clevertap" %}
+
+    Renders ``directcall/session.html``: ``<script type="application/json"
+    id="directcall-config">`` with ``sessionUrl`` (``POST v1/session``), ``serverUrl``
+    (where ``directcall.urls`` is mounted) and ``csrfToken``. The server decides who the
+    user is (the adapter and ``DIRECTCALL["SESSION_ACCOUNT"]``): no account id, API key or
+    cuid is written into the page.
+
+    ``ringtone``: an http(s) URL of the tone played while a call rings for this user.
+    ``clevertap``: the name of a global holding a CleverTap Web SDK instance (for accounts
+    that require CleverTap), e.g. ``"clevertap"`` for ``window.clevertap``.
+    Needs ``django.template.context_processors.request``.
+    """
+    request = _request(context)
+    if request is None:
+        raise ImproperlyConfigured(
+            "{% directcall_session %} needs the request in the template context: add "
+            "'django.template.context_processors.request' to the context processors."
+        )
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return ""
+    session_url = reverse("directcall:session")
+    init_url = reverse("directcall:init")
+    config: dict[str, Any] = {
+        "sessionUrl": session_url,
+        "serverUrl": init_url.removesuffix("v1/init"),
+        "csrfToken": get_token(request),
+    }
+    if ringtone:
+        if is_valid_url(ringtone):
+            config["ringtone"] = ringtone
+        else:
+            logger.warning("{%% directcall_session %%}: ignored the invalid ringtone %r", ringtone)
+    if clevertap:
+        if _GLOBAL_NAME.fullmatch(clevertap):
+            config["clevertap"] = clevertap
+        else:
+            logger.warning(
+                "{%% directcall_session %%}: clevertap must be the name of a global, not %r",
+                clevertap,
+            )
+    return render_to_string("directcall/session.html", {"config": config}, request=request)
+
+
+@register.simple_tag
+def directcall_button(
+    receiver: Any,
+    context: str,
+    *,
+    label: str | None = None,
+    name: str | None = None,
+    receiver_image: str | None = None,
+    initiator_image: str | None = None,
+    css_class: str | None = None,
+) -> SafeString | str:
+    """A button that calls ``receiver``, showing them ``context`` on their incoming screen.
+
+    Usage::
+
+        {% load directcall %}
+        {% directcall_button tutor "Sam (your student) is calling" %}
+        {% directcall_button "grocer_gil" "About order 1234" label="Call the shop" name="Gil" %}
+        {% directcall_button tutor "Hi" receiver_image=tutor_photo_url css_class="btn" %}
+
+    ``receiver``: a user (its cuid, display name and picture come from the adapter) or a
+    cuid. ``context``: 1–280 characters. ``label``: the visible text (default
+    "Call"); the accessible name is "Call <name>" when the receiver's name is known
+    (``name=`` for a cuid). ``receiver_image``/``initiator_image``: http(s) URLs for the
+    call screens. ``css_class``: extra classes.
+
+    Renders ``directcall/button.html``: ``<button type="button" data-directcall-call=...>``.
+    The SDK (``{% directcall_scripts %}``) places the call on click, sets
+    ``aria-busy="true"`` while it runs and then dispatches a bubbling ``directcall:result``
+    event on the button (``detail``: ``{result}`` or ``{error}``). An invalid receiver,
+    context or image URL renders nothing and logs a warning.
+    """
+    adapter = get_adapter()
+    default_image = None
+    if isinstance(receiver, str):
+        cuid = receiver
+    elif getattr(receiver, "pk", None) is not None:
+        cuid = adapter.get_cuid(receiver)
+        name = name or adapter.get_display_name(receiver)
+        default_image = adapter.get_image_url(receiver)
+    else:
+        cuid = None
+    receiver_image = receiver_image or default_image
+    problems = []
+    if not is_valid_cuid(cuid):
+        problems.append("receiver")
+    if not is_valid_context(context):
+        problems.append("context")
+    for key, url in (("receiver_image", receiver_image), ("initiator_image", initiator_image)):
+        if url and not is_valid_url(url):
+            problems.append(key)
+    if problems:
+        # A page must not break over one bad button; the log says which argument it was.
+        logger.warning(
+            "{%% directcall_button %%} rendered nothing: invalid %s (receiver %r)",
+            ", ".join(problems),
+            cuid if cuid is not None else receiver,
+        )
+        return ""
+    visible = label if label else _("Call")
+    if name and not label:
+        aria_label = _("Call %(name)s") % {"name": name}
+    elif name and name not in visible:
+        # The accessible name starts with the visible label (WCAG 2.5.3, label in name).
+        aria_label = _("%(label)s (%(name)s)") % {"label": visible, "name": name}
+    else:
+        aria_label = None
+    return render_to_string(
+        "directcall/button.html",
+        {
+            "cuid": cuid,
+            "call_context": context,
+            "label": visible,
+            "aria_label": aria_label,
+            "receiver_image": receiver_image,
+            "initiator_image": initiator_image,
+            "css_class": css_class,
+        },
+    )
