@@ -61,6 +61,17 @@ fi
 export CHROMIUM
 echo "==> Chromium: $CHROMIUM"
 
+# coturn: the TURN relay test starts a real one on 127.0.0.1.
+if ! command -v turnserver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing coturn"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn) \
+      >/dev/null || die "could not install coturn (the TURN test needs turnserver)"
+  else
+    die "the TURN test needs coturn's turnserver on the PATH (Debian: apt-get install coturn)"
+  fi
+fi
+
 # node runs the SDK's unit tests; npm fetches the real CleverTap Web SDK that the browser
 # tests load (into .cache/, never committed).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

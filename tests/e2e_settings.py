@@ -8,6 +8,7 @@ and channels get the prefix in ``DIRECTCALL_E2E_PREFIX`` (the test process's own
 tests can see the server's cache).
 """
 
+import json
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -27,7 +28,8 @@ except KeyError:
         "(the e2e_server fixture in tests/e2e/conftest.py does)"
     ) from None
 
-DIRECTCALL = dict(E2E_DIRECTCALL)
+# The DIRECTCALL dict the fixture started this server with (tests/e2e/harness.py).
+DIRECTCALL = json.loads(os.environ.get("DIRECTCALL_E2E_SETTINGS") or "null") or dict(E2E_DIRECTCALL)
 
 if os.environ.get("DIRECTCALL_E2E_REDIS") == "1":
     if not REDIS_URL:

@@ -280,11 +280,16 @@ class E2EServer:
         return self.log_since(0, max_lines=lines)
 
 
-def start_server(db_name: str, *, run_prefix: str, directcall: dict[str, Any]) -> E2EServer:
-    """Start the tests' daphne server on a free port, retrying if the port was taken."""
+def start_server(
+    db_name: str, *, run_prefix: str, directcall: dict[str, Any], name: str = "main"
+) -> E2EServer:
+    """Start the tests' daphne server on a free port, retrying if the port was taken.
+
+    ``name`` tells the log files of several servers apart.
+    """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    log_path = ARTIFACTS / f"e2e-daphne-{worker}.log"
+    log_path = ARTIFACTS / f"e2e-daphne-{name}-{worker}.log"
     log_path.write_bytes(b"")
     redis = os.environ.get("DIRECTCALL_E2E_REDIS") == "1"
     env = {
@@ -292,6 +297,7 @@ def start_server(db_name: str, *, run_prefix: str, directcall: dict[str, Any]) -
         "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
         "DIRECTCALL_E2E_DB_NAME": db_name,
         "DIRECTCALL_E2E_PREFIX": run_prefix,
+        "DIRECTCALL_E2E_SETTINGS": json.dumps(directcall),
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -1,0 +1,223 @@
+"""A call forced through a real TURN relay (coturn, use-auth-secret) with the credentials
+from init; expired credentials are refused by the TURN server itself."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+from directcall.ice import turn_credentials
+from tests.e2e import timings
+from tests.e2e.harness import ARTIFACTS, INIT_SCRIPT, BrowserUser, free_port, start_server
+from tests.e2e.sdk import click, outcome, sign_in, start_call
+from tests.e2e.test_sdk import screen
+
+SECRET = "coturn-test-static-secret"
+
+
+def _wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"turnserver exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)  # polling a port that is not open yet
+    raise RuntimeError(f"turnserver did not listen on {port}")
+
+
+@pytest.fixture(scope="module")
+def coturn() -> Iterator[int]:
+    """coturn on 127.0.0.1 with the REST-API shared secret; yields its port."""
+    binary = shutil.which("turnserver")
+    if binary is None:
+        pytest.fail(
+            "coturn is needed: apt-get install coturn (scripts/test.sh installs it)",
+            pytrace=False,
+        )
+    port = free_port()
+    relay_min = 40000 + (port % 20000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = (ARTIFACTS / "coturn.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "-n",  # no configuration file
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            f"--listening-port={port}",
+            f"--min-port={relay_min}",
+            f"--max-port={relay_min + 200}",
+            "--use-auth-secret",
+            f"--static-auth-secret={SECRET}",
+            "--realm=directcall.test",
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--allow-loopback-peers",
+            "--fingerprint",
+            "--log-file=stdout",
+            "--simple-log",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_tcp(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def turn_server(coturn, django_db_setup):
+    """A directcall server that hands out coturn credentials and forces relay-only ICE."""
+    from django.conf import settings
+    from django.db import connection
+
+    directcall = {
+        **timings.DIRECTCALL,
+        "ICE_SERVERS": [
+            {
+                "urls": [
+                    f"turn:127.0.0.1:{coturn}?transport=udp",
+                    f"turn:127.0.0.1:{coturn}?transport=tcp",
+                ]
+            }
+        ],
+        "TURN_SECRET": SECRET,
+        "TURN_TTL": 600,
+        "ICE_TRANSPORT_POLICY": "relay",
+    }
+    server = start_server(
+        str(connection.settings_dict["NAME"]),
+        run_prefix=settings.RUN_PREFIX + "turn",
+        directcall=directcall,
+        name="turn",
+    )
+    yield server
+    server.stop()
+
+
+def _user(browser, server, name) -> BrowserUser:
+    context = browser.new_context(base_url=server.url)
+    context.grant_permissions(["microphone"], origin=server.url)
+    context.add_init_script(INIT_SCRIPT)
+    page = context.new_page()
+    user = BrowserUser(name, context, page)
+    user.watch(page)
+    page.goto("/")
+    return user
+
+
+# The candidate types of the pair each connection selected, and its audio bytes received.
+_SELECTED_PAIR = """async () => {
+  for (const pc of window.__pcs || []) {
+    const stats = await pc.getStats();
+    let pair = null;
+    let received = 0;
+    stats.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        pair = stats.get(s.selectedCandidatePairId);
+      }
+      if (s.type === "inbound-rtp" && s.kind === "audio") received += s.bytesReceived;
+    });
+    if (!pair) continue;
+    const local = stats.get(pair.localCandidateId);
+    const remote = stats.get(pair.remoteCandidateId);
+    return { local: local.candidateType, remote: remote.candidateType, received };
+  }
+  return null;
+}"""
+
+
+# Poll (inside the page) until the selected pair has carried audio; 20 s at most.
+_WAIT_FOR_MEDIA = f"""async () => {{
+  const selected = {_SELECTED_PAIR};
+  const until = Date.now() + 20000;
+  let pair = null;
+  while (Date.now() < until) {{
+    pair = await selected();
+    if (pair && pair.received > 2000) return pair;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }}
+  return pair;
+}}"""
+
+
+def test_a_call_through_the_turn_relay(browser, turn_server, transactional_db, e2e_account):
+    acct, key = e2e_account()
+    jane, sam = _user(browser, turn_server, "jane"), _user(browser, turn_server, "sam")
+    try:
+        assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+        assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+        servers = jane.page.evaluate("() => window.dc.session.iceServers")
+        assert servers[0]["username"].endswith(":tutor_jane") and servers[0]["credential"]
+        start_call(jane, "student_sam")
+        click(sam, "answer")
+        expect(screen(jane, "ongoing")).to_be_visible()
+        for user in (jane, sam):
+            pair = user.page.evaluate(_WAIT_FOR_MEDIA)
+            assert pair and pair["received"] > 2000, pair
+            assert pair["local"] == "relay", pair  # media went through coturn
+        click(jane, "hangup")
+        assert outcome(jane) == {"resolved": "over"}
+    finally:
+        jane.context.close()
+        sam.context.close()
+
+
+_GATHER = """async ({ url, username, credential }) => {
+  const pc = new RTCPeerConnection({
+    iceServers: [{ urls: [url], username, credential }], iceTransportPolicy: "relay" });
+  const relays = [];
+  const errors = [];
+  pc.onicecandidate = (e) => {
+    if (e.candidate && e.candidate.type === "relay") relays.push(e.candidate.candidate);
+  };
+  pc.onicecandidateerror = (e) => errors.push(e.errorCode);
+  pc.addTransceiver("audio");
+  const done = new Promise((resolve) => {
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  await done;
+  pc.close();
+  return { relays: relays.length, errors };
+}"""
+
+
+def test_expired_turn_credentials_are_refused_by_coturn(browser, turn_server, coturn):
+    user = _user(browser, turn_server, "probe")
+    url = f"turn:127.0.0.1:{coturn}?transport=udp"
+    try:
+        fresh = turn_credentials(SECRET, "tutor_jane", ttl=600)
+        good = user.page.evaluate(
+            _GATHER, {"url": url, "username": fresh["username"], "credential": fresh["credential"]}
+        )
+        assert good["relays"] >= 1, good
+        expired = turn_credentials(SECRET, "tutor_jane", ttl=60, now=time.time() - 3600)
+        bad = user.page.evaluate(
+            _GATHER,
+            {"url": url, "username": expired["username"], "credential": expired["credential"]},
+        )
+        assert bad["relays"] == 0 and 401 in bad["errors"], bad
+        wrong = user.page.evaluate(
+            _GATHER, {"url": url, "username": fresh["username"], "credential": "d3Jvbmc="}
+        )
+        assert wrong["relays"] == 0 and 401 in wrong["errors"], wrong
+    finally:
+        user.context.close()
