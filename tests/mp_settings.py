@@ -40,6 +40,8 @@ DIRECTCALL = {
     "SWEEP_INTERVAL": 0.5,
     "RECONNECT_GRACE": 2,
     "AUTH_TIMEOUT": 5,
+    # The fault tests shorten it to see a silent client dropped.
+    "IDLE_TIMEOUT": float(os.environ.get("DIRECTCALL_MP_IDLE_TIMEOUT", "60")),
     # Generous: these tests create a handful of sessions from one IP within seconds.
     "THROTTLE_RATES": {"directcall_init_ip": "600/min"},
 }

@@ -66,6 +66,7 @@ def coturn() -> Iterator[int]:
             "--fingerprint",
             "--log-file=stdout",
             "--simple-log",
+            f"--pidfile={ARTIFACTS / 'coturn.pid'}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
