@@ -39,6 +39,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A strict policy (no inline script or style) on the demo's pages: directcall needs none.
+    "example_project.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "example_project.urls"
@@ -116,11 +118,21 @@ SPECTACULAR_SETTINGS = {
 
 DIRECTCALL = {
     "RING_TIMEOUT": int(os.environ.get("DIRECTCALL_RING_TIMEOUT", "30")),
+    # Logged-in users ({% directcall_session %}) sign in under the demo account
+    # (demo_setup's DEMO_ACCOUNT_ID); students may call only tutors.
+    "SESSION_ACCOUNT": "demo_account",
+    "ADAPTER": "example_project.calling.DemoCallAdapter",
 }
+
+# The /people/ page needs a login; the demo logs people in without a password.
+LOGIN_URL = "login_as"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"directcall": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "directcall": {"handlers": ["console"], "level": "INFO"},
+        "example_project": {"handlers": ["console"], "level": "INFO"},
+    },
 }

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from directcall.adapter import get_adapter
+
+from .people import ROLE_OF, demo_users
 
 DEMO_USERS = [
     {"cuid": "student_sam", "name": "Sam (student)"},
@@ -22,7 +30,7 @@ def demo_key_file() -> Path:
 
 
 def call_page(request: HttpRequest) -> HttpResponse:
-    """Pick a demo user in this tab and call the user picked in another tab."""
+    """Pick a demo user in this tab and call the user picked in another tab (API key mode)."""
     from .management.commands.demo_setup import DEMO_ACCOUNT_ID
 
     key_file = demo_key_file()
@@ -32,3 +40,50 @@ def call_page(request: HttpRequest) -> HttpResponse:
         "users": DEMO_USERS,
     }
     return render(request, "call.html", {"config": config})
+
+
+@require_http_methods(["GET", "POST"])
+def login_as(request: HttpRequest) -> HttpResponse:
+    """Log in as one of the demo people, without a password. Demo only: never on a real site."""
+    if request.method == "POST":
+        username = request.POST.get("username", "")
+        user = (
+            get_user_model()
+            .objects.filter(username=username, is_active=True, is_staff=False)
+            .first()
+            if username in ROLE_OF
+            else None
+        )
+        if user is None:
+            return HttpResponseBadRequest("Not a demo person.")
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("people")
+    people = [(user, ROLE_OF[user.username]) for user in demo_users()]
+    return render(request, "login_as.html", {"people": people})
+
+
+def calling_context(user, name: str) -> str:
+    """The context of the demo's calls: "Student is calling", as in the original SDK's README."""
+    role = ROLE_OF.get(user.get_username())
+    if role is None:
+        return _("%(name)s is calling") % {"name": name}
+    return _("%(role)s is calling") % {"role": role.capitalize()}
+
+
+@login_required
+def people_page(request: HttpRequest) -> HttpResponse:
+    """Every other demo person with a call button: the template tags and nothing else."""
+    adapter = get_adapter()
+    me = adapter.get_display_name(request.user) or request.user.get_username()
+    others = [(user, ROLE_OF[user.username]) for user in demo_users() if user.pk != request.user.pk]
+    return render(
+        request,
+        "people.html",
+        {
+            "me": me,
+            "my_role": ROLE_OF.get(request.user.get_username()),
+            "people": others,
+            # What the callee's incoming screen shows under the caller's name.
+            "calling_context": calling_context(request.user, me),
+        },
+    )

@@ -184,6 +184,22 @@ def test_demo_setup_creates_then_rotates(db):
     assert not account.check_api_key(key1)
 
 
+def test_demo_setup_creates_the_demo_people(db):
+    from django.contrib.auth import get_user_model
+
+    output = run("demo_setup")
+    assert "people page:      http://127.0.0.1:8000/people/" in output
+    run("demo_setup")
+    users = get_user_model().objects.order_by("pk")
+    assert [(u.username, u.get_full_name()) for u in users] == [
+        ("sam", "Sam Student"),
+        ("jane", "Jane Tutor"),
+        ("sue", "Sue Shopper"),
+        ("gil", "Gil Grocer"),
+    ]
+    assert not any(u.has_usable_password() for u in users)
+
+
 # -- migrations ----------------------------------------------------------------------------
 
 

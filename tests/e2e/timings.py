@@ -1,13 +1,17 @@
-"""The short ``DIRECTCALL`` timings of the browser tests' server (``tests/e2e_settings.py``).
+"""The ``DIRECTCALL`` settings of the browser tests' server (``tests/e2e_settings.py``).
 
-Kept apart from the settings module so that tests can import them without configuring
-a server.
+Short timings, and the demo site's adapter with a session account that the tests create
+(``SESSION_ACCOUNT``). Kept apart from the settings module so that tests can import them
+without configuring a server.
 """
 
 RING_TIMEOUT = 4
 RECONNECT_GRACE = 3
 PRESENCE_TTL = 5
 SWEEP_INTERVAL = 0.5
+# The account id of server-minted sessions ({% directcall_session %}); tests that log
+# Django users in create an account with this id.
+SESSION_ACCOUNT = "e2e_session_account"
 
 DIRECTCALL = {
     "RING_TIMEOUT": RING_TIMEOUT,
@@ -19,4 +23,7 @@ DIRECTCALL = {
     "ICE_SERVERS": [],
     # Many sign-ins from 127.0.0.1 within one test session.
     "THROTTLE_RATES": {"directcall_init_ip": "6000/min", "directcall_init_account": "6000/min"},
+    "SESSION_ACCOUNT": SESSION_ACCOUNT,
+    # The demo's: students may call tutors only (cuids that are not demo users: anyone).
+    "ADAPTER": "example_project.calling.DemoCallAdapter",
 }

@@ -456,12 +456,14 @@ export class DirectCallClient extends EventTarget {
     const duration = call.answeredAt ? (Date.now() - call.answeredAt) / 1000 : null;
     this._emit("callend", { callId: call.id, role: call.role, status, reason, duration });
     if (call.role !== "caller") return;
+    // Our own connection ended it (not the other party's): that is ERR_INTERNET_LOST.
+    const lost = call.lostLocally || (reason === "connection_lost" && call.wasDown);
     if (error) call.reject(error);
     else if (call.answeredAt) {
-      if (call.lostLocally || (status === "failed" && reason === "ice_failed")) {
+      if (lost || (status === "failed" && reason === "ice_failed")) {
         call.reject(dcError(ERR.INTERNET_LOST));
       } else call.resolve("over");
-    } else if (call.lostLocally) call.reject(dcError(ERR.INTERNET_LOST));
+    } else if (lost) call.reject(dcError(ERR.INTERNET_LOST));
     else if (UNANSWERED.has(status)) call.reject(status);
     else call.reject(dcError(ERR.INTERNET_LOST));
   }
@@ -555,6 +557,7 @@ export class DirectCallClient extends EventTarget {
       return;
     }
     if (!call) return;
+    call.wasDown = true;
     if (this.screens) this.screens.setReconnecting(true);
     const waitMs = (this.reconnectGrace + 2) * 1000;
     clearTimeout(call.lostTimer);
@@ -575,11 +578,15 @@ export class DirectCallClient extends EventTarget {
     const live = (ready.calls || []).find((c) => c.call_id === call.id);
     if (!live) {
       // The call ended while we were away; the server's `state` frame (asked for with
-      // `resume`) tells how. Until it comes, assume the drop ended it.
-      call.lostLocally = true;
-      call.lostTimer = setTimeout(() => this._finish(call, "over", "connection_lost"), 3000);
+      // `resume`) tells how — the peer may simply have hung up. If none comes, the drop
+      // ended it.
+      call.lostTimer = setTimeout(() => {
+        call.lostLocally = true;
+        this._finish(call, "over", "connection_lost");
+      }, 3000);
       return;
     }
+    call.wasDown = false;
     if (this.screens && call.media && ["connected", "completed"].includes(call.media.pc.iceConnectionState)) {
       this.screens.setReconnecting(false);
     }

@@ -1,0 +1,28 @@
+"""The demo's call adapter: who may call whom (``DIRECTCALL["ADAPTER"]`` in the settings)."""
+
+from __future__ import annotations
+
+from directcall.adapter import DefaultCallAdapter
+from directcall.models import Registration
+
+from .people import ROLE_OF
+
+
+class DemoCallAdapter(DefaultCallAdapter):
+    """Students may call tutors only; everyone else may call anyone.
+
+    The cuids, names and pictures are the default adapter's (``user_<pk>``, full name).
+    Callers that are not demo users (the ``/call/`` page signs in cuids such as
+    ``student_sam`` with the API key) are not restricted.
+    """
+
+    def role(self, registration: Registration) -> str | None:
+        """The demo role of the user behind a registration, or None for anyone else."""
+        user = self.get_user(registration)
+        return ROLE_OF.get(user.get_username()) if user is not None else None
+
+    def can_call(self, caller: Registration, callee: Registration) -> bool:
+        """A refusal reaches the caller's ``call()`` as ``ERR_CALL_NOT_ALLOWED``."""
+        if self.role(caller) == "student":
+            return self.role(callee) == "tutor"
+        return True
