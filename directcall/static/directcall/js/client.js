@@ -245,7 +245,10 @@ export class DirectCallClient extends EventTarget {
     };
     this.current = call;
     const receiverImage = isBlank(options.receiver_image) ? null : options.receiver_image;
-    const initiatorImage = isBlank(options.initiator_image) ? null : options.initiator_image;
+    // A server-minted session may carry the user's picture (the adapter's get_image_url).
+    const initiatorImage = isBlank(options.initiator_image)
+      ? (this.session && isValidUrl(this.session.image) ? this.session.image : null)
+      : options.initiator_image;
     if (this.screens) {
       this.screens.show("outgoing", {
         name: receiver,
@@ -525,7 +528,7 @@ export class DirectCallClient extends EventTarget {
         this.screens.stopTone();
         this.screens.show("ongoing", {
           name: call.peer.name,
-          context: call.context,
+          context: call.role === "callee" ? call.context : "", // the caller wrote it
           image: call.role === "callee" ? call.image : undefined,
         });
         this.screens.startTimer(call.answeredAt);

@@ -47,6 +47,7 @@ function wireButtons(clientPromise) {
     button.setAttribute("aria-busy", "true");
     let detail;
     try {
+      if (!clientPromise) throw { code: ERR.NOT_INITIALIZED, message: "Not signed in to calls." };
       const client = await clientPromise;
       const d = button.dataset;
       const result = await client.call(d.directcallCall, d.directcallContext, {
@@ -69,8 +70,9 @@ if (typeof window !== "undefined") {
   if (config) {
     api.client = autoInit(config);
     api.client.catch(() => {}); // reported through the directcall:error event
-    wireButtons(api.client);
   }
+  // Without a config (an anonymous visitor) a call button answers ERR_NOT_INITIALIZED.
+  wireButtons(api.client);
   window.DirectCall = Object.freeze(api);
   window.dispatchEvent(new CustomEvent("directcall:ready"));
 }
