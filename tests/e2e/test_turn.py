@@ -3,22 +3,35 @@ from init; expired credentials are refused by the TURN server itself."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from playwright.sync_api import expect
 
 from directcall.ice import turn_credentials
 from tests.e2e import timings
-from tests.e2e.harness import ARTIFACTS, INIT_SCRIPT, BrowserUser, free_port, start_server
+from tests.e2e.harness import (
+    ARTIFACTS,
+    INIT_SCRIPT,
+    BrowserUser,
+    env_var,
+    free_port,
+    start_server,
+)
 from tests.e2e.sdk import click, outcome, sign_in, start_call
 from tests.e2e.test_sdk import screen
 
 SECRET = "coturn-test-static-secret"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
@@ -84,11 +97,42 @@ def coturn() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def turn_server(coturn, django_db_setup):
-    """A directcall server that hands out coturn credentials and forces relay-only ICE."""
-    from django.conf import settings
-    from django.db import connection
+def turn_server(coturn, tmp_path_factory):
+    """A directcall server that hands out coturn credentials and forces relay-only ICE.
 
+    It gets a database of its own: the package's main test server sweeps the shared test
+    database and, not seeing this server's users in its own presence store, would end
+    their calls (in production every process shares one presence store).
+    Yields ``(server, account_id, api_key)``.
+    """
+    from django.conf import settings
+
+    db = tmp_path_factory.mktemp("turn") / "turn.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.e2e_settings",
+        "DATABASE_URL": f"sqlite:///{db}",
+        "DIRECTCALL_E2E_DB_NAME": str(db),
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    manage("migrate", "--noinput", "-v", "0")
+    out = manage("directcall_account", "create", "--name", "TURN", "--no-clevertap")
+    account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
+    api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
     directcall = {
         **timings.DIRECTCALL,
         "ICE_SERVERS": [
@@ -103,13 +147,11 @@ def turn_server(coturn, django_db_setup):
         "TURN_TTL": 600,
         "ICE_TRANSPORT_POLICY": "relay",
     }
-    server = start_server(
-        str(connection.settings_dict["NAME"]),
-        run_prefix=settings.RUN_PREFIX + "turn",
-        directcall=directcall,
-        name="turn",
-    )
-    yield server
+    with env_var("DATABASE_URL", f"sqlite:///{db}"):
+        server = start_server(
+            str(db), run_prefix=settings.RUN_PREFIX + "turn", directcall=directcall, name="turn"
+        )
+    yield server, account_id, api_key
     server.stop()
 
 
@@ -159,9 +201,10 @@ _WAIT_FOR_MEDIA = f"""async () => {{
 }}"""
 
 
-def test_a_call_through_the_turn_relay(browser, turn_server, transactional_db, e2e_account):
-    acct, key = e2e_account()
-    jane, sam = _user(browser, turn_server, "jane"), _user(browser, turn_server, "sam")
+def test_a_call_through_the_turn_relay(browser, turn_server):
+    server, account_id, key = turn_server
+    acct = SimpleNamespace(account_id=account_id)
+    jane, sam = _user(browser, server, "jane"), _user(browser, server, "sam")
     try:
         assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
         assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
@@ -202,7 +245,7 @@ _GATHER = """async ({ url, username, credential }) => {
 
 
 def test_expired_turn_credentials_are_refused_by_coturn(browser, turn_server, coturn):
-    user = _user(browser, turn_server, "probe")
+    user = _user(browser, turn_server[0], "probe")
     url = f"turn:127.0.0.1:{coturn}?transport=udp"
     try:
         fresh = turn_credentials(SECRET, "tutor_jane", ttl=600)
