@@ -416,5 +416,12 @@ async def announce(
             continue
         message = {**frame, **((extra or {}).get(side, {}))}
         await layer.send(
-            holder.channel, {"type": "dc.state", "registration": party.pk, "frame": message}
+            holder.channel,
+            {
+                "type": "dc.state",
+                "registration": party.pk,
+                "frame": message,
+                # The new deadline (epoch seconds), so no connection reads it back.
+                "deadline": call.deadline.timestamp() if call.deadline else None,
+            },
         )

@@ -85,6 +85,10 @@ class _CallRoute:
     peer_cuid: str
     status: str
     timer: asyncio.Task | None = field(default=None, repr=False)
+    # The channel of the peer's connection, learnt from its own messages (incoming, peer)
+    # or a presence lookup; kept so a relay is one channel-layer send. Cleared when the
+    # peer's connection drops.
+    peer_channel: str | None = None
 
 
 def _uuid(value: Any) -> str | None:
@@ -321,7 +325,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             summaries.append(self._summary(call, route))
             if call.status == CallStatus.ANSWERED:
                 await _presence["mark_back"](str(call.pk), session.registration_pk)
-                await self._send_to_peer(route, "dc.peer", str(call.pk), {"connected": True})
+            # Tell the peer where this user is now, so its relays reach this connection.
+            await self._send_to_peer(
+                route, "dc.peer", str(call.pk), {"connected": True, "channel": self.channel_name}
+            )
         await self._send(
             {
                 "type": "ready",
@@ -393,12 +400,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self._send(calls.state_frame(call))
             return
         await sync_to_async(calls.remember_offer, thread_sensitive=False)(call, sdp)
-        self._add_route(call)
+        self._add_route(call).peer_channel = callee.channel
         await self.channel_layer.send(
             callee.channel,
             {
                 "type": "dc.incoming",
                 "registration": call.callee_id,
+                "channel": self.channel_name,
                 "frame": self._incoming_frame(call, sdp),
             },
         )
@@ -486,7 +494,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         call = await database_sync_to_async(calls.get_call)(frame["call_id"])
         if call is None or call.status not in LIVE_STATUSES:
             return
-        self._add_route(call)
+        self._add_route(call).peer_channel = message.get("channel")
         await self._send(frame)
 
     async def dc_state(self, message: dict[str, Any]) -> None:
@@ -501,9 +509,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 route.timer.cancel()
                 route.timer = None
             if frame["status"] in LIVE_STATUSES:
-                call = await database_sync_to_async(calls.get_call)(frame["call_id"])
-                if call is not None:
-                    self._arm_deadline(str(call.pk), call, route)
+                self._arm_deadline(frame["call_id"], message.get("deadline"), route)
             else:
                 del self.routes[frame["call_id"]]
         await self._send(frame)
@@ -520,9 +526,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         route = self.routes.get(message.get("call_id"))
         if route is None or message.get("from") != route.peer_pk:
             return
-        await self._send(
-            {"type": "peer", "call_id": message["call_id"], "connected": message["connected"]}
-        )
+        route.peer_channel = message.get("channel") if message["connected"] else None
+        if route.status == CallStatus.ANSWERED:
+            await self._send(
+                {"type": "peer", "call_id": message["call_id"], "connected": message["connected"]}
+            )
 
     async def dc_replaced(self, message: dict[str, Any]) -> None:
         """The same device signed in again on a new connection: this one steps aside."""
@@ -557,14 +565,18 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if old is not None and old.timer is not None:
             old.timer.cancel()
         self.routes[str(call.pk)] = route
-        self._arm_deadline(str(call.pk), call, route)
+        deadline = call.deadline.timestamp() if call.deadline else None
+        self._arm_deadline(str(call.pk), deadline, route)
         return route
 
-    def _arm_deadline(self, call_id: str, call: Call, route: _CallRoute) -> None:
-        """Enforce the call's deadline from this process too (the sweep is the backstop)."""
-        if call.deadline is None:
+    def _arm_deadline(self, call_id: str, deadline: float | None, route: _CallRoute) -> None:
+        """Enforce the call's deadline (epoch seconds) from this process too.
+
+        The sweep is the backstop when no process that holds a party is left.
+        """
+        if deadline is None:
             return
-        delay = max(0.0, call.deadline.timestamp() - time.time()) + 0.05
+        delay = max(0.0, deadline - time.time()) + 0.05
 
         async def fire() -> None:
             await asyncio.sleep(delay)
@@ -577,15 +589,18 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def _send_to_peer(
         self, route: _CallRoute, kind: str, call_id: str, payload: dict[str, Any]
     ) -> None:
-        holder = await _presence["lookup"](self.session.account_pk, route.peer_cuid)
-        if holder is None:
-            return  # the peer is reconnecting; it resynchronises from its ready frame
+        channel = route.peer_channel
+        if channel is None:
+            holder = await _presence["lookup"](self.session.account_pk, route.peer_cuid)
+            if holder is None:
+                return  # the peer is reconnecting; it resynchronises from its ready frame
+            channel = route.peer_channel = holder.channel
         message = {"type": kind, "call_id": call_id, "from": self.session.registration_pk}
         if kind == "dc.relay":
             message["frame"] = payload
         else:
             message.update(payload)
-        await self.channel_layer.send(holder.channel, message)
+        await self.channel_layer.send(channel, message)
 
     def _summary(self, call: Call, route: _CallRoute) -> dict[str, Any]:
         peer = call.callee if route.role == "caller" else call.caller
