@@ -107,6 +107,15 @@ def _sdp(frame: dict[str, Any]) -> str:
     return sdp
 
 
+def _is_text(frame: Any) -> bool:
+    """No lone surrogate anywhere: a "\\ud800" escape parses, but is no UTF-8 text."""
+    try:
+        json.dumps(frame, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
 def _ref(frame: dict[str, Any]) -> str | None:
     ref = frame.get("ref")
     if ref is None:
@@ -267,6 +276,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if self.tokens < 1:
             if now - self.last_flood_error >= 1:
                 self.last_flood_error = now
+                logger.warning(
+                    "flood limit reached by %s (account %s): dropping frames",
+                    self.session.cuid if self.session else "an unauthenticated socket",
+                    self.session.account_pk if self.session else "-",
+                )
                 await self._send_error(DirectCallError(errors.RATE_LIMITED))
             return
         self.tokens -= 1
@@ -274,7 +288,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         try:
             if text_data is None:
                 raise DirectCallError(errors.BAD_FRAME, "Binary frames are not accepted.")
-            if len(text_data) > self.max_frame or len(text_data.encode()) > self.max_frame:
+            size = len(text_data.encode("utf-8", "surrogatepass"))
+            if len(text_data) > self.max_frame or size > self.max_frame:
                 raise DirectCallError(
                     errors.FRAME_TOO_LARGE, f"Frames are limited to {self.max_frame} bytes."
                 )
@@ -282,6 +297,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 frame = json.loads(text_data)
             except (ValueError, RecursionError):
                 raise DirectCallError(errors.BAD_FRAME, "The frame is not JSON.") from None
+            if not _is_text(frame):
+                raise DirectCallError(errors.BAD_FRAME, "The frame is not UTF-8 text.")
             kind = frame.get("type") if isinstance(frame, dict) else None
             handler = self.handlers.get(kind) if isinstance(kind, str) else None
             if handler is None:
@@ -302,7 +319,18 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         session = tokens.verify(frame.get("token"))
         registration = await self._registration(session) if session else None
         if session is None or registration is None:
-            logger.info("socket auth refused (invalid, expired or revoked token)")
+            client = (self.scope.get("client") or ["?"])[0]
+            if session is None:
+                logger.info("socket auth refused: invalid or expired token (client %s)", client)
+            else:
+                logger.warning(
+                    "socket auth refused for account %s registration %s cuid %r: "
+                    "registration gone or account inactive (client %s)",
+                    session.account_pk,
+                    session.registration_pk,
+                    session.cuid,
+                    client,
+                )
             await self._send_error(DirectCallError(errors.INVALID_TOKEN))
             await self.close(CLOSE_AUTH_FAILED)
             return
@@ -553,6 +581,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             raise DirectCallError(errors.BAD_FRAME, "Field 'call_id' must be a call id.")
         route = self.routes.get(call_id)
         if route is None or (role is not None and route.role != role):
+            # INFO, not WARNING: honest clients hit this in races (accept as the caller cancels).
+            logger.info(
+                "refused %s for call %s from %s (account %s): not a party in that role",
+                frame.get("type"),
+                call_id,
+                self.session.cuid,
+                self.session.account_pk,
+            )
             raise DirectCallError(errors.UNKNOWN_CALL)
         return call_id, route
 

@@ -31,7 +31,15 @@ _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _CT_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CT_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Lone surrogates: JSON carries them as "\udXXX" escapes, but they are no text. They cannot
+# be encoded as UTF-8, so storing, relaying or rendering a string holding one fails.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _url_validator = URLValidator(schemes=["http", "https"])
+
+
+def _has_unsafe_characters(value: str) -> bool:
+    """Control characters (NUL included: PostgreSQL refuses it) or lone surrogates."""
+    return _CONTROL.search(value) is not None or _SURROGATE.search(value) is not None
 
 
 def is_valid_cuid(value: Any) -> bool:
@@ -59,24 +67,30 @@ def is_valid_device_id(value: Any) -> bool:
 
 
 def is_valid_name(value: Any) -> bool:
-    """3–50 characters after trimming, no control characters."""
+    """3–50 characters after trimming, no control characters (nor lone surrogates)."""
     if not isinstance(value, str):
         return False
     trimmed = value.strip()
-    return NAME_MIN <= len(trimmed) <= NAME_MAX and not _CONTROL.search(trimmed)
+    return NAME_MIN <= len(trimmed) <= NAME_MAX and not _has_unsafe_characters(trimmed)
 
 
 def is_valid_context(value: Any) -> bool:
-    """1–280 characters after trimming, no control characters."""
+    """1–280 characters after trimming, no control characters (nor lone surrogates)."""
     if not isinstance(value, str):
         return False
     trimmed = value.strip()
-    return 1 <= len(trimmed) <= CONTEXT_MAX and not _CONTROL.search(trimmed)
+    return 1 <= len(trimmed) <= CONTEXT_MAX and not _has_unsafe_characters(trimmed)
 
 
 def is_valid_url(value: Any) -> bool:
-    """An absolute ``http``/``https`` URL of at most 2048 characters."""
+    """An absolute ``http``/``https`` URL of at most 2048 characters, no control characters.
+
+    Django's URLValidator lets NUL, other control characters and lone surrogates through
+    in the path (and surrogates in the host); they are refused here.
+    """
     if not isinstance(value, str) or len(value) > URL_MAX or value != value.strip():
+        return False
+    if _has_unsafe_characters(value):
         return False
     try:
         _url_validator(value)

@@ -12,6 +12,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from directcall.admin import format_duration
 from directcall.models import Account, Call, CallStatus, EndReason, Registration
@@ -483,3 +484,93 @@ def test_payloads_are_escaped(admin_client, make_account):
         html = response.content.decode()
         assert XSS not in html, url
         assert XSS_ESCAPED in html, url
+
+
+# An http(s) image URL may carry markup in its path (URLValidator allows it): the admin must
+# show it as text. A stored javascript:/data: URL (only possible by writing the database
+# directly: every entry point refuses it) must not become a link.
+IMAGE_XSS = 'https://x.example/"><script>alert(1)</script>.png'
+IMAGE_XSS_ESCAPED = "https://x.example/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;.png"
+
+
+def _call_with_images(account, caller_image, receiver_image):
+    caller = Registration.objects.create(account=account, cuid="alice_1", name="Alice")
+    callee = Registration.objects.create(account=account, cuid="bobby_2", name="Bob")
+    return Call.objects.create(
+        account=account,
+        caller=caller,
+        callee=callee,
+        context="maths",
+        caller_image=caller_image,
+        receiver_image=receiver_image,
+    )
+
+
+def test_image_urls_with_markup_are_escaped(admin_client, make_account):
+    account, _ = make_account()
+    call = _call_with_images(account, IMAGE_XSS, IMAGE_XSS)
+    for url in (
+        reverse("admin:directcall_call_change", args=[call.pk]),
+        reverse("admin:directcall_call_changelist"),
+        reverse("admin:directcall_call_dashboard"),
+    ):
+        html = admin_client.get(url).content.decode()
+        assert "<script>alert(1)</script>" not in html, url
+        assert '"><script>' not in html, url
+    html = admin_client.get(reverse("admin:directcall_call_change", args=[call.pk])).content
+    assert IMAGE_XSS_ESCAPED in html.decode()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        " javascript:alert(1)",
+    ],
+)
+def test_stored_non_http_image_urls_are_not_links(admin_client, make_account, stored):
+    account, _ = make_account()
+    call = _call_with_images(account, stored, stored)
+    html = admin_client.get(reverse("admin:directcall_call_change", args=[call.pk])).content
+    html = html.decode()
+    scheme = stored.strip().split(":")[0]
+    assert not re.search(rf'href="\s*{scheme}:', html, re.IGNORECASE), stored
+    assert "<script>alert(1)</script>" not in html
+
+
+def test_http_image_urls_are_links(admin_client, make_account):
+    account, _ = make_account()
+    call = _call_with_images(account, "https://cdn.example.org/a.png", "")
+    html = admin_client.get(reverse("admin:directcall_call_change", args=[call.pk])).content
+    assert '<a href="https://cdn.example.org/a.png">' in html.decode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        XSS,
+        '"><img src=x onerror=alert(1)>',
+        "</textarea><script>alert(1)</script>",
+        "{{ 7|add:7 }}{% debug %}",
+    ],
+)
+def test_registration_and_call_payloads_are_inert(admin_client, make_account, payload):
+    """Names (registration change form: input values) and contexts, whatever they hold."""
+    account, _ = make_account()
+    caller = Registration.objects.create(account=account, cuid="alice_1", name=payload[:50])
+    callee = Registration.objects.create(account=account, cuid="bobby_2", name="Bob")
+    call = Call.objects.create(account=account, caller=caller, callee=callee, context=payload)
+    for url in (
+        reverse("admin:directcall_registration_change", args=[caller.pk]),
+        reverse("admin:directcall_registration_changelist"),
+        reverse("admin:directcall_call_change", args=[call.pk]),
+        reverse("admin:directcall_call_changelist"),
+    ):
+        html = admin_client.get(url).content.decode()
+        assert "<script>alert(1)</script>" not in html and "<img src=x" not in html, url
+    # Shown as text: escaped, and never evaluated as a template.
+    page = admin_client.get(reverse("admin:directcall_call_change", args=[call.pk]))
+    assert escape(payload) in page.content.decode()

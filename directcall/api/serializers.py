@@ -11,23 +11,34 @@ from rest_framework import serializers
 
 
 class InitRequestSerializer(serializers.Serializer):
-    """Body of ``POST v1/init`` (documentation only; rules in directcall.validation)."""
+    """Body of ``POST v1/init`` (documentation only; rules in directcall.validation).
+
+    An optional field that is null (or blank) counts as not given.
+    """
 
     accountId = serializers.CharField(help_text="Direct Call account id (dashboard).")
     apikey = serializers.CharField(help_text="API key of the account, `prefix.secret`.")
     cuid = serializers.CharField(
         help_text="5–50 letters, digits or `_`; case-sensitive; not number_number."
     )
-    name = serializers.CharField(required=False, help_text="Display name, 3–50 characters.")
-    ringtone = serializers.URLField(required=False, help_text="http(s) URL of the ringtone.")
+    name = serializers.CharField(
+        required=False, allow_null=True, help_text="Display name, 3–50 characters."
+    )
+    ringtone = serializers.URLField(
+        required=False, allow_null=True, help_text="http(s) URL of the ringtone."
+    )
     ctAccountId = serializers.CharField(
-        required=False, help_text="CleverTap account id (`clevertap.getAccountID()`)."
+        required=False,
+        allow_null=True,
+        help_text="CleverTap account id (`clevertap.getAccountID()`).",
     )
     ctId = serializers.CharField(
-        required=False, help_text="CleverTap id (`clevertap.getCleverTapID()`)."
+        required=False, allow_null=True, help_text="CleverTap id (`clevertap.getCleverTapID()`)."
     )
     deviceId = serializers.CharField(
-        required=False, help_text="8–64 letters, digits, `_` or `-`, stable per browser."
+        required=False,
+        allow_null=True,
+        help_text="8–64 letters, digits, `_` or `-`, stable per browser.",
     )
 
 
@@ -51,14 +62,23 @@ class IceServerField(serializers.DictField):
 
 
 class SessionRequestSerializer(serializers.Serializer):
-    """Body of ``POST v1/session`` (the user comes from the Django login)."""
+    """Body of ``POST v1/session`` (the user comes from the Django login).
+
+    An optional field that is null (or blank) counts as not given.
+    """
 
     deviceId = serializers.CharField(
-        required=False, help_text="8–64 letters, digits, `_` or `-`, stable per browser."
+        required=False,
+        allow_null=True,
+        help_text="8–64 letters, digits, `_` or `-`, stable per browser.",
     )
-    ringtone = serializers.URLField(required=False, help_text="http(s) URL of the ringtone.")
-    ctAccountId = serializers.CharField(required=False, help_text="CleverTap account id.")
-    ctId = serializers.CharField(required=False, help_text="CleverTap id.")
+    ringtone = serializers.URLField(
+        required=False, allow_null=True, help_text="http(s) URL of the ringtone."
+    )
+    ctAccountId = serializers.CharField(
+        required=False, allow_null=True, help_text="CleverTap account id."
+    )
+    ctId = serializers.CharField(required=False, allow_null=True, help_text="CleverTap id.")
 
 
 class BrandingSerializer(serializers.Serializer):

@@ -127,10 +127,24 @@ def upsert_registration(account: Account, cuid: str, **fields: str) -> Registrat
     return registration
 
 
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser; a body nested too deeply is a parse error (400), not a 500.
+
+    ``json`` raises RecursionError, not ValueError, past about a thousand levels of
+    nesting (``[[[[...]]]]``, a few kilobytes), and DRF's parser only catches ValueError.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
+
+
 class DirectCallAPIView(APIView):
     """JSON only, and every refusal as ``{code, message}``."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
     # JSON only, whatever the host's REST_FRAMEWORK says: no browsable API, and an Accept
     # header that excludes JSON gets a 406 in {code, message} form.
     renderer_classes = [JSONRenderer]
@@ -300,6 +314,11 @@ class SessionView(DirectCallAPIView):
                 ErrorSerializer, description="ERR_NOT_SIGNED_IN (no login, or CSRF failed)"
             ),
             405: OpenApiResponse(ErrorSerializer, description="ERR_METHOD_NOT_ALLOWED"),
+            406: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_INVALID_INITPARAMETERS (the Accept header excludes JSON)",
+            ),
+            415: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_INITPARAMETERS"),
             429: OpenApiResponse(ErrorSerializer, description="ERR_RATE_LIMITED"),
         },
     )

@@ -16,6 +16,9 @@ const API_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
 const DEVICE_ID = /^[A-Za-z0-9_-]{8,64}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+// Lone surrogates (in a "u" regex, paired ones form one code point and do not match).
+const LONE_SURROGATE = /\p{Cs}/u;
+const unsafe = (s) => CONTROL.test(s) || LONE_SURROGATE.test(s);
 // Python's str.strip() whitespace, so both sides trim the same characters.
 const EDGE_SPACE = /^[\s\u001c-\u001f\u0085]+|[\s\u001c-\u001f\u0085]+$/g;
 
@@ -39,18 +42,19 @@ export function isValidName(v) {
   if (!isString(v)) return false;
   const t = trim(v);
   const n = codePoints(t);
-  return n >= LIMITS.name[0] && n <= LIMITS.name[1] && !CONTROL.test(t);
+  return n >= LIMITS.name[0] && n <= LIMITS.name[1] && !unsafe(t);
 }
 export function isValidContext(v) {
   if (!isString(v)) return false;
   const t = trim(v);
   const n = codePoints(t);
-  return n >= 1 && n <= LIMITS.context_max && !CONTROL.test(t);
+  return n >= 1 && n <= LIMITS.context_max && !unsafe(t);
 }
 
 /** An absolute http(s) URL with a host, at most 2048 characters, no surrounding spaces. */
 export function isValidUrl(v) {
   if (!isString(v) || v.length > LIMITS.url_max || v !== v.trim() || /\s/.test(v)) return false;
+  if (unsafe(v)) return false;
   if (!/^https?:\/\/[^/?#]/i.test(v)) return false;
   let url;
   try {
