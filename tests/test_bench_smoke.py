@@ -1,0 +1,75 @@
+"""Smoke runs of the benchmark commands in ``bench/`` (docs/performance.md).
+
+Not timed tests and not benchmarks: each command runs with ``--smoke`` (a few calls, a few
+dozen connections) as a subprocess, only to prove that it still works end to end —
+servers start, the load generator speaks the protocol, PeerJS installs with npm, the
+browsers connect — and prints its table. Nothing here asserts a number.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.bench
+
+
+def _run(script: str, timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the commands configure their own servers
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    try:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "bench" / script), "--smoke"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"bench/{script} --smoke did not finish in {timeout}s:\n{exc.stderr}")
+
+
+def _check(result: subprocess.CompletedProcess, script: str, header: str) -> None:
+    npm = result.stderr.rfind("npm could not install")
+    if npm >= 0:
+        pytest.fail(
+            f"bench/{script}: npm could not install the PeerJS server (npm package `peer`) "
+            "into bench/.cache/; the comparison needs the npm registry:\n"
+            + result.stderr[npm : npm + 3000],
+            pytrace=False,
+        )
+    assert result.returncode == 0, (
+        f"bench/{script} --smoke exited {result.returncode}\n"
+        f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}"
+    )
+    assert header in result.stdout, result.stdout
+
+
+def test_signaling_benchmark_smoke():
+    result = _run("signaling.py", timeout=240)
+    _check(result, "signaling.py", "## directcall signaling benchmark (smoke)")
+    assert "| configuration" in result.stdout
+    for label in ("PeerJS server", "plain Python websockets relay", "1 daphne"):
+        assert label in result.stdout, result.stdout
+    if os.environ.get("REDIS_URL"):
+        assert "2 daphne, RedisChannelLayer" in result.stdout
+        assert "2 daphne, RedisPubSubChannelLayer" in result.stdout
+
+
+def test_browser_benchmark_smoke():
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not os.access(chromium, os.X_OK):
+        pytest.fail(f"the browser benchmark needs Chromium at {chromium}", pytrace=False)
+    result = _run("browser.py", timeout=120)
+    _check(result, "browser.py", "## directcall browser benchmark (smoke)")
+    assert "| measure" in result.stdout
+    assert "call() → incoming screen shown" in result.stdout
