@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
@@ -415,13 +416,22 @@ async def announce(
         if holder is None:
             continue
         message = {**frame, **((extra or {}).get(side, {}))}
-        await layer.send(
-            holder.channel,
-            {
-                "type": "dc.state",
-                "registration": party.pk,
-                "frame": message,
-                # The new deadline (epoch seconds), so no connection reads it back.
-                "deadline": call.deadline.timestamp() if call.deadline else None,
-            },
-        )
+        try:
+            await layer.send(
+                holder.channel,
+                {
+                    "type": "dc.state",
+                    "registration": party.pk,
+                    "frame": message,
+                    # The new deadline (epoch seconds), so no connection reads it back.
+                    "deadline": call.deadline.timestamp() if call.deadline else None,
+                },
+            )
+        except ChannelFull:
+            # That party's process is overloaded; it learns the state when it reconnects.
+            logger.warning(
+                "channel of %s full: state %s of call %s not delivered",
+                party.cuid,
+                call.status,
+                call.pk,
+            )

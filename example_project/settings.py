@@ -79,7 +79,11 @@ if REDIS_URL:
             # socket_timeout None: redis-py 8 defaults it to 5 s, which equals the blocking
             # BZPOPMIN channels_redis waits on, so a process that got no message for 5 s had
             # its receive time out and the consumer die (close 1011). redis/redis-py#4091.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # Per channel; the default 100 fills under load (docs/performance.md).
+                "capacity": 1000,
+            },
         }
     }
     CACHES = {
@@ -90,7 +94,13 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # The default 300 entries would cull the presence of online users.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
