@@ -71,7 +71,7 @@ class DefaultCallAdapter:
         """The account that server-minted sessions (the template tags) belong to."""
         from .models import Account
 
-        account_id = get_settings()["SESSION_ACCOUNT"]
+        account_id = get_settings().SESSION_ACCOUNT
         if not account_id:
             raise ImproperlyConfigured(
                 "Set DIRECTCALL['SESSION_ACCOUNT'] to the account id used for signed-in users."
@@ -89,7 +89,7 @@ class DefaultCallAdapter:
 @cache
 def get_adapter() -> DefaultCallAdapter:
     """The adapter instance named by ``DIRECTCALL["ADAPTER"]``."""
-    path = get_settings()["ADAPTER"]
+    path = get_settings().ADAPTER
     adapter_class = import_string(path)
     if not (isinstance(adapter_class, type) and issubclass(adapter_class, DefaultCallAdapter)):
         raise ImproperlyConfigured(f"DIRECTCALL['ADAPTER'] {path!r} is not a DefaultCallAdapter.")

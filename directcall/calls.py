@@ -95,25 +95,6 @@ def _transition(
 
 # -- starting a call -----------------------------------------------------------------
 
-_PERIODS = {
-    "s": 1,
-    "sec": 1,
-    "second": 1,
-    "m": 60,
-    "min": 60,
-    "minute": 60,
-    "h": 3600,
-    "hour": 3600,
-    "d": 86400,
-    "day": 86400,
-}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """``"20/min"`` → ``(20, 60)``: a count and a window in seconds."""
-    count, _, period = rate.partition("/")
-    return int(count), _PERIODS[period]
-
 
 def check_invite_rate(account_pk: int, cuid: str, now: float | None = None) -> None:
     """Count one invite by ``cuid``; raise ``ERR_RATE_LIMITED`` past ``CALL_RATE``.
@@ -122,10 +103,10 @@ def check_invite_rate(account_pk: int, cuid: str, now: float | None = None) -> N
     every server process sees the same count. Invites to offline or unknown receivers count
     too, which also limits probing who is online.
     """
-    rate = get_settings()["CALL_RATE"]
-    if not rate:
+    rate = get_settings().CALL_RATE  # a conf.Rate, parsed once
+    if rate is None:
         return
-    limit, window = parse_rate(rate)
+    limit, window = rate
     slot = int((now if now is not None else time.time()) // window)
     key = f"directcall:invites:{account_pk}:{cuid}:{slot}"
     cache.add(key, 0, window + 1)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import math
-import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, user_settings
+from .adapter import DefaultCallAdapter
+from .conf import DEFAULTS, SettingError, convert, user_settings
 from .ice import is_turn_url, server_urls
 
 _PROCESS_LOCAL_CACHES = (
@@ -34,20 +32,6 @@ def _cache_backend() -> str:
 
 def _is_redis_layer(backend: str | None) -> bool:
     return bool(backend) and backend.startswith("channels_redis.")
-
-
-def _is_ice_server(server: Any) -> bool:
-    """A dict whose ``urls`` is a URL string or a non-empty list of them."""
-    if not isinstance(server, dict):
-        return False
-    urls = server.get("urls")
-    if isinstance(urls, str):
-        return bool(urls)
-    return (
-        isinstance(urls, list | tuple)
-        and bool(urls)
-        and all(isinstance(url, str) and url for url in urls)
-    )
 
 
 @register(Tags.compatibility)
@@ -130,121 +114,18 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
     return problems
 
 
-_RATE = re.compile(r"[1-9][0-9]*/(?:s|sec|second|m|min|minute|h|hour|d|day)")
-_THROTTLE_SCOPES = ("directcall_init_ip", "directcall_init_account")
-_POSITIVE_INT_SECONDS = ("RING_TIMEOUT", "TURN_TTL", "TOKEN_TTL")
-_POSITIVE_NUMBERS = (
-    "PRESENCE_TTL",
-    "RECONNECT_GRACE",
-    "SWEEP_INTERVAL",
-    "AUTH_TIMEOUT",
-    "IDLE_TIMEOUT",
-    "FLOOD_RATE",
-)
-_POSITIVE_INTS = ("MAX_FRAME_BYTES", "FLOOD_BURST")
-
-
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _is_positive_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
-def _is_websocket_url(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("ws", "wss") and bool(parts.netloc) and value == value.strip()
-
-
-def _value_problems(conf: dict[str, Any], throttle_rates: Any) -> list[str]:
-    """What is wrong with the values of ``conf`` (ICE_SERVERS aside), one line each."""
-    problems = []
-    for key in _POSITIVE_INT_SECONDS:
-        if not _is_positive_int(conf[key]):
-            problems.append(
-                f"DIRECTCALL['{key}'] must be a positive whole number of seconds, "
-                f"not {conf[key]!r}."
-            )
-    value = conf["MAX_CALL_DURATION"]
-    if value is not None and not _is_positive_int(value):
-        problems.append(
-            "DIRECTCALL['MAX_CALL_DURATION'] must be None or a positive whole number of "
-            f"seconds, not {value!r}."
+def _adapter_problem(path: str) -> str | None:
+    """Why the adapter's dotted path is unusable, or None."""
+    try:
+        adapter_class = import_string(path)
+    except ImportError:
+        return f"DIRECTCALL['ADAPTER'] {path!r} cannot be imported."
+    if not (isinstance(adapter_class, type) and issubclass(adapter_class, DefaultCallAdapter)):
+        return (
+            f"DIRECTCALL['ADAPTER'] {path!r} is not a subclass of "
+            "directcall.adapter.DefaultCallAdapter."
         )
-    for key in _POSITIVE_NUMBERS:
-        if not _is_positive_number(conf[key]):
-            problems.append(f"DIRECTCALL['{key}'] must be a positive number, not {conf[key]!r}.")
-    for key in _POSITIVE_INTS:
-        if not _is_positive_int(conf[key]):
-            problems.append(f"DIRECTCALL['{key}'] must be a positive integer, not {conf[key]!r}.")
-    if conf["TURN_SECRET"] is not None and not isinstance(conf["TURN_SECRET"], str):
-        # Never echo the value: it is (meant to be) a secret.
-        problems.append("DIRECTCALL['TURN_SECRET'] must be a string or None.")
-    value = conf["WEBSOCKET_URL"]
-    if value is not None and not _is_websocket_url(value):
-        problems.append(
-            f"DIRECTCALL['WEBSOCKET_URL'] must be None or a ws:// or wss:// URL, not {value!r}."
-        )
-    value = conf["CALL_RATE"]
-    if value is not None and not (isinstance(value, str) and _RATE.fullmatch(value)):
-        problems.append(
-            f"DIRECTCALL['CALL_RATE'] must be None or a rate such as '20/min', not {value!r}."
-        )
-    if conf["ICE_TRANSPORT_POLICY"] not in ("all", "relay"):
-        problems.append(
-            "DIRECTCALL['ICE_TRANSPORT_POLICY'] must be 'all' or 'relay', "
-            f"not {conf['ICE_TRANSPORT_POLICY']!r}."
-        )
-    if not isinstance(conf["ADAPTER"], str):
-        problems.append(f"DIRECTCALL['ADAPTER'] must be a dotted path, not {conf['ADAPTER']!r}.")
-    else:
-        try:
-            from .adapter import DefaultCallAdapter
-
-            adapter_class = import_string(conf["ADAPTER"])
-            if not (
-                isinstance(adapter_class, type) and issubclass(adapter_class, DefaultCallAdapter)
-            ):
-                problems.append(
-                    f"DIRECTCALL['ADAPTER'] {conf['ADAPTER']!r} is not a subclass of "
-                    "directcall.adapter.DefaultCallAdapter."
-                )
-        except ImportError:
-            problems.append(f"DIRECTCALL['ADAPTER'] {conf['ADAPTER']!r} cannot be imported.")
-    value = conf["SESSION_ACCOUNT"]
-    if value is not None and not isinstance(value, str):
-        problems.append(
-            f"DIRECTCALL['SESSION_ACCOUNT'] must be None or an account id, not {value!r}."
-        )
-    if not isinstance(conf["WEBSOCKET_PATH"], str):
-        problems.append(
-            f"DIRECTCALL['WEBSOCKET_PATH'] must be a string, not {conf['WEBSOCKET_PATH']!r}."
-        )
-    if not isinstance(throttle_rates, dict):
-        problems.append(
-            f"DIRECTCALL['THROTTLE_RATES'] must be a dict of scope to rate, not {throttle_rates!r}."
-        )
-        return problems
-    for scope, rate in throttle_rates.items():
-        if scope not in _THROTTLE_SCOPES:
-            problems.append(
-                f"DIRECTCALL['THROTTLE_RATES'] has an unknown scope {scope!r} "
-                f"(known: {', '.join(_THROTTLE_SCOPES)})."
-            )
-        elif rate is not None and not (isinstance(rate, str) and _RATE.fullmatch(rate)):
-            problems.append(
-                f"DIRECTCALL['THROTTLE_RATES'][{scope!r}] must be None or a rate such as "
-                f"'60/min', not {rate!r}."
-            )
-    return problems
+    return None
 
 
 def _redis_py_major() -> int:
@@ -281,7 +162,7 @@ def check_redis_socket_timeout(app_configs: Any = None, **kwargs: Any) -> list:
 
 @register()
 def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
-    """E005/E006/E007/W004/W005/W006: the DIRECTCALL dict is well-formed and consistent."""
+    """E005-E007, W004-W006, W008: the DIRECTCALL dict is well-formed and consistent."""
     problems = []
     user = user_settings()
     unknown = sorted(set(user) - set(DEFAULTS))
@@ -293,22 +174,35 @@ def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="directcall.E005",
             )
         )
-    # Merged here rather than with get_settings(), which cannot merge a THROTTLE_RATES
-    # that is not a dict.
     conf = {**DEFAULTS, **user}
-    for message in _value_problems(conf, user.get("THROTTLE_RATES", {})):
-        problems.append(Error(message, hint="See docs/settings.md.", id="directcall.E006"))
-    servers = conf["ICE_SERVERS"]
-    if not isinstance(servers, list | tuple) or not all(_is_ice_server(s) for s in servers):
+    ice_problems = []
+    for key, default in DEFAULTS.items():
+        try:
+            convert(key, user.get(key, default))
+        except SettingError as error:
+            if key == "ICE_SERVERS":
+                ice_problems.extend(error.messages)
+            else:
+                problems.extend(
+                    Error(message, hint="See docs/settings.md.", id="directcall.E006")
+                    for message in error.messages
+                )
+            continue
+        if key == "ADAPTER":
+            message = _adapter_problem(user.get(key, default))
+            if message:
+                problems.append(Error(message, hint="See docs/settings.md.", id="directcall.E006"))
+    if ice_problems:
         problems.append(
             Error(
-                "DIRECTCALL['ICE_SERVERS'] must be a list of RTCIceServer dicts with 'urls'.",
+                ice_problems[0],
                 hint='e.g. [{"urls": ["stun:stun.example.org:3478"]}]',
                 id="directcall.E007",
             )
         )
-        # W004-W006 are about the servers' contents: nothing sensible to say about them.
+        # W004-W008 are about the servers' contents: nothing sensible to say about them.
         return problems
+    servers = conf["ICE_SERVERS"]
     turn_servers = [s for s in servers if any(is_turn_url(u) for u in server_urls(s))]
     if conf["TURN_SECRET"] and not turn_servers:
         problems.append(

@@ -1,23 +1,37 @@
 """directcall settings: one ``DIRECTCALL`` dict in the host's settings, merged over ``DEFAULTS``.
 
-Read values through :func:`get_settings` (cached; the cache is cleared when a test
-changes ``DIRECTCALL`` with ``override_settings``)::
+Read values through :func:`get_settings`, which converts them once into a frozen
+:class:`Settings` (cached; the cache is cleared when a test changes ``DIRECTCALL`` with
+``override_settings``)::
 
     from directcall.conf import get_settings
-    get_settings()["RING_TIMEOUT"]
+    get_settings().RING_TIMEOUT          # 30 (int, seconds)
+    get_settings().PRESENCE_TTL          # 30.0 (float, seconds)
+    get_settings().CALL_RATE             # Rate(count=20, seconds=60) or None
 
-Every key is documented in ``docs/settings.md``; the system checks (``directcall.checks``)
-verify their types.
+Every key is documented in ``docs/settings.md``. The system checks (``directcall.checks``)
+report a bad value with the same conversion (:func:`convert`); :func:`get_settings` uses
+the default in its place, so that a process started without the checks still runs.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from functools import cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+
+logger = logging.getLogger("directcall.conf")
 
 DEFAULTS: dict[str, Any] = {
     # Seconds a call may ring before the server marks it missed.
@@ -74,16 +88,298 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+THROTTLE_SCOPES = ("directcall_init_ip", "directcall_init_account")
+
+
+# -- rates ------------------------------------------------------------------------------------
+
+# The period spellings DRF documents for its throttle rates. DRF reads only the first
+# letter, so each of these means to DRF exactly what it means here; anything else (a typo
+# such as "20/mni", which DRF would read as per minute) is refused.
+_PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+_RATE = re.compile(r"([1-9][0-9]*)/([a-z]+)")
+
+
+class Rate(NamedTuple):
+    """At most ``count`` events per ``seconds`` (unpacks like DRF's ``parse_rate`` result)."""
+
+    count: int
+    seconds: int
+
+
+def parse_rate(rate: str) -> Rate:
+    """``"20/min"`` → ``Rate(20, 60)``; raise ValueError for anything that is not a rate.
+
+    The grammar of DRF's throttle rates: ``"<N>/<period>"`` with N a whole number above
+    zero and the period ``s``, ``sec``, ``second``, ``m``, ``min``, ``minute``, ``h``,
+    ``hour``, ``d`` or ``day``. The one parser for ``CALL_RATE``, ``THROTTLE_RATES`` and
+    the system checks.
+    """
+    match = _RATE.fullmatch(rate) if isinstance(rate, str) else None
+    if match is None or match[2] not in _PERIODS:
+        raise ValueError(f"{rate!r} is not a rate such as '20/min'.")
+    return Rate(int(match[1]), _PERIODS[match[2]])
+
+
+# -- conversion ---------------------------------------------------------------------------
+
+
+class SettingError(ValueError):
+    """A ``DIRECTCALL`` value that cannot be used; ``messages`` says why (one line each)."""
+
+    def __init__(self, *messages: str) -> None:
+        self.messages = list(messages)
+        super().__init__(" ".join(messages))
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _whole_seconds(key: str, value: Any) -> int:
+    if not _is_positive_int(value):
+        raise SettingError(
+            f"DIRECTCALL['{key}'] must be a positive whole number of seconds, not {value!r}."
+        )
+    return int(value)
+
+
+def _optional_whole_seconds(key: str, value: Any) -> int | None:
+    if value is not None and not _is_positive_int(value):
+        raise SettingError(
+            f"DIRECTCALL['{key}'] must be None or a positive whole number of seconds, "
+            f"not {value!r}."
+        )
+    return None if value is None else int(value)
+
+
+def _seconds(key: str, value: Any) -> float:
+    if not _is_positive_number(value):
+        raise SettingError(f"DIRECTCALL['{key}'] must be a positive number, not {value!r}.")
+    return float(value)
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if not _is_positive_int(value):
+        raise SettingError(f"DIRECTCALL['{key}'] must be a positive integer, not {value!r}.")
+    return int(value)
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise SettingError(f"DIRECTCALL['{key}'] must be a string, not {value!r}.")
+    return value
+
+
+def _dotted_path(key: str, value: Any) -> str:
+    # Whether it imports is for the system check: importing here could be circular.
+    if not isinstance(value, str):
+        raise SettingError(f"DIRECTCALL['{key}'] must be a dotted path, not {value!r}.")
+    return value
+
+
+def _account_id(key: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SettingError(f"DIRECTCALL['{key}'] must be None or an account id, not {value!r}.")
+    return value
+
+
+def _secret(key: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        # Never echo the value: it is (meant to be) a secret.
+        raise SettingError(f"DIRECTCALL['{key}'] must be a string or None.")
+    return value
+
+
+def _websocket_url(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if not (
+        parts is not None
+        and parts.scheme in ("ws", "wss")
+        and bool(parts.netloc)
+        and value == value.strip()
+    ):
+        raise SettingError(
+            f"DIRECTCALL['{key}'] must be None or a ws:// or wss:// URL, not {value!r}."
+        )
+    return value
+
+
+def _call_rate(key: str, value: Any) -> Rate | None:
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError:
+        raise SettingError(
+            f"DIRECTCALL['{key}'] must be None or a rate such as '20/min', not {value!r}."
+        ) from None
+
+
+def _ice_transport_policy(key: str, value: Any) -> str:
+    if value not in ("all", "relay"):
+        raise SettingError(f"DIRECTCALL['{key}'] must be 'all' or 'relay', not {value!r}.")
+    return value
+
+
+def is_ice_server(server: Any) -> bool:
+    """A dict whose ``urls`` is a URL string or a non-empty list of them."""
+    if not isinstance(server, dict):
+        return False
+    urls = server.get("urls")
+    if isinstance(urls, str):
+        return bool(urls)
+    return (
+        isinstance(urls, list | tuple)
+        and bool(urls)
+        and all(isinstance(url, str) and url for url in urls)
+    )
+
+
+def _ice_servers(key: str, value: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list | tuple) or not all(is_ice_server(s) for s in value):
+        raise SettingError(f"DIRECTCALL['{key}'] must be a list of RTCIceServer dicts with 'urls'.")
+    # A copy: nothing done with the settings object reaches the project's own dict.
+    return tuple(copy.deepcopy(dict(server)) for server in value)
+
+
+def _throttle_rates(key: str, value: Any) -> Mapping[str, str | None]:
+    if not isinstance(value, dict):
+        raise SettingError(f"DIRECTCALL['{key}'] must be a dict of scope to rate, not {value!r}.")
+    problems = []
+    for scope, rate in value.items():
+        if scope not in THROTTLE_SCOPES:
+            problems.append(
+                f"DIRECTCALL['{key}'] has an unknown scope {scope!r} "
+                f"(known: {', '.join(THROTTLE_SCOPES)})."
+            )
+            continue
+        try:
+            if rate is not None:
+                parse_rate(rate)
+        except ValueError:
+            problems.append(
+                f"DIRECTCALL['{key}'][{scope!r}] must be None or a rate such as "
+                f"'60/min', not {rate!r}."
+            )
+    if problems:
+        raise SettingError(*problems)
+    # Merged one level deep, so that a site may override a single scope. Strings, as
+    # DRF's throttles expect (they parse them with directcall.api.throttling).
+    return MappingProxyType({**DEFAULTS[key], **value})
+
+
+_CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
+    "RING_TIMEOUT": _whole_seconds,
+    "MAX_CALL_DURATION": _optional_whole_seconds,
+    "ICE_SERVERS": _ice_servers,
+    "TURN_SECRET": _secret,
+    "TURN_TTL": _whole_seconds,
+    "TOKEN_TTL": _whole_seconds,
+    "WEBSOCKET_URL": _websocket_url,
+    "WEBSOCKET_PATH": _string,
+    "PRESENCE_TTL": _seconds,
+    "RECONNECT_GRACE": _seconds,
+    "SWEEP_INTERVAL": _seconds,
+    "AUTH_TIMEOUT": _seconds,
+    "IDLE_TIMEOUT": _seconds,
+    "MAX_FRAME_BYTES": _positive_int,
+    "FLOOD_RATE": _seconds,
+    "FLOOD_BURST": _positive_int,
+    "CALL_RATE": _call_rate,
+    "ICE_TRANSPORT_POLICY": _ice_transport_policy,
+    "ADAPTER": _dotted_path,
+    "SESSION_ACCOUNT": _account_id,
+    "THROTTLE_RATES": _throttle_rates,
+}
+
+
+def convert(key: str, value: Any) -> Any:
+    """The typed form of the value of ``DIRECTCALL[key]``; raise :class:`SettingError`."""
+    return _CONVERTERS[key](key, value)
+
+
+# -- the settings object ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``DIRECTCALL`` settings, typed; attributes are named like the keys.
+
+    ``settings["KEY"]`` returns the same value as ``settings.KEY``. Whole-second settings
+    are ``int``; the others in seconds are ``float``. Do not mutate the containers.
+    """
+
+    RING_TIMEOUT: int
+    MAX_CALL_DURATION: int | None
+    ICE_SERVERS: tuple[dict[str, Any], ...]
+    TURN_SECRET: str | None
+    TURN_TTL: int
+    TOKEN_TTL: int
+    WEBSOCKET_URL: str | None
+    WEBSOCKET_PATH: str
+    PRESENCE_TTL: float
+    RECONNECT_GRACE: float
+    SWEEP_INTERVAL: float
+    AUTH_TIMEOUT: float
+    IDLE_TIMEOUT: float
+    MAX_FRAME_BYTES: int
+    FLOOD_RATE: float
+    FLOOD_BURST: int
+    CALL_RATE: Rate | None
+    ICE_TRANSPORT_POLICY: str
+    ADAPTER: str
+    SESSION_ACCOUNT: str | None
+    THROTTLE_RATES: Mapping[str, str | None]
+
+    def __getitem__(self, key: str) -> Any:
+        """``settings["RING_TIMEOUT"]``: the typed value, like the attribute."""
+        if key not in _KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+_KEYS = frozenset(field.name for field in fields(Settings))
+
 
 @cache
-def get_settings() -> dict[str, Any]:
-    """Return ``DEFAULTS`` updated with the project's ``DIRECTCALL`` dict."""
-    merged = dict(DEFAULTS)
-    user = getattr(settings, "DIRECTCALL", None) or {}
-    merged.update(user)
-    # Nested dicts merge one level deep, so a site may override a single rate.
-    merged["THROTTLE_RATES"] = {**DEFAULTS["THROTTLE_RATES"], **user.get("THROTTLE_RATES", {})}
-    return merged
+def get_settings() -> Settings:
+    """The project's ``DIRECTCALL`` dict over ``DEFAULTS``, converted once.
+
+    A value that cannot be converted is replaced by its default and logged; the system
+    check ``directcall.E006`` (or ``E007``) reports it.
+    """
+    user = user_settings()
+    values = {}
+    for key, default in DEFAULTS.items():
+        try:
+            values[key] = convert(key, user.get(key, default))
+        except SettingError as error:
+            logger.error("%s Using the default instead (see docs/settings.md).", error)
+            values[key] = convert(key, default)
+    return Settings(**values)
 
 
 def user_settings() -> dict[str, Any]:

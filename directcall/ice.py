@@ -30,7 +30,7 @@ def server_urls(server: dict[str, Any]) -> list[str]:
 
 def turn_credentials(secret: str, cuid: str, ttl: int, now: float | None = None) -> dict[str, Any]:
     """Return ``{"username", "credential", "expiresAt"}`` valid for ``ttl`` seconds."""
-    expires_at = int(now if now is not None else time.time()) + int(ttl)
+    expires_at = int(now if now is not None else time.time()) + ttl
     username = f"{expires_at}:{cuid}"
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return {
@@ -47,13 +47,13 @@ def ice_servers_for(cuid: str, now: float | None = None) -> list[dict[str, Any]]
     is set. The settings are never modified (each call works on a deep copy).
     """
     conf = get_settings()
-    servers = copy.deepcopy([dict(server) for server in conf["ICE_SERVERS"]])
+    servers = copy.deepcopy([dict(server) for server in conf.ICE_SERVERS])
     for server in servers:
         server["urls"] = server_urls(server)
-    secret = conf["TURN_SECRET"]
+    secret = conf.TURN_SECRET
     if not secret:
         return servers
-    creds = turn_credentials(secret, cuid, conf["TURN_TTL"], now=now)
+    creds = turn_credentials(secret, cuid, conf.TURN_TTL, now=now)
     for server in servers:
         if "username" not in server and any(is_turn_url(u) for u in server_urls(server)):
             server["username"] = creds["username"]

@@ -16,6 +16,8 @@ from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .conf import get_settings
+
 API_KEY_PREFIX_LENGTH = 12
 _KEY_FIELDS = ("key_prefix", "key_hash", "key_created_at", "key_revoked_at")
 _hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #rrggbb."))
@@ -221,22 +223,18 @@ class Account(models.Model):
 
     def effective_ring_timeout(self) -> int:
         """The ring timeout for this account's calls, in seconds (null field: the setting)."""
-        from .conf import get_settings
-
         if self.ring_timeout is not None:
             return self.ring_timeout
-        return int(get_settings()["RING_TIMEOUT"])
+        return get_settings().RING_TIMEOUT
 
     def effective_max_call_duration(self) -> int | None:
         """The maximum duration of answered calls, in seconds (None: no limit).
 
         The account's own value when set, otherwise ``DIRECTCALL["MAX_CALL_DURATION"]``.
         """
-        from .conf import get_settings
-
         if self.max_call_duration is not None:
             return self.max_call_duration
-        return get_settings()["MAX_CALL_DURATION"]
+        return get_settings().MAX_CALL_DURATION
 
     def branding(self) -> dict[str, str]:
         """The branding the call screens use."""

@@ -11,6 +11,7 @@ its connection, so that any process can end the call once the reconnect grace is
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -44,7 +45,9 @@ def _key(account_pk: int, cuid: str) -> str:
 
 
 def _ttl() -> int:
-    return int(get_settings()["PRESENCE_TTL"])
+    # Rounded up: Redis keeps whole-second expiries (Django's RedisCache truncates with
+    # int(), so 0.5 would expire at once and nobody would ever be online).
+    return math.ceil(get_settings().PRESENCE_TTL)
 
 
 def _holder(value: object) -> Holder | None:

@@ -15,5 +15,5 @@ from .conf import get_settings
 from .consumers import SignalingConsumer
 
 websocket_urlpatterns = [
-    path(get_settings()["WEBSOCKET_PATH"].lstrip("/"), SignalingConsumer.as_asgi()),
+    path(get_settings().WEBSOCKET_PATH.lstrip("/"), SignalingConsumer.as_asgi()),
 ]

@@ -36,7 +36,7 @@ def verify(token: object) -> Session | None:
     if not isinstance(token, str) or len(token) > 1024:
         return None
     try:
-        data = signing.loads(token, salt=_SALT, max_age=get_settings()["TOKEN_TTL"])
+        data = signing.loads(token, salt=_SALT, max_age=get_settings().TOKEN_TTL)
         return Session(
             account_pk=int(data["a"]),
             registration_pk=int(data["r"]),

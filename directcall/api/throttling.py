@@ -5,12 +5,16 @@ from __future__ import annotations
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from ..conf import get_settings
+from ..conf import Rate, get_settings, parse_rate
 
 
 class _ConfiguredRateThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
-        return get_settings()["THROTTLE_RATES"].get(self.scope)
+        return get_settings().THROTTLE_RATES.get(self.scope)
+
+    def parse_rate(self, rate: str | None) -> Rate | tuple[None, None]:
+        """DRF's ``(count, seconds)``, read with directcall's one rate grammar."""
+        return (None, None) if rate is None else parse_rate(rate)
 
 
 class InitIPThrottle(_ConfiguredRateThrottle):

@@ -73,10 +73,10 @@ def authenticate(params: InitParams) -> Account:
 def websocket_url(request: HttpRequest) -> str:
     """The signaling URL for this request: ``WEBSOCKET_URL`` or built from the host."""
     conf = get_settings()
-    if conf["WEBSOCKET_URL"]:
-        return conf["WEBSOCKET_URL"]
+    if conf.WEBSOCKET_URL:
+        return conf.WEBSOCKET_URL
     scheme = "wss" if request.is_secure() else "ws"
-    return f"{scheme}://{request.get_host()}/{conf['WEBSOCKET_PATH'].lstrip('/')}"
+    return f"{scheme}://{request.get_host()}/{conf.WEBSOCKET_PATH.lstrip('/')}"
 
 
 def session_body(
@@ -90,7 +90,7 @@ def session_body(
     conf = get_settings()
     body = {
         "token": tokens.issue(account.pk, registration.pk, registration.cuid, device_id),
-        "tokenExpiresIn": int(conf["TOKEN_TTL"]),
+        "tokenExpiresIn": conf.TOKEN_TTL,
         "websocketUrl": websocket_url(request),
         "accountId": account.account_id,
         "cuid": registration.cuid,
@@ -98,7 +98,7 @@ def session_body(
         "deviceId": device_id,
         "ringtone": ringtone,
         "iceServers": ice.ice_servers_for(registration.cuid),
-        "iceTransportPolicy": conf["ICE_TRANSPORT_POLICY"],
+        "iceTransportPolicy": conf.ICE_TRANSPORT_POLICY,
         "ringTimeout": account.effective_ring_timeout(),
         "maxCallDuration": account.effective_max_call_duration(),
         "branding": account.branding(),
