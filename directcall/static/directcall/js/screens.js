@@ -4,11 +4,59 @@
 
 import { isValidUrl } from "./validation.js";
 
-const TONES = {
-  ringtone: new URL("../audio/ringtone.wav", import.meta.url).href,
-  ringback: new URL("../audio/ringback.wav", import.meta.url).href,
-  end: new URL("../audio/end.wav", import.meta.url).href,
-};
+// The SDK's tones. Their URLs resolve when a tone first plays, never at module load: a
+// bundle (the npm package) has no module URL of its own to resolve them against.
+const TONE_FILES = { ringtone: "ringtone.wav", ringback: "ringback.wav", end: "end.wav" };
+
+/** This module's URL when it is served as a file (Django's static files); null in a bundle. */
+function moduleUrl() {
+  // The npm build (npm/build.mjs) defines import.meta.url as undefined, so a bundle never
+  // resolves anything next to itself.
+  return import.meta.url || null;
+}
+
+/**
+ * The URL of a tone ("ringtone", "ringback", "end"), or null when there is none to play.
+ * In order: the `assetsUrl` option (a folder holding the three files), the URL the server's
+ * screens markup advertises (`data-tone-*`), the audio folder next to this module.
+ */
+export function resolveTone(kind, { assetsUrl, advertised, pageUrl, moduleBase = moduleUrl() } = {}) {
+  const file = TONE_FILES[kind];
+  if (!file) return null;
+  const page = pageUrl || (typeof document !== "undefined" ? document.baseURI : undefined);
+  try {
+    if (assetsUrl) {
+      const base = new URL(assetsUrl, page);
+      if (!base.pathname.endsWith("/")) base.pathname += "/";
+      return new URL(file, base).href;
+    }
+    if (advertised) return new URL(advertised, page).href;
+    if (moduleBase) return new URL(`../audio/${file}`, moduleBase).href;
+  } catch {
+    // an unusable base: no tone rather than a broken load
+  }
+  return null;
+}
+
+/** Make the markup's relative URLs (stylesheet, tones) absolute against the server's URL. */
+function absolutize(markup, baseUrl) {
+  const template = document.createElement("template");
+  template.innerHTML = markup;
+  const fix = (el, attr) => {
+    const value = el.getAttribute(attr);
+    if (!value) return;
+    try {
+      el.setAttribute(attr, new URL(value, baseUrl).href);
+    } catch {
+      // left as it was
+    }
+  };
+  for (const link of template.content.querySelectorAll("link[href]")) fix(link, "href");
+  for (const el of template.content.querySelectorAll("[data-tone-ringtone], [data-tone-ringback], [data-tone-end]")) {
+    for (const attr of ["data-tone-ringtone", "data-tone-ringback", "data-tone-end"]) fix(el, attr);
+  }
+  return template.innerHTML;
+}
 
 /** Format seconds as m:ss or h:mm:ss. */
 export function formatDuration(totalSeconds) {
@@ -25,11 +73,12 @@ export async function loadScreensMarkup(serverUrl) {
   if (inPage && inPage.content) return inPage.innerHTML;
   const response = await fetch(new URL("v1/screens", serverUrl), { credentials: "omit" });
   if (!response.ok) throw new Error(`screens: HTTP ${response.status}`);
-  return response.text();
+  // Relative URLs in it are the server's, not the page's (a page on another origin).
+  return absolutize(await response.text(), response.url || new URL("v1/screens", serverUrl).href);
 }
 
 export class Screens extends EventTarget {
-  constructor(markup, branding = {}, { ringtone } = {}) {
+  constructor(markup, branding = {}, { ringtone, assetsUrl } = {}) {
     super();
     this.host = document.createElement("div");
     this.host.setAttribute("data-directcall-screens", "");
@@ -42,7 +91,8 @@ export class Screens extends EventTarget {
     this.host.style.setProperty("--dc-bg", branding.backgroundColor || "");
     this.host.style.setProperty("--dc-fg", branding.textColor || "");
     this.overlay.classList.add(`theme-${branding.buttonTheme || "standard"}`);
-    this.tones = { ...TONES, ringtone: ringtone || TONES.ringtone };
+    this.ringtone = ringtone || null;
+    this.assetsUrl = assetsUrl || null;
     this.audio = null;
     this.timer = null;
     this.root.addEventListener("click", (event) => {
@@ -124,10 +174,19 @@ export class Screens extends EventTarget {
   /** Loop a tone ("ringtone", "ringback") or play one once ("end"). */
   play(kind) {
     this.stopTone();
-    const audio = new Audio(this.tones[kind]);
+    const url = this.toneUrl(kind);
+    if (!url) return;
+    const audio = new Audio(url);
     audio.loop = kind !== "end";
     audio.play().catch(() => {}); // autoplay may be refused before a user gesture
     this.audio = audio;
+  }
+
+  /** Where the tone `kind` is: the ringtone option first, then resolveTone's order. */
+  toneUrl(kind) {
+    if (kind === "ringtone" && this.ringtone) return this.ringtone;
+    const advertised = this.overlay.getAttribute(`data-tone-${kind}`);
+    return resolveTone(kind, { assetsUrl: this.assetsUrl, advertised });
   }
 
   stopTone() {
