@@ -128,8 +128,9 @@ SPECTACULAR_SETTINGS = {
 
 DIRECTCALL = {
     "RING_TIMEOUT": int(os.environ.get("DIRECTCALL_RING_TIMEOUT", "30")),
-    # Logged-in users ({% directcall_session %}) sign in under the demo account
-    # (demo_setup's DEMO_ACCOUNT_ID); students may call only tutors.
+    # Logged-in users ({% directcall_session %}) sign in under the demo's session account
+    # (example_project.demo.SESSION_ACCOUNT_ID; the /call/ page's key is for another
+    # account); students may call only tutors.
     "SESSION_ACCOUNT": "demo_account",
     "ADAPTER": "example_project.calling.DemoCallAdapter",
 }

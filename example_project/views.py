@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -14,31 +11,16 @@ from django.views.decorators.http import require_http_methods
 
 from directcall.adapter import get_adapter
 
-from .people import ROLE_OF, demo_users
-
-DEMO_USERS = [
-    {"cuid": "student_sam", "name": "Sam (student)"},
-    {"cuid": "tutor_jane", "name": "Jane (tutor)"},
-    {"cuid": "shopper_sue", "name": "Sue (shopper)"},
-    {"cuid": "grocer_gil", "name": "Gil (grocer)"},
-]
-
-
-def demo_key_file() -> Path:
-    """Where ``demo_setup`` leaves the demo account's key for the demo pages (demo only)."""
-    return Path(getattr(settings, "DEMO_CREDENTIALS_FILE", settings.BASE_DIR / ".demo-credentials"))
+from .demo import KEY_ACCOUNT_ID, KEY_MODE_USERS, ROLE_OF, demo_users, read_key
 
 
 def call_page(request: HttpRequest) -> HttpResponse:
-    """Pick a demo user in this tab and call the user picked in another tab (API key mode)."""
-    from .management.commands.demo_setup import DEMO_ACCOUNT_ID
+    """API-key mode: pick a cuid in this tab and call the one picked in another tab.
 
-    key_file = demo_key_file()
-    config = {
-        "accountId": DEMO_ACCOUNT_ID,
-        "apikey": key_file.read_text().strip() if key_file.exists() else "",
-        "users": DEMO_USERS,
-    }
+    The key of the demo's key account is in the page, as in the original SDK; that account
+    is not ``SESSION_ACCOUNT``, so the key signs nobody in as a logged-in person.
+    """
+    config = {"accountId": KEY_ACCOUNT_ID, "apikey": read_key(), "users": KEY_MODE_USERS}
     return render(request, "call.html", {"config": config})
 
 

@@ -162,42 +162,7 @@ def test_unknown_action(db):
         call_command("directcall_account", "delete", stdout=StringIO(), stderr=StringIO())
 
 
-# -- demo_setup ----------------------------------------------------------------------------
-
-
-def test_demo_setup_creates_then_rotates(db):
-    first = run("demo_setup")
-    account_id, key1 = _printed(first)
-    assert account_id == "demo_account"
-    assert "http://127.0.0.1:8000/" in first
-    account = Account.objects.get(account_id="demo_account")
-    assert account.require_clevertap is False
-    assert account.check_api_key(key1)
-
-    second = run("demo_setup", "--url", "http://demo.example/")
-    _, key2 = _printed(second)
-    assert "http://demo.example/" in second
-    assert key2 != key1
-    assert Account.objects.filter(account_id="demo_account").count() == 1
-    account.refresh_from_db()
-    assert account.check_api_key(key2)
-    assert not account.check_api_key(key1)
-
-
-def test_demo_setup_creates_the_demo_people(db):
-    from django.contrib.auth import get_user_model
-
-    output = run("demo_setup")
-    assert "people page:      http://127.0.0.1:8000/people/" in output
-    run("demo_setup")
-    users = get_user_model().objects.order_by("pk")
-    assert [(u.username, u.get_full_name()) for u in users] == [
-        ("sam", "Sam Student"),
-        ("jane", "Jane Tutor"),
-        ("sue", "Sue Shopper"),
-        ("gil", "Gil Grocer"),
-    ]
-    assert not any(u.has_usable_password() for u in users)
+# demo_setup (the demo site's command) is tested in tests/test_demo_site.py.
 
 
 # -- migrations ----------------------------------------------------------------------------

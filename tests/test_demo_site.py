@@ -1,22 +1,30 @@
-"""The demo site's pages (example_project): log in as a demo person, people, CSP, adapter."""
+"""The demo site (example_project): its set-up command, accounts, pages, CSP and adapter."""
 
 from __future__ import annotations
 
+import json
+import re
+import stat
+from io import StringIO
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client
 
-from directcall.models import Registration
+from directcall import tokens
+from directcall.models import Account, Registration
+from example_project import demo
 from example_project.calling import DemoCallAdapter
+from example_project.demo import DEMO_PEOPLE, ensure_demo_people
 from example_project.middleware import POLICY
-from example_project.people import DEMO_PEOPLE, ensure_demo_people
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def people(make_account, settings):
-    account, _key = make_account(account_id="demo_account")
+    account, _key = make_account(account_id=demo.SESSION_ACCOUNT_ID)
     settings.DIRECTCALL = {
         **settings.DIRECTCALL,
         "SESSION_ACCOUNT": account.account_id,
@@ -39,9 +47,13 @@ def test_demo_people_have_names_and_no_password(people):
     assert get_user_model().objects.count() == 4
 
 
-def test_home_links_both_demo_pages(client):
+def test_home_links_both_demo_pages_and_the_admin(client):
     html = client.get("/").content.decode()
     assert 'href="/login-as/"' in html and 'href="/people/"' in html and 'href="/call/"' in html
+    main, key_mode = html.index("Main demo"), html.index("API-key mode")
+    assert main < html.index('href="/people/"') < key_mode < html.index('href="/call/"')
+    assert 'href="/admin/directcall/call/"' in html
+    assert 'href="/admin/directcall/call/dashboard/"' in html
 
 
 def test_login_as_lists_the_demo_people(client, people):
@@ -116,8 +128,6 @@ def test_debug_error_pages_keep_their_inline_styles(client, settings):
 
 
 def _registration(user) -> Registration:
-    from directcall.models import Account
-
     account = Account.objects.get(account_id="demo_account")
     return Registration.objects.create(account=account, cuid=f"user_{user.pk}")
 
@@ -131,9 +141,225 @@ def test_students_may_call_tutors_only(people):
 
 
 def test_cuids_that_are_not_demo_users_are_not_restricted(people):
-    from directcall.models import Account
-
     account = Account.objects.get(account_id="demo_account")
     student = Registration.objects.create(account=account, cuid="student_sam")
     grocer = Registration.objects.create(account=account, cuid="grocer_gil")
     assert DemoCallAdapter().can_call(student, grocer)
+
+
+# -- demo_setup: what ./scripts/demo.sh prints -------------------------------------------------
+
+LINE = r"^[ \t]*{}:\s+(\S+)$"
+
+
+def setup_output(*args: str) -> str:
+    out = StringIO()
+    call_command("demo_setup", *args, stdout=out)
+    return out.getvalue()
+
+
+def printed(output: str, label: str) -> str:
+    values = re.findall(LINE.format(re.escape(label)), output, re.MULTILINE)
+    assert len(values) == 1, output
+    return values[0]
+
+
+def test_settings_name_the_demo_session_account():
+    from example_project import settings as demo_settings
+
+    assert demo_settings.DIRECTCALL["SESSION_ACCOUNT"] == demo.SESSION_ACCOUNT_ID
+    assert demo.KEY_ACCOUNT_ID != demo.SESSION_ACCOUNT_ID
+
+
+def test_demo_setup_prints_the_pages_the_admin_and_the_key():
+    output = setup_output()
+    for url in (
+        "http://127.0.0.1:8000/login-as/",
+        "http://127.0.0.1:8000/people/",
+        "http://127.0.0.1:8000/admin/",
+        "http://127.0.0.1:8000/admin/directcall/call/",
+        "http://127.0.0.1:8000/admin/directcall/call/dashboard/",
+        "http://127.0.0.1:8000/call/",
+    ):
+        assert url in output
+    assert printed(output, "accountId") == demo.KEY_ACCOUNT_ID
+    assert printed(output, "username") == demo.ADMIN_USERNAME
+    assert "http://demo.example:9000/call/" in setup_output("--url", "http://demo.example:9000")
+
+
+def test_the_printed_admin_login_opens_the_admin_call_log_and_dashboard():
+    output = setup_output()
+    client = Client()
+    assert client.login(username=printed(output, "username"), password=printed(output, "password"))
+    for path in ("/admin/", "/admin/directcall/call/", "/admin/directcall/call/dashboard/"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_each_start_makes_a_new_admin_password_and_key():
+    first, second = setup_output(), setup_output()
+    password1, password2 = printed(first, "password"), printed(second, "password")
+    key1, key2 = printed(first, "apikey"), printed(second, "apikey")
+    assert password1 != password2 and len(password2) >= 16
+    assert key1 != key2
+    assert not Client().login(username=demo.ADMIN_USERNAME, password=password1)
+    assert Client().login(username=demo.ADMIN_USERNAME, password=password2)
+    account = Account.objects.get(account_id=demo.KEY_ACCOUNT_ID)
+    assert account.check_api_key(key2) and not account.check_api_key(key1)
+    assert get_user_model().objects.filter(username=demo.ADMIN_USERNAME).count() == 1
+    assert Account.objects.filter(account_id=demo.KEY_ACCOUNT_ID).count() == 1
+
+
+def test_demo_setup_leaves_an_existing_admin_alone():
+    get_user_model().objects.create_superuser("admin", password="the-owner-s-password")
+    setup_output()
+    assert Client().login(username="admin", password="the-owner-s-password")
+
+
+def test_demo_setup_creates_the_demo_people_and_two_accounts():
+    setup_output()
+    setup_output()
+    users = get_user_model().objects.filter(username__in=[p.username for p in DEMO_PEOPLE])
+    assert sorted((u.username, u.get_full_name()) for u in users) == [
+        ("gil", "Gil Grocer"),
+        ("jane", "Jane Tutor"),
+        ("sam", "Sam Student"),
+        ("sue", "Sue Shopper"),
+    ]
+    assert not any(u.has_usable_password() or u.is_staff for u in users)
+    session = Account.objects.get(account_id=demo.SESSION_ACCOUNT_ID)
+    key_mode = Account.objects.get(account_id=demo.KEY_ACCOUNT_ID)
+    assert not session.require_clevertap and not key_mode.require_clevertap
+    assert session.key_is_revoked and not key_mode.key_is_revoked
+
+
+def test_the_key_file_holds_the_printed_key_for_the_owner_only(settings):
+    key = printed(setup_output(), "apikey")
+    path = demo.key_file()
+    assert path == settings.DEMO_CREDENTIALS_FILE
+    assert path.read_text() == key + "\n" and demo.read_key() == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_old_demo_s_session_account_key_stops_working(api_client):
+    # Demos before the key account printed the session account's key (and put it in /call/).
+    old = Account(account_id=demo.SESSION_ACCOUNT_ID, name="Demo", require_clevertap=False)
+    old_key = old.set_new_api_key()
+    old.save()
+    setup_output()
+    body = {"accountId": demo.SESSION_ACCOUNT_ID, "apikey": old_key, "cuid": "user_1"}
+    response = api_client.post("/directcall/v1/init", body, format="json")
+    assert response.status_code == 401 and response.json()["code"] == "ERR_INVALID_CREDENTIALS"
+
+
+# -- /call/: the API-key mode, under an account of its own --------------------------------------
+
+
+def page_config(html: str) -> dict:
+    match = re.search(r'<script id="demo-config" type="application/json">(.*?)</script>', html)
+    assert match, html
+    return json.loads(match.group(1))
+
+
+def test_call_page_is_labelled_api_key_mode_and_uses_the_key_account(client):
+    key = printed(setup_output(), "apikey")
+    html = client.get("/call/").content.decode()
+    assert "<title>directcall demo — API-key mode</title>" in html
+    assert '<p class="mode" id="mode"><strong>API-key mode</strong>' in html
+    assert 'href="/people/"' in html  # the main demo, for logged-in users
+    config = page_config(html)
+    assert config["accountId"] == demo.KEY_ACCOUNT_ID != demo.SESSION_ACCOUNT_ID
+    assert config["apikey"] == key
+    assert [u["cuid"] for u in config["users"]] == [u["cuid"] for u in demo.KEY_MODE_USERS]
+
+
+def test_call_page_before_set_up_has_no_key(client, settings, tmp_path):
+    settings.DEMO_CREDENTIALS_FILE = tmp_path / "absent"
+    assert page_config(client.get("/call/").content.decode())["apikey"] == ""
+
+
+def test_the_call_page_key_signs_nobody_in_under_the_session_account(api_client):
+    key = printed(setup_output(), "apikey")
+    body = {"accountId": demo.SESSION_ACCOUNT_ID, "apikey": key, "cuid": "tutor_jane"}
+    response = api_client.post("/directcall/v1/init", body, format="json")
+    assert response.status_code == 401 and response.json()["code"] == "ERR_INVALID_CREDENTIALS"
+
+
+def test_key_mode_cuids_that_look_like_people_have_no_role(people, make_account):
+    key_account, _key = make_account(account_id=demo.KEY_ACCOUNT_ID)
+    # A visitor of /call/ signs in as "user_<sam's pk>" in the key account: not Sam.
+    fake_sam = Registration.objects.create(account=key_account, cuid=f"user_{people['sam'].pk}")
+    fake_gil = Registration.objects.create(account=key_account, cuid=f"user_{people['gil'].pk}")
+    adapter = DemoCallAdapter()
+    assert (
+        adapter.role(fake_sam) is None and adapter.role(_registration(people["sam"])) == "student"
+    )
+    assert adapter.can_call(fake_sam, fake_gil)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("signaling")
+async def test_the_call_page_key_cannot_sign_in_as_a_logged_in_tutor(settings):
+    """Issue: with the /call/ page's key, a visitor signed in as a logged-in tutor's cuid."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from .wsclient import Client as Socket
+
+    settings.DIRECTCALL = {
+        **settings.DIRECTCALL,
+        "SESSION_ACCOUNT": demo.SESSION_ACCOUNT_ID,
+        "ADAPTER": "example_project.calling.DemoCallAdapter",
+    }
+    output = await sync_to_async(setup_output)()
+    users = {user.username: user for user in await sync_to_async(demo.demo_users)()}
+
+    async def logged_in_session(user) -> dict:
+        browser = AsyncClient()
+        await browser.aforce_login(user)
+        response = await browser.post(
+            "/directcall/v1/session", {"deviceId": f"device-{user.pk:04d}"}, "application/json"
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    async def socket(session: dict) -> Socket:
+        client = Socket(await Socket.open(), session["cuid"], 0)
+        await client.send(type="auth", token=session["token"])
+        client.ready = await client.next("ready")
+        return client
+
+    jane_session = await logged_in_session(users["jane"])
+    sam_session = await logged_in_session(users["sam"])
+    assert jane_session["name"] == "Jane Tutor"
+
+    # The visitor: what the /call/ page holds, and Jane's cuid.
+    page = page_config((await AsyncClient().get("/call/")).content.decode())
+    assert page["apikey"] == printed(output, "apikey")
+    response = await AsyncClient().post(
+        "/directcall/v1/init",
+        {"accountId": page["accountId"], "apikey": page["apikey"], "cuid": jane_session["cuid"]},
+        "application/json",
+    )
+    assert response.status_code == 200, response.content
+    visitor_session = response.json()
+    assert visitor_session["accountId"] == demo.KEY_ACCOUNT_ID
+    assert visitor_session["name"] != "Jane Tutor"  # her stored name is not handed out
+    visitor, jane = tokens.verify(visitor_session["token"]), tokens.verify(jane_session["token"])
+    assert visitor.cuid == jane.cuid
+    assert (visitor.account_pk, visitor.registration_pk) != (jane.account_pk, jane.registration_pk)
+
+    # On the sockets: Jane and Sam are online; the visitor, "as Jane", calls Sam.
+    jane_socket, sam_socket = await socket(jane_session), await socket(sam_session)
+    visitor_socket = await socket(visitor_session)
+    assert visitor_socket.ready["name"] != "Jane Tutor"
+    await visitor_socket.send(
+        type="invite", ref="r1", receiver=sam_session["cuid"], context="Tutor is calling", sdp="v=0"
+    )
+    refused = await visitor_socket.next("error", ref="r1")
+    assert refused["code"] == 404  # no such person online in the key account
+    # Nothing reached Sam, and Jane's own connection was not touched.
+    await sam_socket.alive()
+    await jane_socket.alive()
+    assert not [f for f in sam_socket.inbox + jane_socket.inbox if f["type"] != "pong"]
+    for client in (visitor_socket, sam_socket, jane_socket):
+        await client.close()

@@ -19,9 +19,9 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from directcall.models import Call, CallStatus
+from example_project.demo import ensure_demo_people
 from example_project.middleware import POLICY
 from example_project.models import CallCharge
-from example_project.people import ensure_demo_people
 from tests.e2e import timings
 from tests.e2e.harness import ARTIFACTS, ROOT, BrowserUser, wait_for_audio
 from tests.e2e.sdk import click, overlay, screen, slot
