@@ -1,0 +1,222 @@
+// Types of the directcall browser SDK (@directcall/web-sdk), written by hand from its
+// documented API (docs/js-api.md). Checked by `npm run typecheck` against npm/usage.ts.
+
+/** Every error code the SDK rejects or reports with (docs/errors.md). */
+export type DirectCallErrorCode =
+  | "ERR_MISSING_INITPARAMETERS"
+  | "ERR_INVALID_INITPARAMETERS"
+  | "ERR_MISSING_CT_ACCOUNTID"
+  | "ERR_MISSING_CT_ID"
+  | "ERR_INVALID_CREDENTIALS"
+  | "ERR_ALREADY_SIGNEDIN"
+  | "ERR_ORIGIN_NOT_ALLOWED"
+  | "ERR_RATE_LIMITED"
+  | "ERR_MIC_UNAVAILABLE"
+  | "ERR_OUTGOING_CALL_IN_PROGRESS"
+  | "ERR_INVALID_CALL_PARAMETERS"
+  | "ERR_INTERNET_LOST"
+  | "ERR_NOT_INITIALIZED"
+  | "ERR_MEDIA_FAILED"
+  | "ERR_INTERNAL"
+  | 404
+  // Codes a newer server may add; compare against the names above.
+  | (string & {});
+
+/** What every rejection and `error` event carries. */
+export interface DirectCallError {
+  code: DirectCallErrorCode;
+  message: string;
+}
+
+/** How a call() that was not answered ends (its promise rejects with one of these). */
+export type UnansweredOutcome = "declined" | "missed" | "cancelled" | "busy";
+
+/** The error codes, by name: `ERR.MIC_UNAVAILABLE === "ERR_MIC_UNAVAILABLE"`. */
+export declare const ERR: Readonly<{
+  MISSING_INITPARAMETERS: "ERR_MISSING_INITPARAMETERS";
+  INVALID_INITPARAMETERS: "ERR_INVALID_INITPARAMETERS";
+  MISSING_CT_ACCOUNTID: "ERR_MISSING_CT_ACCOUNTID";
+  MISSING_CT_ID: "ERR_MISSING_CT_ID";
+  INVALID_CREDENTIALS: "ERR_INVALID_CREDENTIALS";
+  ALREADY_SIGNEDIN: "ERR_ALREADY_SIGNEDIN";
+  MIC_UNAVAILABLE: "ERR_MIC_UNAVAILABLE";
+  OUTGOING_CALL_IN_PROGRESS: "ERR_OUTGOING_CALL_IN_PROGRESS";
+  INVALID_CALL_PARAMETERS: "ERR_INVALID_CALL_PARAMETERS";
+  INTERNET_LOST: "ERR_INTERNET_LOST";
+  RECEIVER_OFFLINE: 404;
+  NOT_INITIALIZED: "ERR_NOT_INITIALIZED";
+  MEDIA_FAILED: "ERR_MEDIA_FAILED";
+  INTERNAL: "ERR_INTERNAL";
+}>;
+
+/** The parts of a CleverTap Web SDK instance that are read (ids) and used (events). */
+export interface CleverTapInstance {
+  getAccountID?(): string | null | undefined;
+  account?: ReadonlyArray<{ id?: string }>;
+  getCleverTapID?(): string | null | undefined;
+  event?: { push(name: string, properties?: Record<string, unknown>): unknown };
+}
+
+interface CommonInitOptions {
+  /** 3–50 characters after trimming; shown to the other side. */
+  name?: string;
+  /** URL of the tone the callee hears while ringing (default: the SDK's). */
+  ringtone?: string;
+  /**
+   * Where the host mounts `directcall.urls`. Default: `/directcall/` on the origin the SDK
+   * module was served from; in the npm builds (no module URL), `/directcall/` on the page's
+   * origin. Set it when Django answers on another origin.
+   */
+  serverUrl?: string;
+  /**
+   * A folder holding the SDK's tones (`ringtone.wav`, `ringback.wav`, `end.wav`; the npm
+   * package ships them under `@directcall/web-sdk/audio/`). Default: the URLs the server's
+   * screens advertise.
+   */
+  assetsUrl?: string;
+  /** `false` to draw your own UI from the client's events. */
+  showScreens?: boolean;
+}
+
+/** Signing in with the account's API key (the original SDK's way). */
+export interface KeyInitOptions extends CommonInitOptions {
+  accountId: string;
+  apikey: string;
+  /** 5–50 letters, digits or `_`, not "number_number". */
+  cuid: string;
+  /** A CleverTap Web SDK instance, or `null` when the account does not require CleverTap. */
+  clevertap: CleverTapInstance | null;
+  sessionUrl?: undefined;
+}
+
+/** Signing in the host site's logged-in user: its server mints the session, no key in the page. */
+export interface SessionInitOptions extends CommonInitOptions {
+  sessionUrl: string;
+  csrfToken?: string;
+  clevertap?: CleverTapInstance | null;
+}
+
+export type InitOptions = KeyInitOptions | SessionInitOptions;
+
+/** `receiver_image`/`initiator_image`: http(s) URLs shown on the outgoing and incoming screens. */
+export interface CallOptions {
+  receiver_image?: string | null;
+  initiator_image?: string | null;
+}
+
+export type CallRole = "caller" | "callee";
+
+export interface ActiveCall {
+  callId: string | null;
+  role: CallRole;
+  status: string;
+  peer: { cuid: string; name: string };
+}
+
+export interface IncomingDetail {
+  callId: string;
+  from: { cuid: string; name: string; image: string | null };
+  context: string;
+}
+
+export interface StateChangeDetail {
+  callId: string;
+  role: CallRole;
+  status: "ringing" | "answered" | (string & {});
+}
+
+export interface CallEndDetail {
+  callId: string | null;
+  role: CallRole;
+  status: "over" | "declined" | "missed" | "cancelled" | "busy" | "failed" | (string & {});
+  reason: string | null;
+  /** Seconds since the call was answered; null when it never was. */
+  duration: number | null;
+}
+
+export interface DirectCallEventMap {
+  /** Cancelable: `preventDefault()` keeps the SDK's incoming screen and ringtone away. */
+  incoming: CustomEvent<IncomingDetail>;
+  statechange: CustomEvent<StateChangeDetail>;
+  callend: CustomEvent<CallEndDetail>;
+  media: CustomEvent<{ callId: string; state: string }>;
+  peer: CustomEvent<{ callId: string; connected: boolean }>;
+  mute: CustomEvent<{ callId: string | null; muted: boolean }>;
+  connection: CustomEvent<{ state: "down" | "up"; final?: boolean }>;
+  error: CustomEvent<DirectCallError>;
+  logout: CustomEvent<{ reason?: string }>;
+}
+
+/** The signed-in client that initDirectCall resolves. */
+export declare class DirectCallClient extends EventTarget {
+  /** Made by initDirectCall only. */
+  private constructor(config: never);
+  /** The signed-in cuid (in session mode, the one the server chose). */
+  readonly cuid: string;
+  /** The current call, or null. */
+  readonly activeCall: ActiveCall | null;
+  /**
+   * Call `receiver` (a cuid). Resolves `"over"` when the answered call ends. Rejects with an
+   * {@link UnansweredOutcome} string or a {@link DirectCallError}
+   * (ERR_INVALID_CALL_PARAMETERS, ERR_OUTGOING_CALL_IN_PROGRESS, ERR_MIC_UNAVAILABLE, 404,
+   * ERR_INTERNET_LOST, ERR_NOT_INITIALIZED).
+   */
+  call(receiver: string, context: string, callOptions?: CallOptions | null): Promise<"over">;
+  /** Hang up an answered call, cancel a ringing outgoing one, decline an incoming one. */
+  hangup(): void;
+  /** End any call, close the connection, remove the screens. */
+  logout(): void;
+  /** Answer the ringing incoming call (asks for the microphone). */
+  answer(): Promise<void>;
+  /** Decline the ringing incoming call. */
+  decline(): void;
+  mute(): void;
+  unmute(): void;
+
+  addEventListener<K extends keyof DirectCallEventMap>(
+    type: K,
+    listener: (this: DirectCallClient, event: DirectCallEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof DirectCallEventMap>(
+    type: K,
+    listener: (this: DirectCallClient, event: DirectCallEventMap[K]) => unknown,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+}
+
+/**
+ * Check the options, sign in and open the signaling connection. Resolves the client;
+ * rejects with a {@link DirectCallError}.
+ */
+export declare function initDirectCall(options: InitOptions): Promise<DirectCallClient>;
+
+/** `window.DirectCall`, set by every build when it loads. */
+export interface DirectCallGlobal {
+  readonly initDirectCall: typeof initDirectCall;
+  readonly ERR: typeof ERR;
+  readonly version: string;
+  /** With `{% directcall_session %}` in the page: the auto-signed-in client, else null. */
+  readonly client: Promise<DirectCallClient> | null;
+}
+
+declare global {
+  interface Window {
+    DirectCall: DirectCallGlobal;
+  }
+  interface WindowEventMap {
+    "directcall:ready": Event;
+    "directcall:client": CustomEvent<DirectCallClient>;
+    "directcall:error": CustomEvent<DirectCallError>;
+  }
+}

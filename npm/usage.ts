@@ -1,0 +1,92 @@
+// What a TypeScript app writes with the package; `npm run typecheck` compiles it. Each
+// expected error in refused() proves the types refuse what the SDK refuses.
+import {
+  type CallEndDetail,
+  type DirectCallClient,
+  type DirectCallError,
+  ERR,
+  initDirectCall,
+} from "@directcall/web-sdk";
+
+declare const clevertap: { getAccountID(): string; getCleverTapID(): string | null };
+
+export async function original(): Promise<void> {
+  // The original SDK's code, unchanged.
+  let DirectCallClient: DirectCallClient | undefined;
+  await initDirectCall({
+    accountId: "acct",
+    apikey: "prefix.secret",
+    cuid: "student_sam",
+    clevertap,
+    name: "Sam",
+    ringtone: "/sounds/ring.mp3",
+  })
+    .then((client) => {
+      DirectCallClient = client;
+    })
+    .catch((err: DirectCallError) => console.log(err.code, err.message));
+  if (!DirectCallClient) return;
+  const callOptions = { receiver_image: "https://example.com/a.png", initiator_image: "" };
+  DirectCallClient.call("tutor_jane", "Student is calling", callOptions)
+    .then((response) => {
+      const over: "over" = response;
+      console.log(over);
+    })
+    .catch((error: unknown) => console.log(error));
+  setTimeout(() => DirectCallClient?.hangup(), 20000);
+  DirectCallClient.logout();
+}
+
+export async function ownUi(): Promise<void> {
+  const client = await initDirectCall({
+    sessionUrl: "/directcall/v1/session",
+    csrfToken: "token",
+    serverUrl: "https://api.example.com/directcall/",
+    assetsUrl: "/static/directcall-audio/",
+    showScreens: false,
+  });
+  client.addEventListener("incoming", (event) => {
+    event.preventDefault();
+    const name: string = event.detail.from.name;
+    const context: string = event.detail.context;
+    console.log(name, context);
+    void client.answer();
+    client.decline();
+  });
+  client.addEventListener("callend", (event) => {
+    const detail: CallEndDetail = event.detail;
+    const seconds: number | null = detail.duration;
+    console.log(detail.status, detail.reason, seconds);
+  });
+  client.addEventListener("connection", (event) => console.log(event.detail.state === "down"));
+  client.addEventListener("error", (event) => {
+    if (event.detail.code === ERR.MIC_UNAVAILABLE) console.log(event.detail.message);
+  });
+  client.mute();
+  client.unmute();
+  const active = client.activeCall;
+  if (active) console.log(active.callId, active.role, active.peer.cuid);
+  const cuid: string = client.cuid;
+  console.log(cuid, ERR.RECEIVER_OFFLINE === 404);
+}
+
+export async function refused(client: DirectCallClient): Promise<void> {
+  // @ts-expect-error: the key mode needs a cuid
+  await initDirectCall({ accountId: "a", apikey: "k", clevertap: null });
+  // @ts-expect-error: clevertap must be given (null when not required), as in the original
+  await initDirectCall({ accountId: "a", apikey: "k", cuid: "student_sam" });
+  // @ts-expect-error: options are required
+  await initDirectCall();
+  // @ts-expect-error: the receiver is a cuid string
+  await client.call(42, "context");
+  // @ts-expect-error: call options are an object
+  await client.call("tutor_jane", "context", "options");
+  // @ts-expect-error: the detail of "incoming" has no status
+  client.addEventListener("incoming", (event) => console.log(event.detail.status));
+  // @ts-expect-error: the client is made by initDirectCall only
+  new DirectCallClientClass({});
+  // @ts-expect-error: ERR is read-only
+  ERR.MIC_UNAVAILABLE = "x";
+}
+
+declare const DirectCallClientClass: typeof import("@directcall/web-sdk").DirectCallClient;
