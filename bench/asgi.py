@@ -1,7 +1,7 @@
 """ASGI application of the benchmarks' servers (``bench/settings.py``).
 
 The same router as a host site's (``example_project/asgi.py``): HTTP through Django, the
-signaling WebSocket to directcall behind ``AllowedHostsOriginValidator``. HTTP adds
+signaling WebSocket to directcall behind ``DirectCallOriginValidator``. HTTP adds
 Django's static-files handler (``DEBUG`` is off, so nothing else serves the SDK from a lone
 server process) and ``/bench/blank``, an empty HTML page on the server's origin from which
 the browser benchmark imports the SDK.
@@ -15,9 +15,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from directcall.origins import DirectCallOriginValidator  # noqa: E402
 from directcall.routing import websocket_urlpatterns  # noqa: E402
 
 BLANK_PATH = "/bench/blank"
@@ -26,7 +26,7 @@ _BLANK = b"<!doctype html><html lang='en'><meta charset='utf-8'><title>bench</ti
 _site = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": DirectCallOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )
 

@@ -1,10 +1,14 @@
 """WebSocket routes of directcall; include them in the host's ASGI router::
 
+    from directcall.origins import DirectCallOriginValidator
     from directcall.routing import websocket_urlpatterns
     application = ProtocolTypeRouter({
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": DirectCallOriginValidator(URLRouter(websocket_urlpatterns)),
     })
+
+``DirectCallOriginValidator`` admits the site's own origin and the origins that active
+accounts allow (see :mod:`directcall.origins`).
 
 The path follows ``DIRECTCALL["WEBSOCKET_PATH"]`` (default ``ws/directcall/v1/``).
 """

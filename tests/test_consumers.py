@@ -119,8 +119,11 @@ async def test_foreign_origin_is_refused(people):
     communicator = WebsocketCommunicator(
         application, "/ws/directcall/v1/", headers=[(b"origin", b"https://evil.example")]
     )
+    # Accepted only to be told why (more cases in test_origins.py).
     connected, _ = await communicator.connect()
-    assert not connected
+    assert connected
+    assert (await communicator.receive_json_from())["code"] == "ERR_ORIGIN_NOT_ALLOWED"
+    assert (await communicator.receive_output())["code"] == 4010
 
 
 async def test_ready_tells_who_you_are(people):
