@@ -6,6 +6,8 @@ The list is documented in ``docs/errors.md``.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 # The original SDK's codes (keep exact).
 MISSING_INITPARAMETERS = "ERR_MISSING_INITPARAMETERS"
 INVALID_INITPARAMETERS = "ERR_INVALID_INITPARAMETERS"
@@ -60,12 +62,40 @@ MESSAGES: dict[str | int, str] = {
 }
 
 
-class DirectCallError(Exception):
-    """An error a client is told about as ``{code, message}``."""
+# The HTTP status of each code the HTTP API answers with (docs/api.md); any other code is
+# a 400 there. The socket sends no status, only {code, message}.
+HTTP_STATUS: dict[str | int, int] = {
+    MISSING_INITPARAMETERS: HTTPStatus.BAD_REQUEST,
+    INVALID_INITPARAMETERS: HTTPStatus.BAD_REQUEST,
+    MISSING_CT_ACCOUNTID: HTTPStatus.BAD_REQUEST,
+    MISSING_CT_ID: HTTPStatus.BAD_REQUEST,
+    INVALID_CREDENTIALS: HTTPStatus.UNAUTHORIZED,
+    ORIGIN_NOT_ALLOWED: HTTPStatus.FORBIDDEN,
+    NOT_SIGNED_IN: HTTPStatus.FORBIDDEN,
+    METHOD_NOT_ALLOWED: HTTPStatus.METHOD_NOT_ALLOWED,
+    RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
+}
 
-    def __init__(self, code: str | int, message: str | None = None) -> None:
+
+class DirectCallError(Exception):
+    """An error a client is told about as ``{code, message}``.
+
+    Like DRF's ``APIException`` it carries its HTTP status (``status_code``): the one of
+    its code in :data:`HTTP_STATUS` unless given, 400 for a code not in that table.
+    """
+
+    default_status_code = HTTPStatus.BAD_REQUEST
+
+    def __init__(
+        self, code: str | int, message: str | None = None, status_code: int | None = None
+    ) -> None:
         self.code = code
         self.message = message or MESSAGES[code]
+        self.status_code = int(
+            status_code
+            if status_code is not None
+            else HTTP_STATUS.get(code, self.default_status_code)
+        )
         super().__init__(f"{code}: {self.message}")
 
     def as_dict(self) -> dict[str, str | int]:

@@ -8,6 +8,7 @@ Lengths count Unicode code points after trimming surrounding whitespace.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,16 @@ def is_valid_device_id(value: Any) -> bool:
     return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
 
 
+def is_valid_ct_account_id(value: Any) -> bool:
+    """1–64 letters, digits, ``_`` or ``-`` (``clevertap.getAccountID()``)."""
+    return isinstance(value, str) and _CT_ACCOUNT_ID.fullmatch(value) is not None
+
+
+def is_valid_ct_id(value: Any) -> bool:
+    """1–128 printable ASCII characters, no spaces (``clevertap.getCleverTapID()``)."""
+    return isinstance(value, str) and _CT_ID.fullmatch(value) is not None
+
+
 def is_valid_name(value: Any) -> bool:
     """3–50 characters after trimming, no control characters (nor lone surrogates)."""
     if not isinstance(value, str):
@@ -99,8 +110,35 @@ def is_valid_url(value: Any) -> bool:
     return True
 
 
-def _blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
+    """None, ``""`` or only whitespace: an optional field with such a value counts as absent."""
     return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """One field of a request body: the rule its value must pass, and whether it is required."""
+
+    check: Callable[[Any], bool]
+    required: bool
+
+
+# Every init field in the order errors name them. The API's request serializers are built
+# from these tables (directcall.api.serializers), so the schema cannot drift from the rules.
+INIT_FIELDS: dict[str, FieldRule] = {
+    "accountId": FieldRule(is_valid_account_id, required=True),
+    "apikey": FieldRule(is_valid_api_key, required=True),
+    "cuid": FieldRule(is_valid_cuid, required=True),
+    "name": FieldRule(is_valid_name, required=False),
+    "ringtone": FieldRule(is_valid_url, required=False),
+    "ctAccountId": FieldRule(is_valid_ct_account_id, required=False),
+    "ctId": FieldRule(is_valid_ct_id, required=False),
+    "deviceId": FieldRule(is_valid_device_id, required=False),
+}
+# A server-minted session: only the client-side, optional fields of init.
+SESSION_FIELDS: dict[str, FieldRule] = {
+    key: INIT_FIELDS[key] for key in ("ringtone", "ctAccountId", "ctId", "deviceId")
+}
 
 
 @dataclass(frozen=True)
@@ -117,35 +155,20 @@ class InitParams:
     device_id: str | None
 
 
-_REQUIRED_INIT = ("accountId", "apikey", "cuid")
-# Rule of every init field, and whether it may be left out.
-_INIT_FIELDS = {
-    "accountId": (is_valid_account_id, False),
-    "apikey": (is_valid_api_key, False),
-    "cuid": (is_valid_cuid, False),
-    "name": (is_valid_name, True),
-    "ringtone": (is_valid_url, True),
-    "ctAccountId": (lambda v: isinstance(v, str) and _CT_ACCOUNT_ID.fullmatch(v), True),
-    "ctId": (lambda v: isinstance(v, str) and _CT_ID.fullmatch(v), True),
-    "deviceId": (is_valid_device_id, True),
-}
-
-
-def _check_fields(data: Any, fields: tuple[str, ...], required: tuple[str, ...]) -> None:
+def _check_fields(data: Any, fields: dict[str, FieldRule]) -> None:
     if not isinstance(data, dict):
         raise DirectCallError(
             errors.INVALID_INITPARAMETERS, "The request body must be a JSON object."
         )
-    missing = [key for key in required if _blank(data.get(key))]
+    missing = [key for key, rule in fields.items() if rule.required and is_blank(data.get(key))]
     if missing:
         raise DirectCallError(
             errors.MISSING_INITPARAMETERS, f"Missing parameters: {', '.join(missing)}."
         )
     invalid = [
         key
-        for key in fields
-        if not (_INIT_FIELDS[key][1] and _blank(data.get(key)))
-        and not _INIT_FIELDS[key][0](data.get(key))
+        for key, rule in fields.items()
+        if (rule.required or not is_blank(data.get(key))) and not rule.check(data.get(key))
     ]
     if invalid:
         raise DirectCallError(
@@ -155,12 +178,12 @@ def _check_fields(data: Any, fields: tuple[str, ...], required: tuple[str, ...])
 
 def _optional(data: dict[str, Any], key: str) -> str | None:
     value = data.get(key)
-    return None if _blank(value) else value.strip()
+    return None if is_blank(value) else value.strip()
 
 
 def clean_init_params(data: Any) -> InitParams:
     """Check an init request body; raise :class:`DirectCallError` with the seed's code."""
-    _check_fields(data, tuple(_INIT_FIELDS), _REQUIRED_INIT)
+    _check_fields(data, INIT_FIELDS)
     return InitParams(
         account_id=data["accountId"],
         api_key=data["apikey"],
@@ -185,7 +208,7 @@ class SessionParams:
 
 def clean_session_params(data: Any) -> SessionParams:
     """Check a session request body: only the optional, client-side fields of init."""
-    _check_fields(data, ("ringtone", "ctAccountId", "ctId", "deviceId"), ())
+    _check_fields(data, SESSION_FIELDS)
     return SessionParams(
         ringtone=_optional(data, "ringtone"),
         ct_account_id=_optional(data, "ctAccountId"),
@@ -219,7 +242,7 @@ def clean_call_params(receiver: Any, context: Any, options: Any = None) -> CallP
     images = {}
     for key in ("receiver_image", "initiator_image"):
         value = options.get(key)
-        if _blank(value):
+        if is_blank(value):
             images[key] = None
         elif is_valid_url(value):
             images[key] = value

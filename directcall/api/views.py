@@ -27,6 +27,7 @@ from ..conf import get_settings
 from ..errors import DirectCallError
 from ..models import Account, Registration, hash_api_key_secret
 from ..validation import InitParams, clean_init_params, clean_session_params, is_valid_cuid
+from .exceptions import exception_handler
 from .serializers import (
     ErrorSerializer,
     InitRequestSerializer,
@@ -37,14 +38,6 @@ from .throttling import InitAccountThrottle, InitIPThrottle
 
 logger = logging.getLogger("directcall.api")
 
-_STATUS_OF = {
-    errors.MISSING_INITPARAMETERS: status.HTTP_400_BAD_REQUEST,
-    errors.INVALID_INITPARAMETERS: status.HTTP_400_BAD_REQUEST,
-    errors.MISSING_CT_ACCOUNTID: status.HTTP_400_BAD_REQUEST,
-    errors.MISSING_CT_ID: status.HTTP_400_BAD_REQUEST,
-    errors.INVALID_CREDENTIALS: status.HTTP_401_UNAUTHORIZED,
-    errors.ORIGIN_NOT_ALLOWED: status.HTTP_403_FORBIDDEN,
-}
 # A hash to compare against when the account does not exist, so that an unknown account
 # costs the same work as a wrong key.
 _DUMMY_HASH = hash_api_key_secret("directcall-no-such-account")
@@ -142,7 +135,7 @@ class BoundedJSONParser(JSONParser):
 
 
 class DirectCallAPIView(APIView):
-    """JSON only, and every refusal as ``{code, message}``."""
+    """JSON only, and every refusal as ``{code, message}`` (see :mod:`.exceptions`)."""
 
     parser_classes = [BoundedJSONParser]
     # JSON only, whatever the host's REST_FRAMEWORK says: no browsable API, and an Accept
@@ -150,48 +143,9 @@ class DirectCallAPIView(APIView):
     renderer_classes = [JSONRenderer]
     schema = AutoSchema()
 
-    def handle_exception(self, exc: Exception) -> Response:
-        """Turn every refusal into ``{code, message}``; unexpected errors still raise."""
-        if isinstance(exc, DirectCallError):
-            return Response(exc.as_dict(), status=_STATUS_OF.get(exc.code, 400))
-        if isinstance(exc, exceptions.NotAuthenticated | exceptions.PermissionDenied):
-            message = str(exc.detail) if isinstance(exc.detail, str) else None
-            return Response(
-                DirectCallError(errors.NOT_SIGNED_IN, message).as_dict(),
-                status=status.HTTP_403_FORBIDDEN,
-            )
-        if isinstance(exc, exceptions.Throttled):
-            response = Response(
-                DirectCallError(errors.RATE_LIMITED).as_dict(),
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-            )
-            if exc.wait is not None:
-                response["Retry-After"] = str(int(exc.wait) + 1)
-            return response
-        if isinstance(exc, exceptions.MethodNotAllowed):
-            response = Response(
-                DirectCallError(errors.METHOD_NOT_ALLOWED).as_dict(),
-                status=status.HTTP_405_METHOD_NOT_ALLOWED,
-            )
-            response["Allow"] = "POST, OPTIONS"
-            return response
-        if isinstance(exc, exceptions.NotAcceptable):
-            message = "The response is JSON only: the Accept header must allow application/json."
-            return Response(
-                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
-                status=status.HTTP_406_NOT_ACCEPTABLE,
-            )
-        if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
-            message = (
-                "The request body must be JSON (Content-Type: application/json)."
-                if isinstance(exc, exceptions.UnsupportedMediaType)
-                else "The request body is not valid JSON."
-            )
-            return Response(
-                DirectCallError(errors.INVALID_INITPARAMETERS, message).as_dict(),
-                status=exc.status_code,
-            )
-        return super().handle_exception(exc)
+    def get_exception_handler(self):
+        """One handler, one table: ``directcall.api.exceptions``, whatever REST_FRAMEWORK says."""
+        return exception_handler
 
 
 class InitView(DirectCallAPIView):

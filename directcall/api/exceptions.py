@@ -1,0 +1,67 @@
+"""One exception handler for the HTTP API: every refusal becomes ``{code, message}``.
+
+:class:`~directcall.errors.DirectCallError` carries its own status. DRF's exceptions are
+translated through one table, :data:`DRF_ERRORS`, and keep DRF's status code (DRF has
+already turned a ``NotAuthenticated`` without an authentication scheme into a 403, and it
+sets the ``Allow`` header of a 405 itself). A DRF exception missing from the table gets
+DRF's own answer; any other exception is not caught (a server error).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .. import errors
+from ..errors import DirectCallError
+
+# The response's message: the code's own (None), a fixed text, or DRF's detail (DETAIL).
+DETAIL = object()
+
+DRF_ERRORS: dict[type[exceptions.APIException], tuple[str, Any]] = {
+    # "Authentication credentials were not provided." or "CSRF Failed: ...": says which.
+    exceptions.NotAuthenticated: (errors.NOT_SIGNED_IN, DETAIL),
+    exceptions.AuthenticationFailed: (errors.NOT_SIGNED_IN, DETAIL),
+    exceptions.PermissionDenied: (errors.NOT_SIGNED_IN, DETAIL),
+    exceptions.Throttled: (errors.RATE_LIMITED, None),
+    exceptions.MethodNotAllowed: (errors.METHOD_NOT_ALLOWED, None),
+    exceptions.NotAcceptable: (
+        errors.INVALID_INITPARAMETERS,
+        "The response is JSON only: the Accept header must allow application/json.",
+    ),
+    exceptions.ParseError: (errors.INVALID_INITPARAMETERS, "The request body is not valid JSON."),
+    exceptions.UnsupportedMediaType: (
+        errors.INVALID_INITPARAMETERS,
+        "The request body must be JSON (Content-Type: application/json).",
+    ),
+    exceptions.ValidationError: (errors.INVALID_INITPARAMETERS, None),
+}
+
+
+def from_drf(exc: exceptions.APIException) -> DirectCallError | None:
+    """The ``{code, message}`` error for one of DRF's exceptions, with DRF's status; or None."""
+    for cls in type(exc).__mro__:
+        if cls in DRF_ERRORS:
+            code, message = DRF_ERRORS[cls]
+            if message is DETAIL:
+                message = exc.detail if isinstance(exc.detail, str) else None
+            return DirectCallError(code, message, status_code=exc.status_code)
+    return None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's ``EXCEPTION_HANDLER`` for directcall's views; None lets the error through (500)."""
+    error = from_drf(exc) if isinstance(exc, exceptions.APIException) else exc
+    if not isinstance(error, DirectCallError):
+        return drf_exception_handler(exc, context)
+    headers = {}
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        # DRF's wait, already rounded up to whole seconds, plus one (docs/api.md): the
+        # throttle's estimate is to the instant, and a client retrying on it can be early.
+        headers["Retry-After"] = str(int(exc.wait) + 1)
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    return Response(error.as_dict(), status=error.status_code, headers=headers)
