@@ -334,3 +334,27 @@ def test_socket_origin_allowed_at_auth(make_account):
     assert not socket_origin_allowed(shop, scope("https://other.example"))
     assert socket_origin_allowed(other, scope("https://other.example"))
     assert socket_origin_allowed(open_account, scope("https://other.example"))
+
+
+@sockets
+@pytest.mark.xfail(
+    strict=True,
+    reason="consumers.on_auth does not call origins.socket_origin_allowed yet (server core)",
+)
+async def test_auth_refuses_an_origin_that_only_another_account_allows(make_account):
+    shop, _ = await database_sync_to_async(make_account)(
+        name="Shop", allowed_origins="https://shop.example"
+    )
+    await database_sync_to_async(make_account)(
+        name="Other", allowed_origins="https://other.example"
+    )
+    jane = await database_sync_to_async(make_registration)(shop, "tutor_jane", "Jane")
+    token = tokens.issue(shop.pk, jane.pk, jane.cuid, "device-0001")
+    # The handshake lets https://other.example in (an account lists it); auth under the
+    # shop account must not.
+    comm = communicator("https://other.example")
+    assert (await comm.connect(timeout=5))[0]
+    await comm.send_to(text_data=json.dumps({"type": "auth", "token": token}))
+    frame = json.loads(await comm.receive_from(timeout=5))
+    assert frame["type"] == "error" and frame["code"] == "ERR_ORIGIN_NOT_ALLOWED", frame
+    assert (await comm.receive_output(timeout=5))["code"] == CLOSE_ORIGIN_NOT_ALLOWED
