@@ -13,6 +13,8 @@ export const ERR = Object.freeze({
   INTERNET_LOST: "ERR_INTERNET_LOST",
   RECEIVER_OFFLINE: 404,
   NOT_INITIALIZED: "ERR_NOT_INITIALIZED",
+  MEDIA_FAILED: "ERR_MEDIA_FAILED",
+  INTERNAL: "ERR_INTERNAL",
 });
 
 const MESSAGES = {
@@ -28,11 +30,23 @@ const MESSAGES = {
   ERR_INTERNET_LOST: "The call could not continue because the internet connection was lost.",
   404: "The receiver is offline.",
   ERR_NOT_INITIALIZED: "The client is logged out; call initDirectCall again.",
+  ERR_MEDIA_FAILED: "The call's audio connection could not be set up.",
+  ERR_INTERNAL: "The server could not handle this frame.",
 };
 
 /** The `{code, message}` object every error of the SDK is. */
 export function dcError(code, message) {
   return { code, message: message || MESSAGES[code] || String(code) };
+}
+
+/** Anything caught as `{code, message}`: an SDK error as it is, an exception under `fallbackCode`. */
+export function toError(err, fallbackCode) {
+  const plain = err !== null && typeof err === "object" && Object.getPrototypeOf(err) === Object.prototype;
+  if (plain && (typeof err.code === "string" || typeof err.code === "number")) {
+    return dcError(err.code, typeof err.message === "string" ? err.message : undefined);
+  }
+  const detail = err && (err.message || err.name);
+  return dcError(fallbackCode, detail ? `${MESSAGES[fallbackCode] || fallbackCode} (${detail})` : undefined);
 }
 
 /** Normalise anything the server sent into `{code, message}`. */

@@ -23,14 +23,16 @@ export async function getMicrophone() {
 export class Media extends EventTarget {
   /**
    * @param {MediaStream} stream  the local microphone
-   * @param {RTCIceServer[]} iceServers
-   * @param {(batch: {candidates: object[], end: boolean}) => void} sendCandidates
-   * @param {"all"|"relay"} iceTransportPolicy
+   * @param {object} options
+   * @param {RTCIceServer[]} [options.iceServers]
+   * @param {"all"|"relay"} [options.iceTransportPolicy]
+   * @param {(batch: {candidates: object[], end: boolean}) => void} options.onCandidates
+   *   receives our ICE candidates in batches (the last one with `end: true`)
    */
-  constructor(stream, iceServers, sendCandidates, iceTransportPolicy = "all") {
+  constructor(stream, { iceServers = [], iceTransportPolicy = "all", onCandidates }) {
     super();
     this.stream = stream;
-    this.sendCandidates = sendCandidates;
+    this.onCandidates = onCandidates;
     this.queue = [];
     this.flushTimer = null;
     this.remoteReady = false;
@@ -50,6 +52,12 @@ export class Media extends EventTarget {
     this.pc.onicecandidate = (event) => this._queueCandidate(event.candidate);
     this.pc.oniceconnectionstatechange = () =>
       this.dispatchEvent(new CustomEvent("ice", { detail: this.pc.iceConnectionState }));
+  }
+
+  /** Whether the media path is up now (ICE connected or completed). */
+  get connected() {
+    const state = this.pc.iceConnectionState;
+    return state === "connected" || state === "completed";
   }
 
   _preferOpus() {
@@ -87,24 +95,8 @@ export class Media extends EventTarget {
     clearTimeout(this.flushTimer);
     this.flushTimer = null;
     const candidates = this.queue.splice(0, 64);
-    if (candidates.length || end) this.sendCandidates({ candidates, end });
+    if (candidates.length || end) this.onCandidates({ candidates, end });
     if (this.queue.length) this._flush(end);
-  }
-
-  /** Hold outgoing candidates until the call has an id (the caller's invite is in flight). */
-  holdCandidates() {
-    this.held = true;
-    this.realSend = this.sendCandidates;
-    this.heldBatches = [];
-    this.sendCandidates = (batch) => this.heldBatches.push(batch);
-  }
-
-  releaseCandidates() {
-    if (!this.held) return;
-    this.held = false;
-    this.sendCandidates = this.realSend;
-    for (const batch of this.heldBatches) this.sendCandidates(batch);
-    this.heldBatches = [];
   }
 
   async createOffer() {

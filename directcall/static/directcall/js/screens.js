@@ -205,6 +205,46 @@ export class Screens extends EventTarget {
     this.setMuted(false);
   }
 
+  /**
+   * Follow a call (call.js): "outgoing" and "incoming" open its screen; the Call's events
+   * ("placed", "statechange", "connecting", "answered", "reconnecting", "mute", "end") move it on.
+   */
+  update(call, type, detail = {}) {
+    if (type === "outgoing") {
+      const status = this.label("calling");
+      this.show("outgoing", { name: call.peer.name, context: "", image: call.image, status });
+    } else if (type === "incoming") {
+      this.show("incoming", { name: call.peer.name, context: call.context, image: call.image });
+      this.play("ringtone");
+    } else if (type === "placed") {
+      this.setName(call.peer.name);
+      if (call.status === "initiated") this.play("ringback");
+    } else if (type === "statechange") {
+      if (detail.status === "ringing" && call.role === "caller") this.setStatus(this.label("ringing"));
+    } else if (type === "connecting") {
+      this.stopTone();
+      this.setStatus(this.label("connecting"));
+    } else if (type === "answered") {
+      this.stopTone();
+      const callee = call.role === "callee";
+      // The caller wrote the context, so only the callee is shown it; the caller's screen
+      // keeps the receiver's picture it shows already.
+      this.show("ongoing", {
+        name: call.peer.name,
+        context: callee ? call.context : "",
+        image: callee ? call.image : undefined,
+      });
+      this.startTimer(call.answeredAt);
+    } else if (type === "reconnecting") {
+      this.setReconnecting(detail.on);
+    } else if (type === "mute") {
+      this.setMuted(detail.muted);
+    } else if (type === "end") {
+      this.hide();
+      if (call.answeredAt) this.play("end");
+    }
+  }
+
   destroy() {
     this.hide();
     this.host.remove();

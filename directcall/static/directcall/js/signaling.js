@@ -1,5 +1,8 @@
 // The signaling socket: auth as first frame, ping, request/response by `ref`, and
-// reconnection with jittered exponential backoff (docs/protocol.md).
+// reconnection with jittered exponential backoff (docs/protocol.md). Every rejection is a
+// `{code, message}` error from errors.js.
+
+import { dcError, ERR, fromServer } from "./errors.js";
 
 const PING_INTERVAL_MS = 15000;
 
@@ -13,8 +16,11 @@ export class Signaling extends EventTarget {
   /**
    * @param {() => Promise<{token: string, websocketUrl: string}>} getSession
    *   returns a fresh session (calls the init endpoint again when reconnecting).
+   * @param {object} [options]
+   * @param {() => string[]} [options.resumeIds]  ids of the calls to ask about when
+   *   (re)authenticating (the `resume` field of `auth`)
    */
-  constructor(getSession) {
+  constructor(getSession, { resumeIds = () => [] } = {}) {
     super();
     this.getSession = getSession;
     this.ws = null;
@@ -25,10 +31,10 @@ export class Signaling extends EventTarget {
     this.reconnectTimer = null;
     this.pending = new Map(); // ref -> {resolve, reject}
     this.nextRef = 1;
-    this.resumeIds = () => [];
+    this.resumeIds = resumeIds;
   }
 
-  /** Open the socket and authenticate; resolves with the `ready` frame or rejects with the error frame. */
+  /** Open the socket and authenticate; resolves with the `ready` frame, rejects `{code, message}`. */
   connect(session) {
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -53,7 +59,7 @@ export class Signaling extends EventTarget {
             resolve(frame);
           } else if (frame.type === "error") {
             settled = true;
-            reject(frame);
+            reject(fromServer(frame, ERR.INTERNET_LOST));
           }
           if (settled) return;
         }
@@ -63,11 +69,11 @@ export class Signaling extends EventTarget {
         const wasReady = this.ready;
         this.ready = false;
         this._stopPing();
-        for (const { reject: fail } of this.pending.values()) fail({ type: "error", code: "ERR_INTERNET_LOST" });
+        for (const { reject: fail } of this.pending.values()) fail(dcError(ERR.INTERNET_LOST));
         this.pending.clear();
         if (!settled) {
           settled = true;
-          reject({ type: "error", code: "ERR_INTERNET_LOST", closeCode: event.code });
+          reject(dcError(ERR.INTERNET_LOST));
           return;
         }
         if (ws !== this.ws) return;
@@ -90,7 +96,7 @@ export class Signaling extends EventTarget {
         this.dispatchEvent(new CustomEvent("up", { detail: ready }));
       } catch (err) {
         const code = err && err.code;
-        if (code === "ERR_ALREADY_SIGNEDIN" || code === "ERR_INVALID_CREDENTIALS") {
+        if (code === ERR.ALREADY_SIGNEDIN || code === ERR.INVALID_CREDENTIALS) {
           this.dispatchEvent(new CustomEvent("down", { detail: { code, final: true } }));
           return;
         }
@@ -103,7 +109,8 @@ export class Signaling extends EventTarget {
     if (frame.ref != null && this.pending.has(frame.ref) && (frame.type === "invited" || frame.type === "error")) {
       const { resolve, reject } = this.pending.get(frame.ref);
       this.pending.delete(frame.ref);
-      (frame.type === "error" ? reject : resolve)(frame);
+      if (frame.type === "error") reject(fromServer(frame, ERR.INTERNET_LOST));
+      else resolve(frame);
       return;
     }
     this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
@@ -126,14 +133,14 @@ export class Signaling extends EventTarget {
     return true;
   }
 
-  /** Send a frame with a fresh `ref` and wait for the reply that echoes it. */
+  /** Send a frame with a fresh `ref`; resolves the reply that echoes it, rejects `{code, message}`. */
   request(frame) {
     const ref = String(this.nextRef++);
     return new Promise((resolve, reject) => {
       this.pending.set(ref, { resolve, reject });
       if (!this.send({ ...frame, ref })) {
         this.pending.delete(ref);
-        reject({ type: "error", code: "ERR_INTERNET_LOST" });
+        reject(dcError(ERR.INTERNET_LOST));
       }
     });
   }

@@ -1,0 +1,131 @@
+// The options of initDirectCall and call(): checked against the rules of validation.js and
+// turned into what the client uses. Every refusal is a `{code, message}` error.
+
+import { readCleverTap } from "./clevertap.js";
+import { dcError, ERR } from "./errors.js";
+import {
+  isBlank,
+  isValidAccountId,
+  isValidApiKey,
+  isValidContext,
+  isValidCuid,
+  isValidName,
+  isValidUrl,
+  trim,
+} from "./validation.js";
+
+const DEVICE_KEY = "directcall.deviceId";
+
+function deviceId() {
+  const make = () => {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  };
+  try {
+    let id = localStorage.getItem(DEVICE_KEY);
+    if (!/^[A-Za-z0-9_-]{8,64}$/.test(id || "")) {
+      id = make();
+      localStorage.setItem(DEVICE_KEY, id);
+    }
+    return id;
+  } catch {
+    return make(); // storage blocked: this page is its own device
+  }
+}
+
+function defaultServerUrl() {
+  return new URL("/directcall/", import.meta.url).href;
+}
+
+/** The options of initDirectCall as the client's config; throws `{code, message}`. */
+export function readInitOptions(options) {
+  if (!options || typeof options !== "object") {
+    throw dcError(ERR.MISSING_INITPARAMETERS, "initDirectCall needs an options object.");
+  }
+  // Two ways to sign in: the original SDK's accountId + apikey + cuid, or a session the
+  // host's server mints for its logged-in user (`sessionUrl`; no key in the page).
+  const sessionMode = !isBlank(options.sessionUrl);
+  const missing = sessionMode
+    ? []
+    : ["accountId", "apikey", "cuid"].filter((key) => isBlank(options[key]));
+  if (!sessionMode && !("clevertap" in options)) missing.push("clevertap");
+  if (missing.length) {
+    throw dcError(ERR.MISSING_INITPARAMETERS, `Missing parameters: ${missing.join(", ")}.`);
+  }
+  const invalid = [];
+  if (!sessionMode) {
+    if (!isValidAccountId(options.accountId)) invalid.push("accountId");
+    if (!isValidApiKey(options.apikey)) invalid.push("apikey");
+    if (!isValidCuid(options.cuid)) invalid.push("cuid");
+  } else {
+    try {
+      new URL(options.sessionUrl, location.href);
+    } catch {
+      invalid.push("sessionUrl");
+    }
+    if (!isBlank(options.csrfToken) && typeof options.csrfToken !== "string") invalid.push("csrfToken");
+  }
+  if (!isBlank(options.name) && !isValidName(options.name)) invalid.push("name");
+  if (!isBlank(options.ringtone) && !isValidUrl(options.ringtone)) invalid.push("ringtone");
+  const ct = options.clevertap;
+  if (ct !== null && ct !== undefined && ct !== false && typeof ct !== "object") invalid.push("clevertap");
+  let serverUrl;
+  try {
+    serverUrl = new URL(options.serverUrl || defaultServerUrl(), location.href);
+    if (!serverUrl.pathname.endsWith("/")) serverUrl.pathname += "/";
+  } catch {
+    invalid.push("serverUrl");
+  }
+  if (invalid.length) {
+    throw dcError(ERR.INVALID_INITPARAMETERS, `Invalid parameters: ${invalid.join(", ")}.`);
+  }
+  let ctAccountId = null;
+  let ctId = null;
+  if (ct) {
+    ({ accountId: ctAccountId, ctId } = readCleverTap(ct));
+    if (!ctAccountId) throw dcError(ERR.MISSING_CT_ACCOUNTID);
+    if (!ctId) throw dcError(ERR.MISSING_CT_ID);
+  }
+  return {
+    serverUrl: serverUrl.href,
+    sessionUrl: sessionMode ? new URL(options.sessionUrl, location.href).href : null,
+    csrfToken: sessionMode && !isBlank(options.csrfToken) ? options.csrfToken : null,
+    accountId: sessionMode ? null : options.accountId,
+    apikey: sessionMode ? null : options.apikey,
+    cuid: sessionMode ? null : options.cuid,
+    name: isBlank(options.name) ? null : trim(options.name),
+    ringtone: isBlank(options.ringtone) ? null : options.ringtone,
+    clevertap: ct || null,
+    ctAccountId,
+    ctId,
+    deviceId: deviceId(),
+    showScreens: options.showScreens !== false,
+  };
+}
+
+/**
+ * The arguments of `call(receiver, context, callOptions)` as `{context, receiverImage,
+ * initiatorImage}` (images null when absent); throws ERR_INVALID_CALL_PARAMETERS.
+ */
+export function readCallOptions(receiver, context, callOptions, ownCuid) {
+  const options = callOptions === undefined || callOptions === null ? {} : callOptions;
+  const problems = [];
+  if (!isValidCuid(receiver)) problems.push("receiver");
+  else if (receiver === ownCuid) problems.push("receiver (yourself)");
+  if (!isValidContext(context)) problems.push("context");
+  if (typeof options !== "object" || Array.isArray(options)) problems.push("callOptions");
+  else {
+    for (const key of ["receiver_image", "initiator_image"]) {
+      if (!isBlank(options[key]) && !isValidUrl(options[key])) problems.push(key);
+    }
+  }
+  if (problems.length) {
+    throw dcError(ERR.INVALID_CALL_PARAMETERS, `Invalid call parameters: ${problems.join(", ")}.`);
+  }
+  return {
+    context: trim(context),
+    receiverImage: isBlank(options.receiver_image) ? null : options.receiver_image,
+    initiatorImage: isBlank(options.initiator_image) ? null : options.initiator_image,
+  };
+}

@@ -1,0 +1,327 @@
+// The Call (call.js) with its media and signaling injected: state, the way it ends, and
+// what it does when the other side's media description cannot be used.
+import { test, mock } from "node:test";
+import assert from "node:assert/strict";
+
+import { Call, ICE_GIVE_UP_MS, ICE_RESTART_AFTER_MS } from "../../directcall/static/directcall/js/call.js";
+import { dcError, ERR } from "../../directcall/static/directcall/js/errors.js";
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+class FakeSignaling {
+  constructor() {
+    this.ready = true;
+    this.sent = [];
+    this.invited = { type: "invited", call_id: "call-1", receiver: { cuid: "student_sam", name: "Sam" } };
+  }
+  send(frame) {
+    if (!this.ready) return false;
+    this.sent.push(frame);
+    return true;
+  }
+  request(frame) {
+    this.sent.push(frame);
+    return Promise.resolve(this.invited);
+  }
+  types() {
+    return this.sent.map((frame) => frame.type);
+  }
+}
+
+/** Media that does what `fail` does not name: {acceptOffer, setAnswer, renegotiate}. */
+class FakeMedia extends EventTarget {
+  constructor(onCandidates, fail = {}) {
+    super();
+    this.onCandidates = onCandidates;
+    this.fail = fail;
+    this.connected = false;
+    this.closed = false;
+    this.restarts = 0;
+  }
+  async _maybeFail(step) {
+    if (this.fail[step]) throw new DOMException(`${step}: bad SDP`, "OperationError");
+  }
+  async createOffer() {
+    return "offer-sdp";
+  }
+  async acceptOffer() {
+    await this._maybeFail("acceptOffer");
+    return "answer-sdp";
+  }
+  async setAnswer() {
+    await this._maybeFail("setAnswer");
+  }
+  async renegotiate(type) {
+    await this._maybeFail("renegotiate");
+    return type === "offer" ? "reanswer-sdp" : null;
+  }
+  async restartIce() {
+    this.restarts += 1;
+    return "restart-offer-sdp";
+  }
+  async addRemoteCandidates() {}
+  setMuted() {}
+  close() {
+    this.closed = true;
+  }
+  ice(state) {
+    this.connected = state === "connected" || state === "completed";
+    this.dispatchEvent(new CustomEvent("ice", { detail: state }));
+  }
+}
+
+const stream = { getTracks: () => [{ stop() {} }] };
+
+/** A call with fake surroundings; `events` records every event the call emits, in order. */
+function makeCall(init, { fail = {}, microphone = async () => stream } = {}) {
+  const signaling = new FakeSignaling();
+  const env = {
+    signaling,
+    getMicrophone: microphone,
+    createMedia: (_stream, onCandidates) => {
+      env.media = new FakeMedia(onCandidates, fail);
+      return env.media;
+    },
+  };
+  const call = new Call(init, env);
+  const events = [];
+  const types = ["placed", "statechange", "connecting", "answered", "media", "reconnecting", "peer", "mute", "error", "end"];
+  for (const type of types) call.addEventListener(type, (e) => events.push([type, e.detail]));
+  return { call, env, signaling, events, named: (type) => events.filter((e) => e[0] === type).map((e) => e[1]) };
+}
+
+const callee = (options) =>
+  makeCall(
+    { role: "callee", id: "call-1", peer: { cuid: "tutor_jane", name: "Jane" }, context: "Homework", offer: "offer-sdp" },
+    options,
+  );
+const caller = (options) =>
+  makeCall({ role: "caller", peer: { cuid: "student_sam", name: "student_sam" }, context: "Homework" }, options);
+
+async function answeredCaller(options) {
+  const made = caller(options);
+  await made.call.place({ receiver: "student_sam" });
+  made.call.handleFrame({ type: "state", call_id: "call-1", status: "answered", sdp: "answer-sdp" });
+  await flush();
+  return made;
+}
+
+// -- status ----------------------------------------------------------------------------------------
+
+test("status steps forward only; repeated and stale state frames change nothing", async () => {
+  const { call, named } = callee();
+  call.handleFrame({ type: "state", status: "ringing" });
+  call.handleFrame({ type: "state", status: "ringing" });
+  call.handleFrame({ type: "state", status: "answered" });
+  call.handleFrame({ type: "state", status: "ringing" });
+  call.handleFrame({ type: "state", status: "initiated" });
+  assert.deepEqual(
+    named("statechange").map((d) => d.status),
+    ["ringing", "answered"],
+  );
+  assert.equal(call.status, "answered");
+  assert.ok(call.answeredAt > 0);
+});
+
+test("finish() ends a call once, with a final status only", () => {
+  const { call, named } = callee();
+  assert.throws(() => call.finish("answered"), TypeError);
+  call.finish("declined", "user_declined");
+  call.finish("over", "user_hangup");
+  call.handleFrame({ type: "state", status: "answered" });
+  assert.deepEqual(named("end"), [{ callId: "call-1", role: "callee", status: "declined", reason: "user_declined", duration: null }]);
+  assert.equal(call.isOver, true);
+  assert.equal(call.mediaStatus, "closed");
+});
+
+test("a Call can start from what the server knows of a live call", () => {
+  const { call } = makeCall({
+    role: "caller",
+    id: "call-9",
+    status: "answered",
+    answeredAt: 1_700_000_000_000,
+    peer: { cuid: "student_sam", name: "Sam" },
+    context: "Homework",
+  });
+  assert.deepEqual(call.summary(), {
+    callId: "call-9",
+    role: "caller",
+    status: "answered",
+    peer: { cuid: "student_sam", name: "Sam" },
+  });
+  assert.equal(call.answeredAt, 1_700_000_000_000);
+});
+
+// -- placing ---------------------------------------------------------------------------------------
+
+test("the caller's candidates wait for the call id, then go out with it", async () => {
+  const { call, env, signaling, named } = caller();
+  const placing = call.place({ receiver: "student_sam" });
+  await flush();
+  env.media.onCandidates({ candidates: [{ candidate: "a" }], end: false });
+  await placing;
+  env.media.onCandidates({ candidates: [], end: true });
+  assert.deepEqual(signaling.sent, [
+    { type: "invite", receiver: "student_sam", context: "Homework", sdp: "offer-sdp", receiver_image: null, initiator_image: null },
+    { type: "candidates", call_id: "call-1", candidates: [{ candidate: "a" }], end: false },
+    { type: "candidates", call_id: "call-1", candidates: [], end: true },
+  ]);
+  assert.deepEqual(named("placed"), [{ callId: "call-1" }]);
+  assert.equal(call.peer.name, "Sam");
+});
+
+test("hanging up while the invite is in flight cancels once the call has an id", async () => {
+  const { call, signaling } = caller();
+  const placing = call.place({ receiver: "student_sam" });
+  await flush();
+  call.hangup();
+  assert.equal(call.isOver, false);
+  await placing;
+  assert.deepEqual(signaling.sent.at(-1), { type: "cancel", call_id: "call-1" });
+});
+
+test("hanging up before the microphone answered ends the call at once as cancelled", async () => {
+  let grant;
+  const { call, signaling } = caller({ microphone: () => new Promise((resolve) => (grant = resolve)) });
+  const placing = call.place({ receiver: "student_sam" });
+  call.hangup();
+  await assert.rejects(call.result, (outcome) => outcome === "cancelled");
+  grant(stream);
+  await placing;
+  assert.deepEqual(signaling.sent, []);
+});
+
+test("a refused invite rejects call() with the server's error", async () => {
+  const { call, signaling } = caller();
+  signaling.request = () => Promise.reject(dcError(404));
+  await call.place({ receiver: "student_sam" });
+  await assert.rejects(call.result, (error) => error.code === 404);
+});
+
+// -- answering -----------------------------------------------------------------------------------
+
+test("answering sends the answer SDP once, even when asked twice", async () => {
+  const { call, signaling, named } = callee();
+  await Promise.all([call.answer(), call.answer()]);
+  assert.deepEqual(signaling.types(), ["accept"]);
+  assert.deepEqual(signaling.sent[0], { type: "accept", call_id: "call-1", sdp: "answer-sdp" });
+  assert.equal(named("connecting").length, 1);
+});
+
+test("an offer that cannot be used declines the call with a reason and an error event", async () => {
+  const { call, env, signaling, events } = callee({ fail: { acceptOffer: true } });
+  await call.answer(); // resolves: nothing is left unhandled
+  assert.deepEqual(signaling.sent, [{ type: "decline", call_id: "call-1", reason: "user_media_failed" }]);
+  const error = events.find((e) => e[0] === "error")[1];
+  assert.equal(error.code, ERR.MEDIA_FAILED);
+  assert.match(error.message, /offer could not be used/);
+  assert.deepEqual(
+    events.filter((e) => e[0] === "end").map((e) => [e[1].status, e[1].reason]),
+    [["declined", "user_media_failed"]],
+  );
+  assert.equal(env.media.closed, true);
+});
+
+test("a refused microphone declines with user_media_failed and ERR_MIC_UNAVAILABLE", async () => {
+  const { call, signaling, named } = callee({
+    microphone: async () => {
+      throw dcError(ERR.MIC_UNAVAILABLE);
+    },
+  });
+  await call.answer();
+  assert.deepEqual(signaling.sent, [{ type: "decline", call_id: "call-1", reason: "user_media_failed" }]);
+  assert.equal(named("error")[0].code, ERR.MIC_UNAVAILABLE);
+  assert.equal(call.status, "declined");
+});
+
+test("an answer that cannot be used hangs up with ice_failed and an error event", async () => {
+  const { call, signaling, named } = await answeredCaller({ fail: { setAnswer: true } });
+  assert.equal(named("error")[0].code, ERR.MEDIA_FAILED);
+  assert.deepEqual(signaling.sent.at(-1), { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  assert.deepEqual(named("answered"), []);
+  call.handleFrame({ type: "state", status: "failed", reason: "ice_failed" });
+  await assert.rejects(call.result, (error) => error.code === ERR.INTERNET_LOST);
+});
+
+// -- renegotiation ------------------------------------------------------------------------------
+
+test("a renegotiation that fails while media is down follows the ICE failure path", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { call, env, signaling, named } = await answeredCaller({ fail: { renegotiate: true } });
+  env.media.ice("connected");
+  env.media.ice("disconnected");
+  t.mock.timers.tick(ICE_RESTART_AFTER_MS);
+  await flush();
+  assert.equal(env.media.restarts, 1);
+  call.handleFrame({ type: "renegotiate", call_id: "call-1", sdp_type: "answer", sdp: "garbage" });
+  await flush();
+  assert.equal(named("error")[0].code, ERR.MEDIA_FAILED);
+  assert.match(named("error")[0].message, /Renegotiation failed/);
+  assert.equal(call.mediaStatus, "reconnecting");
+  t.mock.timers.tick(ICE_RESTART_AFTER_MS);
+  await flush();
+  assert.equal(env.media.restarts, 2); // tried again after a pause
+  t.mock.timers.tick(ICE_GIVE_UP_MS);
+  assert.deepEqual(signaling.sent.at(-1), { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  assert.deepEqual(
+    named("end").map((d) => [d.status, d.reason]),
+    [["failed", "ice_failed"]],
+  );
+  await assert.rejects(call.result, (error) => error.code === ERR.INTERNET_LOST);
+});
+
+test("a renegotiation that fails while media flows leaves the call as it is", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const made = callee({ fail: { renegotiate: true } });
+  const { call, env, signaling, named } = made;
+  await call.answer();
+  call.handleFrame({ type: "state", status: "answered" });
+  env.media.ice("connected");
+  call.handleFrame({ type: "renegotiate", call_id: "call-1", sdp_type: "offer", sdp: "garbage" });
+  await flush();
+  assert.equal(named("error")[0].code, ERR.MEDIA_FAILED);
+  assert.deepEqual(named("reconnecting"), [{ on: false }]);
+  t.mock.timers.tick(ICE_GIVE_UP_MS * 2);
+  assert.equal(call.isOver, false);
+  assert.deepEqual(signaling.types(), ["accept"]);
+});
+
+test("a renegotiation offer is answered", async () => {
+  const { call, env, signaling } = callee();
+  await call.answer();
+  call.handleFrame({ type: "state", status: "answered" });
+  env.media.ice("connected");
+  call.handleFrame({ type: "renegotiate", call_id: "call-1", sdp_type: "offer", sdp: "restart" });
+  await flush();
+  assert.deepEqual(signaling.sent.at(-1), { type: "renegotiate", call_id: "call-1", sdp_type: "answer", sdp: "reanswer-sdp" });
+});
+
+// -- the connection -----------------------------------------------------------------------------
+
+test("an answered call outlives a short signaling drop and ends ERR_INTERNET_LOST after a long one", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { call, signaling } = await answeredCaller();
+  signaling.ready = false;
+  call.signalingLost({ final: false, graceMs: 5000 });
+  assert.equal(call.signalingStatus, "reconnecting");
+  signaling.ready = true;
+  call.signalingBack(true);
+  t.mock.timers.tick(10_000);
+  assert.equal(call.isOver, false);
+  assert.equal(call.signalingStatus, "open");
+  signaling.ready = false;
+  call.signalingLost({ final: false, graceMs: 5000 });
+  t.mock.timers.tick(5000);
+  assert.deepEqual([call.status, call.reason], ["over", "connection_lost"]);
+  await assert.rejects(call.result, (error) => error.code === ERR.INTERNET_LOST);
+});
+
+test("the other side hanging up while we were away is not a lost connection", async () => {
+  const { call, signaling } = await answeredCaller();
+  signaling.ready = false;
+  call.signalingLost({ final: false, graceMs: 5000 });
+  signaling.ready = true;
+  call.signalingBack(false); // the server no longer lists the call; its state frame follows
+  call.handleFrame({ type: "state", status: "over", reason: "user_hangup" });
+  assert.equal(await call.result, "over");
+});
