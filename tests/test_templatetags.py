@@ -15,6 +15,7 @@ from django.template import Context, Template
 from django.test import RequestFactory
 
 from directcall.adapter import DefaultCallAdapter
+from directcall.templatetags.directcall import button_nonce
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +54,19 @@ def render(source: str, user=None, with_request: bool = True, **context) -> str:
     return Template("{% load directcall %}" + source).render(Context(context))
 
 
+def nonce_of(html: str) -> str:
+    """The button nonce that ``{% directcall_scripts %}`` wrote into ``html``."""
+    match = re.search(
+        r'<script id="directcall-buttons" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert match, html
+    return json.loads(match.group(1))["nonce"]
+
+
+def button_nonces(html: str) -> list[str]:
+    return re.findall(r'<button [^>]*data-directcall-nonce="([^"]*)"', html)
+
+
 def config_of(html: str) -> dict:
     match = re.search(
         r'<script id="directcall-config" type="application/json">(.*?)</script>', html, re.S
@@ -64,7 +78,7 @@ def config_of(html: str) -> dict:
 # -- {% directcall_scripts %} ---------------------------------------------------------------
 
 
-def test_scripts_holds_the_screens_and_the_module():
+def test_scripts_holds_the_screens_the_module_and_the_button_nonce():
     html = render("{% directcall_scripts %}")
     assert html.startswith('<template id="directcall-screens">')
     # The call screens' markup, rendered (labels translated, static URLs resolved).
@@ -72,12 +86,17 @@ def test_scripts_holds_the_screens_and_the_module():
     assert "/static/directcall/css/screens.css" in html and "{%" not in html
     assert html.count("</template>") == 1
     assert '<script type="module" src="/static/directcall/js/directcall.js"></script>' in html
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", nonce_of(html))
 
 
 def test_scripts_has_no_inline_javascript():
     html = render("{% directcall_scripts %}")
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
-    assert scripts == [(' type="module" src="/static/directcall/js/directcall.js"', "")]
+    assert scripts == [
+        (' type="module" src="/static/directcall/js/directcall.js"', ""),
+        # Data, not code: browsers do not run a script of type application/json.
+        (' id="directcall-buttons" type="application/json"', json.dumps({"nonce": nonce_of(html)})),
+    ]
     assert not re.search(r"\son[a-z]+=", html)  # no event-handler attributes
     assert "style=" not in html
 
@@ -85,6 +104,56 @@ def test_scripts_has_no_inline_javascript():
 def test_scripts_renders_without_a_request():
     html = render("{% directcall_scripts %}", with_request=False)
     assert 'data-screen="ongoing"' in html
+
+
+# -- the call buttons' nonce ---------------------------------------------------------------
+
+PAGE = (
+    "{% directcall_button 'tutor_jane' 'hi' %}<p>{{ comment }}</p>"
+    "{% directcall_button 'grocer_gil' 'About order 1234' %}{% directcall_scripts %}"
+)
+
+
+def test_every_button_of_a_render_carries_the_pages_nonce():
+    html = render(PAGE, comment="user content")
+    nonces = button_nonces(html)
+    assert len(nonces) == 2 and set(nonces) == {nonce_of(html)}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", nonces[0])  # 128 random bits, URL-safe
+
+
+def test_the_nonce_is_new_for_every_request():
+    pages = [render(PAGE) for _ in range(5)]
+    assert len({nonce_of(html) for html in pages}) == 5
+    for html in pages:
+        assert set(button_nonces(html)) == {nonce_of(html)}
+
+
+def test_one_request_rendering_several_templates_shares_its_nonce():
+    """A page rendered from several templates (or a template and a fragment) of one response."""
+    request = request_for()
+    buttons = Template("{% load directcall %}{% directcall_button 'tutor_jane' 'hi' %}").render(
+        Context({"request": request})
+    )
+    scripts = Template("{% load directcall %}{% directcall_scripts %}").render(
+        Context({"request": request})
+    )
+    assert button_nonces(buttons) == [nonce_of(scripts)] == [button_nonce(request)]
+
+
+def test_the_nonce_tag_gives_the_nonce_of_the_page():
+    html = render(
+        '<button data-directcall-call="tutor_jane" data-directcall-nonce="'
+        '{% directcall_button_nonce %}">Call</button>{% directcall_scripts %}'
+    )
+    assert button_nonces(html) == [nonce_of(html)]
+
+
+def test_without_a_request_one_render_shares_one_nonce():
+    first = render(PAGE, with_request=False)
+    second = render(PAGE, with_request=False)
+    assert set(button_nonces(first)) == {nonce_of(first)}
+    assert set(button_nonces(second)) == {nonce_of(second)}
+    assert nonce_of(first) != nonce_of(second)
 
 
 # -- {% directcall_session %} ---------------------------------------------------------------
@@ -164,9 +233,10 @@ def test_session_needs_the_request(session_account):
 
 def test_button_for_a_cuid():
     html = render('{% directcall_button "tutor_jane" "Sam is calling" %}')
+    [nonce] = button_nonces(html)
     assert html == (
         '<button type="button" class="directcall-button" data-directcall-call="tutor_jane" '
-        'data-directcall-context="Sam is calling">Call</button>'
+        f'data-directcall-context="Sam is calling" data-directcall-nonce="{nonce}">Call</button>'
     )
 
 

@@ -16,12 +16,19 @@ Everything they render comes from overridable templates under ``directcall/``
 Content-Security-Policy (``script-src 'self'``): configuration travels as JSON in a
 ``<script type="application/json">`` element and as ``data-*`` attributes, never as
 inline JavaScript.
+
+Call buttons carry the page's button nonce (``data-directcall-nonce``), a random value
+made once per request and written by ``{% directcall_scripts %}`` into
+``<script type="application/json" id="directcall-buttons">``. The SDK wires only buttons
+whose nonce matches, so markup that users put into a page (a comment that keeps
+``data-*`` attributes) cannot plant a button that calls someone.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import Any
 
 from django import template
@@ -30,6 +37,7 @@ from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import json_script
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
@@ -43,8 +51,39 @@ logger = logging.getLogger("directcall.templatetags")
 _GLOBAL_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}")
 
 
+# Where a request keeps its button nonce: every tag of one response reads the same one.
+_NONCE_ATTRIBUTE = "_directcall_button_nonce"
+
+
 def _request(context: template.Context) -> HttpRequest | None:
     return context.get("request")
+
+
+def button_nonce(request: HttpRequest) -> str:
+    """This request's call-button nonce: made on first use, the same for the whole response.
+
+    For pages that render call buttons without ``{% directcall_button %}`` (Jinja2, HTML
+    built in Python): put it in ``data-directcall-nonce``. ``{% directcall_button_nonce %}``
+    is the same value in a Django template.
+    """
+    nonce = getattr(request, _NONCE_ATTRIBUTE, None)
+    if nonce is None:
+        # 128 random bits: a page's nonce cannot be guessed from the nonces of other pages.
+        nonce = secrets.token_urlsafe(16)
+        setattr(request, _NONCE_ATTRIBUTE, nonce)
+    return nonce
+
+
+def _nonce(context: template.Context) -> str:
+    request = _request(context)
+    if request is not None:
+        return button_nonce(request)
+    # A template rendered without a request (no view): its tags share the render context,
+    # whose first dict lives as long as this render and is shared by included templates.
+    store = context.render_context.dicts[0]
+    if _NONCE_ATTRIBUTE not in store:
+        store[_NONCE_ATTRIBUTE] = secrets.token_urlsafe(16)
+    return store[_NONCE_ATTRIBUTE]
 
 
 @register.simple_tag(takes_context=True)
@@ -58,10 +97,30 @@ def directcall_scripts(context: template.Context) -> SafeString:
 
     Renders ``directcall/scripts.html``: a ``<template id="directcall-screens">`` holding
     ``directcall/screens.html`` (so the SDK need not fetch the screens) and
-    ``<script type="module" src=".../directcall/js/directcall.js">``. With a
-    ``{% directcall_session %}`` on the page, the SDK signs the user in on load.
+    ``<script type="module" src=".../directcall/js/directcall.js">``; then the page's
+    button nonce as ``<script type="application/json" id="directcall-buttons">``
+    (written here, not in the template, so that an overridden template cannot lose it).
+    With a ``{% directcall_session %}`` on the page, the SDK signs the user in on load.
     """
-    return render_to_string("directcall/scripts.html", request=_request(context))
+    html = render_to_string("directcall/scripts.html", request=_request(context))
+    return html + json_script({"nonce": _nonce(context)}, "directcall-buttons")
+
+
+@register.simple_tag(takes_context=True)
+def directcall_button_nonce(context: template.Context) -> str:
+    """This page's call-button nonce, for call buttons written by hand.
+
+    Usage::
+
+        {% load directcall %}
+        <button type="button" data-directcall-call="{{ cuid }}" data-directcall-context="Hi"
+                data-directcall-nonce="{% directcall_button_nonce %}">Call</button>
+
+    The SDK wires a ``[data-directcall-call]`` element only when its
+    ``data-directcall-nonce`` equals the nonce ``{% directcall_scripts %}`` wrote into the
+    same response; ``{% directcall_button %}`` adds it by itself.
+    """
+    return _nonce(context)
 
 
 @register.simple_tag(takes_context=True)
@@ -119,10 +178,11 @@ def directcall_session(
     return render_to_string("directcall/session.html", {"config": config}, request=request)
 
 
-@register.simple_tag
+@register.simple_tag(takes_context=True)
 def directcall_button(
+    context: template.Context,
     receiver: Any,
-    context: str,
+    call_context: str,
     *,
     label: str | None = None,
     name: str | None = None,
@@ -130,7 +190,7 @@ def directcall_button(
     initiator_image: str | None = None,
     css_class: str | None = None,
 ) -> SafeString | str:
-    """A button that calls ``receiver``, showing them ``context`` on their incoming screen.
+    """A button that calls ``receiver``, showing them ``call_context`` on their incoming screen.
 
     Usage::
 
@@ -140,16 +200,17 @@ def directcall_button(
         {% directcall_button tutor "Hi" receiver_image=tutor_photo_url css_class="btn" %}
 
     ``receiver``: a user (its cuid, display name and picture come from the adapter) or a
-    cuid. ``context``: 1–280 characters. ``label``: the visible text (default
-    "Call"); the accessible name is "Call <name>" when the receiver's name is known
-    (``name=`` for a cuid). ``receiver_image``/``initiator_image``: http(s) URLs for the
+    cuid. ``call_context`` (the second argument): 1–280 characters. ``label``: the visible
+    text (default "Call"); the accessible name is "Call <name>" when the receiver's name is
+    known (``name=`` for a cuid). ``receiver_image``/``initiator_image``: http(s) URLs for the
     call screens. ``css_class``: extra classes.
 
-    Renders ``directcall/button.html``: ``<button type="button" data-directcall-call=...>``.
-    The SDK (``{% directcall_scripts %}``) places the call on click, sets
-    ``aria-busy="true"`` while it runs and then dispatches a bubbling ``directcall:result``
-    event on the button (``detail``: ``{result}`` or ``{error}``). An invalid receiver,
-    context or image URL renders nothing and logs a warning.
+    Renders ``directcall/button.html``: ``<button type="button" data-directcall-call=...
+    data-directcall-nonce=...>`` with the page's button nonce (see
+    ``{% directcall_button_nonce %}``). The SDK (``{% directcall_scripts %}``) places the
+    call on click, sets ``aria-busy="true"`` while it runs and then dispatches a bubbling
+    ``directcall:result`` event on the button (``detail``: ``{result}`` or ``{error}``).
+    An invalid receiver, context or image URL renders nothing and logs a warning.
     """
     adapter = get_adapter()
     default_image = None
@@ -165,7 +226,7 @@ def directcall_button(
     problems = []
     if not is_valid_cuid(cuid):
         problems.append("receiver")
-    if not is_valid_context(context):
+    if not is_valid_context(call_context):
         problems.append("context")
     for key, url in (("receiver_image", receiver_image), ("initiator_image", initiator_image)):
         if url and not is_valid_url(url):
@@ -190,11 +251,12 @@ def directcall_button(
         "directcall/button.html",
         {
             "cuid": cuid,
-            "call_context": context,
+            "call_context": call_context,
             "label": visible,
             "aria_label": aria_label,
             "receiver_image": receiver_image,
             "initiator_image": initiator_image,
             "css_class": css_class,
+            "nonce": _nonce(context),
         },
     )

@@ -7,23 +7,42 @@
 //
 // Pages built with the template tags need no script at all: {% directcall_session %}
 // writes <script type="application/json" id="directcall-config">, from which this module
-// signs the logged-in user in, and any element with data-directcall-call="<cuid>" becomes
-// a call button.
+// signs the logged-in user in, and an element with data-directcall-call="<cuid>" becomes a
+// call button when its data-directcall-nonce is the page's button nonce, which
+// {% directcall_scripts %} writes into <script type="application/json" id="directcall-buttons">.
 
 import { DirectCallClient, initDirectCall } from "./client.js";
 import { ERR } from "./errors.js";
 
 export { DirectCallClient, ERR, initDirectCall };
 
-function readConfig() {
-  const element = document.getElementById("directcall-config");
-  if (!element) return null;
+/**
+ * The object in the page's <script type="application/json" id="...">, or null.
+ * Only such a script element counts, and several that disagree count as none: markup that
+ * users put into the page (an element with that id) cannot replace the host's JSON.
+ */
+function readJsonScript(id) {
+  const elements = document.querySelectorAll(`script[type="application/json"][id="${id}"]`);
+  if (elements.length === 0) return null;
+  const text = elements[0].textContent;
+  for (const element of elements) if (element.textContent !== text) return null;
   try {
-    const config = JSON.parse(element.textContent);
-    return config && typeof config === "object" ? config : null;
+    const value = JSON.parse(text);
+    return value && typeof value === "object" ? value : null;
   } catch {
     return null;
   }
+}
+
+function readConfig() {
+  return readJsonScript("directcall-config");
+}
+
+/** The nonce the host's call buttons carry ({% directcall_scripts %}), or null. */
+function readButtonNonce() {
+  const config = readJsonScript("directcall-buttons");
+  const nonce = config && config.nonce;
+  return typeof nonce === "string" && nonce.length >= 16 ? nonce : null;
 }
 
 function autoInit(config) {
@@ -37,11 +56,19 @@ function autoInit(config) {
   return client;
 }
 
-/** Clicks on [data-directcall-call] place calls with the auto-initialised client. */
-function wireButtons(clientPromise) {
+/**
+ * Clicks on the host's call buttons place calls with the auto-initialised client. A button
+ * is the host's when its data-directcall-nonce is this page's nonce (compared exactly):
+ * the server made the nonce for this response, so markup planted in the page cannot know it.
+ */
+function wireButtons(clientPromise, nonce) {
   document.addEventListener("click", async (event) => {
     const button = event.target.closest && event.target.closest("[data-directcall-call]");
     if (!button) return;
+    if (nonce === null || button.getAttribute("data-directcall-nonce") !== nonce) {
+      console.warn("directcall: ignored a call button without this page's button nonce");
+      return;
+    }
     event.preventDefault();
     if (button.getAttribute("aria-busy") === "true") return;
     button.setAttribute("aria-busy", "true");
@@ -72,7 +99,7 @@ if (typeof window !== "undefined") {
     api.client.catch(() => {}); // reported through the directcall:error event
   }
   // Without a config (an anonymous visitor) a call button answers ERR_NOT_INITIALIZED.
-  wireButtons(api.client);
+  wireButtons(api.client, readButtonNonce());
   window.DirectCall = Object.freeze(api);
   window.dispatchEvent(new CustomEvent("directcall:ready"));
 }
