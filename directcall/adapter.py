@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
@@ -29,10 +29,8 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from .conf import get_settings
+from .models import Account, Registration
 from .validation import NAME_MAX, NAME_MIN, is_valid_name
-
-if TYPE_CHECKING:
-    from .models import Account, Registration
 
 _USER_CUID = re.compile(r"user_([0-9]+)")
 
@@ -69,8 +67,6 @@ class DefaultCallAdapter:
 
     def get_account(self, request: HttpRequest) -> Account:
         """The account that server-minted sessions (the template tags) belong to."""
-        from .models import Account
-
         account_id = get_settings().SESSION_ACCOUNT
         if not account_id:
             raise ImproperlyConfigured(

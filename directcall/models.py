@@ -62,14 +62,6 @@ def split_api_key(api_key: str) -> tuple[str, str]:
     return (prefix, secret) if dot else ("", "")
 
 
-class AccountQuerySet(models.QuerySet):
-    """Queries over accounts."""
-
-    def active(self) -> AccountQuerySet:
-        """Accounts that may sign users in."""
-        return self.filter(is_active=True)
-
-
 class Account(models.Model):
     """A calling account: its public id, hashed API key, switches and branding."""
 
@@ -129,8 +121,6 @@ class Account(models.Model):
         ),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
-
-    objects = AccountQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("account")
@@ -292,6 +282,8 @@ class CallStatus(models.TextChoices):
 
 
 LIVE_STATUSES = (CallStatus.INITIATED, CallStatus.RINGING, CallStatus.ANSWERED)
+# Waiting for the callee: only these may be accepted, declined, cancelled or missed.
+RINGING_STATUSES = (CallStatus.INITIATED, CallStatus.RINGING)
 FINAL_STATUSES = tuple(s for s in CallStatus if s not in LIVE_STATUSES)
 
 
@@ -307,7 +299,6 @@ class EndReason(models.TextChoices):
     CALLER_CANCELLED = "caller_cancelled", _("caller cancelled")
     CONNECTION_LOST = "connection_lost", _("connection lost")
     MAX_DURATION = "max_duration", _("maximum duration reached")
-    SERVER_RESTART = "server_restart", _("server went away")
 
 
 class CallQuerySet(models.QuerySet):
@@ -316,10 +307,6 @@ class CallQuerySet(models.QuerySet):
     def live(self) -> CallQuerySet:
         """Calls not yet in a final state."""
         return self.filter(status__in=LIVE_STATUSES)
-
-    def ringing(self) -> CallQuerySet:
-        """Calls waiting for the callee (initiated or ringing)."""
-        return self.filter(status__in=(CallStatus.INITIATED, CallStatus.RINGING))
 
     def answered(self) -> CallQuerySet:
         """Calls in progress."""
@@ -332,10 +319,6 @@ class CallQuerySet(models.QuerySet):
     def involving(self, registration: Registration) -> CallQuerySet:
         """Calls in which ``registration`` is caller or callee."""
         return self.filter(Q(caller=registration) | Q(callee=registration))
-
-    def for_cuid(self, cuid: str) -> CallQuerySet:
-        """Calls in which a registration with this cuid is caller or callee."""
-        return self.filter(Q(caller__cuid=cuid) | Q(callee__cuid=cuid))
 
     def overdue(self, now: datetime) -> CallQuerySet:
         """Live calls whose deadline has passed."""
@@ -387,11 +370,6 @@ class Call(models.Model):
 
     def __str__(self) -> str:
         return f"{self.caller} → {self.callee} ({self.status})"
-
-    @property
-    def is_live(self) -> bool:
-        """Whether the call is not yet in a final state."""
-        return self.status in LIVE_STATUSES
 
     @property
     def duration(self) -> timedelta | None:
