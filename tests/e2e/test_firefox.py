@@ -1,0 +1,217 @@
+"""The browser SDK in Firefox: calls between Firefox and Chromium, and init's refusals.
+
+Firefox is Debian's ``firefox-esr`` (``FIREFOX`` overrides the path), driven over WebDriver
+BiDi with puppeteer-core through ``tests/e2e/firefox/driver.mjs``; Chromium is the other
+tests' Playwright one. Each user has a browser context of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+import tests.e2e.test_sdk as chromium_tests
+from directcall.models import Call, CallStatus
+from tests.e2e.conftest import _USERS
+from tests.e2e.firefox_driver import (
+    Firefox,
+    FirefoxUser,
+    wait_overlay_hidden,
+    wait_screen,
+)
+from tests.e2e.firefox_driver import click as ff_click
+from tests.e2e.harness import audio_stats, wait_for_audio
+from tests.e2e.sdk import click, events, init_raw, outcome, overlay, screen, sign_in, start_call
+
+# The init refusals of tests/e2e/test_sdk.py, run again in Firefox.
+INIT_ERROR_CASES: list[tuple[str, str]] = chromium_tests.test_init_errors.pytestmark[0].args[1]
+
+
+@pytest.fixture(scope="module")
+def firefox() -> Iterator[Firefox]:
+    executable = os.environ.get("FIREFOX", "/usr/bin/firefox-esr")
+    if not os.access(executable, os.X_OK):
+        pytest.fail(
+            f"Firefox not found at {executable}: run scripts/test.sh (installs Debian's "
+            "firefox-esr), `apt-get install firefox-esr`, or set FIREFOX=/path/to/firefox",
+            pytrace=False,
+        )
+    browser = Firefox(executable)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def ff_user(request, firefox, new_user, e2e_server) -> Iterator[Callable[..., FirefoxUser]]:
+    """Factory: ``ff_user(name, path="/") -> FirefoxUser``, a fresh Firefox context and page.
+
+    Its console is shown with the Chromium users' when the test fails (conftest's report).
+    """
+    users: list[FirefoxUser] = []
+    report = request.node.stash.setdefault(_USERS, [])
+
+    def make(name: str, path: str | None = "/") -> FirefoxUser:
+        user = FirefoxUser(f"{name} (Firefox)", firefox.new_page(e2e_server.url))
+        users.append(user)
+        report.append(user)
+        if path is not None:
+            user.page.goto(path)
+        return user
+
+    yield make
+    for user in users:
+        try:
+            user.page.close()
+        except Exception as exc:  # a crashed browser must not hide the test's own failure
+            print(f"closing the Firefox page of {user.name} failed: {exc}")
+
+
+@pytest.fixture
+def account(e2e_account):
+    return e2e_account()
+
+
+def _totals(page) -> tuple[int, int]:
+    """The largest audio byte counts (received, sent) over the page's peer connections."""
+    rows = audio_stats(page)
+    return (
+        max((row["received"] for row in rows), default=0),
+        max((row["sent"] for row in rows), default=0),
+    )
+
+
+def _wait_for_growth(page, by: int = 3000, timeout_ms: int = 15_000) -> None:
+    """Wait until the page both received and sent ``by`` more audio bytes than now."""
+    received, sent = _totals(page)
+    page.wait_for_function(
+        """([r, s]) => (window.__audioStats || []).some(
+             (row) => row.received >= r && row.sent >= s)""",
+        arg=[received + by, sent + by],
+        timeout=timeout_ms,
+    )
+
+
+def _audio_both_ways(*pages) -> None:
+    """Audio flows, and keeps flowing, in and out of every page."""
+    for page in pages:
+        wait_for_audio(page)
+    for page in pages:
+        _wait_for_growth(page)
+
+
+def test_chromium_calls_firefox(new_user, ff_user, account, firefox):
+    acct, key = account
+    jane = new_user("jane")
+    sam = ff_user("sam")
+    assert firefox.version.startswith("firefox/")
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    start_call(jane, "student_sam", "Tutor is calling about homework")
+    expect(screen(jane, "outgoing")).to_be_visible()
+    wait_screen(sam, "incoming")
+    shown = sam.page.evaluate(
+        """() => {
+          const root = document.querySelector('[data-directcall-screens]').shadowRoot;
+          const text = (slot) => root.querySelector(`[data-slot="${slot}"]`).textContent;
+          return [text('name'), text('context')];
+        }"""
+    )
+    assert shown == ["Jane Tutor", "Tutor is calling about homework"]
+    ff_click(sam, "answer")
+    wait_screen(sam, "ongoing")
+    expect(screen(jane, "ongoing")).to_be_visible()
+    _audio_both_ways(jane.page, sam.page)
+    ff_click(sam, "hangup")
+    wait_overlay_hidden(sam)
+    expect(overlay(jane)).to_be_hidden()
+    assert outcome(jane) == {"resolved": "over"}
+    assert [e["status"] for e in events(sam, "callend")] == ["over"]
+    call = Call.objects.get()
+    assert (call.status, call.end_reason) == (CallStatus.OVER, "user_hangup")
+    assert (call.caller.cuid, call.callee.cuid) == ("tutor_jane", "student_sam")
+    jane.assert_no_errors()
+    sam.assert_no_errors()
+
+
+def test_firefox_calls_chromium(new_user, ff_user, account):
+    acct, key = account
+    sam = ff_user("sam")
+    jane = new_user("jane")
+    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    start_call(sam, "tutor_jane", "Student is calling")
+    wait_screen(sam, "outgoing")
+    expect(screen(jane, "incoming")).to_be_visible()
+    click(jane, "answer")
+    expect(screen(jane, "ongoing")).to_be_visible()
+    wait_screen(sam, "ongoing")
+    _audio_both_ways(sam.page, jane.page)
+    # Mute in Firefox: the call goes on (the peer connection stays up).
+    sam.page.evaluate("() => window.dc.mute()")
+    sam.page.evaluate("() => window.dc.unmute()")
+    _wait_for_growth(jane.page)
+    click(jane, "hangup")
+    assert outcome(sam) == {"resolved": "over"}
+    wait_overlay_hidden(sam)
+    expect(overlay(jane)).to_be_hidden()
+    call = Call.objects.get()
+    assert (call.status, call.end_reason) == (CallStatus.OVER, "user_hangup")
+    assert (call.caller.cuid, call.callee.cuid) == ("student_sam", "tutor_jane")
+    sam.assert_no_errors()
+    jane.assert_no_errors()
+
+
+def test_firefox_declines_and_cancels(new_user, ff_user, account):
+    acct, key = account
+    sam = ff_user("sam")
+    jane = new_user("jane")
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+    start_call(jane, "student_sam")
+    wait_screen(sam, "incoming")
+    ff_click(sam, "decline")
+    assert outcome(jane) == {"rejected": "declined"}
+    wait_overlay_hidden(sam)
+    start_call(sam, "tutor_jane")
+    expect(screen(jane, "incoming")).to_be_visible()
+    ff_click(sam, "cancel")
+    assert outcome(sam) == {"rejected": "cancelled"}
+    expect(overlay(jane)).to_be_hidden()
+    assert sorted(Call.objects.values_list("status", flat=True)) == ["cancelled", "declined"]
+
+
+def test_init_errors_in_firefox(ff_user, e2e_account):
+    user = ff_user("anon")
+    assert len(INIT_ERROR_CASES) >= 10
+    wrong = []
+    for options, code in INIT_ERROR_CASES:
+        result = init_raw(user, options)
+        error = result.get("error") or {}
+        if error.get("code") != code or not error.get("message"):
+            wrong.append((options, code, result))
+    assert not wrong, wrong
+    # The server's refusals: an inactive account, and an account that requires CleverTap.
+    ct_account, ct_key = e2e_account(require_clevertap=True)
+    inactive, inactive_key = e2e_account(is_active=False)
+    refused = sign_in(user, inactive, inactive_key, "tutor_jane")
+    assert refused["error"]["code"] == "ERR_INVALID_CREDENTIALS"
+    refused = sign_in(user, ct_account, ct_key, "tutor_jane")
+    assert refused["error"]["code"] == "ERR_MISSING_CT_ACCOUNTID"
+
+
+def test_the_same_cuid_in_another_browser_is_already_signed_in(new_user, ff_user, account):
+    acct, key = account
+    jane = new_user("jane")
+    assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+    other = ff_user("jane-firefox")
+    assert sign_in(other, acct, key, "tutor_jane")["error"]["code"] == "ERR_ALREADY_SIGNEDIN"
+    # The first browser is still the one that is called.
+    sam = ff_user("sam")
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    start_call(sam, "tutor_jane")
+    expect(screen(jane, "incoming")).to_be_visible()
+    click(jane, "decline")
+    assert outcome(sam) == {"rejected": "declined"}
