@@ -61,6 +61,25 @@ fi
 export CHROMIUM
 echo "==> Chromium: $CHROMIUM"
 
+# Firefox: tests/e2e/test_firefox.py drives Debian's firefox-esr over WebDriver BiDi with
+# puppeteer-core (from package-lock.json, below). FIREFOX=/path/to/firefox picks another.
+if [ -n "${FIREFOX:-}" ]; then
+  [ -x "$FIREFOX" ] || die "FIREFOX=$FIREFOX is not an executable file"
+else
+  FIREFOX=/usr/bin/firefox-esr
+  if [ ! -x "$FIREFOX" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "==> installing firefox-esr"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr) \
+        >/dev/null || die "could not install firefox-esr; install it or set FIREFOX=/path/to/firefox"
+    fi
+    [ -x "$FIREFOX" ] ||
+      die "the Firefox tests need /usr/bin/firefox-esr (Debian: apt-get install firefox-esr), or set FIREFOX=/path/to/firefox"
+  fi
+fi
+export FIREFOX
+echo "==> Firefox: $FIREFOX"
+
 # coturn: the TURN relay test starts a real one on 127.0.0.1.
 if ! command -v turnserver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -90,6 +109,22 @@ if [ ! -f "$CLEVERTAP_SDK" ]; then
     die "npm could not install clevertap-web-sdk"
 fi
 export CLEVERTAP_SDK="$PWD/$CLEVERTAP_SDK"
+
+# The SDK's npm package (package.json). `npm ci` installs its pinned build tools (esbuild,
+# typescript) and the Firefox driver's puppeteer-core exactly as package-lock.json says,
+# again whenever the lock file changes; `npm pack` builds the tarball a release publishes
+# (into .cache/npm-pack/). The tests pack and install their own copy of it.
+npm_lock=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat node_modules/.directcall-lock 2>/dev/null)" != "$npm_lock" ]; then
+  echo "==> npm ci"
+  npm ci --silent --no-audit --no-fund >/dev/null || die "npm ci failed (package-lock.json)"
+  echo "$npm_lock" > node_modules/.directcall-lock
+fi
+mkdir -p .cache/npm-pack
+# (prepack's build prints a line before npm's own: the file name is the last line)
+npm_tarball=$(npm pack --silent --pack-destination .cache/npm-pack | tail -n 1) ||
+  die "npm pack failed"
+echo "==> npm pack: .cache/npm-pack/$npm_tarball"
 
 echo "==> ruff"
 .venv/bin/ruff check .
