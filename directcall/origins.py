@@ -201,29 +201,40 @@ def socket_origin_allowed(account: Account, scope: dict[str, Any]) -> bool:
 
 
 class ListedOrigins:
-    """The allowed origins of every active account, read from the database at most every ``ttl``.
+    """The allowed origins of every active account, read from the database now and then.
 
     The handshake check needs the union over all accounts (the account is unknown until
-    ``auth``); a fresh query per connection would cost every socket a database round trip.
-    Saving or deleting an account clears this process's copy; other processes see the
-    change within ``ttl`` seconds. ``clock`` is injectable for tests.
+    ``auth``); a query per connection would cost every socket a database round trip.
+    A listed origin is served from memory for ``ttl`` seconds. An origin not in the copy
+    makes it read again, at most once every ``recheck`` seconds, so that a newly listed
+    origin works within a moment while a flood of refused sockets costs at most one query
+    per ``recheck``. Saving or deleting an account clears this process's copy; an origin
+    removed in another process stays admitted here for up to ``ttl`` seconds (the
+    account check at ``auth`` reads the account itself). ``clock`` is injectable for tests.
     """
 
-    def __init__(self, ttl: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float = 10.0, recheck: float = 0.5, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
+        self.recheck = recheck
         self.clock = clock
         self._origins: frozenset[Origin] = frozenset()
-        self._expires_at = float("-inf")
+        self._loaded_at = float("-inf")
 
     def forget(self) -> None:
         """Read the accounts again at the next check."""
-        self._expires_at = float("-inf")
+        self._loaded_at = float("-inf")
 
-    def _fresh(self) -> bool:
-        return self.clock() < self._expires_at
+    def _answer(self, origin: Origin) -> bool | None:
+        """The answer from memory, or None when the accounts must be read again."""
+        age = self.clock() - self._loaded_at
+        if age < self.ttl and (origin in self._origins or age < self.recheck):
+            return origin in self._origins
+        return None
 
     def load(self) -> frozenset[Origin]:
-        """Query the accounts now (synchronous; the database)."""
+        """Read the accounts now (synchronous; the database)."""
         from .models import Account
 
         lists = (
@@ -234,18 +245,20 @@ class ListedOrigins:
         origins = {parse_origin(entry) for text in lists for entry in text.split()}
         origins.discard(None)
         self._origins = frozenset(origins)
-        self._expires_at = self.clock() + self.ttl
+        self._loaded_at = self.clock()
         return self._origins
 
-    def get(self) -> frozenset[Origin]:
-        """The listed origins (synchronous)."""
-        return self._origins if self._fresh() else self.load()
+    def contains(self, origin: Origin) -> bool:
+        """Whether an active account lists ``origin`` (synchronous)."""
+        answer = self._answer(origin)
+        return answer if answer is not None else origin in self.load()
 
-    async def aget(self) -> frozenset[Origin]:
-        """The listed origins; the database is reached only when the copy is stale."""
-        if self._fresh():
-            return self._origins
-        return await database_sync_to_async(self.load)()
+    async def acontains(self, origin: Origin) -> bool:
+        """Whether an active account lists ``origin``; the database only when needed."""
+        answer = self._answer(origin)
+        if answer is not None:
+            return answer
+        return origin in await database_sync_to_async(self.load)()
 
 
 listed_origins = ListedOrigins()
@@ -279,7 +292,7 @@ class DirectCallOriginValidator:
         if is_own_origin(origin, scope):
             return await self.application(scope, receive, send)
         parsed = parse_origin(origin)
-        if parsed is not None and parsed in await self.origins.aget():
+        if parsed is not None and await self.origins.acontains(parsed):
             return await self.application(scope, receive, send)
         client = (scope.get("client") or ["?"])[0]
         logger.info("socket refused: origin %r is not allowed (client %s)", origin, client)
