@@ -1,0 +1,159 @@
+"""A page on another origin than the Django server (an SPA) calls a page on the server's own.
+
+The SPA is served by a small HTTP server of this test on 127.0.0.2: loopback, so a
+secure context, but a host that is not in the server's ``ALLOWED_HOSTS`` (Channels'
+``AllowedHostsOriginValidator`` refused its socket while ``v1/init`` answered it). The
+server serves the SPA its own copy of the SDK (as an app that bundles or vendors it); the
+page passes ``serverUrl`` to ``initDirectCall``. The init request (CORS) and the signaling
+socket (``DirectCallOriginValidator``, then the account check at ``auth``) go to the
+daphne server. Each test gets a fresh port, so an origin one test lists is never one that
+another test expects refused (a listed origin stays in a server process's memory for a
+few seconds).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import expect
+
+from directcall.models import Call, CallStatus
+from tests.e2e.harness import ROOT, wait_for_audio
+from tests.e2e.sdk import SDK, click, outcome, screen, sign_in, start_call
+
+STATIC = ROOT / "directcall" / "static"
+SPA_HOST = "127.0.0.2"
+SPA_PAGE = b"""<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>SPA on another origin</title>
+<body><h1>An app served from another origin</h1></body></html>
+"""
+
+
+class _SPAHandler(SimpleHTTPRequestHandler):
+    """``/`` is the app's page; ``/static/directcall/...`` its copy of the SDK; no listing."""
+
+    def do_GET(self) -> None:
+        if self.path == "/":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(SPA_PAGE)))
+            self.end_headers()
+            self.wfile.write(SPA_PAGE)
+        elif self.path.startswith("/static/directcall/") and not self.path.endswith("/"):
+            self.path = self.path.removeprefix("/static")
+            super().do_GET()
+        else:
+            self.send_error(404)
+
+    def log_message(self, format: str, *args) -> None:
+        pass  # the test's output is for failures
+
+
+@dataclass
+class SPAServer:
+    """The other origin: ``url`` is ``http://127.0.0.2:<port>``."""
+
+    httpd: ThreadingHTTPServer
+
+    @property
+    def url(self) -> str:
+        return f"http://{SPA_HOST}:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def spa() -> Iterator[SPAServer]:
+    """A small static server on a free port of another host: another origin."""
+    httpd = ThreadingHTTPServer((SPA_HOST, 0), partial(_SPAHandler, directory=str(STATIC)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield SPAServer(httpd)
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=10)
+
+
+def spa_user(new_user, spa: SPAServer, name: str):
+    """A browser user whose page is the SPA's (its own SDK copy, another origin)."""
+    user = new_user(name, path=None)
+    user.context.grant_permissions(["microphone", "notifications"], origin=spa.url)
+    user.page.goto(f"{spa.url}/")
+    return user
+
+
+def server_url(e2e_server) -> str:
+    return f"{e2e_server.url}/directcall/"
+
+
+def test_cross_origin_page_calls_a_same_origin_page_with_audio(
+    e2e_server, e2e_account, new_user, spa
+):
+    account, key = e2e_account(allowed_origins=f"{spa.url}\n{e2e_server.url}")
+    sam = spa_user(new_user, spa, "sam (SPA)")
+    jane = new_user("jane")  # a page of the Django site itself
+    assert sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server)) == {
+        "ok": True
+    }
+    assert sign_in(jane, account, key, "tutor_jane") == {"ok": True}
+    # The SPA's SDK came from the SPA's origin; only the API and the socket are the server's.
+    loaded = sam.page.evaluate(
+        "() => performance.getEntriesByType('resource').map((entry) => entry.name)"
+    )
+    assert f"{spa.url}{SDK}" in loaded
+    assert not any(name.startswith(f"{e2e_server.url}/static/directcall/js/") for name in loaded)
+
+    start_call(sam, "tutor_jane", "Student is calling")
+    expect(screen(jane, "incoming")).to_be_visible()
+    click(jane, "answer")
+    expect(screen(sam, "ongoing")).to_be_visible()
+    wait_for_audio(sam.page)
+    wait_for_audio(jane.page)
+    sam.page.evaluate("() => window.dc.hangup()")
+    assert outcome(sam) == {"resolved": "over"}
+    call = Call.objects.get()
+    assert (call.caller.cuid, call.callee.cuid) == ("student_sam", "tutor_jane")
+    assert call.status == CallStatus.OVER and call.answered_at is not None
+    sam.assert_no_errors()
+    jane.assert_no_errors()
+
+
+def test_same_origin_page_calls_the_cross_origin_page(e2e_server, e2e_account, new_user, spa):
+    account, key = e2e_account(allowed_origins=f"{spa.url}\n{e2e_server.url}")
+    sam = spa_user(new_user, spa, "sam (SPA)")
+    jane = new_user("jane")
+    assert sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server)) == {
+        "ok": True
+    }
+    assert sign_in(jane, account, key, "tutor_jane") == {"ok": True}
+    start_call(jane, "student_sam")
+    expect(screen(sam, "incoming")).to_be_visible()
+    click(sam, "answer")
+    wait_for_audio(sam.page)
+    wait_for_audio(jane.page)
+    click(sam, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    sam.assert_no_errors()
+
+
+def test_an_unlisted_origin_is_told_err_origin_not_allowed_by_the_socket(
+    e2e_server, e2e_account, new_user, spa
+):
+    # An empty list lets init answer any origin, but the socket admits only the site's own
+    # origin and listed ones. Before, this rejected with a misleading ERR_INTERNET_LOST.
+    account, key = e2e_account(allowed_origins="")
+    sam = spa_user(new_user, spa, "sam (SPA)")
+    result = sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server))
+    assert result["error"]["code"] == "ERR_ORIGIN_NOT_ALLOWED", result
+
+
+def test_an_origin_the_account_does_not_list_is_refused_at_init(
+    e2e_server, e2e_account, new_user, spa
+):
+    account, key = e2e_account(allowed_origins=e2e_server.url)
+    sam = spa_user(new_user, spa, "sam (SPA)")
+    result = sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server))
+    assert result["error"]["code"] == "ERR_ORIGIN_NOT_ALLOWED", result
