@@ -103,7 +103,10 @@ export class DirectCallClient extends EventTarget {
       throw error;
     }
     this.screens = markup
-      ? new Screens(markup, session.branding || {}, { ringtone: session.ringtone || this.config.ringtone })
+      ? new Screens(markup, session.branding || {}, {
+          ringtone: session.ringtone || this.config.ringtone,
+          assetsUrl: this.config.assetsUrl,
+        })
       : null;
     if (this.screens) this.screens.addEventListener("action", (e) => this._onAction(e.detail));
     this.signaling.addEventListener("frame", (e) => this._onFrame(e.detail));

@@ -35,7 +35,17 @@ function deviceId() {
 }
 
 function defaultServerUrl() {
-  return new URL("/directcall/", import.meta.url).href;
+  // The origin this module was served from; the npm builds have no module URL (npm/build.mjs
+  // defines import.meta.url as undefined), so for them it is the page's origin.
+  return new URL("/directcall/", import.meta.url || location.href).href;
+}
+
+/** The `assetsUrl` option (a folder of the SDK's tones) as an absolute http(s) URL, or throws. */
+function assetsFolder(value) {
+  const url = new URL(value, location.href);
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError("not http(s)");
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return url.href;
 }
 
 /** The options of initDirectCall as the client's config; throws `{code, message}`. */
@@ -77,6 +87,14 @@ export function readInitOptions(options) {
   } catch {
     invalid.push("serverUrl");
   }
+  let assetsUrl = null;
+  if (!isBlank(options.assetsUrl)) {
+    try {
+      assetsUrl = assetsFolder(options.assetsUrl);
+    } catch {
+      invalid.push("assetsUrl");
+    }
+  }
   if (invalid.length) {
     throw dcError(ERR.INVALID_INITPARAMETERS, `Invalid parameters: ${invalid.join(", ")}.`);
   }
@@ -96,6 +114,7 @@ export function readInitOptions(options) {
     cuid: sessionMode ? null : options.cuid,
     name: isBlank(options.name) ? null : trim(options.name),
     ringtone: isBlank(options.ringtone) ? null : options.ringtone,
+    assetsUrl,
     clevertap: ct || null,
     ctAccountId,
     ctId,
