@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 SDK = "/static/directcall/js/directcall.js"
@@ -99,3 +103,56 @@ def events(user, kind: str) -> list[Any]:
     return user.page.evaluate(
         "(kind) => window.dcEvents.filter((e) => e[0] === kind).map((e) => e[1])", kind
     )
+
+
+class RawClient:
+    """A party with no browser, speaking signaling frames itself (see ``raw_client``).
+
+    For sending what no SDK would send (a corrupt offer, say) to a browser user.
+    """
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.inbox: list[dict[str, Any]] = []
+        self.ready: dict[str, Any] = {}
+
+    def send(self, **frame: Any) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def next(self, kind: str, timeout: float = 10, **fields: Any) -> dict[str, Any]:
+        """The first frame of type ``kind`` (with ``fields``), kept or still to come."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.inbox:
+                if frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items()):
+                    self.inbox.remove(frame)
+                    return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} {fields} frame in {timeout} s; got {self.inbox}")
+            try:
+                self.inbox.append(json.loads(self.ws.recv(timeout=remaining)))
+            except TimeoutError:
+                continue
+
+
+@contextlib.contextmanager
+def raw_client(
+    server, account, key: str, cuid: str, device: str = "raw-client-0001"
+) -> Iterator[RawClient]:
+    """Sign ``cuid`` in through ``v1/init`` and its WebSocket, as a page would; close on exit."""
+    from websockets.sync.client import connect
+
+    body = {"accountId": account.account_id, "apikey": key, "cuid": cuid, "deviceId": device}
+    request = urllib.request.Request(  # noqa: S310 (the test server on 127.0.0.1)
+        f"{server.url}/directcall/v1/init",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Origin": server.url},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        session = json.load(response)
+    with connect(session["websocketUrl"], origin=server.url, open_timeout=10) as ws:
+        client = RawClient(ws)
+        client.send(type="auth", token=session["token"])
+        client.ready = client.next("ready")
+        yield client

@@ -13,6 +13,7 @@ from tests.e2e.sdk import (
     events,
     outcome,
     overlay,
+    raw_client,
     screen,
     sign_in,
     slot,
@@ -525,3 +526,59 @@ def test_a_notification_when_a_call_rings_in_a_hidden_tab(new_user, account):
     assert sam.page.evaluate("() => window.__notes") == [
         ["Incoming call", "Jane Tutor: About <b>homework</b>"]
     ]
+
+
+# -- media descriptions the browser cannot use -------------------------------------------------
+
+
+def test_an_offer_the_browser_cannot_use_declines_with_an_error(e2e_server, account, new_user):
+    acct, key = account
+    sam = new_user("sam")
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    # The caller is no browser: it invites with an offer that is no SDP at all.
+    with raw_client(e2e_server, acct, key, "tutor_jane") as jane:
+        jane.send(
+            type="invite", ref="1", receiver="student_sam", context="Homework", sdp="not an SDP"
+        )
+        jane.next("invited")
+        expect(screen(sam, "incoming")).to_be_visible()
+        click(sam, "answer")
+        # Declined at once with a reason (before: stuck on "Connecting…" until missed).
+        assert jane.next("state", status="declined")["reason"] == "user_media_failed"
+    expect(overlay(sam)).to_be_hidden()
+    assert [e["code"] for e in events(sam, "error")] == ["ERR_MEDIA_FAILED"]
+    ends = [(e["status"], e["reason"]) for e in events(sam, "callend")]
+    assert ends == [("declined", "user_media_failed")]
+    call = Call.objects.get()
+    assert (call.status, call.end_reason) == ("declined", "user_media_failed")
+    sam.assert_no_errors()  # no unhandled rejection
+
+
+def test_a_renegotiation_the_browser_cannot_use_is_an_error_not_the_end(pair):
+    jane, sam = pair
+    start_call(jane, "student_sam")
+    click(sam, "answer")
+    wait_for_audio(jane.page)
+    wait_for_audio(sam.page)
+    call_id = str(Call.objects.get().pk)
+    send = """([id, type]) => window.dc.signaling.send(
+        {type: "renegotiate", call_id: id, sdp_type: type, sdp: "not an SDP"})"""
+    # Each page sends what its SDK never would: an ICE-restart offer, an answer, that are no SDP.
+    jane.page.evaluate(send, [call_id, "offer"])
+    sam.page.wait_for_function("() => window.dcEvents.some((e) => e[0] === 'error')")
+    sam.page.evaluate(send, [call_id, "answer"])
+    jane.page.wait_for_function("() => window.dcEvents.some((e) => e[0] === 'error')")
+    for user in (jane, sam):
+        assert [e["code"] for e in events(user, "error")] == ["ERR_MEDIA_FAILED"]
+        assert "Renegotiation failed" in events(user, "error")[0]["message"]
+    # Their media path was up and stays up: audio flows on, and the call ends normally.
+    before = _bytes_received(sam)
+    sam.page.wait_for_function(
+        "(n) => (window.__audioStats || []).some((row) => row.received > n + 2000)", arg=before
+    )
+    expect(slot(sam, "status")).to_have_text("")
+    click(sam, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    assert Call.objects.get().end_reason == "user_hangup"
+    jane.assert_no_errors()
+    sam.assert_no_errors()
