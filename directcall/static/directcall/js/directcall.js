@@ -12,7 +12,7 @@
 // {% directcall_scripts %} writes into <script type="application/json" id="directcall-buttons">.
 
 import { DirectCallClient, initDirectCall } from "./client.js";
-import { ERR } from "./errors.js";
+import { dcError, ERR } from "./errors.js";
 
 export { DirectCallClient, ERR, initDirectCall };
 
@@ -74,7 +74,7 @@ function wireButtons(clientPromise, nonce) {
     button.setAttribute("aria-busy", "true");
     let detail;
     try {
-      if (!clientPromise) throw { code: ERR.NOT_INITIALIZED, message: "Not signed in to calls." };
+      if (!clientPromise) throw dcError(ERR.NOT_INITIALIZED, "Not signed in to calls.");
       const client = await clientPromise;
       const d = button.dataset;
       const result = await client.call(d.directcallCall, d.directcallContext, {
