@@ -238,3 +238,49 @@ def test_an_app_bundles_from_the_installed_package(app, tmp_path, fmt):
     assert "import.meta" not in text
     assert "function initDirectCall" in text
     assert "v1/init" in text
+
+
+# The original SDK's import line, unchanged (docs/migrating.md).
+ORIGINAL_APP = (
+    "import {initDirectCall} from 'clevertap-directcall-sdk'\nwindow.app = { initDirectCall }\n"
+)
+
+
+def test_the_original_import_line_through_an_npm_alias(tarball, tmp_path):
+    # package.json: "clevertap-directcall-sdk": "file:directcall-web-sdk-X.tgz" (or, once
+    # published, "npm:@directcall/web-sdk@X"): installed under the original's name.
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "package.json").write_text(json.dumps({"name": "app", "private": True}))
+    run(
+        [
+            shutil.which("npm") or "npm",
+            "install",
+            "--offline",
+            "--no-audit",
+            "--no-fund",
+            f"clevertap-directcall-sdk@file:{tarball}",
+        ],
+        cwd=app_dir,
+    )
+    installed = app_dir / "node_modules" / "clevertap-directcall-sdk" / "package.json"
+    assert json.loads(installed.read_text())["name"] == PACKAGE_NAME
+    (app_dir / "app.js").write_text(ORIGINAL_APP)
+    run([tool("esbuild"), "app.js", "--bundle", "--outfile=out.js"], cwd=app_dir)
+    assert "function initDirectCall" in (app_dir / "out.js").read_text()
+
+
+def test_the_original_import_line_through_a_bundler_alias(app, tmp_path):
+    (app / "original.js").write_text(ORIGINAL_APP)
+    out = tmp_path / "out.js"
+    run(
+        [
+            tool("esbuild"),
+            "original.js",
+            "--bundle",
+            f"--alias:clevertap-directcall-sdk={PACKAGE_NAME}",
+            f"--outfile={out}",
+        ],
+        cwd=app,
+    )
+    assert "function initDirectCall" in out.read_text()

@@ -9,6 +9,7 @@ the demo site that has no SDK of its own.
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from playwright.sync_api import expect
 
 from directcall.models import Call, CallStatus
 from tests.e2e.harness import wait_for_audio
-from tests.e2e.sdk import click, events, outcome, overlay, screen, sign_in, start_call
+from tests.e2e.sdk import SDK, click, events, outcome, overlay, screen, sign_in, start_call
 from tests.npm_package import PACKAGE_NAME, install, pack_sdk, run, tool
 
 # The host app's own code: it imports the SDK by its package name, signs in with the options
@@ -222,3 +223,34 @@ def test_a_bad_assets_url_is_refused(new_user, account, app_dir):
     )
     assert result["error"]["code"] == "ERR_INVALID_INITPARAMETERS"
     assert "assetsUrl" in result["error"]["message"]
+
+
+def test_the_original_import_line_through_an_import_map(browser, e2e_server, account):
+    """A page without a bundler keeps `import {initDirectCall} from 'clevertap-directcall-sdk'`."""
+    acct, key = account
+    # An inline import map needs its hash in a strict CSP (docs/migrating.md); the demo's
+    # policy has none, so this page's context ignores CSP.
+    context = browser.new_context(base_url=e2e_server.url, bypass_csp=True)
+    try:
+        context.grant_permissions(["microphone"], origin=e2e_server.url)
+        page = context.new_page()
+        page.goto("/")
+        page.add_script_tag(
+            type="importmap",
+            content=json.dumps({"imports": {"clevertap-directcall-sdk": SDK}}),
+        )
+        result = page.evaluate(
+            """async (options) => {
+              const {initDirectCall} = await import('clevertap-directcall-sdk');
+              try {
+                const client = await initDirectCall(options);
+                return { cuid: client.cuid };
+              } catch (error) {
+                return { error };
+              }
+            }""",
+            {"accountId": acct.account_id, "apikey": key, "cuid": "student_sam", "clevertap": None},
+        )
+        assert result == {"cuid": "student_sam"}
+    finally:
+        context.close()
