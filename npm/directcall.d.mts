@@ -17,6 +17,11 @@ export type DirectCallErrorCode =
   | "ERR_INTERNET_LOST"
   | "ERR_NOT_INITIALIZED"
   | "ERR_MEDIA_FAILED"
+  | "ERR_CALL_NOT_ALLOWED"
+  | "ERR_NOT_SIGNED_IN"
+  | "ERR_INVALID_TOKEN"
+  | "ERR_UNKNOWN_CALL"
+  | "ERR_CALL_STATE"
   | "ERR_INTERNAL"
   | 404
   // Codes a newer server may add; compare against the names above.
