@@ -1,12 +1,11 @@
-"""A call forced through a real TURN relay (coturn, use-auth-secret) with the credentials
-from init; expired credentials are refused by the TURN server itself."""
+"""A call forced through a real TURN relay (coturn with the shipped
+``docs/coturn/turnserver.conf``, use-auth-secret) with the credentials from init; expired
+credentials are refused by the TURN server itself."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,12 @@ import pytest
 from playwright.sync_api import expect
 
 from directcall.ice import turn_credentials
+from tests.coturn import LOOPBACK_RELAY_FOR_TESTS, start_coturn
 from tests.e2e import timings
 from tests.e2e.harness import (
-    ARTIFACTS,
     INIT_SCRIPT,
     BrowserUser,
     env_var,
-    free_port,
     start_server,
 )
 from tests.e2e.sdk import click, outcome, sign_in, start_call
@@ -34,66 +32,22 @@ SECRET = "coturn-test-static-secret"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"turnserver exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)  # polling a port that is not open yet
-    raise RuntimeError(f"turnserver did not listen on {port}")
-
-
 @pytest.fixture(scope="module")
-def coturn() -> Iterator[int]:
-    """coturn on 127.0.0.1 with the REST-API shared secret; yields its port."""
-    binary = shutil.which("turnserver")
-    if binary is None:
-        pytest.fail(
-            "coturn is needed: apt-get install coturn (scripts/test.sh installs it)",
-            pytrace=False,
-        )
-    port = free_port()
-    relay_min = 40000 + (port % 20000)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = (ARTIFACTS / "coturn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "-n",  # no configuration file
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            f"--listening-port={port}",
-            f"--min-port={relay_min}",
-            f"--max-port={relay_min + 200}",
-            "--use-auth-secret",
-            f"--static-auth-secret={SECRET}",
-            "--realm=directcall.test",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            "--allow-loopback-peers",
-            "--fingerprint",
-            "--log-file=stdout",
-            "--simple-log",
-            f"--pidfile={ARTIFACTS / 'coturn.pid'}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+def coturn(tmp_path_factory) -> Iterator[int]:
+    """coturn on 127.0.0.1 with the shipped configuration; yields its port.
+
+    ``docs/coturn/turnserver.conf`` refuses loopback peers; both browsers run here, so each
+    one's relay must reach the other's relay at 127.0.0.1: the test adds exactly that
+    (``tests/coturn.py``), and ``tests/test_turn_peers.py`` shows the shipped file without
+    it refuses 127.0.0.1.
+    """
+    server = start_coturn(
+        "e2e", tmp_path_factory.mktemp("coturn"), SECRET, extra=LOOPBACK_RELAY_FOR_TESTS
     )
     try:
-        _wait_tcp(port, proc)
-        yield port
+        yield server.port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
