@@ -1,11 +1,20 @@
 """The directcall Django app."""
 
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import TYPE_CHECKING
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+if TYPE_CHECKING:
+    from .sweeper import Sweeper
+
 
 class DirectCallConfig(AppConfig):
-    """Registers the system checks and signal receivers of directcall."""
+    """Registers the system checks and signal receivers; owns each event loop's sweeper."""
 
     name = "directcall"
     verbose_name = _("Direct Call")
@@ -13,3 +22,24 @@ class DirectCallConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+
+        # Keyed weakly: a loop that is closed and dropped takes its sweeper along.
+        self._sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sweeper] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def sweeper_of(self, loop: asyncio.AbstractEventLoop) -> Sweeper:
+        """The sweeper of ``loop`` (the running one), started on first use."""
+        from .sweeper import Sweeper  # not at import time: it imports the models
+
+        sweeper = self._sweepers.get(loop)
+        if sweeper is None or sweeper.stopped:
+            sweeper = self._sweepers[loop] = Sweeper()
+            sweeper.start()
+        return sweeper
+
+    async def stop_sweeper_of(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop the sweeper of ``loop``, if it has one."""
+        sweeper = self._sweepers.pop(loop, None)
+        if sweeper is not None:
+            await sweeper.stop()

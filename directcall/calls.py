@@ -1,4 +1,4 @@
-"""The call state machine: atomic transitions, deadlines, the sweep, and telling the parties.
+"""The call state machine: atomic transitions, deadlines, the sweep.
 
 ::
 
@@ -11,21 +11,25 @@
 Every transition is one conditional ``UPDATE ... WHERE status IN (...)``: when two
 processes race (an accept against the ring timeout, both parties hanging up at once) the
 database lets exactly one of them change the row, and only that one sends the signal and
-tells the parties. Functions here are synchronous (ORM); the consumer calls them through
-``database_sync_to_async``. :func:`announce` is the one async function: it sends the new
-state to whichever process holds each party's connection.
+tells the parties. Functions here are synchronous (ORM and cache) and touch no socket and
+no channel layer: the consumer and the sweeper run them through ``database_sync_to_async``
+and tell the parties with :mod:`directcall.transport`.
+
+Three entry points carry the rules around the transitions: :func:`place_call` (an
+invite), :func:`party_dropped` (a party's connection ended) and :func:`party_back` (it
+signed in again).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
@@ -36,6 +40,7 @@ from .adapter import get_adapter
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, Call, CallStatus, EndReason, Registration
+from .tokens import Session
 from .validation import CallParams
 
 logger = logging.getLogger("directcall.calls")
@@ -120,6 +125,36 @@ def check_invite_rate(account_pk: int, cuid: str, now: float | None = None) -> N
         raise DirectCallError(
             errors.RATE_LIMITED, f"Too many calls; at most {limit} per {window} s."
         )
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A call placed by :func:`place_call`."""
+
+    call: Call
+    # The callee's connection, where the ``incoming`` frame goes (unused for a busy call).
+    callee_channel: str
+
+
+def place_call(caller: Session, params: CallParams, offer: str) -> Placed:
+    """The invite rules: the invite rate, the receiver online, :func:`start`, the offer kept.
+
+    Raises what :func:`check_invite_rate` and :func:`start` raise, and ``404`` when the
+    receiver is not online in the caller's account (nothing is recorded).
+    """
+    check_invite_rate(caller.account_pk, caller.cuid)
+    callee = presence.lookup(caller.account_pk, params.receiver)
+    if callee is None:
+        raise DirectCallError(errors.RECEIVER_OFFLINE)
+    call = start(caller.registration_pk, params)
+    if call.status != CallStatus.BUSY:
+        try:
+            remember_offer(call, offer)
+        except Exception:
+            # The call is placed: an offer lost to a cache outage only means a callee who
+            # reloads while it rings cannot answer it.
+            logger.warning("could not keep the offer of call %s", call.pk, exc_info=True)
+    return Placed(call, callee.channel)
 
 
 def start(caller_pk: int, params: CallParams) -> Call:
@@ -287,12 +322,82 @@ def get_call(call_id: UUID | str) -> Call | None:
     return Call.objects.filter(pk=call_id).select_related("account", "caller", "callee").first()
 
 
+def ended_among(call_ids: Iterable[UUID | str]) -> dict[str, Call]:
+    """The calls among ``call_ids`` that have ended, by call id (a query per 500 ids)."""
+    ids = list(call_ids)
+    ended = {}
+    for start in range(0, len(ids), 500):
+        rows = (
+            Call.objects.filter(pk__in=ids[start : start + 500])
+            .exclude(status__in=LIVE_STATUSES)
+            .select_related("account", "caller", "callee")
+        )
+        ended.update({str(call.pk): call for call in rows})
+    return ended
+
+
+# -- a party's connection ends, or comes back ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """What became of a call when one party's connection ended."""
+
+    ended: Call | None = None  # a ringing caller left: the call is cancelled
+    waiting: bool = False  # an answered call waits RECONNECT_GRACE for the party
+
+
+def party_dropped(call_id: UUID | str, party_pk: int) -> Dropped:
+    """A party's connection ended without hanging up.
+
+    An answered call waits for the party (marked gone; :func:`end_if_still_gone` or the
+    sweep ends it after ``RECONNECT_GRACE``). A ringing call is cancelled
+    (``connection_lost``) when the caller left, and keeps ringing when the callee did: a
+    callee who reloads the page is shown the call again.
+    """
+    row = Call.objects.filter(pk=call_id).values("status", "caller_id", "callee_id").first()
+    if row is None or party_pk not in (row["caller_id"], row["callee_id"]):
+        return Dropped()
+    status = row["status"]
+    if status in RINGING_STATUSES and row["caller_id"] == party_pk:
+        ended = cancel(call_id, party_pk, EndReason.CONNECTION_LOST)
+        if ended is not None:
+            return Dropped(ended=ended)
+        # The callee answered in the meantime: the call waits for the caller instead.
+        status = Call.objects.values_list("status", flat=True).get(pk=call_id)
+    if status == CallStatus.ANSWERED:
+        presence.mark_gone(str(call_id), party_pk)
+        return Dropped(waiting=True)
+    return Dropped()
+
+
+@dataclass(frozen=True)
+class Rejoined:
+    """A live call of a party that signed in again."""
+
+    call: Call
+    offer: str | None  # the caller's offer, when the call still rings for this party
+
+
+def party_back(registration_pk: int) -> list[Rejoined]:
+    """A party signed in (again): its live calls, no longer waiting for it."""
+    rejoined = []
+    for call in live_calls_of(registration_pk):
+        offer = None
+        if call.status == CallStatus.ANSWERED:
+            presence.mark_back(str(call.pk), registration_pk)
+        elif call.callee_id == registration_pk:
+            offer = offer_of(call.pk)
+        rejoined.append(Rejoined(call, offer))
+    return rejoined
+
+
 def end_if_still_gone(
     call_id: UUID | str, account_pk: int, cuid: str, registration_pk: int
 ) -> Call | None:
     """After the grace: end the call if the party is still gone (not back online)."""
     since = presence.gone_since(str(call_id), registration_pk)
-    grace = float(get_settings()["RECONNECT_GRACE"])
+    grace = get_settings().RECONNECT_GRACE
     if since is None or time.time() - since < grace:
         return None
     if presence.lookup(account_pk, cuid) is not None:
@@ -307,9 +412,10 @@ def end_if_still_gone(
 def sweep(now: datetime | None = None) -> list[Call]:
     """Finalize calls left behind: overdue ones, and those whose parties are gone.
 
-    Runs every ``SWEEP_INTERVAL`` seconds in every server process (and as
-    ``manage.py directcall_sweep``); concurrent sweeps are safe, since each
-    transition is conditional.
+    Run every ``SWEEP_INTERVAL`` seconds by each server process that holds connections
+    (:mod:`directcall.sweeper`) and by ``manage.py directcall_sweep``; concurrent sweeps
+    are safe, since each transition is conditional. Presence is read in one cache round
+    trip for all live calls.
     """
     now = now or timezone.now()
     ended = [
@@ -317,21 +423,29 @@ def sweep(now: datetime | None = None) -> list[Call]:
         for call_id in Call.objects.overdue(now).values_list("pk", flat=True)
         if (call := expire(call_id, now)) is not None
     ]
-    grace = float(get_settings()["RECONNECT_GRACE"])
-    for call in Call.objects.live().select_related("caller", "callee"):
-        present = presence.lookup_many(call.account_id, [call.caller.cuid, call.callee.cuid])
+    live = list(Call.objects.live().select_related("caller", "callee"))
+    present = presence.online(
+        (call.account_id, party.cuid) for call in live for party in (call.caller, call.callee)
+    )
+    answered = [call for call in live if call.status == CallStatus.ANSWERED]
+    gone = presence.gone_since_many(
+        (str(call.pk), pk) for call in answered for pk in (call.caller_id, call.callee_id)
+    )
+    grace = get_settings().RECONNECT_GRACE
+    for call in live:
         if call.status in RINGING_STATUSES:
-            if call.caller.cuid not in present:
+            if (call.account_id, call.caller.cuid) not in present:
                 result = cancel(call.pk, call.caller_id, EndReason.CONNECTION_LOST)
                 if result is not None:
                     ended.append(result)
             continue
         for party in (call.caller, call.callee):
-            if party.cuid in present:
-                if presence.gone_since(str(call.pk), party.pk) is not None:
-                    presence.mark_back(str(call.pk), party.pk)
+            key = (str(call.pk), party.pk)
+            if (call.account_id, party.cuid) in present:
+                if key in gone:
+                    presence.mark_back(*key)
                 continue
-            since = presence.mark_gone(str(call.pk), party.pk)
+            since = gone.get(key) or presence.mark_gone(*key)
             if time.time() - since >= grace:
                 result = lose_connection(call.pk)
                 if result is not None:
@@ -358,61 +472,3 @@ def remember_offer(call: Call, sdp: str) -> None:
 def offer_of(call_id: UUID | str) -> str | None:
     """The SDP offer of a ringing call, if still kept."""
     return cache.get(_offer_key(call_id))
-
-
-# -- telling the parties -------------------------------------------------------------------
-
-
-def state_frame(call: Call) -> dict[str, Any]:
-    """The ``state`` frame describing a call's current status."""
-    duration = call.duration
-    return {
-        "type": "state",
-        "call_id": str(call.pk),
-        "status": call.status,
-        "reason": call.end_reason,
-        "duration": round(duration.total_seconds(), 3) if duration is not None else None,
-    }
-
-
-async def announce(
-    call: Call, extra: dict[str, dict[str, Any]] | None = None, only: str | None = None
-) -> None:
-    """Send the call's new state to each party's connection, wherever it is held.
-
-    ``extra`` adds fields for one side (``{"caller": {"sdp": ...}}``); ``only`` limits the
-    message to ``"caller"`` or ``"callee"``.
-    """
-    from asgiref.sync import sync_to_async
-
-    layer = get_channel_layer()
-    frame = state_frame(call)
-    holders = await sync_to_async(presence.lookup_many, thread_sensitive=False)(
-        call.account_id, [call.caller.cuid, call.callee.cuid]
-    )
-    for side, party in (("caller", call.caller), ("callee", call.callee)):
-        if only is not None and side != only:
-            continue
-        holder = holders.get(party.cuid)
-        if holder is None:
-            continue
-        message = {**frame, **((extra or {}).get(side, {}))}
-        try:
-            await layer.send(
-                holder.channel,
-                {
-                    "type": "dc.state",
-                    "registration": party.pk,
-                    "frame": message,
-                    # The new deadline (epoch seconds), so no connection reads it back.
-                    "deadline": call.deadline.timestamp() if call.deadline else None,
-                },
-            )
-        except ChannelFull:
-            # That party's process is overloaded; it learns the state when it reconnects.
-            logger.warning(
-                "channel of %s full: state %s of call %s not delivered",
-                party.cuid,
-                call.status,
-                call.pk,
-            )

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 # The original SDK's codes (keep exact).
 MISSING_INITPARAMETERS = "ERR_MISSING_INITPARAMETERS"
 INVALID_INITPARAMETERS = "ERR_INVALID_INITPARAMETERS"
@@ -34,6 +38,7 @@ CALL_STATE = "ERR_CALL_STATE"
 INTERNAL = "ERR_INTERNAL"
 CALL_NOT_ALLOWED = "ERR_CALL_NOT_ALLOWED"
 NOT_SIGNED_IN = "ERR_NOT_SIGNED_IN"
+SERVICE_UNAVAILABLE = "ERR_SERVICE_UNAVAILABLE"
 
 MESSAGES: dict[str | int, str] = {
     MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
@@ -59,6 +64,7 @@ MESSAGES: dict[str | int, str] = {
     INTERNAL: "The server could not handle this frame.",
     CALL_NOT_ALLOWED: "You may not call this person.",
     NOT_SIGNED_IN: "Sign in to the site to make and receive calls.",
+    SERVICE_UNAVAILABLE: "The service is briefly unavailable; try again in a few seconds.",
 }
 
 
@@ -74,6 +80,7 @@ HTTP_STATUS: dict[str | int, int] = {
     NOT_SIGNED_IN: HTTPStatus.FORBIDDEN,
     METHOD_NOT_ALLOWED: HTTPStatus.METHOD_NOT_ALLOWED,
     RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
+    SERVICE_UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
 
@@ -101,3 +108,13 @@ class DirectCallError(Exception):
     def as_dict(self) -> dict[str, str | int]:
         """Return the wire form ``{"code": ..., "message": ...}``."""
         return {"code": self.code, "message": self.message}
+
+
+# What a backing service that cannot be reached right now raises: Redis (cache, channel
+# layer) restarting, the database gone away. Not a bug: the request may succeed later.
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError, OSError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means Redis or the database cannot be reached now (retry later)."""
+    return isinstance(exc, _OUTAGES)

@@ -7,18 +7,28 @@ stops renewing and its entries expire within ``PRESENCE_TTL`` seconds.
 
 A second, per-call entry ("gone since") records when a party of an answered call lost
 its connection, so that any process can end the call once the reconnect grace is over.
+
+Every function has an async twin named with Django's ``a`` prefix (``aclaim``,
+``alookup``, ...) for the consumer's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import ParamSpec, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
 from .conf import get_settings
+
+logger = logging.getLogger("directcall.presence")
 
 _PREFIX = "directcall:presence"
 
@@ -103,14 +113,18 @@ def lookup(account_pk: int, cuid: str) -> Holder | None:
 
 
 def lookup_many(account_pk: int, cuids: list[str]) -> dict[str, Holder]:
-    """Presence of several cuids at once (one cache round trip)."""
-    found = cache.get_many([_key(account_pk, cuid) for cuid in cuids])
-    result = {}
-    for cuid in cuids:
-        holder = _holder(found.get(_key(account_pk, cuid)))
-        if holder is not None:
-            result[cuid] = holder
-    return result
+    """Presence of several cuids of one account at once (one cache round trip)."""
+    found = online((account_pk, cuid) for cuid in cuids)
+    return {cuid: found[account_pk, cuid] for cuid in cuids if (account_pk, cuid) in found}
+
+
+def online(people: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Holder]:
+    """Presence of ``(account_pk, cuid)`` pairs in any accounts (one cache round trip)."""
+    keys = {_key(account_pk, cuid): (account_pk, cuid) for account_pk, cuid in people}
+    if not keys:
+        return {}
+    found = cache.get_many(list(keys))
+    return {person: holder for key, person in keys.items() if (holder := _holder(found.get(key)))}
 
 
 # -- parties of answered calls who lost their connection ----------------------------------
@@ -124,7 +138,7 @@ def mark_gone(call_id: str, registration_pk: int) -> float:
     """Record that a party of a call lost its connection; return since when (first mark wins)."""
     key = _gone_key(call_id, registration_pk)
     now = time.time()
-    timeout = int(get_settings()["RECONNECT_GRACE"]) * 4 + 60
+    timeout = math.ceil(get_settings().RECONNECT_GRACE * 4) + 60
     if cache.add(key, now, timeout):
         return now
     since = cache.get(key)
@@ -137,6 +151,84 @@ def gone_since(call_id: str, registration_pk: int) -> float | None:
     return since if isinstance(since, float | int) else None
 
 
+def gone_since_many(parties: Iterable[tuple[str, int]]) -> dict[tuple[str, int], float]:
+    """:func:`gone_since` of several ``(call_id, registration_pk)`` at once."""
+    keys = {_gone_key(call_id, pk): (call_id, pk) for call_id, pk in parties}
+    if not keys:
+        return {}
+    found = cache.get_many(list(keys))
+    return {
+        party: since
+        for key, party in keys.items()
+        if isinstance(since := found.get(key), float | int)
+    }
+
+
 def mark_back(call_id: str, registration_pk: int) -> None:
     """The party is connected again."""
     cache.delete(_gone_key(call_id, registration_pk))
+
+
+# -- async twins ------------------------------------------------------------------------------
+# Each runs its sync function in a worker thread. Not thread_sensitive, and not Django's
+# cache.aget() & co.: those run in the one shared thread of thread_sensitive=True, so every
+# connection of the process would wait in one queue for the cache.
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _twin(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    return sync_to_async(function, thread_sensitive=False)  # type: ignore[return-value]
+
+
+async def aclaim(account_pk: int, cuid: str, holder: Holder) -> tuple[Claim, Holder | None]:
+    """Async :func:`claim`."""
+    return await _twin(claim)(account_pk, cuid, holder)
+
+
+async def arenew(account_pk: int, cuid: str, holder: Holder) -> bool:
+    """Async :func:`renew`."""
+    return await _twin(renew)(account_pk, cuid, holder)
+
+
+async def arelease(account_pk: int, cuid: str, holder: Holder) -> None:
+    """Async :func:`release`."""
+    await _twin(release)(account_pk, cuid, holder)
+
+
+async def alookup(account_pk: int, cuid: str) -> Holder | None:
+    """Async :func:`lookup`."""
+    return await _twin(lookup)(account_pk, cuid)
+
+
+async def alookup_many(account_pk: int, cuids: list[str]) -> dict[str, Holder]:
+    """Async :func:`lookup_many`."""
+    return await _twin(lookup_many)(account_pk, cuids)
+
+
+async def amark_gone(call_id: str, registration_pk: int) -> float:
+    """Async :func:`mark_gone`."""
+    return await _twin(mark_gone)(call_id, registration_pk)
+
+
+async def amark_back(call_id: str, registration_pk: int) -> None:
+    """Async :func:`mark_back`."""
+    await _twin(mark_back)(call_id, registration_pk)
+
+
+async def akeep(account_pk: int, cuid: str, holder: Holder) -> None:
+    """Renew ``holder``'s presence every PRESENCE_TTL/3; return once another connection holds it.
+
+    An unreachable cache (Redis restarting) is tried again at the next interval: a live call
+    is not dropped for it, and the entry is re-added when the cache is back.
+    """
+    while True:
+        await asyncio.sleep(max(0.2, get_settings().PRESENCE_TTL / 3))
+        try:
+            if not await arenew(account_pk, cuid, holder):
+                return
+        except Exception:
+            logger.warning(
+                "presence renewal failed for %s (account %s)", cuid, account_pk, exc_info=True
+            )

@@ -116,10 +116,8 @@ def channel_backend(request, settings):
 
 @pytest.fixture
 async def signaling(channel_backend):
-    """The backend fixture plus clean-up of this event loop's background tasks."""
-    from directcall import consumers
+    """The backend fixture; this event loop's sweeper (and its tasks) stop at the end."""
+    from directcall.sweeper import stop_running_sweeper
 
     yield channel_backend
-    for task in [*consumers._sweepers.values(), *consumers._background]:
-        task.cancel()
-    consumers._sweepers.clear()
+    await stop_running_sweeper()

@@ -35,10 +35,11 @@ from channels.db import database_sync_to_async
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from directcall import consumers, presence, tokens
+from directcall import presence, tokens
 from directcall.conf import DEFAULTS
 from directcall.consumers import SignalingConsumer
 from directcall.models import Call, CallStatus, Registration
+from directcall.sweeper import stop_running_sweeper
 
 from .conftest import SIGNALING_SETTINGS
 from .wsclient import ANSWER, OFFER, Client, make_registration
@@ -92,14 +93,7 @@ class Loop:
         return self.runner.run(coro)
 
     def close(self) -> None:
-        async def stop_background() -> None:
-            tasks = [*consumers._sweepers.values(), *consumers._background]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            consumers._sweepers.clear()
-
-        self.runner.run(stop_background())
+        self.runner.run(stop_running_sweeper())
         self.runner.close()
 
 

@@ -1,23 +1,40 @@
-"""``manage.py directcall_sweep``: finalize calls left behind by server processes that died."""
+"""``manage.py directcall_sweep [--loop]``: finalize calls left behind by server processes.
+
+Every server process that holds connections sweeps every ``SWEEP_INTERVAL`` seconds
+already (:mod:`directcall.sweeper`). One sweep by hand, or ``--loop`` as a process of its
+own, covers deployments where no server process may be left to do it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
-from ... import calls
+from ...sweeper import Sweeper
 
 
 class Command(BaseCommand):
-    """Run one sweep (the servers also sweep every SWEEP_INTERVAL seconds)."""
+    """Run one sweep, or sweep every SWEEP_INTERVAL seconds with ``--loop``."""
 
     help = "End calls that are past their deadline or whose parties are gone, and tell them."
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        ended = calls.sweep()
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--loop",
+            action="store_true",
+            help="Keep sweeping every SWEEP_INTERVAL seconds until interrupted.",
+        )
+
+    def handle(self, *args: Any, loop: bool = False, **options: Any) -> None:
+        if loop:
+            self.stdout.write("Sweeping every SWEEP_INTERVAL seconds; Ctrl-C stops.")
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(Sweeper().run_forever())
+            return
+        ended = asyncio.run(Sweeper().sweep_once())
         for call in ended:
-            async_to_sync(calls.announce)(call)
             self.stdout.write(f"{call.pk}\t{call.status}\t{call.end_reason}")
         self.stdout.write(f"Finalized {len(ended)} call(s).")

@@ -1,0 +1,255 @@
+"""One signed-in connection's side of its calls: the routing table, the deadlines, and
+keeping its client in step with the database.
+
+A :class:`Party` belongs to one :class:`~directcall.consumers.SignalingConsumer` once it
+has signed in. Its routing table holds the live calls the user is a party of (filled from
+the database at ``auth`` and by the server's own messages), so that relaying SDP and
+candidates needs no database access. Every transition it makes is told to both parties
+(:mod:`directcall.transport`) in one shielded unit; a state that does not reach its own
+client through the channel layer is told directly, and a state lost on the way to it is
+caught up by :meth:`Party.converge` (from the sweep, a refused frame, a passed deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from . import calls, errors, presence, protocol, transport
+from .conf import get_settings
+from .errors import DirectCallError
+from .models import LIVE_STATUSES, Call
+from .sweeper import Sweeper
+from .tokens import Session
+
+logger = logging.getLogger("directcall.signaling")
+
+Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class CallRoute:
+    """What a connection knows of one of its live calls."""
+
+    role: str  # "caller" or "callee"
+    peer_pk: int
+    peer_cuid: str
+    status: str
+    timer: asyncio.Task | None = field(default=None, repr=False)
+    # The channel of the peer's connection, learnt from its own messages (incoming, peer)
+    # or a presence lookup; kept so a relay is one channel-layer send. Cleared when the
+    # peer's connection drops.
+    peer_channel: str | None = None
+
+
+class Party:
+    """A signed-in connection's live calls; ``send`` sends a frame to its client."""
+
+    def __init__(self, session: Session, channel: str, sweeper: Sweeper, send: Send) -> None:
+        self.session = session
+        self.pk = session.registration_pk
+        self.channel = channel
+        self.sweeper = sweeper
+        self._send = send
+        self._routes: dict[str, CallRoute] = {}
+        self._timers: set[asyncio.Task] = set()
+        self.left = False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._routes))
+
+    def get(self, call_id: Any) -> CallRoute | None:
+        """The route of a call this connection holds, or None."""
+        return self._routes.get(call_id) if isinstance(call_id, str) else None
+
+    def add(self, call: Call) -> CallRoute:
+        """Hold a live call (again), and arm its deadline."""
+        role = protocol.role_in(call, self.pk)
+        peer = call.callee if role == "caller" else call.caller
+        route = CallRoute(role=role, peer_pk=peer.pk, peer_cuid=peer.cuid, status=call.status)
+        self._drop(str(call.pk))
+        self._routes[str(call.pk)] = route
+        self._arm(str(call.pk), call.deadline.timestamp() if call.deadline else None, route)
+        return route
+
+    def find(self, frame: dict[str, Any], role: str | None = None) -> tuple[str, CallRoute]:
+        """The frame's call, if this connection holds it in ``role``; else ERR_UNKNOWN_CALL."""
+        call_id = protocol.call_id_of(frame)
+        route = self._routes.get(call_id)
+        if route is None or (role is not None and route.role != role):
+            # INFO, not WARNING: honest clients hit this in races (accept as the caller cancels).
+            logger.info(
+                "refused %s for call %s from %s: not a party in that role",
+                *(frame.get("type"), call_id, self.who),
+            )
+            raise DirectCallError(errors.UNKNOWN_CALL)
+        return call_id, route
+
+    @property
+    def who(self) -> str:
+        """The cuid and account, for log lines."""
+        return f"{self.session.cuid} (account {self.session.account_pk})"
+
+    async def apply(self, message: dict[str, Any]) -> None:
+        """A ``dc.state`` message: update the route and tell the client.
+
+        Nothing for a call this connection does not hold, or whose end it told already. A
+        deadline timer is cancelled while it waits; an expiry under way is shielded.
+        """
+        frame = message["frame"]
+        route = self._routes.get(frame["call_id"])
+        if route is None:
+            return
+        route.status = frame["status"]
+        if frame["status"] in LIVE_STATUSES:
+            self._cancel_timer(route)
+            self._arm(frame["call_id"], message.get("deadline"), route)
+        else:
+            self._drop(frame["call_id"])
+        await self._send(frame)
+
+    # -- changing calls and telling both parties --------------------------------------------
+
+    async def change(
+        self,
+        transition: Callable[..., Call | None],
+        *args: Any,
+        extra: dict[str, dict[str, Any]] | None = None,
+    ) -> Call | None:
+        """Make a transition and tell the parties, as one unit no cancellation splits."""
+
+        async def change_and_tell() -> Call | None:
+            call = await database_sync_to_async(transition)(*args)
+            if call is not None:
+                await self.tell(call, extra)
+            return call
+
+        return await self.sweeper.shielded(change_and_tell())
+
+    async def tell(self, call: Call, extra: dict[str, dict[str, Any]] | None = None) -> None:
+        """Tell both parties the call's new state; this connection's client in any case."""
+        known = {self.pk: self.channel}
+        route = self._routes.get(str(call.pk))
+        if route is not None and route.peer_channel is not None:
+            known[route.peer_pk] = route.peer_channel
+        if self.pk not in await transport.announce(call, extra, known):
+            own = (extra or {}).get(protocol.role_in(call, self.pk), {})
+            frame = {**protocol.state_frame(call), **own}
+            await self.apply(protocol.state_message(call, self.pk, frame))
+
+    async def tell_peer(self, route: CallRoute, message: dict[str, Any]) -> None:
+        """Send a message to the other party's connection (relays, ``dc.peer``)."""
+        channel = route.peer_channel
+        if channel is None:
+            holder = await presence.alookup(self.session.account_pk, route.peer_cuid)
+            if holder is None:
+                return  # the peer is reconnecting; it resynchronises from its ready frame
+            channel = route.peer_channel = holder.channel
+        await transport.send(channel, message)
+
+    async def refused(self, call_id: str, message: str) -> None:
+        """A transition lost a race: say so, and tell the call's state if it has ended."""
+        refusal = DirectCallError(errors.CALL_STATE, message)
+        await self._send(protocol.error_frame(refusal, {"call_id": call_id}))
+        await self.check([call_id])
+
+    # -- keeping in step with the database (the sweeper calls these too) ---------------------
+
+    def call_ids(self) -> list[str]:
+        """The calls this connection holds as live."""
+        return list(self._routes)
+
+    async def converge(self, ended: dict[str, Call]) -> None:
+        """Tell the client of the ``ended`` calls it still holds as live: a state was lost."""
+        for call_id in [call_id for call_id in self._routes if call_id in ended]:
+            call = ended[call_id]
+            logger.info("call %s: %s, told to %s late", call_id, call.status, self.who)
+            frame = protocol.state_frame(call)
+            await self.apply(protocol.state_message(call, self.pk, frame))
+
+    async def check(self, call_ids: list[str]) -> None:
+        """Converge these calls against the database now."""
+        await self.converge(await database_sync_to_async(calls.ended_among)(call_ids))
+
+    # -- deadlines -------------------------------------------------------------------------
+
+    def _arm(self, call_id: str, deadline: float | None, route: CallRoute) -> None:
+        """Enforce the call's deadline (epoch seconds) from this process too.
+
+        The sweep is the backstop when no process that holds a party is left. The expiry
+        is shielded: the state it tells may come back here and cancel this very timer.
+        """
+        if deadline is None or self.left:
+            return
+        delay = max(0.0, deadline - time.time()) + 0.05
+
+        async def fire() -> None:
+            await asyncio.sleep(delay)
+            await self.sweeper.shielded(self._expire(call_id))
+
+        route.timer = asyncio.ensure_future(fire())
+        self._timers.add(route.timer)
+        route.timer.add_done_callback(self._timers.discard)
+
+    async def _expire(self, call_id: str) -> None:
+        expired = await database_sync_to_async(calls.expire)(call_id)
+        if expired is not None:
+            await self.tell(expired)
+        else:  # ended elsewhere (or not due yet): make sure this client knows
+            await self.check([call_id])
+
+    def _drop(self, call_id: str) -> None:
+        route = self._routes.pop(call_id, None)
+        if route is not None:
+            self._cancel_timer(route)
+
+    @staticmethod
+    def _cancel_timer(route: CallRoute) -> None:
+        if route.timer is not None:
+            route.timer.cancel()
+            route.timer = None
+
+    # -- the connection ends -----------------------------------------------------------------
+
+    async def leave(self, holder: presence.Holder) -> None:
+        """The connection ended: release presence and apply the rules for its calls.
+
+        Never raises (it runs while the connection ends, maybe in an outage): what fails
+        is logged; presence then expires within PRESENCE_TTL and the sweep ends the calls.
+        """
+        self.left = True
+        for timer in list(self._timers):
+            timer.cancel()
+        session = self.session
+        try:
+            current = await presence.alookup(session.account_pk, session.cuid)
+            if current is not None and current.conn != holder.conn:
+                return  # this cuid is already back on a newer connection, which owns its calls
+            await presence.arelease(session.account_pk, session.cuid, holder)
+        except Exception:
+            logger.warning("presence of %s not released; it expires", self.who, exc_info=True)
+        for call_id, route in list(self._routes.items()):
+            try:
+                dropped = await database_sync_to_async(calls.party_dropped)(call_id, self.pk)
+                if dropped.ended is not None:
+                    await transport.announce(dropped.ended)
+                elif dropped.waiting:
+                    await self.tell_peer(route, protocol.peer_message(call_id, self.pk, False))
+                    self.sweeper.spawn(_end_after_grace(call_id, session))
+            except Exception:
+                logger.warning("call %s: %s left", call_id, self.who, exc_info=True)
+
+
+async def _end_after_grace(call_id: str, session: Session) -> None:
+    await asyncio.sleep(get_settings().RECONNECT_GRACE + 0.05)
+    call = await database_sync_to_async(calls.end_if_still_gone)(
+        call_id, session.account_pk, session.cuid, session.registration_pk
+    )
+    if call is not None:
+        await transport.announce(call)

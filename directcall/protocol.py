@@ -1,0 +1,356 @@
+"""The signaling protocol's shapes (docs/protocol.md): parsing and checking the frames a
+browser sends, building the frames it receives, and the ``dc.*`` messages the server's
+processes send each other through the channel layer.
+
+Nothing here does I/O: every function takes values and returns values (or raises
+:class:`~directcall.errors.DirectCallError` for a frame that breaks the rules).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .errors import DirectCallError
+from .models import Call, EndReason
+from .validation import CallParams, clean_call_params
+
+# Close codes (4000-4999 are the application's).
+CLOSE_AUTH_FAILED = 4001
+CLOSE_ALREADY_SIGNEDIN = 4002
+CLOSE_REPLACED = 4003
+CLOSE_IDLE = 4008
+# RFC 6455 "internal error": the server cannot serve this connection now (Redis or the
+# database is unreachable); the SDK reconnects with backoff.
+CLOSE_UNAVAILABLE = 1011
+
+# Frames a browser may send, in the order docs/protocol.md lists them.
+CLIENT_FRAMES = (
+    "auth",
+    "ping",
+    "invite",
+    "ringing",
+    "accept",
+    "decline",
+    "cancel",
+    "hangup",
+    "candidates",
+    "renegotiate",
+)
+
+MAX_SDP_CHARS = 32_768
+MAX_CANDIDATES = 64
+MAX_CANDIDATE_CHARS = 1024
+MAX_RESUME = 8
+HANGUP_REASONS = frozenset(
+    {EndReason.USER_HANGUP, EndReason.ICE_FAILED, EndReason.USER_MEDIA_FAILED}
+)
+DECLINE_REASONS = frozenset(
+    {EndReason.USER_DECLINED, EndReason.USER_MEDIA_FAILED, EndReason.USER_BUSY}
+)
+
+
+# -- frames from the browser -----------------------------------------------------------------
+
+
+def decode(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> Any:
+    """The JSON value of a text frame of at most ``max_bytes`` bytes of UTF-8 text."""
+    if text_data is None:
+        raise DirectCallError(errors.BAD_FRAME, "Binary frames are not accepted.")
+    # A length check first: a huge frame costs no encoding.
+    if len(text_data) > max_bytes or len(text_data.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise DirectCallError(errors.FRAME_TOO_LARGE, f"Frames are limited to {max_bytes} bytes.")
+    try:
+        frame = json.loads(text_data)
+    except (ValueError, RecursionError):
+        raise DirectCallError(errors.BAD_FRAME, "The frame is not JSON.") from None
+    if not _is_text(frame):
+        raise DirectCallError(errors.BAD_FRAME, "The frame is not UTF-8 text.")
+    return frame
+
+
+def frame_type(frame: Any) -> str:
+    """The frame's ``type``, if it is an object of a type on the allow-list."""
+    kind = frame.get("type") if isinstance(frame, dict) else None
+    if not isinstance(kind, str) or kind not in CLIENT_FRAMES:
+        raise DirectCallError(errors.BAD_FRAME, "Unknown or missing frame type.")
+    return kind
+
+
+def _is_text(frame: Any) -> bool:
+    """No lone surrogate anywhere: a "\\ud800" escape parses, but is no UTF-8 text."""
+    try:
+        json.dumps(frame, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
+def as_call_id(value: Any) -> str | None:
+    """A call id in canonical form, or None."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def call_id_of(frame: dict[str, Any]) -> str:
+    """The frame's ``call_id``."""
+    call_id = as_call_id(frame.get("call_id"))
+    if call_id is None:
+        raise DirectCallError(errors.BAD_FRAME, "Field 'call_id' must be a call id.")
+    return call_id
+
+
+def sdp_of(frame: dict[str, Any]) -> str:
+    """The frame's ``sdp``: a non-empty string within the size limit."""
+    sdp = frame.get("sdp")
+    if not isinstance(sdp, str) or not sdp or len(sdp) > MAX_SDP_CHARS:
+        raise DirectCallError(errors.BAD_FRAME, "Field 'sdp' must be an SDP string.")
+    return sdp
+
+
+def ref_of(frame: dict[str, Any]) -> str | None:
+    """The frame's optional ``ref`` (echoed back), as a string."""
+    ref = frame.get("ref")
+    if ref is None:
+        return None
+    if not isinstance(ref, str | int) or isinstance(ref, bool) or len(str(ref)) > 64:
+        raise DirectCallError(errors.BAD_FRAME, "Field 'ref' must be a short string.")
+    return str(ref)
+
+
+def reason_of(frame: dict[str, Any], allowed: frozenset[str], default: str) -> str:
+    """The frame's optional ``reason``, one of ``allowed``."""
+    reason = frame.get("reason") or default
+    if reason not in allowed:
+        raise DirectCallError(errors.BAD_FRAME, f"Unknown {frame.get('type')} reason.")
+    return reason
+
+
+def resume_ids(frame: dict[str, Any]) -> list[str]:
+    """The valid call ids of an ``auth`` frame's optional ``resume`` list (at most 8)."""
+    resume = frame.get("resume")
+    if not isinstance(resume, list):
+        return []
+    return [call_id for value in resume[:MAX_RESUME] if (call_id := as_call_id(value))]
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A checked ``invite`` frame."""
+
+    params: CallParams
+    sdp: str
+    ref: str | None
+
+
+def invite_of(frame: dict[str, Any]) -> Invite:
+    """Check an ``invite`` frame: the call parameters, the offer and the ``ref``."""
+    params = clean_call_params(
+        frame.get("receiver"),
+        frame.get("context"),
+        {key: frame.get(key) for key in ("receiver_image", "initiator_image")},
+    )
+    return Invite(params=params, sdp=sdp_of(frame), ref=ref_of(frame))
+
+
+def candidates_of(frame: dict[str, Any]) -> dict[str, Any]:
+    """A ``candidates`` frame's payload, rebuilt from the known fields only."""
+    end = frame.get("end", False)
+    if not isinstance(end, bool):
+        raise DirectCallError(errors.BAD_FRAME, "Field 'end' must be a boolean.")
+    raw = frame.get("candidates", [])
+    if not isinstance(raw, list) or len(raw) > MAX_CANDIDATES:
+        raise DirectCallError(
+            errors.BAD_FRAME, f"'candidates' must be a list of ≤ {MAX_CANDIDATES}."
+        )
+    clean = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise DirectCallError(errors.BAD_FRAME, "Each candidate must be an object.")
+        candidate = item.get("candidate")
+        mid = item.get("sdpMid")
+        index = item.get("sdpMLineIndex")
+        ufrag = item.get("usernameFragment")
+        if (
+            not isinstance(candidate, str)
+            or len(candidate) > MAX_CANDIDATE_CHARS
+            or not (mid is None or (isinstance(mid, str) and len(mid) <= 64))
+            or not (index is None or (type(index) is int and 0 <= index < 256))
+            or not (ufrag is None or (isinstance(ufrag, str) and len(ufrag) <= 256))
+        ):
+            raise DirectCallError(errors.BAD_FRAME, "A candidate has invalid fields.")
+        clean.append(
+            {
+                "candidate": candidate,
+                "sdpMid": mid,
+                "sdpMLineIndex": index,
+                "usernameFragment": ufrag,
+            }
+        )
+    return {"type": "candidates", "candidates": clean, "end": end}
+
+
+def renegotiation_of(frame: dict[str, Any]) -> dict[str, Any]:
+    """A ``renegotiate`` frame's payload: an ICE-restart offer or its answer."""
+    sdp_type = frame.get("sdp_type")
+    if sdp_type not in ("offer", "answer"):
+        raise DirectCallError(errors.BAD_FRAME, "Field 'sdp_type' must be offer or answer.")
+    return {"type": "renegotiate", "sdp_type": sdp_type, "sdp": sdp_of(frame)}
+
+
+# -- frames to the browser ---------------------------------------------------------------------
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    """A frame as the compact JSON text sent on the socket."""
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def error_frame(exc: DirectCallError, frame: Any = None) -> dict[str, Any]:
+    """``error {code, message}``, echoing the refused frame's ``ref``, ``call_id`` and type."""
+    error: dict[str, Any] = {"type": "error", **exc.as_dict()}
+    if isinstance(frame, dict):
+        for key in ("ref", "call_id"):
+            value = frame.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                error[key] = str(value)[:64]
+        if isinstance(frame.get("type"), str):
+            error["in_reply_to"] = frame["type"][:32]
+    return error
+
+
+def ready_frame(
+    cuid: str, name: str, calls: list[dict[str, Any]], reconnect_grace: float
+) -> dict[str, Any]:
+    """``ready``: who the connection signed in as, and its live calls."""
+    return {
+        "type": "ready",
+        "cuid": cuid,
+        "name": name,
+        "calls": calls,
+        "reconnect_grace": reconnect_grace,
+    }
+
+
+def role_in(call: Call, registration_pk: int) -> str:
+    """``"caller"`` or ``"callee"``: the side of ``registration_pk`` in ``call``."""
+    return "caller" if call.caller_id == registration_pk else "callee"
+
+
+def call_summary(call: Call, role: str) -> dict[str, Any]:
+    """One live call in ``ready.calls``."""
+    peer = call.callee if role == "caller" else call.caller
+    return {
+        "call_id": str(call.pk),
+        "status": call.status,
+        "role": role,
+        "peer": {"cuid": peer.cuid, "name": peer.display_name},
+        "context": call.context,
+    }
+
+
+def invited_frame(ref: str | None, call: Call) -> dict[str, Any]:
+    """``invited``: the server took the caller's invite."""
+    return {
+        "type": "invited",
+        "ref": ref,
+        "call_id": str(call.pk),
+        "receiver": {"cuid": call.callee.cuid, "name": call.callee.display_name},
+    }
+
+
+def incoming_frame(call: Call, sdp: str, now: float | None = None) -> dict[str, Any]:
+    """``incoming``: a call rings for the callee, with the caller's offer."""
+    now = time.time() if now is None else now
+    remaining = (call.deadline.timestamp() - now) if call.deadline else 0
+    return {
+        "type": "incoming",
+        "call_id": str(call.pk),
+        "caller": {
+            "cuid": call.caller.cuid,
+            "name": call.caller.display_name,
+            "image": call.caller_image or None,
+        },
+        "receiver_image": call.receiver_image or None,
+        "context": call.context,
+        "sdp": sdp,
+        "ring_timeout": max(0, round(remaining, 3)),
+    }
+
+
+def state_frame(call: Call) -> dict[str, Any]:
+    """``state``: a call's current status."""
+    duration = call.duration
+    return {
+        "type": "state",
+        "call_id": str(call.pk),
+        "status": call.status,
+        "reason": call.end_reason,
+        "duration": round(duration.total_seconds(), 3) if duration is not None else None,
+    }
+
+
+def peer_frame(call_id: str, connected: bool) -> dict[str, Any]:
+    """``peer``: the other party's connection dropped or came back."""
+    return {"type": "peer", "call_id": call_id, "connected": connected}
+
+
+PONG = {"type": "pong"}
+REPLACED = {"type": "replaced"}
+
+
+# -- messages between the server's processes (channel layer) -------------------------------------
+# The type names the consumer method that handles it ("dc.state" → dc_state). Browsers
+# cannot send these: frame types are checked against CLIENT_FRAMES first.
+
+
+def incoming_message(call: Call, caller_channel: str, frame: dict[str, Any]) -> dict[str, Any]:
+    """``dc.incoming`` to the callee's connection; ``channel`` is the caller's."""
+    return {
+        "type": "dc.incoming",
+        "registration": call.callee_id,
+        "channel": caller_channel,
+        "frame": frame,
+    }
+
+
+def state_message(call: Call, registration_pk: int, frame: dict[str, Any]) -> dict[str, Any]:
+    """``dc.state`` to one party's connection.
+
+    ``deadline`` (epoch seconds) is the call's new deadline, so that no connection reads
+    it back from the database to arm its timer.
+    """
+    return {
+        "type": "dc.state",
+        "registration": registration_pk,
+        "frame": frame,
+        "deadline": call.deadline.timestamp() if call.deadline else None,
+    }
+
+
+def relay_message(call_id: str, sender_pk: int, frame: dict[str, Any]) -> dict[str, Any]:
+    """``dc.relay``: candidates or a renegotiation for the other party."""
+    return {"type": "dc.relay", "call_id": call_id, "from": sender_pk, "frame": frame}
+
+
+def peer_message(
+    call_id: str, sender_pk: int, connected: bool, channel: str | None = None
+) -> dict[str, Any]:
+    """``dc.peer``: the sender's connection dropped, or came back on ``channel``."""
+    message = {"type": "dc.peer", "call_id": call_id, "from": sender_pk, "connected": connected}
+    if channel is not None:
+        message["channel"] = channel
+    return message
+
+
+def replaced_message(conn: str) -> dict[str, Any]:
+    """``dc.replaced``: the connection ``conn`` steps aside for a newer one of its device."""
+    return {"type": "dc.replaced", "conn": conn}

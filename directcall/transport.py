@@ -1,0 +1,92 @@
+"""Telling the parties: sending the server's messages to connections through the channel layer.
+
+A connection is reached at the channel its presence entry names. Sending is best effort
+with a bound: a state message that cannot be handed to the channel layer (the peer's
+channel is full, or Redis is restarting and a pooled connection is stale) is retried a
+few times, then given up and logged. No function here raises: a party that missed a
+state still converges — its connection checks its calls against the database when the
+sweep runs, when a frame about the call is refused, when its deadline passes and when
+it signs in again (docs/protocol.md, "Delivery").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+
+from . import presence, protocol
+from .models import Call
+
+logger = logging.getLogger("directcall.transport")
+
+# Pauses between the attempts at one state message: about 1.5 s in all, longer than a
+# channels_redis reconnect after a Redis restart and short next to a ring timeout.
+STATE_RETRY_DELAYS = (0.05, 0.2, 0.5, 0.75)
+
+
+async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float, ...] = ()) -> bool:
+    """Hand ``message`` to the channel layer for ``channel``; False if it could not be.
+
+    Each delay in ``retry_delays`` allows one more attempt after a failure. redis-py drops
+    a connection that failed, so a retry goes out on a fresh one.
+    """
+    layer = get_channel_layer()
+    for attempt in range(len(retry_delays) + 1):
+        try:
+            await layer.send(channel, message)
+            return True
+        except ChannelFull:
+            problem = "channel full"
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if attempt < len(retry_delays):
+            await asyncio.sleep(retry_delays[attempt])
+    logger.warning(
+        "could not send %s to %s after %d attempt(s) (%s)",
+        message.get("type"),
+        channel,
+        len(retry_delays) + 1,
+        problem,
+    )
+    return False
+
+
+async def announce(
+    call: Call,
+    extra: dict[str, dict[str, Any]] | None = None,
+    channels: dict[int, str] | None = None,
+) -> set[int]:
+    """Send the call's ``state`` to each party's connection; return the registrations reached.
+
+    ``extra`` adds fields for one side (``{"caller": {"sdp": ...}}``). The connections are
+    looked up in presence; ``channels`` (registration pk → channel) stands in for
+    presence when the cache cannot be read.
+    """
+    frame = protocol.state_frame(call)
+    parties = (("caller", call.caller), ("callee", call.callee))
+    try:
+        holders = await presence.alookup_many(call.account_id, [p.cuid for _, p in parties])
+        targets = {p.pk: holders[p.cuid].channel for _, p in parties if p.cuid in holders}
+    except Exception:
+        logger.warning(
+            "presence unreadable while telling call %s's parties its state %s",
+            call.pk,
+            call.status,
+            exc_info=True,
+        )
+        targets = dict(channels or {})
+    sends = {
+        party.pk: send(
+            targets[party.pk],
+            protocol.state_message(call, party.pk, {**frame, **(extra or {}).get(side, {})}),
+            STATE_RETRY_DELAYS,
+        )
+        for side, party in parties
+        if party.pk in targets
+    }
+    results = await asyncio.gather(*sends.values())
+    return {pk for pk, sent in zip(sends, results, strict=True) if sent}
