@@ -89,10 +89,13 @@ def server_url(e2e_server) -> str:
     return f"{e2e_server.url}/directcall/"
 
 
+# The accounts take page identities (the page's key and cuid, as in the original SDK).
+
+
 def test_cross_origin_page_calls_a_same_origin_page_with_audio(
     e2e_server, e2e_account, new_user, spa
 ):
-    account, key = e2e_account(allowed_origins=f"{spa.url}\n{e2e_server.url}")
+    account, key = e2e_account(identity="page", allowed_origins=f"{spa.url}\n{e2e_server.url}")
     sam = spa_user(new_user, spa, "sam (SPA)")
     jane = new_user("jane")  # a page of the Django site itself
     assert sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server)) == {
@@ -122,7 +125,7 @@ def test_cross_origin_page_calls_a_same_origin_page_with_audio(
 
 
 def test_same_origin_page_calls_the_cross_origin_page(e2e_server, e2e_account, new_user, spa):
-    account, key = e2e_account(allowed_origins=f"{spa.url}\n{e2e_server.url}")
+    account, key = e2e_account(identity="page", allowed_origins=f"{spa.url}\n{e2e_server.url}")
     sam = spa_user(new_user, spa, "sam (SPA)")
     jane = new_user("jane")
     assert sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server)) == {
@@ -144,7 +147,7 @@ def test_an_unlisted_origin_is_told_err_origin_not_allowed_by_the_socket(
 ):
     # An empty list lets init answer any origin, but the socket admits only the site's own
     # origin and listed ones. Before, this rejected with a misleading ERR_INTERNET_LOST.
-    account, key = e2e_account(allowed_origins="")
+    account, key = e2e_account(identity="page", allowed_origins="")
     sam = spa_user(new_user, spa, "sam (SPA)")
     result = sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server))
     assert result["error"]["code"] == "ERR_ORIGIN_NOT_ALLOWED", result
@@ -153,7 +156,7 @@ def test_an_unlisted_origin_is_told_err_origin_not_allowed_by_the_socket(
 def test_an_origin_the_account_does_not_list_is_refused_at_init(
     e2e_server, e2e_account, new_user, spa
 ):
-    account, key = e2e_account(allowed_origins=e2e_server.url)
+    account, key = e2e_account(identity="page", allowed_origins=e2e_server.url)
     sam = spa_user(new_user, spa, "sam (SPA)")
     result = sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server))
     assert result["error"]["code"] == "ERR_ORIGIN_NOT_ALLOWED", result
