@@ -229,7 +229,16 @@ class Database:
         """Migrate; create the account (``directcall_account create``); return its id and key."""
         env = {**env, "DATABASE_URL": self.url}
         manage(env, "migrate", "--noinput", "-v", "0")
-        out = manage(env, "directcall_account", "create", "--name", "Bench", "--no-clevertap")
+        out = manage(
+            env,
+            "directcall_account",
+            "create",
+            "--name",
+            "Bench",
+            "--no-clevertap",
+            "--identity",
+            "page",
+        )
         account_id = re.search(r"accountId:\s*(\S+)", out)
         api_key = re.search(r"apikey:\s*(\S+)", out)
         if not (account_id and api_key):

@@ -901,7 +901,16 @@ class Soak:
         self.env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         say(f"database: {self.db.kind} ({self.db.name}); Redis on port {self.redis.port}")
         manage(self.env, "migrate", "--noinput", "-v", "0")
-        out = manage(self.env, "directcall_account", "create", "--name", "Soak", "--no-clevertap")
+        out = manage(
+            self.env,
+            "directcall_account",
+            "create",
+            "--name",
+            "Soak",
+            "--no-clevertap",
+            "--identity",
+            "page",
+        )
         account_id = re.search(r"accountId:\s*(\S+)", out)
         api_key = re.search(r"apikey:\s*(\S+)", out)
         if not (account_id and api_key):

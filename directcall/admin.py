@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import dashboard
-from .models import Account, Call, Registration
+from .models import Account, Call, Identity, Registration
 
 
 def format_rate(value: float | None) -> str:
@@ -35,26 +35,47 @@ def format_duration(value: timedelta | None) -> str:
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    """Accounts: a new or rotated API key is shown once, on a page of its own."""
+    """Accounts: a new or rotated API key or signing secret is shown once, on a page of its own.
+
+    Saving an account that goes inactive or from page to verified identities, and rotating or
+    revoking keys or secrets, revokes its live sessions (``directcall.receivers``).
+    """
 
     list_display = [
         "name",
         "account_id",
+        "identity",
         "is_active",
         "require_clevertap",
         "key_state",
         "created_at",
     ]
-    list_filter = ["is_active", "require_clevertap"]
+    list_filter = ["identity", "is_active", "require_clevertap"]
     search_fields = ["name", "account_id"]
-    readonly_fields = ["account_id", "key_prefix", "key_created_at", "key_revoked_at", "created_at"]
-    actions = ["rotate_keys", "revoke_keys"]
+    readonly_fields = [
+        "account_id",
+        "key_prefix",
+        "key_created_at",
+        "key_revoked_at",
+        "signing_secret_created_at",
+        "created_at",
+    ]
+    actions = ["rotate_keys", "revoke_keys", "rotate_signing_secrets"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["name", "account_id", "is_active", "require_clevertap"]}),
         (
             _("Security"),
-            {"fields": ["allowed_origins", "key_prefix", "key_created_at", "key_revoked_at"]},
+            {
+                "fields": [
+                    "identity",
+                    "allowed_origins",
+                    "key_prefix",
+                    "key_created_at",
+                    "key_revoked_at",
+                    "signing_secret_created_at",
+                ]
+            },
         ),
         (_("Branding"), {"fields": ["logo_url", "background_color", "text_color", "button_theme"]}),
         (_("Timing"), {"fields": ["ring_timeout", "max_call_duration"]}),
@@ -67,22 +88,41 @@ class AccountAdmin(admin.ModelAdmin):
         return _("revoked") if obj.key_is_revoked else f"{obj.key_prefix}.…"
 
     def save_model(self, request: HttpRequest, obj: Account, form, change: bool) -> None:
-        """A new account gets its first key; it is kept on the object only to show it once."""
+        """A new account gets its first key and signing secret, kept on the object to show once."""
         if not change:
             obj._new_api_key = obj.set_new_api_key()
+            obj._new_signing_secret = obj.set_new_signing_secret()
         super().save_model(request, obj, form, change)
 
     def response_add(self, request: HttpRequest, obj: Account, post_url_continue=None):
-        """Show the new key instead of redirecting: it is never stored, so never shown again."""
-        return self._render_keys(request, [(obj, obj._new_api_key)], created=True)
+        """Show the new key and secret instead of redirecting: they are never shown again."""
+        row = {"account": obj, "key": obj._new_api_key, "secret": obj._new_signing_secret}
+        return self._render_keys(request, [row], title=_("New API key and signing secret"))
 
     @admin.action(description=_("Rotate API key of selected accounts (shows the new keys once)"))
     def rotate_keys(self, request: HttpRequest, queryset: QuerySet[Account]) -> HttpResponse:
         """Replace each selected account's key; the old keys stop working at once."""
-        keys = [(account, account.rotate_api_key()) for account in queryset]
-        for account, _key in keys:
-            self.log_change(request, account, [{"changed": {"fields": ["API key (rotated)"]}}])
-        return self._render_keys(request, keys, created=False)
+        rows = [{"account": account, "key": account.rotate_api_key()} for account in queryset]
+        for row in rows:
+            self.log_change(
+                request, row["account"], [{"changed": {"fields": ["API key (rotated)"]}}]
+            )
+        return self._render_keys(request, rows, title=_("Rotated API keys"))
+
+    @admin.action(
+        description=_("Rotate user-token signing secret of selected accounts (shows them once)")
+    )
+    def rotate_signing_secrets(
+        self, request: HttpRequest, queryset: QuerySet[Account]
+    ) -> HttpResponse:
+        """Replace each selected account's signing secret; tokens signed with the old one fail."""
+        rows = [
+            {"account": account, "secret": account.rotate_signing_secret()} for account in queryset
+        ]
+        for row in rows:
+            change = [{"changed": {"fields": ["Signing secret (rotated)"]}}]
+            self.log_change(request, row["account"], change)
+        return self._render_keys(request, rows, title=_("Rotated signing secrets"))
 
     @admin.action(description=_("Revoke API key of selected accounts"))
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
@@ -98,13 +138,15 @@ class AccountAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    def _render_keys(self, request: HttpRequest, keys: list, created: bool) -> TemplateResponse:
+    def _render_keys(self, request: HttpRequest, rows: list[dict], title: str) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": _("New API key") if created else _("Rotated API keys"),
-            "keys": keys,
-            "created": created,
+            "title": title,
+            "rows": rows,
+            "show_keys": any("key" in row for row in rows),
+            "show_secrets": any("secret" in row for row in rows),
+            "page_identity": Identity.PAGE,
         }
         response = TemplateResponse(request, "directcall/admin/api_keys.html", context)
         response["Cache-Control"] = "no-store"
@@ -120,6 +162,7 @@ class RegistrationAdmin(admin.ModelAdmin):
     search_fields = ["cuid", "name", "ct_id"]
     list_select_related = ["account"]
     readonly_fields = ["created_at", "last_seen_at"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Call)

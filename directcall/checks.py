@@ -240,3 +240,58 @@ def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
             )
         )
     return problems
+
+
+@register(Tags.database)
+def check_identities(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list:
+    """E008/W009: the session account takes verified identities; page accounts are named.
+
+    A database check: run by ``migrate`` and ``check --database default``, not by plain
+    ``check`` (it reads the accounts).
+    """
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from .models import Account, Identity
+
+    problems = []
+    session_account = user_settings().get("SESSION_ACCOUNT")
+    try:
+        if isinstance(session_account, str) and session_account:
+            identity = (
+                Account.objects.filter(account_id=session_account)
+                .values_list("identity", flat=True)
+                .first()
+            )
+            if identity == Identity.PAGE:
+                problems.append(
+                    Error(
+                        f"The session account {session_account!r} takes page identities: "
+                        "anyone with its API key could sign in as any logged-in user of the "
+                        "site, and v1/session refuses to serve it.",
+                        hint=f"manage.py directcall_account identity {session_account} "
+                        "verified (or set it in the admin). Give the key-mode pages an "
+                        "account of their own.",
+                        id="directcall.E008",
+                    )
+                )
+        pages = list(
+            Account.objects.filter(identity=Identity.PAGE, is_active=True)
+            .order_by("account_id")
+            .values_list("account_id", flat=True)[:6]
+        )
+    except DatabaseError:
+        return problems  # not migrated yet: migrate runs the checks before migrating
+    if pages:
+        named = ", ".join(pages[:5]) + (", …" if len(pages) > 5 else "")
+        problems.append(
+            Warning(
+                f"Active account(s) with page identities: {named}. Anyone who reads a page "
+                "with such an account's API key can sign in as any of its users.",
+                hint="Switch them to verified identities (user tokens or v1/session) once "
+                "your pages send a userToken; see docs/security.md.",
+                id="directcall.W009",
+            )
+        )
+    return problems

@@ -30,6 +30,8 @@ ORIGIN_NOT_ALLOWED = "ERR_ORIGIN_NOT_ALLOWED"
 RATE_LIMITED = "ERR_RATE_LIMITED"
 METHOD_NOT_ALLOWED = "ERR_METHOD_NOT_ALLOWED"
 INVALID_TOKEN = "ERR_INVALID_TOKEN"  # noqa: S105 (an error code, not a secret)
+INVALID_USER_TOKEN = "ERR_INVALID_USER_TOKEN"  # noqa: S105 (an error code, not a secret)
+SESSION_REVOKED = "ERR_SESSION_REVOKED"
 NOT_AUTHENTICATED = "ERR_NOT_AUTHENTICATED"
 BAD_FRAME = "ERR_BAD_FRAME"
 FRAME_TOO_LARGE = "ERR_FRAME_TOO_LARGE"
@@ -56,6 +58,8 @@ MESSAGES: dict[str | int, str] = {
     RATE_LIMITED: "Too many requests; try again later.",
     METHOD_NOT_ALLOWED: "Method not allowed.",
     INVALID_TOKEN: "The session token is invalid or has expired.",
+    INVALID_USER_TOKEN: "The user token is missing, invalid or expired.",
+    SESSION_REVOKED: "This session was revoked; sign in again.",
     NOT_AUTHENTICATED: "Send an auth frame with a session token first.",
     BAD_FRAME: "The frame is not valid.",
     FRAME_TOO_LARGE: "The frame is too large.",
@@ -76,6 +80,7 @@ HTTP_STATUS: dict[str | int, int] = {
     MISSING_CT_ACCOUNTID: HTTPStatus.BAD_REQUEST,
     MISSING_CT_ID: HTTPStatus.BAD_REQUEST,
     INVALID_CREDENTIALS: HTTPStatus.UNAUTHORIZED,
+    INVALID_USER_TOKEN: HTTPStatus.UNAUTHORIZED,
     ORIGIN_NOT_ALLOWED: HTTPStatus.FORBIDDEN,
     NOT_SIGNED_IN: HTTPStatus.FORBIDDEN,
     METHOD_NOT_ALLOWED: HTTPStatus.METHOD_NOT_ALLOWED,

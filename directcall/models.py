@@ -20,12 +20,20 @@ from .conf import get_settings
 
 API_KEY_PREFIX_LENGTH = 12
 _KEY_FIELDS = ("key_prefix", "key_hash", "key_created_at", "key_revoked_at")
+_SIGNING_FIELDS = ("signing_secret", "signing_secret_created_at")
+# The fields whose change may revoke live sessions (directcall.receivers compares them).
+WATCHED_FIELDS = ("is_active", "identity", "key_hash", "key_revoked_at", "signing_secret")
 _hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #rrggbb."))
 _origin_url = URLValidator(schemes=["http", "https"])
 
 
 def _new_account_id() -> str:
     return secrets.token_hex(10)
+
+
+def new_signing_secret() -> str:
+    """A random signing secret for user tokens: 256 bits, URL-safe text."""
+    return secrets.token_urlsafe(32)
 
 
 def hash_api_key_secret(secret: str) -> str:
@@ -62,6 +70,16 @@ def split_api_key(api_key: str) -> tuple[str, str]:
     return (prefix, secret) if dot else ("", "")
 
 
+class Identity(models.TextChoices):
+    """How an account's users prove who they are (docs/accounts.md#identity-modes)."""
+
+    # Only identities the host vouches for: the Django login (v1/session) or a user token
+    # signed with the account's signing secret by the host's backend.
+    VERIFIED = "verified", _("verified (Django session or signed user token)")
+    # The original SDK's contract: the page's API key and cuid are taken at their word.
+    PAGE = "page", _("page (API key and cuid taken at their word)")
+
+
 class Account(models.Model):
     """A calling account: its public id, hashed API key, switches and branding."""
 
@@ -75,6 +93,16 @@ class Account(models.Model):
     )
     name = models.CharField(_("name"), max_length=100)
     is_active = models.BooleanField(_("active"), default=True)
+    identity = models.CharField(
+        _("identity"),
+        max_length=16,
+        choices=Identity,
+        default=Identity.VERIFIED,
+        help_text=_(
+            "Verified: users sign in through the Django login or a user token your server "
+            "signs. Page: any page with the API key may sign in as any cuid."
+        ),
+    )
     require_clevertap = models.BooleanField(
         _("require CleverTap"),
         default=True,
@@ -91,6 +119,11 @@ class Account(models.Model):
     key_hash = models.CharField(max_length=64, editable=False)
     key_created_at = models.DateTimeField(_("key created"), default=timezone.now, editable=False)
     key_revoked_at = models.DateTimeField(_("key revoked"), null=True, blank=True, editable=False)
+    # Kept as it is, not hashed: verifying a user token's HMAC needs the secret itself.
+    signing_secret = models.CharField(max_length=64, blank=True, editable=False)
+    signing_secret_created_at = models.DateTimeField(
+        _("signing secret created"), null=True, blank=True, editable=False
+    )
 
     logo_url = models.URLField(_("logo URL"), max_length=2048, blank=True)
     background_color = models.CharField(
@@ -141,11 +174,39 @@ class Account(models.Model):
             update_fields = kwargs.get("update_fields")
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, *_KEY_FIELDS}
+        if self._state.adding and not self.signing_secret:
+            # Like the key: a new account always has a secret; this one nobody is shown.
+            self.set_new_signing_secret()
         super().save(*args, **kwargs)
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        """Load a row and remember the watched fields, so a save can tell what changed."""
+        instance = super().from_db(db, field_names, values)
+        instance._loaded = {
+            name: getattr(instance, name)
+            for name in WATCHED_FIELDS
+            if name in instance.__dict__  # deferred fields are not loaded
+        }
+        return instance
+
     def clean(self) -> None:
-        """Check that every allowed origin is ``scheme://host[:port]``; store them normalised."""
+        """Check the allowed origins (stored normalised) and the session account's identity."""
         super().clean()
+        session_account = get_settings().SESSION_ACCOUNT
+        if (
+            session_account
+            and self.account_id == session_account
+            and self.identity == Identity.PAGE
+        ):
+            raise ValidationError(
+                {
+                    "identity": _(
+                        "This is DIRECTCALL['SESSION_ACCOUNT']: its users are the site's "
+                        "logged-in users, so it cannot take page identities."
+                    )
+                }
+            )
         entries = self.allowed_origins.split()
         bad = [entry for entry in entries if normalise_origin(entry) is None]
         if bad:
@@ -181,6 +242,23 @@ class Account(models.Model):
         """Make the current key unusable until the next rotation."""
         self.key_revoked_at = timezone.now()
         self.save(update_fields=["key_revoked_at"])
+
+    def set_new_signing_secret(self) -> str:
+        """Give the account a fresh user-token signing secret and return it. Call save()."""
+        self.signing_secret = new_signing_secret()
+        self.signing_secret_created_at = timezone.now()
+        return self.signing_secret
+
+    def rotate_signing_secret(self) -> str:
+        """Replace the signing secret (tokens signed with the old one stop working at once)."""
+        secret = self.set_new_signing_secret()
+        self.save(update_fields=list(_SIGNING_FIELDS))
+        return secret
+
+    @property
+    def is_verified(self) -> bool:
+        """Whether the account takes only identities the host vouches for."""
+        return self.identity == Identity.VERIFIED
 
     @property
     def key_is_revoked(self) -> bool:
@@ -247,6 +325,8 @@ class Registration(models.Model):
     ct_account_id = models.CharField(_("CleverTap account id"), max_length=64, blank=True)
     ct_id = models.CharField(_("CleverTap id"), max_length=128, blank=True)
     device_id = models.CharField(_("last device id"), max_length=64, blank=True)
+    # From the Django user (the adapter) or the user token; never from the page.
+    image_url = models.URLField(_("picture"), max_length=2048, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
 
@@ -299,6 +379,9 @@ class EndReason(models.TextChoices):
     CALLER_CANCELLED = "caller_cancelled", _("caller cancelled")
     CONNECTION_LOST = "connection_lost", _("connection lost")
     MAX_DURATION = "max_duration", _("maximum duration reached")
+    # The session was revoked (logout, account deactivated, key or secret rotated,
+    # registration deleted): directcall.revocation.
+    REVOKED = "revoked", _("session revoked")
 
 
 class CallQuerySet(models.QuerySet):

@@ -31,6 +31,10 @@ _API_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _CT_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CT_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
+# A JWT in compact form: three base64url parts (the last, the signature, may be empty: an
+# unsigned token is refused when it is verified, with ERR_INVALID_USER_TOKEN).
+USER_TOKEN_MAX = 4096
+_USER_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Lone surrogates: JSON carries them as "\udXXX" escapes, but they are no text. They cannot
 # be encoded as UTF-8, so storing, relaying or rendering a string holding one fails.
@@ -75,6 +79,15 @@ def is_valid_ct_account_id(value: Any) -> bool:
 def is_valid_ct_id(value: Any) -> bool:
     """1–128 printable ASCII characters, no spaces (``clevertap.getCleverTapID()``)."""
     return isinstance(value, str) and _CT_ID.fullmatch(value) is not None
+
+
+def is_valid_user_token(value: Any) -> bool:
+    """A JWT's compact form (``header.payload.signature``), at most 4096 characters."""
+    return (
+        isinstance(value, str)
+        and len(value) <= USER_TOKEN_MAX
+        and _USER_TOKEN.fullmatch(value) is not None
+    )
 
 
 def is_valid_name(value: Any) -> bool:
@@ -134,6 +147,8 @@ INIT_FIELDS: dict[str, FieldRule] = {
     "ctAccountId": FieldRule(is_valid_ct_account_id, required=False),
     "ctId": FieldRule(is_valid_ct_id, required=False),
     "deviceId": FieldRule(is_valid_device_id, required=False),
+    # Required by verified accounts (checked once the account is known): directcall.identity.
+    "userToken": FieldRule(is_valid_user_token, required=False),
 }
 # A server-minted session: only the client-side, optional fields of init.
 SESSION_FIELDS: dict[str, FieldRule] = {
@@ -153,6 +168,7 @@ class InitParams:
     ct_account_id: str | None
     ct_id: str | None
     device_id: str | None
+    user_token: str | None = None
 
 
 def _check_fields(data: Any, fields: dict[str, FieldRule]) -> None:
@@ -193,6 +209,7 @@ def clean_init_params(data: Any) -> InitParams:
         ct_account_id=_optional(data, "ctAccountId"),
         ct_id=_optional(data, "ctId"),
         device_id=_optional(data, "deviceId"),
+        user_token=_optional(data, "userToken"),
     )
 
 

@@ -7,11 +7,11 @@ Two accounts, so that the key in the ``/call/`` page cannot sign anyone in as a
 logged-in user:
 
 - ``SESSION_ACCOUNT_ID`` — ``DIRECTCALL["SESSION_ACCOUNT"]``: the logged-in demo people
-  of ``/people/`` get server-minted sessions under it. Its API key is revoked: no key
-  signs anybody in under it.
-- ``KEY_ACCOUNT_ID`` — the API-key mode of ``/call/`` (the original SDK's contract): its
-  key is written into that page, so anyone who reads the page may sign in as any cuid of
-  this account, and of this account only.
+  of ``/people/`` get server-minted sessions under it. It takes verified identities only,
+  and its API key is revoked: no key signs anybody in under it.
+- ``KEY_ACCOUNT_ID`` — the API-key mode of ``/call/`` (the original SDK's contract, page
+  identities): its key is written into that page, so anyone who reads the page may sign
+  in as any cuid of this account, and of this account only.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from directcall.models import Account
+from directcall.models import Account, Identity
 
 SESSION_ACCOUNT_ID = "demo_account"
 KEY_ACCOUNT_ID = "demo_key_account"
@@ -88,17 +88,23 @@ def read_key() -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
-def _account(account_id: str, name: str) -> Account:
+def _account(account_id: str, name: str, identity: Identity) -> Account:
     account = Account.objects.filter(account_id=account_id).first()
     if account is None:
-        account = Account(account_id=account_id, name=name, require_clevertap=False)
-        account.save()  # with a key that nobody is shown
+        account = Account(
+            account_id=account_id, name=name, identity=identity, require_clevertap=False
+        )
+        account.save()  # with a key and a signing secret that nobody is shown
+    elif account.identity != identity:
+        # A demo database made before identity modes existed.
+        account.identity = identity
+        account.save(update_fields=["identity"])
     return account
 
 
 def ensure_session_account() -> Account:
-    """The account of the logged-in people; its API key is revoked (sessions only)."""
-    account = _account(SESSION_ACCOUNT_ID, "Demo (logged-in users)")
+    """The account of the logged-in people: verified identities, its API key revoked."""
+    account = _account(SESSION_ACCOUNT_ID, "Demo (logged-in users)", Identity.VERIFIED)
     # Demos before the key account existed printed this account's key: a new key that
     # nobody sees, revoked, so that no copy of an old key signs anyone in here.
     account.rotate_api_key()
@@ -107,8 +113,8 @@ def ensure_session_account() -> Account:
 
 
 def ensure_key_account() -> tuple[Account, str]:
-    """The account of the ``/call/`` page, with a fresh API key (the previous one stops)."""
-    account = _account(KEY_ACCOUNT_ID, "Demo (API-key mode)")
+    """The ``/call/`` page's account (page identities), with a fresh API key."""
+    account = _account(KEY_ACCOUNT_ID, "Demo (API-key mode)", Identity.PAGE)
     return account, account.rotate_api_key()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,15 @@ def validation_cases() -> dict[str, Any]:
 
 @pytest.fixture
 def make_account(db) -> Callable[..., tuple[Account, str]]:
-    """Factory: ``make_account(**fields) -> (account, api_key)``."""
+    """Factory: ``make_account(**fields) -> (account, api_key)``.
+
+    A page-identity account unless ``identity`` is given: most tests sign in with the key.
+    """
 
     def make(**fields: Any) -> tuple[Account, str]:
         fields.setdefault("name", "Test account")
         fields.setdefault("require_clevertap", False)
+        fields.setdefault("identity", "page")
         account = Account(**fields)
         key = account.set_new_api_key()
         account.save()
@@ -112,6 +116,48 @@ def channel_backend(request, settings):
     _clear_cache()
     yield request.param
     _clear_cache()
+
+
+@pytest.fixture
+def people(make_account) -> dict[str, Any]:
+    """jane, sam and gil in one account; in a second account mallory and another student_sam."""
+    from .wsclient import make_registration
+
+    account, _key = make_account()
+    other, _key = make_account(name="Other account")
+    people = {
+        cuid: make_registration(account, cuid, name)
+        for cuid, name in [("tutor_jane", "Jane"), ("student_sam", "Sam"), ("grocer_gil", "Gil")]
+    }
+    people["mallory_m"] = make_registration(other, "mallory_m", "Mallory")
+    people["other_sam"] = make_registration(other, "student_sam", "Other Sam")
+    return people
+
+
+@pytest.fixture
+def ended_signals() -> Iterator[list[tuple]]:
+    """``(call_id, status, reason, duration)`` of every ``call_ended`` sent during the test."""
+    from directcall import signals
+
+    received = []
+
+    def receiver(sender, call, status, reason, duration, **kwargs):
+        received.append((str(call.pk), status, reason, duration))
+
+    signals.call_ended.connect(receiver)
+    yield received
+    signals.call_ended.disconnect(receiver)
+
+
+@pytest.fixture
+async def clients(signaling) -> AsyncIterator[Any]:
+    """Opens signaling clients (``await clients.sign_in(registration)``); all are closed at
+    the end of the test, whether it passed or not."""
+    from .wsclient import Clients
+
+    opened = Clients()
+    yield opened
+    await opened.close_all()
 
 
 @pytest.fixture

@@ -138,6 +138,7 @@ def _add_form(**overrides) -> dict:
         "name": "New shop",
         "is_active": "on",
         "require_clevertap": "on",
+        "identity": "verified",
         "allowed_origins": "https://shop.example.com",
         "logo_url": "",
         "background_color": "#1f2933",
@@ -182,6 +183,65 @@ def test_add_account_shows_the_key_once(admin_client, db):
     # The change page does not show it again.
     page = admin_client.get(reverse("admin:directcall_account_change", args=[account.pk]))
     assert secret not in page.content.decode()
+
+
+SECRET_RE = re.compile(r'<code class="directcall-signing-secret">([^<]+)</code>')
+
+
+def test_add_account_shows_the_signing_secret_once(admin_client, db):
+    response = admin_client.post(reverse("admin:directcall_account_add"), _add_form())
+    account = Account.objects.get(name="New shop")
+    assert account.identity == "verified"
+    (secret,) = SECRET_RE.findall(response.content.decode())
+    assert secret == account.signing_secret
+    assert "no-store" in _cache_control(response)
+    for entry in LogEntry.objects.all():
+        assert secret not in entry.change_message and secret not in entry.object_repr
+    page = admin_client.get(reverse("admin:directcall_account_change", args=[account.pk]))
+    assert secret not in page.content.decode()
+    listing = admin_client.get(reverse("admin:directcall_account_changelist"))
+    assert secret not in listing.content.decode()
+
+
+def test_add_a_page_account(admin_client, db):
+    response = admin_client.post(
+        reverse("admin:directcall_account_add"), _add_form(identity="page")
+    )
+    assert Account.objects.get(name="New shop").identity == "page"
+    assert "any of its users" in response.content.decode()  # says what page identities mean
+
+
+def test_the_session_account_cannot_be_made_page_in_the_admin(admin_client, make_account, settings):
+    account, _key = make_account(identity="verified", name="Sessions")
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account.account_id}
+    form = _add_form(name="Sessions", identity="page", allowed_origins="")
+    response = admin_client.post(
+        reverse("admin:directcall_account_change", args=[account.pk]), form
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["identity"]
+    account.refresh_from_db()
+    assert account.identity == "verified"
+
+
+def test_rotate_signing_secrets_action(admin_client, make_account):
+    first, key = make_account(name="First")
+    untouched, _ = make_account(name="Second")
+    old, kept = first.signing_secret, untouched.signing_secret
+    response = admin_client.post(
+        reverse("admin:directcall_account_changelist"),
+        {"action": "rotate_signing_secrets", "_selected_action": [first.pk]},
+    )
+    assert "directcall/admin/api_keys.html" in _template_names(response)
+    assert "no-store" in _cache_control(response)
+    (secret,) = SECRET_RE.findall(response.content.decode())
+    assert _keys_on_page(response) == []  # the key is not touched, nor shown
+    first.refresh_from_db()
+    untouched.refresh_from_db()
+    assert first.signing_secret == secret != old and untouched.signing_secret == kept
+    assert first.check_api_key(key)
+    messages = " ".join(e.change_message for e in LogEntry.objects.all())
+    assert "Signing secret (rotated)" in messages and secret not in messages
 
 
 def test_add_account_with_overrides(admin_client, db):

@@ -81,14 +81,27 @@ def test_ringtone_is_returned_as_validated(api_client, make_account):
         assert init(api_client, account, key, ringtone=blank).json()["ringtone"] is None
 
 
-def test_reinit_updates_the_registration_and_keeps_the_name(api_client, make_account):
+def test_reinit_updates_the_registration(api_client, make_account):
     account, key = make_account(require_clevertap=True)
     init(api_client, account, key, name="Jane", ctAccountId="CT-1", ctId="ct_old")
-    response = init(api_client, account, key, ctAccountId="CT-1", ctId="ct_new")
+    response = init(api_client, account, key, name="Jane", ctAccountId="CT-1", ctId="ct_new")
     assert response.status_code == 200
     registration = Registration.objects.get(account=account, cuid="tutor_jane")
     assert registration.ct_id == "ct_new" and registration.name == "Jane"
     assert Registration.objects.count() == 1
+
+
+def test_init_without_a_name_does_not_return_the_stored_one(api_client, make_account):
+    """Issue 13 (oracle): with the page's key, an init without a name as someone else's cuid
+    answered with the name that person had signed in with."""
+    account, key = make_account()
+    init(api_client, account, key, name="Jane Doe")
+    body = init(api_client, account, key).json()  # another page, the same cuid, no name
+    assert body["name"] == "tutor_jane"
+    assert "Jane Doe" not in str(body)
+    # Nor is it kept for the socket's ready frame or the callers' screens: the sign-in
+    # without a name left none.
+    assert Registration.objects.get(account=account, cuid="tutor_jane").name == ""
 
 
 def test_cuid_is_case_sensitive(api_client, make_account):

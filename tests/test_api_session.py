@@ -18,7 +18,7 @@ URL = "/directcall/v1/session"
 
 @pytest.fixture
 def session_account(make_account, settings):
-    account, _key = make_account(require_clevertap=False)
+    account, _key = make_account(require_clevertap=False, identity="verified")
     settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account.account_id}
     return account
 

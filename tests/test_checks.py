@@ -478,3 +478,41 @@ def test_w008_relay_policy_without_turn():
         assert "directcall.W008" not in [p.id for p in check_directcall_settings()]
     with override_settings(DIRECTCALL={"ICE_TRANSPORT_POLICY": "nope"}):
         assert "directcall.E006" in [p.id for p in check_directcall_settings()]
+
+
+# -- identities (database checks) ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_e008_the_session_account_takes_page_identities(make_account, settings):
+    account, _key = make_account(identity="page")
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account.account_id}
+    messages = checks.check_identities(databases=["default"])
+    assert "directcall.E008" in ids(messages)
+    assert account.account_id in next(m for m in messages if m.id == "directcall.E008").msg
+    account.identity = "verified"
+    account.save()
+    assert ids(checks.check_identities(databases=["default"])) == []
+    # Not a database check run: nothing read, nothing said.
+    account.identity = "page"
+    account.save()
+    assert checks.check_identities() == []
+
+
+@pytest.mark.django_db
+def test_w009_active_page_accounts_are_named(make_account):
+    page, _ = make_account(identity="page")
+    make_account(identity="verified")
+    make_account(identity="page", is_active=False)
+    (message,) = checks.check_identities(databases=["default"])
+    assert message.id == "directcall.W009" and isinstance(message, Warning)
+    assert page.account_id in message.msg
+
+
+@pytest.mark.django_db
+def test_the_identity_check_runs_with_check_database(make_account, settings):
+    account, _key = make_account(identity="page")
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account.account_id}
+    assert checks.check_identities in registry.get_checks(include_deployment_checks=False)
+    with pytest.raises(SystemCheckError, match=r"directcall\.E008"):
+        call_command("check", "--database", "default", stdout=StringIO(), stderr=StringIO())

@@ -147,11 +147,66 @@ def test_list_never_prints_secrets(db):
     assert created[2][1].partition(".")[0] not in gamma_line
 
 
+SECRET_LINE = re.compile(r"^[ \t]*signingSecret:\s+(\S+)$", re.MULTILINE)
+
+
+def test_create_makes_a_verified_account_and_prints_its_signing_secret_once(db):
+    output = run("directcall_account", "create", "--name", "X")
+    account_id, _key = _printed(output)
+    account = Account.objects.get(account_id=account_id)
+    assert account.identity == "verified"
+    (secret,) = SECRET_LINE.findall(output)
+    assert secret == account.signing_secret and len(secret) >= 43
+    assert "identity:  verified" in output
+    assert secret not in run("directcall_account", "list")
+
+
+def test_create_a_page_account(db):
+    output = run("directcall_account", "create", "--name", "X", "--identity", "page")
+    account_id, _key = _printed(output)
+    assert Account.objects.get(account_id=account_id).identity == "page"
+    assert "any cuid" in output  # says what page identities mean
+    with pytest.raises(CommandError):
+        run("directcall_account", "create", "--name", "X", "--identity", "trusted")
+
+
+def test_rotate_secret_prints_a_new_secret(db):
+    output = run("directcall_account", "create", "--name", "X")
+    account_id, key = _printed(output)
+    (old,) = SECRET_LINE.findall(output)
+    output = run("directcall_account", "rotate-secret", account_id)
+    (new,) = SECRET_LINE.findall(output)
+    account = Account.objects.get(account_id=account_id)
+    assert new != old and account.signing_secret == new
+    assert not KEY_LINE.search(output) and account.check_api_key(key)  # the key is unchanged
+
+
+def test_identity_sets_the_mode(db, settings):
+    account_id, _ = _printed(run("directcall_account", "create", "--name", "X"))
+    assert "page" in run("directcall_account", "identity", account_id, "page")
+    assert Account.objects.get(account_id=account_id).identity == "page"
+    run("directcall_account", "identity", account_id, "verified")
+    assert Account.objects.get(account_id=account_id).identity == "verified"
+    # The session account cannot take page identities.
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account_id}
+    with pytest.raises(CommandError, match="SESSION_ACCOUNT"):
+        run("directcall_account", "identity", account_id, "page")
+    assert Account.objects.get(account_id=account_id).identity == "verified"
+
+
+def test_list_shows_the_identity_mode(db):
+    page_id, _ = _printed(run("directcall_account", "create", "--name", "P", "--identity", "page"))
+    verified_id, _ = _printed(run("directcall_account", "create", "--name", "V"))
+    lines = run("directcall_account", "list").splitlines()
+    assert next(line for line in lines if page_id in line).split("\t")[2] == "page"
+    assert next(line for line in lines if verified_id in line).split("\t")[2] == "verified"
+
+
 def test_list_empty(db):
     assert run("directcall_account", "list") == ""
 
 
-@pytest.mark.parametrize("action", ["rotate", "revoke"])
+@pytest.mark.parametrize("action", ["rotate", "revoke", "rotate-secret"])
 def test_unknown_account_id(db, action):
     with pytest.raises(CommandError, match="no_such_account"):
         run("directcall_account", action, "no_such_account")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def people(make_account, settings):
-    account, _key = make_account(account_id=demo.SESSION_ACCOUNT_ID)
+    account, _key = make_account(account_id=demo.SESSION_ACCOUNT_ID, identity="verified")
     settings.DIRECTCALL = {
         **settings.DIRECTCALL,
         "SESSION_ACCOUNT": account.account_id,
@@ -230,6 +230,19 @@ def test_demo_setup_creates_the_demo_people_and_two_accounts():
     key_mode = Account.objects.get(account_id=demo.KEY_ACCOUNT_ID)
     assert not session.require_clevertap and not key_mode.require_clevertap
     assert session.key_is_revoked and not key_mode.key_is_revoked
+    # Issue 13: the key of /call/ signs page identities in its own account only; the
+    # logged-in people's account takes verified identities (system check E008).
+    assert (session.identity, key_mode.identity) == ("verified", "page")
+
+
+def test_an_old_demo_s_accounts_get_their_identity_modes():
+    # A demo database migrated from before identity modes: both accounts were "page".
+    for account_id in (demo.SESSION_ACCOUNT_ID, demo.KEY_ACCOUNT_ID):
+        Account(account_id=account_id, name=account_id, identity="page").save()
+    setup_output()
+    identities = dict(Account.objects.values_list("account_id", "identity"))
+    assert identities[demo.SESSION_ACCOUNT_ID] == "verified"
+    assert identities[demo.KEY_ACCOUNT_ID] == "page"
 
 
 def test_the_key_file_holds_the_printed_key_for_the_owner_only(settings):

@@ -92,7 +92,16 @@ def faulty(tmp_path_factory) -> Iterator[tuple[mp.Cluster, PrivateRedis]]:
             "PYTHONUNBUFFERED": "1",
         }
         mp._manage(env, "migrate", "--noinput", "-v", "0")
-        out = mp._manage(env, "directcall_account", "create", "--name", "F", "--no-clevertap")
+        out = mp._manage(
+            env,
+            "directcall_account",
+            "create",
+            "--name",
+            "F",
+            "--no-clevertap",
+            "--identity",
+            "page",
+        )
         account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
         api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
         for name in ("f1", "f2"):

@@ -504,3 +504,57 @@ def test_end_reasons_are_the_documented_hangup_reasons():
     protocol = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
     section = protocol.split("### Hangup reasons", 1)[1].split("\n## ", 1)[0]
     assert set(re.findall(r"`([a-z_]+)`", section)) == set(EndReason.values)
+
+
+# -- identity modes (issue 13) -------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_existing_accounts_page_and_the_session_account_verified(settings):
+    """Existing deployments keep working (page); the session account becomes verified."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": "sessions_1"}
+    before = [("directcall", "0002_remove_end_reason_server_restart")]
+    after = [("directcall", "0003_identity_and_revocation")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_apps = executor.loader.project_state(before).apps
+        OldAccount = old_apps.get_model("directcall", "Account")
+        for account_id in ("keys_1", "sessions_1"):
+            OldAccount.objects.create(
+                account_id=account_id, name=account_id, key_prefix=account_id, key_hash="x"
+            )
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(after)
+        rows = dict(Account.objects.values_list("account_id", "identity"))
+        assert rows == {"keys_1": "page", "sessions_1": "verified"}
+        assert set(Account.objects.values_list("signing_secret", flat=True)) == {""}
+        assert Account.objects.create(name="New").identity == "verified"
+    finally:
+        Account.objects.all().delete()
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("directcall"))
+
+
+def test_signing_secret_rotation(make_account):
+    account, _key = make_account()
+    old = account.signing_secret
+    new = account.rotate_signing_secret()
+    account.refresh_from_db()
+    assert account.signing_secret == new != old
+    assert account.signing_secret_created_at is not None
+
+
+def test_an_existing_account_saved_keeps_an_empty_secret_empty(make_account):
+    # Only new accounts get one silently; a migrated account gets one by rotation.
+    account, _key = make_account()
+    Account.objects.filter(pk=account.pk).update(signing_secret="")
+    account.refresh_from_db()
+    account.name = "Renamed"
+    account.save()
+    account.refresh_from_db()
+    assert account.signing_secret == ""

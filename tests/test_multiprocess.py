@@ -282,7 +282,16 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
             "PYTHONUNBUFFERED": "1",
         }
         _manage(env, "migrate", "--noinput", "-v", "0")
-        out = _manage(env, "directcall_account", "create", "--name", "MP", "--no-clevertap")
+        out = _manage(
+            env,
+            "directcall_account",
+            "create",
+            "--name",
+            "MP",
+            "--no-clevertap",
+            "--identity",
+            "page",
+        )
         account_id = re.search(r"accountId:\s*(\S+)", out)
         api_key = re.search(r"apikey:\s*(\S+)", out)
         assert account_id and api_key, f"unexpected directcall_account output:\n{out}"

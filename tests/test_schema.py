@@ -45,6 +45,7 @@ CASE_FIELDS = {
     "name": ["name"],
     "url": ["ringtone"],
     "deviceId": ["deviceId"],
+    "userToken": ["userToken"],
 }
 INIT_BASE = {"accountId": "acct_1", "apikey": "abcd.efgh", "cuid": "tutor_jane"}
 

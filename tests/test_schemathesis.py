@@ -60,8 +60,11 @@ CONFORMANCE = [
 ]
 NEGATIVE = [*CONFORMANCE, negative_data_rejection]
 
-# A known account and key, so that generated requests can carry real credentials.
+# A known account and key, so that generated requests can carry real credentials. It
+# takes page identities, so that the key alone reaches init's success path; the session
+# account (which may not take them) is another.
 ACCOUNT_ID = "fuzz_account"
+SESSION_ACCOUNT_ID = "fuzz_sessions"
 KEY_PREFIX = "f0f0f0f0f0f0"
 KEY_SECRET = "fuzzing-secret-0123456789abcdefghijklmnopqrstu"
 API_KEY = f"{KEY_PREFIX}.{KEY_SECRET}"
@@ -82,16 +85,17 @@ def app(transactional_db, settings) -> WSGIHandler:
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]  # the WSGI client's host
     settings.DIRECTCALL = {
         **settings.DIRECTCALL,
-        "SESSION_ACCOUNT": ACCOUNT_ID,
+        "SESSION_ACCOUNT": SESSION_ACCOUNT_ID,
         "THROTTLE_RATES": {
             "directcall_init_ip": "1000000/min",
             "directcall_init_account": "1000000/min",
         },
     }
-    account = Account(account_id=ACCOUNT_ID, name="Fuzz", require_clevertap=False)
+    account = Account(account_id=ACCOUNT_ID, name="Fuzz", require_clevertap=False, identity="page")
     account.set_new_api_key()
     account.key_prefix, account.key_hash = KEY_PREFIX, hash_api_key_secret(KEY_SECRET)
     account.save()
+    Account(account_id=SESSION_ACCOUNT_ID, name="Fuzz sessions", require_clevertap=False).save()
     return WSGIHandler()
 
 
@@ -211,7 +215,7 @@ def test_session_logged_in(app, mode):
         seen.add(response.status_code)
         if response.status_code == 200:
             body = response.json()
-            assert body["cuid"].startswith("user_") and body["accountId"] == ACCOUNT_ID
+            assert body["cuid"].startswith("user_") and body["accountId"] == SESSION_ACCOUNT_ID
 
     check()
     if mode is GenerationMode.POSITIVE:

@@ -15,6 +15,7 @@ RULES = {
     "accountId": validation.is_valid_account_id,
     "apikey": validation.is_valid_api_key,
     "deviceId": validation.is_valid_device_id,
+    "userToken": validation.is_valid_user_token,
 }
 
 

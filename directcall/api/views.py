@@ -25,8 +25,15 @@ from .. import errors, ice, tokens
 from ..adapter import get_adapter
 from ..conf import get_settings
 from ..errors import DirectCallError
+from ..identity import verify_user_token
 from ..models import Account, Registration, hash_api_key_secret
-from ..validation import InitParams, clean_init_params, clean_session_params, is_valid_cuid
+from ..validation import (
+    InitParams,
+    clean_init_params,
+    clean_session_params,
+    is_valid_cuid,
+    is_valid_url,
+)
 from .exceptions import exception_handler
 from .serializers import (
     ErrorSerializer,
@@ -78,16 +85,24 @@ def session_body(
     registration: Registration,
     device_id: str,
     ringtone: str | None = None,
+    **token_fields: object,
 ) -> dict:
-    """What the SDK needs after signing in: token, socket URL, ICE servers, timings, branding."""
+    """What the SDK needs after signing in: token, socket URL, ICE servers, timings, branding.
+
+    ``token_fields`` go to :func:`directcall.tokens.issue` (``verified``, ``sid``, ``user_pk``).
+    """
     conf = get_settings()
+    token = tokens.issue(account.pk, registration.pk, registration.cuid, device_id, **token_fields)
     body = {
-        "token": tokens.issue(account.pk, registration.pk, registration.cuid, device_id),
+        "token": token,
         "tokenExpiresIn": conf.TOKEN_TTL,
         "websocketUrl": websocket_url(request),
         "accountId": account.account_id,
         "cuid": registration.cuid,
+        # Only what this sign-in said (upsert_registration stores exactly that), never a
+        # name stored by an earlier one: anyone with a page's key could read it.
         "name": registration.display_name,
+        "image": registration.image_url or None,
         "deviceId": device_id,
         "ringtone": ringtone,
         "iceServers": ice.ice_servers_for(registration.cuid),
@@ -109,10 +124,13 @@ def check_clevertap(account: Account, ct_account_id: str | None, ct_id: str | No
 
 
 def upsert_registration(account: Account, cuid: str, **fields: str) -> Registration:
-    """Create or update the registration of ``cuid``; blank ``name`` keeps the stored one."""
-    defaults = {"last_seen_at": timezone.now(), **fields}
-    if not defaults.get("name"):
-        defaults.pop("name", None)
+    """Create or update the registration of ``cuid`` with what this sign-in says.
+
+    A blank ``name`` or ``image_url`` clears the stored one: a sign-in never inherits a
+    name or picture it was not given (the init response would hand it to whoever holds
+    the key).
+    """
+    defaults = {"last_seen_at": timezone.now(), "name": "", "image_url": "", **fields}
     with transaction.atomic():
         registration, _ = Registration.objects.update_or_create(
             account=account, cuid=cuid, defaults=defaults
@@ -167,7 +185,11 @@ class InitView(DirectCallAPIView):
                 description="ERR_MISSING_INITPARAMETERS, ERR_INVALID_INITPARAMETERS, "
                 "ERR_MISSING_CT_ACCOUNTID or ERR_MISSING_CT_ID",
             ),
-            401: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_CREDENTIALS"),
+            401: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_INVALID_CREDENTIALS, or ERR_INVALID_USER_TOKEN (a verified "
+                "account without a valid userToken for this cuid)",
+            ),
             403: OpenApiResponse(ErrorSerializer, description="ERR_ORIGIN_NOT_ALLOWED"),
             405: OpenApiResponse(ErrorSerializer, description="ERR_METHOD_NOT_ALLOWED"),
             406: OpenApiResponse(
@@ -194,23 +216,35 @@ class InitView(DirectCallAPIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        """Validate, authenticate, check origin and CleverTap ids, then issue a session."""
+        """Validate, authenticate, check origin, user token and CleverTap ids; issue a session.
+
+        A verified account needs a ``userToken`` for this cuid, and the name and picture
+        come from it (the page's ``name`` is ignored). A page account takes the page's
+        word, unless it sends a user token too (then that is checked and used).
+        """
         params = clean_init_params(request.data)
         account = authenticate(params)
         self.check_account_throttle(request, account)
         if not account.origin_allowed(request.headers.get("Origin")):
             raise DirectCallError(errors.ORIGIN_NOT_ALLOWED)
+        claims = None
+        if account.is_verified or params.user_token:
+            claims = verify_user_token(account, params.user_token, params.cuid)
         check_clevertap(account, params.ct_account_id, params.ct_id)
         device_id = params.device_id or secrets.token_urlsafe(12)
         registration = upsert_registration(
             account,
             params.cuid,
-            name=params.name or "",
+            name=(claims.name if claims else params.name) or "",
+            image_url=(claims.image if claims else None) or "",
             ct_account_id=params.ct_account_id or "",
             ct_id=params.ct_id or "",
             device_id=device_id,
         )
-        return Response(session_body(request, account, registration, device_id, params.ringtone))
+        body = session_body(
+            request, account, registration, device_id, params.ringtone, verified=bool(claims)
+        )
+        return Response(body)
 
     def check_account_throttle(self, request: Request, account: Account) -> None:
         """Count this authenticated request against the account's budget, or refuse it.
@@ -277,10 +311,21 @@ class SessionView(DirectCallAPIView):
         },
     )
     def post(self, request: Request) -> Response:
-        """Issue a session for ``request.user`` as the adapter maps it."""
+        """Issue a session for ``request.user`` as the adapter maps it.
+
+        The token is bound to this Django session and user, so that logging out can
+        revoke it.
+        """
         params = clean_session_params(request.data)
         adapter = get_adapter()
         account = adapter.get_account(request)
+        if not account.is_verified:
+            # System check E008 says so too; refusing here keeps the key of a page account
+            # from ever signing anyone in as a logged-in user of the site.
+            raise ImproperlyConfigured(
+                f"The session account {account.account_id!r} takes page identities; set it "
+                "to verified (docs/checks.md#directcalle008)."
+            )
         if not account.is_active:
             raise DirectCallError(errors.INVALID_CREDENTIALS)
         check_clevertap(account, params.ct_account_id, params.ct_id)
@@ -288,15 +333,29 @@ class SessionView(DirectCallAPIView):
         cuid = adapter.get_cuid(user)
         if not is_valid_cuid(cuid):
             raise ImproperlyConfigured(f"The adapter gave user {user.pk} an invalid cuid.")
+        image = adapter.get_image_url(user) or ""
+        if image and not is_valid_url(image):
+            logger.warning("the adapter gave user %s a picture that is no http(s) URL", user.pk)
+            image = ""
         device_id = params.device_id or secrets.token_urlsafe(12)
         registration = upsert_registration(
             account,
             cuid,
             name=adapter.get_display_name(user),
+            image_url=image,
             ct_account_id=params.ct_account_id or "",
             ct_id=params.ct_id or "",
             device_id=device_id,
         )
-        body = session_body(request, account, registration, device_id, params.ringtone)
-        body["image"] = adapter.get_image_url(user)
+        session_key = request.session.session_key
+        body = session_body(
+            request,
+            account,
+            registration,
+            device_id,
+            params.ringtone,
+            verified=True,
+            sid=tokens.session_hash(session_key) if session_key else "",
+            user_pk=user.pk,
+        )
         return Response(body)

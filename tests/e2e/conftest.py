@@ -108,12 +108,16 @@ def e2e_server(request, e2e_server_process: E2EServer, transactional_db) -> E2ES
 
 @pytest.fixture
 def e2e_account(transactional_db) -> Callable[..., tuple[Any, str]]:
-    """Factory: ``e2e_account(**fields) -> (account, api_key)``, committed at once."""
+    """Factory: ``e2e_account(**fields) -> (account, api_key)``, committed at once.
+
+    A page-identity account unless ``identity`` is given (the pages sign in with the key).
+    """
     from directcall.models import Account
 
     def make(**fields: Any) -> tuple[Account, str]:
         fields.setdefault("name", "E2E account")
         fields.setdefault("require_clevertap", False)
+        fields.setdefault("identity", "page")
         account = Account(**fields)
         key = account.set_new_api_key()
         account.save()

@@ -47,7 +47,7 @@ WATCH_PAGE = """
 @pytest.fixture
 def session_account(e2e_account):
     """The account server-minted sessions belong to (``SESSION_ACCOUNT`` of the server)."""
-    return e2e_account(account_id=timings.SESSION_ACCOUNT, name="Tutoring")
+    return e2e_account(account_id=timings.SESSION_ACCOUNT, name="Tutoring", identity="verified")
 
 
 @pytest.fixture

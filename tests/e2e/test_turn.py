@@ -84,7 +84,9 @@ def turn_server(coturn, tmp_path_factory):
         return done.stdout
 
     manage("migrate", "--noinput", "-v", "0")
-    out = manage("directcall_account", "create", "--name", "TURN", "--no-clevertap")
+    out = manage(
+        "directcall_account", "create", "--name", "TURN", "--no-clevertap", "--identity", "page"
+    )
     account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
     api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
     directcall = {
