@@ -14,6 +14,12 @@ from directcall.models import Account, Registration
 WS_PATH = "/ws/directcall/v1/"
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 ANSWER = OFFER.replace("o=- 1 2", "o=- 3 4")
+CANDIDATE = {
+    "candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host",
+    "sdpMid": "0",
+    "sdpMLineIndex": 0,
+    "usernameFragment": "abcd",
+}
 
 
 class Client:
@@ -43,10 +49,17 @@ class Client:
     ) -> Client:
         """Connect, authenticate with a fresh token and wait for ``ready``."""
         client = cls(await cls.open(), registration.cuid, registration.pk)
-        token = tokens.issue(registration.account_id, registration.pk, registration.cuid, device)
-        await client.send(type="auth", token=token, **auth)
-        client.ready = await client.next("ready")
+        await client.authenticate(registration, device, **auth)
         return client
+
+    async def authenticate(
+        self, registration: Registration, device: str = "device-0001", **auth: Any
+    ) -> dict[str, Any]:
+        """Send ``auth`` with a fresh token for ``registration``; return the ``ready`` frame."""
+        token = tokens.issue(registration.account_id, registration.pk, registration.cuid, device)
+        await self.send(type="auth", token=token, **auth)
+        self.ready = await self.next("ready")
+        return self.ready
 
     async def send(self, **frame: Any) -> None:
         await self.communicator.send_to(text_data=json.dumps(frame))
@@ -100,7 +113,8 @@ class Client:
         return self.closed_code
 
     async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
-        """Frames that arrive within ``seconds`` (for asserting that nothing did)."""
+        """Frames that arrive within ``seconds`` (when time itself is the point, e.g. a
+        grace period passing; to see that nothing arrived, :meth:`drain` is exact)."""
         got = list(self.inbox)
         self.inbox.clear()
         while True:
@@ -113,12 +127,26 @@ class Client:
             got.append(frame)
 
     async def alive(self) -> None:
-        """The connection still answers."""
+        """The connection still answers; the server has handled every frame sent before."""
         await self.send(type="ping")
         await self.next("pong")
 
+    async def drain(self) -> list[dict[str, Any]]:
+        """Every frame this connection was sent so far, up to the pong of a ping (the sentinel).
+
+        Frames caused by another client's action have been sent once that client's own
+        frames are handled: call ``other.alive()`` first.
+        """
+        await self.send(type="ping")
+        got = [frame for frame in self.inbox if frame.get("type") != "pong"]
+        self.inbox.clear()
+        while (frame := await self._receive(5)) is not None and frame.get("type") != "pong":
+            got.append(frame)
+        return got
+
     async def close(self) -> None:
-        await self.communicator.disconnect()
+        if not self.communicator.future.done():
+            await self.communicator.disconnect()
 
     # Shortcuts for the common frames.
 
@@ -127,6 +155,42 @@ class Client:
             type="invite", ref="r1", receiver=receiver, context=context, sdp=OFFER, **extra
         )
         return await self.next("invited")
+
+
+class Clients:
+    """The signaling clients of one test, every one closed at its end (pass or fail)."""
+
+    def __init__(self) -> None:
+        self.opened: list[Client] = []
+
+    async def sign_in(
+        self, registration: Registration, device: str = "device-0001", **auth: Any
+    ) -> Client:
+        """A signed-in client (see :meth:`Client.signed_in`)."""
+        client = Client(await Client.open(), registration.cuid, registration.pk)
+        self.opened.append(client)
+        await client.authenticate(registration, device, **auth)
+        return client
+
+    async def anonymous(self) -> Client:
+        """A connected client that has not signed in."""
+        client = Client(await Client.open(), "anonymous", 0)
+        self.opened.append(client)
+        return client
+
+    async def close_all(self) -> None:
+        for client in self.opened:
+            await client.close()
+
+
+async def answered_call(caller: Client, callee: Client) -> str:
+    """Invite, answer; return the call id once both sides saw ``answered``."""
+    call_id = (await caller.invite(callee.cuid))["call_id"]
+    await callee.next("incoming", call_id=call_id)
+    await callee.send(type="accept", call_id=call_id, sdp=ANSWER)
+    await caller.next("state", call_id=call_id, status="answered")
+    await callee.next("state", call_id=call_id, status="answered")
+    return call_id
 
 
 def make_registration(account: Account, cuid: str, name: str = "") -> Registration:

@@ -1,0 +1,463 @@
+"""The call state machine (directcall.calls), synchronously: the transition table, the entry
+points (placing a call, a party dropping and coming back), the sweep, and races between
+threads that must leave exactly one winner.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from functools import partial
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from directcall import calls, presence, signals
+from directcall.errors import DirectCallError
+from directcall.models import LIVE_STATUSES, Call, CallStatus
+from directcall.tokens import Session
+from directcall.validation import clean_call_params
+
+from .wsclient import make_registration
+
+pytestmark = pytest.mark.django_db
+
+INITIATED, RINGING, ANSWERED = CallStatus.INITIATED, CallStatus.RINGING, CallStatus.ANSWERED
+FINAL = [s for s in CallStatus if s not in LIVE_STATUSES]
+
+
+def make_call(caller, callee, status=INITIATED, deadline_in: float | None = 30) -> Call:
+    """A call in ``status``, written straight to the database (no signal)."""
+    now = timezone.now()
+    live = status in LIVE_STATUSES
+    return Call.objects.create(
+        account=caller.account,
+        caller=caller,
+        callee=callee,
+        context="hi",
+        status=status,
+        deadline=now + timedelta(seconds=deadline_in) if live and deadline_in is not None else None,
+        answered_at=now if status in (ANSWERED, CallStatus.OVER, CallStatus.FAILED) else None,
+        ended_at=None if live else now,
+    )
+
+
+@pytest.fixture
+def sent():
+    """Names of the signals sent during the test, in order."""
+    names = []
+
+    def noting(name):
+        def receiver(sender, **kwargs):
+            names.append(name)
+
+        return receiver
+
+    names_and_receivers = [
+        (name, noting(name))
+        for name in ("call_initiated", "call_ringing", "call_answered", "call_ended")
+    ]
+    for name, receiver in names_and_receivers:
+        getattr(signals, name).connect(receiver)
+    yield names
+    for name, receiver in names_and_receivers:
+        getattr(signals, name).disconnect(receiver)
+
+
+# -- the transition table --------------------------------------------------------------------
+
+CALLER, CALLEE, STRANGER = "caller", "callee", "stranger"
+
+# (status before, transition, who asks, its arguments) → (status after, reason) or None
+# when the transition is refused and changes nothing.
+TABLE = [
+    (INITIATED, calls.ring, CALLEE, (), (RINGING, "")),
+    (INITIATED, calls.ring, CALLER, (), None),
+    (RINGING, calls.ring, CALLEE, (), None),  # a repeat
+    (INITIATED, calls.accept, CALLEE, (), (ANSWERED, "")),
+    (RINGING, calls.accept, CALLEE, (), (ANSWERED, "")),
+    (RINGING, calls.accept, CALLER, (), None),
+    (ANSWERED, calls.accept, CALLEE, (), None),
+    (INITIATED, calls.decline, CALLEE, (), (CallStatus.DECLINED, "user_declined")),
+    (RINGING, calls.decline, CALLEE, ("user_busy",), (CallStatus.DECLINED, "user_busy")),
+    (RINGING, calls.decline, CALLER, (), None),
+    (ANSWERED, calls.decline, CALLEE, (), None),
+    (RINGING, calls.cancel, CALLER, (), (CallStatus.CANCELLED, "caller_cancelled")),
+    (RINGING, calls.cancel, CALLEE, (), None),
+    (ANSWERED, calls.cancel, CALLER, (), None),
+    (ANSWERED, calls.hang_up, CALLER, (), (CallStatus.OVER, "user_hangup")),
+    (ANSWERED, calls.hang_up, CALLEE, (), (CallStatus.OVER, "user_hangup")),
+    (ANSWERED, calls.hang_up, CALLEE, ("ice_failed",), (CallStatus.FAILED, "ice_failed")),
+    (
+        ANSWERED,
+        calls.hang_up,
+        CALLER,
+        ("user_media_failed",),
+        (CallStatus.FAILED, "user_media_failed"),
+    ),
+    (ANSWERED, calls.hang_up, STRANGER, (), None),
+    (RINGING, calls.hang_up, CALLER, (), None),
+    (RINGING, calls.leave, CALLER, (), (CallStatus.CANCELLED, "caller_cancelled")),
+    (RINGING, calls.leave, CALLEE, (), (CallStatus.DECLINED, "user_declined")),
+    (
+        INITIATED,
+        calls.leave,
+        CALLER,
+        ("connection_lost",),
+        (CallStatus.CANCELLED, "connection_lost"),
+    ),
+    (ANSWERED, calls.leave, CALLER, (), (CallStatus.OVER, "user_hangup")),
+    (ANSWERED, calls.leave, CALLEE, ("ice_failed",), (CallStatus.FAILED, "ice_failed")),
+    (RINGING, calls.leave, STRANGER, (), None),
+    (ANSWERED, calls.lose_connection, None, (), (CallStatus.OVER, "connection_lost")),
+    (RINGING, calls.lose_connection, None, (), None),
+]
+
+
+@pytest.mark.parametrize(
+    "before,transition,who,args,after",
+    TABLE,
+    ids=[f"{row[0]}-{row[1].__name__}-{row[2]}-{'-'.join(row[3])}" for row in TABLE],
+)
+def test_transition_table(people, sent, before, transition, who, args, after):
+    jane, sam, gil = people["tutor_jane"], people["student_sam"], people["grocer_gil"]
+    call = make_call(jane, sam, before)
+    party = {CALLER: jane, CALLEE: sam, STRANGER: gil}.get(who)
+    result = transition(call.pk, *([party.pk] if party else []), *args)
+    row = Call.objects.get(pk=call.pk)
+    if after is None:
+        assert result is None and row.status == before and sent == []
+        return
+    assert (result.status, result.end_reason) == after == (row.status, row.end_reason)
+    assert sent == (["call_ended"] if row.status not in LIVE_STATUSES else [f"call_{row.status}"])
+    if row.status not in LIVE_STATUSES:
+        assert row.ended_at is not None and row.deadline is None
+
+
+@pytest.mark.parametrize("status", FINAL)
+@pytest.mark.parametrize("transition", [calls.ring, calls.accept, calls.decline, calls.leave])
+def test_a_final_call_never_changes(people, sent, status, transition):
+    call = make_call(people["tutor_jane"], people["student_sam"], status)
+    assert transition(call.pk, people["student_sam"].pk) is None
+    assert calls.expire(call.pk, timezone.now() + timedelta(days=1)) is None
+    assert Call.objects.get(pk=call.pk).status == status and sent == []
+
+
+def test_accept_needs_the_ring_deadline_not_passed(people):
+    call = make_call(people["tutor_jane"], people["student_sam"], RINGING, deadline_in=-1)
+    assert calls.accept(call.pk, people["student_sam"].pk) is None
+
+
+def test_accept_sets_the_maximum_duration_as_the_deadline(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "MAX_CALL_DURATION": 60}
+    call = make_call(people["tutor_jane"], people["student_sam"], RINGING)
+    answered = calls.accept(call.pk, people["student_sam"].pk)
+    assert 59 <= (answered.deadline - answered.answered_at).total_seconds() <= 60
+
+
+@pytest.mark.parametrize(
+    "status,due,after",
+    [
+        (INITIATED, True, (CallStatus.MISSED, "invite_timeout")),
+        (RINGING, True, (CallStatus.MISSED, "invite_timeout")),
+        (RINGING, False, None),
+        (ANSWERED, True, (CallStatus.OVER, "max_duration")),
+        (ANSWERED, False, None),
+    ],
+)
+def test_expire(people, status, due, after):
+    call = make_call(people["tutor_jane"], people["student_sam"], status, deadline_in=10)
+    now = timezone.now() + timedelta(seconds=11 if due else 0)
+    result = calls.expire(call.pk, now)
+    assert (result and (result.status, result.end_reason)) == after
+
+
+def test_an_answered_call_without_a_deadline_never_expires(people):
+    call = make_call(people["tutor_jane"], people["student_sam"], ANSWERED, deadline_in=None)
+    assert calls.expire(call.pk, timezone.now() + timedelta(days=365)) is None
+
+
+# -- placing a call ---------------------------------------------------------------------------
+
+
+def session_of(registration) -> Session:
+    return Session(registration.account_id, registration.pk, registration.cuid, "device-0001")
+
+
+def online(registration, channel: str = "chan") -> None:
+    holder = presence.Holder(f"{channel}-{registration.pk}", f"dev-{registration.pk}", "conn")
+    presence.claim(registration.account_id, registration.cuid, holder)
+
+
+def test_place_call_rings_an_online_receiver_and_keeps_the_offer(people, sent):
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    online(sam)
+    placed = calls.place_call(session_of(jane), clean_call_params("student_sam", "hi"), "v=0")
+    assert placed.call.status == INITIATED and placed.callee_channel == f"chan-{sam.pk}"
+    assert calls.offer_of(placed.call.pk) == "v=0" and sent == ["call_initiated"]
+
+
+def test_place_call_to_an_offline_or_unknown_receiver_is_404_and_records_nothing(people):
+    for receiver in ("student_sam", "nobody_here"):
+        with pytest.raises(DirectCallError) as refused:
+            calls.place_call(
+                session_of(people["tutor_jane"]), clean_call_params(receiver, "hi"), "v=0"
+            )
+        assert refused.value.code == 404
+    assert not Call.objects.exists()
+
+
+def test_calling_yourself_is_refused_once_you_are_online(people):
+    jane = people["tutor_jane"]
+    online(jane)
+    with pytest.raises(DirectCallError) as refused:
+        calls.place_call(session_of(jane), clean_call_params("tutor_jane", "hi"), "v=0")
+    assert refused.value.code == "ERR_INVALID_CALL_PARAMETERS"
+    assert "yourself" in refused.value.message and not Call.objects.exists()
+
+
+def test_a_busy_callee_gets_a_busy_record_and_no_offer(people, sent):
+    jane, sam, gil = people["tutor_jane"], people["student_sam"], people["grocer_gil"]
+    make_call(jane, sam, RINGING)
+    online(sam)
+    placed = calls.place_call(session_of(gil), clean_call_params("student_sam", "hi"), "v=0")
+    call = placed.call
+    assert (call.status, call.end_reason) == (CallStatus.BUSY, "user_busy")
+    assert calls.offer_of(call.pk) is None and sent == ["call_ended"]
+
+
+def test_a_caller_in_a_call_may_not_place_another(people):
+    jane, sam, gil = people["tutor_jane"], people["student_sam"], people["grocer_gil"]
+    make_call(sam, jane, ANSWERED)  # jane is the callee of a live call
+    online(gil)
+    with pytest.raises(DirectCallError) as refused:
+        calls.place_call(session_of(jane), clean_call_params("grocer_gil", "hi"), "v=0")
+    assert refused.value.code == "ERR_OUTGOING_CALL_IN_PROGRESS"
+
+
+def test_the_invite_rate_counts_every_invite(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "CALL_RATE": "2/min"}
+    jane = people["tutor_jane"]
+    for _ in range(2):  # offline receivers count too: no probing who is online
+        with pytest.raises(DirectCallError):
+            calls.place_call(session_of(jane), clean_call_params("student_sam", "hi"), "v=0")
+    with pytest.raises(DirectCallError) as refused:
+        calls.place_call(session_of(jane), clean_call_params("student_sam", "hi"), "v=0")
+    assert refused.value.code == "ERR_RATE_LIMITED"
+
+
+def test_the_invite_window_passes(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "CALL_RATE": "2/min"}
+    account_pk = people["tutor_jane"].account_id
+    start = 1_000_020.0  # the start of a 60 s window
+    calls.check_invite_rate(account_pk, "tutor_jane", now=start)
+    calls.check_invite_rate(account_pk, "tutor_jane", now=start + 1)
+    with pytest.raises(DirectCallError):
+        calls.check_invite_rate(account_pk, "tutor_jane", now=start + 2)
+    calls.check_invite_rate(account_pk, "tutor_jane", now=start + 61)  # next window
+
+
+# -- a party drops, a party comes back ------------------------------------------------------------
+
+
+def test_a_caller_dropping_cancels_a_ringing_call(people):
+    call = make_call(people["tutor_jane"], people["student_sam"], RINGING)
+    dropped = calls.party_dropped(call.pk, people["tutor_jane"].pk)
+    assert not dropped.waiting
+    assert (dropped.ended.status, dropped.ended.end_reason) == ("cancelled", "connection_lost")
+
+
+def test_a_callee_dropping_leaves_the_call_ringing(people):
+    call = make_call(people["tutor_jane"], people["student_sam"], RINGING)
+    assert calls.party_dropped(call.pk, people["student_sam"].pk) == calls.Dropped()
+    assert Call.objects.get(pk=call.pk).status == RINGING
+
+
+@pytest.mark.parametrize("who", ["tutor_jane", "student_sam"])
+def test_an_answered_call_waits_for_a_party_who_dropped(people, who):
+    call = make_call(people["tutor_jane"], people["student_sam"], ANSWERED)
+    party = people[who]
+    assert calls.party_dropped(call.pk, party.pk) == calls.Dropped(waiting=True)
+    assert presence.gone_since(str(call.pk), party.pk) is not None
+    assert Call.objects.get(pk=call.pk).status == ANSWERED
+    # Back within the grace: no longer waited for, and the call carries on.
+    (rejoined,) = calls.party_back(party.pk)
+    assert rejoined.call.pk == call.pk and rejoined.offer is None
+    assert presence.gone_since(str(call.pk), party.pk) is None
+
+
+def test_a_stranger_dropping_changes_nothing(people):
+    call = make_call(people["tutor_jane"], people["student_sam"], RINGING)
+    assert calls.party_dropped(call.pk, people["grocer_gil"].pk) == calls.Dropped()
+
+
+def test_a_callee_back_while_it_rings_gets_the_offer(people):
+    call = make_call(people["tutor_jane"], people["student_sam"], RINGING)
+    calls.remember_offer(call, "v=0 offer")
+    (rejoined,) = calls.party_back(people["student_sam"].pk)
+    assert rejoined.offer == "v=0 offer"
+    assert calls.party_back(people["tutor_jane"].pk)[0].offer is None  # the caller has none
+
+
+def test_end_if_still_gone(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, ANSWERED)
+    calls.party_dropped(call.pk, sam.pk)
+    online(sam)  # came back: the call goes on
+    assert calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk) is None
+    calls.party_dropped(call.pk, sam.pk)
+    presence.release(sam.account_id, sam.cuid, presence.lookup(sam.account_id, sam.cuid))
+    ended = calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk)
+    assert (ended.status, ended.end_reason) == ("over", "connection_lost")
+
+
+def test_ended_among(people):
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    live, over = make_call(jane, sam, ANSWERED), make_call(jane, sam, CallStatus.OVER)
+    ended = calls.ended_among([str(live.pk), str(over.pk), "00000000-0000-0000-0000-000000000000"])
+    assert list(ended) == [str(over.pk)] and ended[str(over.pk)].caller == jane
+
+
+# -- the sweep ------------------------------------------------------------------------------------
+
+
+class CacheReads:
+    """The real cache, noting which reading methods are called."""
+
+    def __init__(self, cache) -> None:
+        self.cache, self.reads = cache, []
+
+    def __getattr__(self, name: str):
+        if name in ("get", "get_many"):
+            self.reads.append(name)
+        return getattr(self.cache, name)
+
+
+def test_the_sweep(people, settings, monkeypatch):
+    """Overdue calls expire; a ringing call whose caller is gone is cancelled; an answered
+    call whose party stayed gone past the grace ends; presence is read in one round trip
+    for all live calls, and "gone since" in one more."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
+    jane, sam, gil = people["tutor_jane"], people["student_sam"], people["grocer_gil"]
+    mallory, other_sam = people["mallory_m"], people["other_sam"]
+    rob, ann, tom = (make_registration(jane.account, cuid) for cuid in ("rob_r", "ann_a", "tom_t"))
+    overdue = make_call(jane, sam, RINGING, deadline_in=-1)
+    caller_gone = make_call(rob, gil, RINGING)
+    party_gone = make_call(mallory, other_sam, ANSWERED, deadline_in=None)
+    all_here = make_call(ann, tom, ANSWERED, deadline_in=None)
+    for registration in (jane, sam, gil, mallory, ann, tom):
+        online(registration)
+    calls.party_dropped(party_gone.pk, other_sam.pk)  # gone since before this sweep
+    spy = CacheReads(presence.cache)
+    monkeypatch.setattr(presence, "cache", spy)
+    ended = {str(call.pk): (call.status, call.end_reason) for call in calls.sweep()}
+    assert ended == {
+        str(overdue.pk): ("missed", "invite_timeout"),
+        str(caller_gone.pk): ("cancelled", "connection_lost"),
+        str(party_gone.pk): ("over", "connection_lost"),
+    }
+    assert spy.reads == ["get_many", "get_many"]
+    assert Call.objects.get(pk=all_here.pk).status == ANSWERED
+
+
+def test_the_sweep_waits_the_grace_for_a_party_gone(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 60}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, ANSWERED, deadline_in=None)
+    online(jane)
+    assert calls.sweep() == []
+    assert presence.gone_since(str(call.pk), sam.pk) is not None  # marked gone, still up
+    online(sam)
+    assert calls.sweep() == []
+    assert presence.gone_since(str(call.pk), sam.pk) is None  # seen back
+
+
+# -- races: exactly one winner -------------------------------------------------------------------
+
+
+def race(*actions):
+    """Run the actions in threads released at the same instant; return their results."""
+    barrier = threading.Barrier(len(actions))
+    results = [None] * len(actions)
+
+    def run(index, action):
+        barrier.wait()
+        try:
+            results[index] = action()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_accept_racing_expire_has_one_winner(people, ended_signals):
+    """Accept and the ring timeout fired at the same instant from two threads, 20 times."""
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    for _ in range(20):
+        call = calls.start(jane.pk, clean_call_params("student_sam", "race"))
+        deadline = timezone.now() + timedelta(milliseconds=5)
+        Call.objects.filter(pk=call.pk).update(deadline=deadline)
+        accepted, expired = race(
+            partial(calls.accept, call.pk, sam.pk),
+            partial(calls.expire, call.pk, deadline + timedelta(seconds=1)),
+        )
+        assert (accepted is None) != (expired is None)
+        final = Call.objects.get(pk=call.pk)
+        assert final.status == (ANSWERED if accepted else CallStatus.MISSED)
+        calls.leave(call.pk, jane.pk)  # end it so the next round may start
+    assert len(ended_signals) == 20  # one call_ended per call, never two
+    assert len({s[0] for s in ended_signals}) == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hangups_racing_from_both_sides_have_one_winner(people, ended_signals):
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    for _ in range(10):
+        call = calls.start(jane.pk, clean_call_params("student_sam", "race"))
+        calls.accept(call.pk, sam.pk)
+        results = race(
+            partial(calls.hang_up, call.pk, jane.pk), partial(calls.hang_up, call.pk, sam.pk)
+        )
+        assert sum(result is not None for result in results) == 1
+    assert len(ended_signals) == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_invites_to_one_callee_one_rings(people):
+    jane, gil = people["tutor_jane"], people["grocer_gil"]
+    for _ in range(10):
+        first, second = race(
+            partial(calls.start, jane.pk, clean_call_params("student_sam", "one")),
+            partial(calls.start, gil.pk, clean_call_params("student_sam", "two")),
+        )
+        assert sorted([first.status, second.status]) == [CallStatus.BUSY, INITIATED]
+        ringing = first if first.status == INITIATED else second
+        calls.leave(ringing.pk, ringing.caller_id)
+    assert not Call.objects.live().exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ringing_caller_dropping_racing_an_accept_leaves_one_outcome(people):
+    """The caller's connection drops as the callee answers: cancelled, or answered and
+    waiting for the caller, never both."""
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    for _ in range(10):
+        call = calls.start(jane.pk, clean_call_params("student_sam", "race"))
+        dropped, accepted = race(
+            partial(calls.party_dropped, call.pk, jane.pk), partial(calls.accept, call.pk, sam.pk)
+        )
+        final = Call.objects.get(pk=call.pk)
+        if accepted is None:
+            assert dropped.ended is not None and final.status == CallStatus.CANCELLED
+        else:
+            assert dropped.ended is None and final.status == ANSWERED
+            assert dropped.waiting and presence.gone_since(str(call.pk), jane.pk) is not None
+            calls.leave(call.pk, jane.pk)
