@@ -137,16 +137,20 @@ class Placed:
 
 
 def place_call(caller: Session, params: CallParams, offer: str) -> Placed:
-    """The invite rules: the invite rate, the receiver online, :func:`start`, the offer kept.
+    """The invite rules: the invite rate, who may be called, the receiver online, the call
+    recorded (:func:`start`), the offer kept while it rings.
 
-    Raises what :func:`check_invite_rate` and :func:`start` raise, and ``404`` when the
-    receiver is not online in the caller's account (nothing is recorded).
+    Raises ``ERR_RATE_LIMITED``, what :func:`parties` raises, ``404`` when the receiver
+    is not online, and ``ERR_OUTGOING_CALL_IN_PROGRESS``; nothing is recorded then. The
+    presence lookup comes after ``can_call``, so that a refusal does not tell whether the
+    receiver is online.
     """
     check_invite_rate(caller.account_pk, caller.cuid)
+    caller_row, callee_row = parties(caller.registration_pk, params.receiver)
     callee = presence.lookup(caller.account_pk, params.receiver)
     if callee is None:
         raise DirectCallError(errors.RECEIVER_OFFLINE)
-    call = start(caller.registration_pk, params)
+    call = _record(caller_row, callee_row, params)
     if call.status != CallStatus.BUSY:
         try:
             remember_offer(call, offer)
@@ -157,25 +161,34 @@ def place_call(caller: Session, params: CallParams, offer: str) -> Placed:
     return Placed(call, callee.channel)
 
 
-def start(caller_pk: int, params: CallParams) -> Call:
-    """Place a call from a registration to ``params.receiver`` in the same account.
+def parties(caller_pk: int, receiver: str) -> tuple[Registration, Registration]:
+    """The caller and the registration of ``receiver`` in its account, if it may be called.
 
     Raises ``ERR_INVALID_CALL_PARAMETERS`` (calling yourself), ``404`` (no such cuid in
-    this account), ``ERR_CALL_NOT_ALLOWED`` (the adapter's ``can_call`` says no) or
-    ``ERR_OUTGOING_CALL_IN_PROGRESS`` (the caller is in a live call).
-    A callee already in a live call gives a call recorded as ``busy``.
+    this account) or ``ERR_CALL_NOT_ALLOWED`` (the adapter's ``can_call`` says no).
     """
+    caller = Registration.objects.select_related("account").get(pk=caller_pk)
+    if receiver == caller.cuid:
+        raise DirectCallError(errors.INVALID_CALL_PARAMETERS, "You cannot call yourself.")
+    callee = Registration.objects.filter(account_id=caller.account_id, cuid=receiver).first()
+    if callee is None:
+        raise DirectCallError(errors.RECEIVER_OFFLINE)
+    if not get_adapter().can_call(caller, callee):
+        raise DirectCallError(errors.CALL_NOT_ALLOWED)
+    return caller, callee
+
+
+def start(caller_pk: int, params: CallParams) -> Call:
+    """Record a call from a registration to ``params.receiver`` (:func:`parties` checks who).
+
+    Raises what :func:`parties` raises, or ``ERR_OUTGOING_CALL_IN_PROGRESS`` (the caller
+    is in a live call). A callee already in a live call gives a call recorded as ``busy``.
+    """
+    return _record(*parties(caller_pk, params.receiver), params)
+
+
+def _record(caller: Registration, callee: Registration, params: CallParams) -> Call:
     with transaction.atomic():
-        caller = Registration.objects.select_related("account").get(pk=caller_pk)
-        if params.receiver == caller.cuid:
-            raise DirectCallError(errors.INVALID_CALL_PARAMETERS, "You cannot call yourself.")
-        callee = Registration.objects.filter(
-            account_id=caller.account_id, cuid=params.receiver
-        ).first()
-        if callee is None:
-            raise DirectCallError(errors.RECEIVER_OFFLINE)
-        if not get_adapter().can_call(caller, callee):
-            raise DirectCallError(errors.CALL_NOT_ALLOWED)
         # Lock both parties (in pk order, so two invites crossing cannot deadlock): of two
         # invites to one callee, the second sees the first's live call and gets "busy".
         list(

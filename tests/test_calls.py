@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from directcall import calls, presence, signals
+from directcall.adapter import DefaultCallAdapter
 from directcall.errors import DirectCallError
 from directcall.models import LIVE_STATUSES, Call, CallStatus
 from directcall.tokens import Session
@@ -208,13 +209,31 @@ def test_place_call_to_an_offline_or_unknown_receiver_is_404_and_records_nothing
     assert not Call.objects.exists()
 
 
-def test_calling_yourself_is_refused_once_you_are_online(people):
+def test_calling_yourself_is_refused(people):
     jane = people["tutor_jane"]
-    online(jane)
     with pytest.raises(DirectCallError) as refused:
         calls.place_call(session_of(jane), clean_call_params("tutor_jane", "hi"), "v=0")
     assert refused.value.code == "ERR_INVALID_CALL_PARAMETERS"
     assert "yourself" in refused.value.message and not Call.objects.exists()
+
+
+class NobodyCallsGil(DefaultCallAdapter):
+    """An adapter whose can_call refuses calls to grocer_gil."""
+
+    def can_call(self, caller, callee) -> bool:
+        return callee.cuid != "grocer_gil"
+
+
+def test_a_refused_callee_is_refused_before_presence_is_read(people, settings):
+    """ERR_CALL_NOT_ALLOWED whether gil is online or not: a refusal tells nothing more."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "ADAPTER": f"{__name__}.NobodyCallsGil"}
+    jane, gil = people["tutor_jane"], people["grocer_gil"]
+    for _ in ("offline", "online"):
+        with pytest.raises(DirectCallError) as refused:
+            calls.place_call(session_of(jane), clean_call_params("grocer_gil", "hi"), "v=0")
+        assert refused.value.code == "ERR_CALL_NOT_ALLOWED"
+        online(gil)
+    assert not Call.objects.exists()
 
 
 def test_a_busy_callee_gets_a_busy_record_and_no_offer(people, sent):

@@ -70,10 +70,6 @@ async def test_forty_presence_probes_in_half_a_second_are_rate_limited(make_acco
         await sam.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="calls.place_call looks presence up before can_call (server core, issue 13)",
-)
 async def test_a_refused_callee_looks_the_same_online_or_offline(make_account, settings):
     settings.DIRECTCALL = {**settings.DIRECTCALL, "ADAPTER": f"{__name__}.NobodyCallsGil"}
     people = await _registrations(make_account)
