@@ -21,7 +21,8 @@ class DirectCallConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks; connects the revocation receivers.
+        from . import checks, receivers  # noqa: F401
 
         # Keyed weakly: a loop that is closed and dropped takes its sweeper along.
         self._sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sweeper] = (

@@ -12,6 +12,7 @@ any token they could refuse.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -67,8 +68,9 @@ def issue(
         "c": cuid,
         "d": device_id,
         "j": secrets.token_urlsafe(12),
-        # Milliseconds: a token issued just after a revocation must not count as before it.
-        "t": round(time.time(), 3),
+        # Milliseconds, rounded down: never later than the moment of issue, so that a
+        # revocation made after it always refuses it.
+        "t": math.floor(time.time() * 1000) / 1000,
     }
     if verified:
         payload["v"] = 1

@@ -1,0 +1,89 @@
+"""Signal receivers of directcall (connected in ``DirectCallConfig.ready()``): revocation.
+
+What revokes sessions (docs/security.md#revocation):
+
+- an account saved inactive, from page to verified identities, with its API key rotated or
+  revoked (page identities: the key is what signed them in), or its signing secret
+  rotated; an account deleted;
+- a registration deleted (also by the cascade of an account's deletion);
+- the Django user logging out (``user_logged_out``): the tokens of that Django session.
+
+Changes made with ``QuerySet.update()`` send no signals: call :mod:`directcall.revocation`
+yourself then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_out
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from . import revocation
+from .models import WATCHED_FIELDS, Account, Identity, Registration
+
+
+def account_change_reason(before: dict[str, Any], account: Account) -> str | None:
+    """Why saving ``account`` over the loaded values ``before`` revokes its sessions, or None."""
+
+    def changed(name: str) -> bool:
+        return name in before and before[name] != getattr(account, name)
+
+    if before.get("is_active") and not account.is_active:
+        return revocation.ACCOUNT_INACTIVE
+    if before.get("identity") == Identity.PAGE and account.identity == Identity.VERIFIED:
+        # Connections signed in on the page's word are not vouched for.
+        return revocation.IDENTITY_CHANGED
+    if before.get("signing_secret") and changed("signing_secret"):
+        return revocation.SIGNING_SECRET_ROTATED
+    if account.identity == Identity.PAGE:
+        if changed("key_hash"):
+            return revocation.KEY_ROTATED
+        newly_revoked = account.key_revoked_at is not None
+        if "key_revoked_at" in before and before["key_revoked_at"] is None and newly_revoked:
+            return revocation.KEY_REVOKED
+    return None
+
+
+@receiver(post_save, sender=Account, dispatch_uid="directcall.account_saved")
+def account_saved(sender: type, instance: Account, created: bool, **kwargs: Any) -> None:
+    """Revoke the account's sessions when a save takes away what signed them in."""
+    before = getattr(instance, "_loaded", None)
+    # What the row holds now, for the next save of this instance (deferred fields: unknown).
+    instance._loaded = {
+        name: getattr(instance, name) for name in WATCHED_FIELDS if name in instance.__dict__
+    }
+    if created or before is None:
+        return
+    reason = account_change_reason(before, instance)
+    if reason is not None:
+        revocation.revoke_account(instance.pk, reason)
+
+
+@receiver(post_delete, sender=Account, dispatch_uid="directcall.account_deleted")
+def account_deleted(sender: type, instance: Account, **kwargs: Any) -> None:
+    """A deleted account's live sockets close."""
+    revocation.revoke_account(instance.pk, revocation.ACCOUNT_DELETED)
+
+
+@receiver(post_delete, sender=Registration, dispatch_uid="directcall.registration_deleted")
+def registration_deleted(sender: type, instance: Registration, **kwargs: Any) -> None:
+    """A deleted registration's live sockets close.
+
+    No deny-list entry: the socket refuses the tokens of a registration that no longer
+    exists by itself (and names whose token it was in its log).
+    """
+    revocation.revoke_registration(instance.pk, revocation.REGISTRATION_DELETED, deny=False)
+
+
+@receiver(user_logged_out, dispatch_uid="directcall.user_logged_out")
+def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
+    """Logging out of the site ends the sockets of that browser's Django session."""
+    if user is None or request is None:
+        return
+    session = getattr(request, "session", None)
+    session_key = getattr(session, "session_key", None)
+    revocation.revoke_user_tokens(
+        user, reason=revocation.LOGGED_OUT, session_key=session_key, request=request
+    )

@@ -1,0 +1,181 @@
+"""Revoking sessions so that it reaches live sockets within seconds.
+
+Each function does two things once the surrounding transaction has committed:
+
+1. the deny-list (:mod:`directcall.tokens`): the tokens concerned are refused by the socket
+   from now on, so a client that reconnects with them cannot sign in again;
+2. a ``dc.revoke`` message through the channel layer to the group of every connection
+   concerned (``directcall.account.<pk>``, ``directcall.registration.<pk>``, joined by the
+   consumer at ``auth``): the consumer sends ``ERR_SESSION_REVOKED``, ends its calls with
+   reason ``revoked`` and closes with code 4011 (docs/protocol.md).
+
+The receivers in :mod:`directcall.receivers` call these for account deactivation, key
+rotation or revocation (page identities), signing-secret rotation, a change from page to
+verified identities, deleted accounts and registrations, and Django's ``user_logged_out``.
+Call them yourself for anything else (a banned user: ``revoke_user_tokens(user)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
+from django.db import transaction
+from django.http import HttpRequest
+
+from . import tokens
+
+logger = logging.getLogger("directcall.revocation")
+
+MESSAGE_TYPE = "dc.revoke"
+
+# Why a session was revoked: the ``reason`` of a ``dc.revoke`` message (docs/security.md).
+ACCOUNT_INACTIVE = "account_inactive"
+ACCOUNT_DELETED = "account_deleted"
+KEY_ROTATED = "key_rotated"
+KEY_REVOKED = "key_revoked"
+SIGNING_SECRET_ROTATED = "signing_secret_rotated"  # noqa: S105 (a reason, not a secret)
+IDENTITY_CHANGED = "identity_changed"
+REGISTRATION_DELETED = "registration_deleted"
+LOGGED_OUT = "logged_out"
+REVOKED = "revoked"  # revoked by the site's own code
+
+REASONS = frozenset(
+    {
+        ACCOUNT_INACTIVE,
+        ACCOUNT_DELETED,
+        KEY_ROTATED,
+        KEY_REVOKED,
+        SIGNING_SECRET_ROTATED,
+        IDENTITY_CHANGED,
+        REGISTRATION_DELETED,
+        LOGGED_OUT,
+        REVOKED,
+    }
+)
+
+
+def account_group(account_pk: int) -> str:
+    """The channel-layer group of every connection signed in under an account."""
+    return f"directcall.account.{int(account_pk)}"
+
+
+def registration_group(registration_pk: int) -> str:
+    """The channel-layer group of every connection of one registration (one cuid)."""
+    return f"directcall.registration.{int(registration_pk)}"
+
+
+def revoke_message(reason: str, sid: str = "") -> dict[str, str]:
+    """The ``dc.revoke`` message; with ``sid``, only connections of that Django session close."""
+    message = {"type": MESSAGE_TYPE, "reason": reason}
+    if sid:
+        message["sid"] = sid
+    return message
+
+
+def concerns(message: dict[str, Any], session: tokens.Session) -> bool:
+    """Whether a ``dc.revoke`` message received by a connection applies to its session."""
+    sid = message.get("sid")
+    return not sid or sid == session.sid
+
+
+def _after_commit(action: Callable[[], None]) -> None:
+    def run() -> None:
+        try:
+            action()
+        except Exception:
+            # The change itself stands (it is committed); say loudly that live sockets
+            # may not have heard of it. Tokens still expire within TOKEN_TTL.
+            logger.exception("a revocation could not be completed")
+
+    transaction.on_commit(run)
+
+
+def _send(group: str, message: dict[str, str]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        logger.warning("no channel layer: live sockets of %s are not told of a revocation", group)
+        return
+    async_to_sync(layer.group_send)(group, message)
+
+
+def revoke_account(account_pk: int, reason: str) -> None:
+    """Refuse every token issued so far under the account and close all its live sockets."""
+
+    def action() -> None:
+        tokens.revoke_issued_before("account", account_pk)
+        _send(account_group(account_pk), revoke_message(reason))
+        logger.info("sessions of account %s revoked: %s", account_pk, reason)
+
+    _after_commit(action)
+
+
+def revoke_registration(registration_pk: int, reason: str, *, deny: bool = True) -> None:
+    """Refuse every token issued so far to the registration and close its live sockets.
+
+    ``deny=False`` skips the deny-list: for a deleted registration, whose tokens the
+    socket refuses anyway (and then logs whose token it was).
+    """
+
+    def action() -> None:
+        if deny:
+            tokens.revoke_issued_before("registration", registration_pk)
+        _send(registration_group(registration_pk), revoke_message(reason))
+        logger.info("sessions of registration %s revoked: %s", registration_pk, reason)
+
+    _after_commit(action)
+
+
+def user_registration_pks(user: Any, request: HttpRequest | None = None) -> list[int]:
+    """The registrations the adapter maps ``user`` to (in the session account), if any."""
+    from .adapter import get_adapter
+    from .models import Account, Registration
+
+    adapter = get_adapter()
+    try:
+        account = adapter.get_account(request) if request is not None else None
+    except (ImproperlyConfigured, ObjectDoesNotExist):
+        return []  # this site gives its users no server-minted sessions
+    if account is None:
+        from .conf import get_settings
+
+        account_id = get_settings().SESSION_ACCOUNT
+        account = Account.objects.filter(account_id=account_id).first() if account_id else None
+    if account is None:
+        return []
+    return list(
+        Registration.objects.filter(account=account, cuid=adapter.get_cuid(user)).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def revoke_user_tokens(
+    user: Any,
+    *,
+    reason: str = REVOKED,
+    session_key: str | None = None,
+    request: HttpRequest | None = None,
+) -> None:
+    """Refuse the user's ``v1/session`` tokens and close the sockets that use them.
+
+    With ``session_key``: only those of that Django session (logging out of one browser
+    leaves the others signed in); without: every token issued so far to the user.
+    """
+    sid = tokens.session_hash(session_key) if session_key else ""
+    registrations = user_registration_pks(user, request)
+
+    def action() -> None:
+        if sid:
+            tokens.revoke_session_key_hash(sid)
+        else:
+            tokens.revoke_issued_before("user", user.pk)
+        for pk in registrations:
+            _send(registration_group(pk), revoke_message(reason, sid))
+        logger.info("sessions of user %s revoked: %s", user.pk, reason)
+
+    _after_commit(action)
