@@ -69,8 +69,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             pass
         except Exception as exc:
             # The channel layer stayed unreachable: end in order; the client reconnects.
-            log = logger.warning if errors.is_unavailable(exc) else logger.error
-            log("signaling connection ended by %s", type(exc).__name__, exc_info=True)
+            if errors.is_unavailable(exc):
+                logger.warning("signaling connection ended: channel layer unreachable: %r", exc)
+            else:
+                logger.error("signaling connection ended by an error", exc_info=True)
             with contextlib.suppress(Exception):
                 await self.close(protocol.CLOSE_UNAVAILABLE)
         finally:

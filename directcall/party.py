@@ -232,8 +232,8 @@ class Party:
             if current is not None and current.conn != holder.conn:
                 return  # this cuid is already back on a newer connection, which owns its calls
             await presence.arelease(session.account_pk, session.cuid, holder)
-        except Exception:
-            logger.warning("presence of %s not released; it expires", self.who, exc_info=True)
+        except Exception as exc:
+            logger.warning("presence of %s not released, it expires: %r", self.who, exc)
         for call_id, route in list(self._routes.items()):
             try:
                 dropped = await database_sync_to_async(calls.party_dropped)(call_id, self.pk)
@@ -242,8 +242,9 @@ class Party:
                 elif dropped.waiting:
                     await self.tell_peer(route, protocol.peer_message(call_id, self.pk, False))
                     self.sweeper.spawn(_end_after_grace(call_id, session))
-            except Exception:
-                logger.warning("call %s: %s left", call_id, self.who, exc_info=True)
+            except Exception as exc:
+                outage = errors.is_unavailable(exc)
+                logger.warning("call %s: %s left: %r", call_id, self.who, exc, exc_info=not outage)
 
 
 async def _end_after_grace(call_id: str, session: Session) -> None:

@@ -228,7 +228,5 @@ async def akeep(account_pk: int, cuid: str, holder: Holder) -> None:
         try:
             if not await arenew(account_pk, cuid, holder):
                 return
-        except Exception:
-            logger.warning(
-                "presence renewal failed for %s (account %s)", cuid, account_pk, exc_info=True
-            )
+        except Exception as exc:
+            logger.warning("presence renewal failed for %s (account %s): %r", cuid, account_pk, exc)

@@ -94,8 +94,10 @@ class Sweeper:
             try:
                 await self.sweep_once()
             except Exception as exc:
-                log = logger.warning if errors.is_unavailable(exc) else logger.error
-                log("call sweep failed; retrying at the next interval", exc_info=True)
+                if errors.is_unavailable(exc):
+                    logger.warning("call sweep failed, retrying at the next interval: %r", exc)
+                else:
+                    logger.error("call sweep failed; retrying at the next interval", exc_info=True)
 
     async def sweep_once(self) -> list[Call]:
         """One sweep: finalize calls left behind, tell their parties, converge connections."""

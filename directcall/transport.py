@@ -63,22 +63,19 @@ async def announce(
     """Send the call's ``state`` to each party's connection; return the registrations reached.
 
     ``extra`` adds fields for one side (``{"caller": {"sdp": ...}}``). The connections are
-    looked up in presence; ``channels`` (registration pk → channel) stands in for
-    presence when the cache cannot be read.
+    looked up in presence; ``channels`` (registration pk → channel) are used for parties
+    presence does not name, or when the cache cannot be read.
     """
     frame = protocol.state_frame(call)
     parties = (("caller", call.caller), ("callee", call.callee))
+    # Presence says where each party is; a channel the caller knows fills a gap (an entry
+    # not renewed yet after a Redis restart) or stands in when the cache is unreachable.
+    targets = dict(channels or {})
     try:
         holders = await presence.alookup_many(call.account_id, [p.cuid for _, p in parties])
-        targets = {p.pk: holders[p.cuid].channel for _, p in parties if p.cuid in holders}
-    except Exception:
-        logger.warning(
-            "presence unreadable while telling call %s's parties its state %s",
-            call.pk,
-            call.status,
-            exc_info=True,
-        )
-        targets = dict(channels or {})
+        targets.update({p.pk: holders[p.cuid].channel for _, p in parties if p.cuid in holders})
+    except Exception as exc:
+        logger.warning("presence unreadable while telling call %s's state: %r", call.pk, exc)
     sends = {
         party.pk: send(
             targets[party.pk],

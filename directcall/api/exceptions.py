@@ -4,11 +4,13 @@
 translated through one table, :data:`DRF_ERRORS`, and keep DRF's status code (DRF has
 already turned a ``NotAuthenticated`` without an authentication scheme into a 403, and it
 sets the ``Allow`` header of a 405 itself). A DRF exception missing from the table gets
-DRF's own answer; any other exception is not caught (a server error).
+DRF's own answer. Redis or the database out of reach is ``ERR_SERVICE_UNAVAILABLE`` (503,
+retry later); any other exception is not caught (a server error).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rest_framework import exceptions
@@ -17,6 +19,11 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .. import errors
 from ..errors import DirectCallError
+
+logger = logging.getLogger("directcall.api")
+
+# Seconds a client is asked to wait when Redis or the database is out of reach (a restart).
+UNAVAILABLE_RETRY_AFTER = 5
 
 # The response's message: the code's own (None), a fixed text, or DRF's detail (DETAIL).
 DETAIL = object()
@@ -55,9 +62,14 @@ def from_drf(exc: exceptions.APIException) -> DirectCallError | None:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's ``EXCEPTION_HANDLER`` for directcall's views; None lets the error through (500)."""
     error = from_drf(exc) if isinstance(exc, exceptions.APIException) else exc
+    headers = {}
+    if errors.is_unavailable(exc):
+        # The throttles' cache, presence or the database: the request may succeed later.
+        logger.warning("API request failed, a backing service is unreachable: %r", exc)
+        error = DirectCallError(errors.SERVICE_UNAVAILABLE)
+        headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
     if not isinstance(error, DirectCallError):
         return drf_exception_handler(exc, context)
-    headers = {}
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         # DRF's wait, already rounded up to whole seconds, plus one (docs/api.md): the
         # throttle's estimate is to the instant, and a client retrying on it can be early.
