@@ -4,9 +4,10 @@ Sixteen caller/callee pairs place calls for 75 s on three daphne processes shari
 private redis-server and the database (PostgreSQL when ``DATABASE_URL`` names it), with
 the soak's short timings; one process is SIGKILLed (and restarted) 20 s in, Redis is
 restarted about 20 s later, and the last 25 s run without faults. The command prints its
-figures and writes a JSON report; each test below asserts one of its checks (the
+figures and writes a JSON report; each of the first tests asserts one of its checks (the
 definitions are in ``bench/soak.py``'s docstring). The run takes about two minutes; the
-full run is ``python bench/soak.py`` (docs/security.md, "Soak test").
+full run is ``python bench/soak.py`` (docs/security.md, "Soak test"). The last two tests
+hold the checks themselves to their definitions, on made-up records and logs.
 """
 
 from __future__ import annotations
@@ -133,3 +134,133 @@ def test_new_calls_work_soon_after_each_fault(soak: dict[str, Any]) -> None:
     assert not failed, failed
     recovery = _check(soak, "recovery after the last fault")["value"]
     assert recovery is not None and recovery <= RECOVERY_BOUND, soak["probes"]
+
+
+# -- the checks themselves, on records made up for the purpose (no servers) ----------------------
+
+
+def _party(run: Any, cuid: str, role: str, segments: list[tuple]) -> Any:
+    from bench import soak as bench_soak
+
+    party = bench_soak.Party(run, cuid, role)
+    party.segments = [bench_soak.Segment(*segment) for segment in segments]
+    run.parties[cuid] = party
+    return party
+
+
+def _knew(party: Any, call_id: str, at: float, heard: list[tuple], conn: int = 1) -> None:
+    """``party`` learnt of ``call_id`` at ``at`` on connection ``conn`` and then heard ``heard``."""
+    from bench import soak as bench_soak
+
+    via = "invited" if party.role == "caller" else "incoming"
+    view = bench_soak.View(call_id, party.role, at, via, conn)
+    view.heard = [bench_soak.Heard(s, r, t, c, "state") for s, r, t, c in heard]
+    party.views[call_id] = view
+
+
+def test_the_checks_count_exactly_what_they_define(tmp_path: Path) -> None:
+    """Each kind of finding is counted once, and the cases that are no failure are not."""
+    from bench import soak as bench_soak
+
+    Row = bench_soak.Row
+    rows = [
+        Row("a", "missed", "invite_timeout", 1010, None, 1018, "c1", "e1"),  # all well
+        Row("b", "missed", "invite_timeout", 1020, None, 1028, "c2", "e2"),  # e2 never told
+        Row("c", "cancelled", "caller_cancelled", 1030, None, 1031, "c3", "e3"),  # c3 told wrong
+        Row("d", "busy", "user_busy", 1040, None, 1040, "c4", "e1"),  # a busy callee never knows
+        Row("e", "over", "user_hangup", 1045, 1046, 1052.5, "c5", "e5"),  # e5's process killed
+        Row("f", "cancelled", "connection_lost", 1060, None, 1063, "c6", "e6"),  # c6 never knew
+        Row("h", "missed", "invite_timeout", 1070, None, 1082, "c6", "e6"),  # 12 s > 11.5 s
+        Row("g", "answered", "", 1100, 1101, None, "c1", "e1"),  # still live
+    ]
+
+    class Database:
+        kind = "PostgreSQL"
+
+        def calls(self) -> list[Any]:
+            return rows
+
+    run = bench_soak.Soak(bench_soak.Config(duration=100), tmp_path)
+    run.db = Database()
+    run.started, run.closed_at = 1000.0, 1200.0
+    run.faults = [{"kind": "kill", "server": "s1", "t": 1050.0, "back": 1051.0}]
+    run.probes = [
+        {"after": "start", "fault_t": None, "ok": True, "from_fault": None, "from_back": 0.4},
+        {"after": "kill", "fault_t": 1050.0, "ok": True, "from_fault": 2.0, "from_back": 1.0},
+    ]
+    up = [("s2", 990.0)]
+    c1, e1 = _party(run, "c1", "caller", up), _party(run, "e1", "callee", up)
+    _knew(c1, "a", 1010.1, [("missed", "invite_timeout", 1018.1, 1)])
+    _knew(e1, "a", 1010.2, [("ringing", "", 1010.5, 1), ("missed", "invite_timeout", 1018.1, 1)])
+    _knew(c1, "g", 1100.1, [("answered", "", 1101.1, 1)])
+    _knew(e1, "g", 1100.1, [("answered", "", 1101.1, 1)])
+    c2, e2 = _party(run, "c2", "caller", up), _party(run, "e2", "callee", up)
+    _knew(c2, "b", 1020.1, [("missed", "invite_timeout", 1028.1, 1)])
+    _knew(e2, "b", 1020.2, [("ringing", "", 1020.5, 1)])
+    e2.sent[("b", "accept")] = 1024.9
+    e2.errors.append({"code": "ERR_INTERNAL", "in_reply_to": "accept", "call_id": "b", "t": 1025})
+    c3, e3 = _party(run, "c3", "caller", up), _party(run, "e3", "callee", up)
+    _knew(c3, "c", 1030.1, [("cancelled", "user_hangup", 1031.1, 1)])
+    _knew(e3, "c", 1030.2, [("cancelled", "caller_cancelled", 1031.1, 1)])
+    c3.sent[("c", "cancel")] = 1030.95
+    c3.errors.append({"code": "ERR_INTERNAL", "in_reply_to": "cancel", "call_id": "c", "t": 1031.1})
+    c4 = _party(run, "c4", "caller", up)
+    _knew(c4, "d", 1040.1, [("busy", "user_busy", 1040.1, 1)])
+    c5 = _party(run, "c5", "caller", up)
+    e5 = _party(run, "e5", "callee", [("s1", 990.0, 1050.01, 1006), ("s2", 1052.0)])
+    _knew(c5, "e", 1045.1, [("answered", "", 1046.1, 1), ("over", "user_hangup", 1052.6, 1)])
+    _knew(e5, "e", 1045.1, [("answered", "", 1046.1, 1), ("over", "user_hangup", 1053.0, 2)])
+    _party(run, "c6", "caller", up)
+    e6 = _party(run, "e6", "callee", up)
+    _knew(e6, "f", 1060.5, [("cancelled", "connection_lost", 1063.1, 1)])
+
+    report = bench_soak.analyse(run)
+    values = {c["check"]: c["value"] for c in report["checks"]}
+    failed = {name for name, value in values.items() if value not in (0, 1.0)}
+    assert not failed, values
+    assert values["no call live after the settle period"] == 1
+    assert values["unanswered calls live > ring + grace + sweep (11.5 s)"] == 1
+    assert values["final states told that differ from the database"] == 1
+    assert values["parties told two different ends"] == 0
+    assert values["parties never told the end of a call they knew"] == 1
+    assert report["examples"]["never_told"][0]["party"] == "e2"
+    assert values["ERR_INTERNAL for a change that was made"] == 1
+    assert report["err_internal"] == {"accept": 1, "cancel": 1}
+    assert report["never_knew"] == {"caller/cancelled": 1, "caller/missed": 1, "callee/missed": 1}
+    assert report["told_after_reconnect"] == 1
+    assert report["told_delay"]["after_kill"]["n"] == 1
+    assert report["told_delay"]["after_kill"]["p50"] == pytest.approx(0.5)
+    assert report["told_delay"]["kill_to_told"]["p50"] == pytest.approx(3.0)
+    assert values["recovery after the last fault"] == 1.0
+
+
+def test_the_log_scan_tells_crashes_500s_and_whose_tasks_failed(tmp_path: Path) -> None:
+    """Consumer crashes, 500s (not 503s) and directcall's lost task errors; a library's apart."""
+    from bench import soak as bench_soak
+
+    own = tmp_path / "directcall"
+    log = tmp_path / "s1.log"
+    log.write_text(
+        "2026-11-27 17:01:11,560 ERROR    Exception inside application: boom\n"
+        "Traceback (most recent call last):\n"
+        '  File "/x/channels/consumer.py", line 1, in __call__\n'
+        "redis.exceptions.ConnectionError: boom\n"
+        "2026-11-27 17:01:12,000 ERROR    Task exception was never retrieved\n"
+        "future: <Task finished name='Task-1' coro=<RedisChannelLayer._clean_receive_backup()>>\n"
+        "Traceback (most recent call last):\n"
+        '  File "/venv/site-packages/channels_redis/core.py", line 249, in _clean\n'
+        "redis.exceptions.ConnectionError: Connection closed by server.\n"
+        "2026-11-27 17:01:13,000 ERROR    Task exception was never retrieved\n"
+        "future: <Task finished name='Task-2' coro=<Party.fire()>>\n"
+        "Traceback (most recent call last):\n"
+        f'  File "{own}/party.py", line 9, in fire\n'
+        "redis.exceptions.ConnectionError: gone\n"
+        '127.0.0.1:5000 - - [27/Nov/2026:17:01:14] "POST /directcall/v1/init" 500 145\n'
+        '127.0.0.1:5001 - - [27/Nov/2026:17:01:14] "POST /directcall/v1/init" 503 99\n'
+        '127.0.0.1:5002 - - [27/Nov/2026:17:01:14] "POST /directcall/v1/init" 200 99\n'
+    )
+    logs = bench_soak.scan_logs([log], own)
+    assert len(logs["crashes"]) == 1 and logs["crashes"][0].endswith("ConnectionError: boom")
+    assert len(logs["task_errors"]) == 1 and "Party.fire" in logs["task_errors"][0]
+    assert len(logs["library_task_errors"]) == 1
+    assert logs["http5xx"] == {"500 /directcall/v1/init": 1, "503 /directcall/v1/init": 1}
