@@ -578,7 +578,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
 # First match from the innermost frame outwards decides a sample's category.
 CATEGORIES = [
     ("JSON encode/decode (json)", ("json/",)),
-    ("candidate validation (_candidates)", ("_candidates (directcall/consumers.py",)),
+    ("candidate validation (candidates_of)", ("candidates_of (directcall/protocol.py",)),
     ("presence lookup (cache get + unpickle)", ("directcall/presence.py", "django/core/cache")),
     ("channel layer (in-memory send/receive)", ("channels/layers.py",)),
     ("channels_redis / redis-py", ("channels_redis/", "redis/")),
@@ -604,9 +604,9 @@ CATEGORIES = [
 WATCH = [
     ("receive", "directcall/consumers.py"),
     ("on_candidates", "directcall/consumers.py"),
-    ("_candidates", "directcall/consumers.py"),
-    ("_route", "directcall/consumers.py"),
-    ("_send_to_peer", "directcall/consumers.py"),
+    ("candidates_of", "directcall/protocol.py"),
+    ("find", "directcall/party.py"),
+    ("tell_peer", "directcall/party.py"),
     ("dc_relay", "directcall/consumers.py"),
     ("_send", "directcall/consumers.py"),
     ("on_invite", "directcall/consumers.py"),
@@ -615,7 +615,8 @@ WATCH = [
     ("_leave", "directcall/consumers.py"),
     ("dc_incoming", "directcall/consumers.py"),
     ("dc_state", "directcall/consumers.py"),
-    ("announce", "directcall/calls.py"),
+    ("announce", "directcall/transport.py"),
+    ("send", "directcall/transport.py"),
     ("lookup", "directcall/presence.py"),
     ("__call__", "asgiref/sync.py"),
     ("run_in_executor", "asyncio/base_events.py"),
