@@ -91,6 +91,11 @@ export interface KeyInitOptions extends CommonInitOptions {
   cuid: string;
   /** A CleverTap Web SDK instance, or `null` when the account does not require CleverTap. */
   clevertap: CleverTapInstance | null;
+  /**
+   * Accounts with verified identities: a user token (JWT) your server signs for this cuid
+   * (docs/accounts.md#user-tokens), or a function giving one, called at every sign-in.
+   */
+  userToken?: string | (() => string | Promise<string>);
   sessionUrl?: undefined;
 }
 

@@ -70,11 +70,20 @@ export async function ownUi(): Promise<void> {
   console.log(cuid, ERR.RECEIVER_OFFLINE === 404);
 }
 
+export async function verified(): Promise<void> {
+  // A verified account: the host's backend mints the user token, as a string or on demand.
+  await initDirectCall({ accountId: "a", apikey: "k", cuid: "c_sam", clevertap: null, userToken: "h.p.s" });
+  const fresh = async () => (await fetch("/my/directcall-token")).text();
+  await initDirectCall({ accountId: "a", apikey: "k", cuid: "c_sam", clevertap: null, userToken: fresh });
+}
+
 export async function refused(client: DirectCallClient): Promise<void> {
   // @ts-expect-error: the key mode needs a cuid
   await initDirectCall({ accountId: "a", apikey: "k", clevertap: null });
   // @ts-expect-error: clevertap must be given (null when not required), as in the original
   await initDirectCall({ accountId: "a", apikey: "k", cuid: "student_sam" });
+  // @ts-expect-error: a user token is a string or a function giving one
+  await initDirectCall({ accountId: "a", apikey: "k", cuid: "c_sam", clevertap: null, userToken: 5 });
   // @ts-expect-error: options are required
   await initDirectCall();
   // @ts-expect-error: the receiver is a cuid string

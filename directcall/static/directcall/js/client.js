@@ -58,6 +58,7 @@ export class DirectCallClient extends EventTarget {
       ? { deviceId: c.deviceId }
       : { accountId: c.accountId, apikey: c.apikey, cuid: c.cuid, deviceId: c.deviceId };
     if (c.name && !c.sessionUrl) body.name = c.name;
+    if (c.userToken) body.userToken = typeof c.userToken === "function" ? await c.userToken() : c.userToken;
     if (c.ringtone) body.ringtone = c.ringtone;
     if (c.ctAccountId) body.ctAccountId = c.ctAccountId;
     if (c.ctId) body.ctId = c.ctId;

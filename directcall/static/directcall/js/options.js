@@ -68,6 +68,10 @@ export function readInitOptions(options) {
     if (!isValidAccountId(options.accountId)) invalid.push("accountId");
     if (!isValidApiKey(options.apikey)) invalid.push("apikey");
     if (!isValidCuid(options.cuid)) invalid.push("cuid");
+    // Verified accounts: a user token from the host's backend, or a function giving one (called
+    // at every sign-in, so that an expired token is replaced). docs/accounts.md#user-tokens
+    const token = options.userToken;
+    if (!isBlank(token) && !["string", "function"].includes(typeof token)) invalid.push("userToken");
   } else {
     try {
       new URL(options.sessionUrl, location.href);
@@ -112,6 +116,7 @@ export function readInitOptions(options) {
     accountId: sessionMode ? null : options.accountId,
     apikey: sessionMode ? null : options.apikey,
     cuid: sessionMode ? null : options.cuid,
+    userToken: sessionMode || isBlank(options.userToken) ? null : options.userToken,
     name: isBlank(options.name) ? null : trim(options.name),
     ringtone: isBlank(options.ringtone) ? null : options.ringtone,
     assetsUrl,
