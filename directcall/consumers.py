@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -64,7 +65,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         try:
-            await await_many_dispatch([receive, self._channel_receive], self.dispatch)
+            from_layer = functools.partial(transport.receive, self.channel_name)
+            await await_many_dispatch([receive, from_layer], self.dispatch)
         except StopConsumer:
             pass
         except Exception as exc:
@@ -77,22 +79,6 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 await self.close(protocol.CLOSE_UNAVAILABLE)
         finally:
             await self._finish()
-
-    async def _channel_receive(self) -> dict[str, Any]:
-        """The next channel-layer message; an outage shorter than PRESENCE_TTL is waited out."""
-        failing_since, delay = None, 0.1
-        while True:
-            try:
-                return await self.channel_layer.receive(self.channel_name)
-            except Exception as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                patience = get_settings().PRESENCE_TTL
-                if not errors.is_unavailable(exc) or now - failing_since > patience:
-                    raise
-                logger.info("channel layer unreachable (%s); trying again", exc)
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a message to its handler, without channels' per-message connection clean-up.
@@ -131,6 +117,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         for task in self.tasks:
             task.cancel()
         if self.party is not None:
+            self.party.close()
             self.sweeper.forget(self.party)
             if not self.replaced:
                 await self.sweeper.shielded(self.party.leave(self.holder))

@@ -217,15 +217,19 @@ class Party:
 
     # -- the connection ends -----------------------------------------------------------------
 
+    def close(self) -> None:
+        """The connection ended: no more deadline timers here."""
+        self.left = True
+        for timer in list(self._timers):
+            timer.cancel()
+
     async def leave(self, holder: presence.Holder) -> None:
         """The connection ended: release presence and apply the rules for its calls.
 
         Never raises (it runs while the connection ends, maybe in an outage): what fails
         is logged; presence then expires within PRESENCE_TTL and the sweep ends the calls.
         """
-        self.left = True
-        for timer in list(self._timers):
-            timer.cancel()
+        self.close()
         session = self.session
         try:
             current = await presence.alookup(session.account_pk, session.cuid)

@@ -1,4 +1,4 @@
-"""Telling the parties: sending the server's messages to connections through the channel layer.
+"""Telling the parties: the server's messages to connections, through the channel layer.
 
 A connection is reached at the channel its presence entry names. Sending is best effort
 with a bound: a state message that cannot be handed to the channel layer (the peer's
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
-from . import presence, protocol
+from . import errors, presence, protocol
+from .conf import get_settings
 from .models import Call
 
 logger = logging.getLogger("directcall.transport")
@@ -87,3 +89,25 @@ async def announce(
     }
     results = await asyncio.gather(*sends.values())
     return {pk for pk, sent in zip(sends, results, strict=True) if sent}
+
+
+async def receive(channel: str) -> dict[str, Any]:
+    """The next channel-layer message for ``channel``, waiting out a short outage.
+
+    A Redis restart breaks every connection's blocking read at once; each read is tried
+    again (redis-py reconnects) for up to ``PRESENCE_TTL`` seconds, after which the error
+    is raised and the connection ends.
+    """
+    layer = get_channel_layer()
+    failing_since, delay = None, 0.1
+    while True:
+        try:
+            return await layer.receive(channel)
+        except Exception as exc:
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if not errors.is_unavailable(exc) or now - failing_since > get_settings().PRESENCE_TTL:
+                raise
+            logger.info("channel layer unreachable (%s); trying again", exc)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
