@@ -25,7 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 
-from . import calls, errors, presence, protocol, tokens, transport
+from . import calls, errors, presence, protocol, revocation, tokens, transport
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, CallStatus, EndReason, Registration
@@ -121,6 +121,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             self.sweeper.forget(self.party)
             if not self.replaced:
                 await self.sweeper.shielded(self.party.leave(self.holder))
+            with contextlib.suppress(Exception):  # memberships also expire on their own
+                for group in self._revocation_groups():
+                    await self.channel_layer.group_discard(group, self.channel_name)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -194,7 +197,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         """``auth {token, resume?}``: sign this connection in as the token's registration."""
         if self.party is not None:
             raise DirectCallError(errors.BAD_FRAME, "This connection is already authenticated.")
-        session = tokens.verify(frame.get("token"))
+        session = await tokens.averify(frame.get("token"))
         registration = await self._registration(session) if session else None
         if session is None or registration is None:
             self._log_refused(session)
@@ -212,6 +215,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await transport.send(previous.channel, protocol.replaced_message(previous.conn))
         self.holder = holder
         self.party = party = Party(session, self.channel_name, self.sweeper, self._send)
+        for group in self._revocation_groups():  # so that a revocation reaches this socket
+            await self.channel_layer.group_add(group, self.channel_name)
         self._spawn(self._keep_presence(session, holder))
         self._spawn(self._close_when_idle())
         self.sweeper.watch(party)
@@ -365,6 +370,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if route.status == CallStatus.ANSWERED:
             await self._send(protocol.peer_frame(message["call_id"], message["connected"]))
 
+    async def dc_revoke(self, message: dict[str, Any]) -> None:
+        """This connection's session was revoked: its calls end (``revoked``), it closes."""
+        if self.party is None or not revocation.concerns(message, self.party.session):
+            return
+        for call_id in self.party.call_ids():
+            await self.party.change(calls.leave, call_id, self.party.pk, EndReason.REVOKED)
+        await self._reject(errors.SESSION_REVOKED, protocol.CLOSE_REVOKED)
+
     async def dc_replaced(self, message: dict[str, Any]) -> None:
         """The same device signed in again on a new connection: this one steps aside."""
         if self.holder is not None and message.get("conn") == self.holder.conn:
@@ -377,6 +390,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         call = await database_sync_to_async(calls.get_call)(call_id)
         if call is not None and self.party.pk in (call.caller_id, call.callee_id):
             await self._send(protocol.state_frame(call))
+
+    def _revocation_groups(self) -> list[str]:
+        session = self.party.session
+        return [
+            revocation.account_group(session.account_pk),
+            revocation.registration_group(session.registration_pk),
+        ]
 
     def _is_mine(self, message: dict[str, Any]) -> bool:
         return self.party is not None and message.get("registration") == self.party.pk

@@ -24,6 +24,7 @@ CLOSE_AUTH_FAILED = 4001
 CLOSE_ALREADY_SIGNEDIN = 4002
 CLOSE_REPLACED = 4003
 CLOSE_IDLE = 4008
+CLOSE_REVOKED = 4011  # the session was revoked (directcall.revocation)
 # RFC 6455 "internal error": the server cannot serve this connection now (Redis or the
 # database is unreachable); the SDK reconnects with backoff.
 CLOSE_UNAVAILABLE = 1011

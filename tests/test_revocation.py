@@ -336,14 +336,6 @@ async def test_a_revoked_key_s_token_cannot_sign_in_at_the_socket(page):
 # -- live sockets (the consumer's part) ---------------------------------------------------------
 
 
-CONSUMER_NOT_WIRED = pytest.mark.xfail(
-    strict=True,
-    reason="the consumer does not join the revocation groups nor handle dc.revoke yet "
-    "(server core, issue 13)",
-)
-
-
-@CONSUMER_NOT_WIRED
 async def test_deactivating_an_account_closes_its_live_sockets_within_seconds(page):
     """Issue 13, 5: after deactivating the account and revoking its key, an open socket
     still placed a call 8 s later."""
@@ -370,7 +362,6 @@ async def test_deactivating_an_account_closes_its_live_sockets_within_seconds(pa
         await callee.close()
 
 
-@CONSUMER_NOT_WIRED
 async def test_a_revoked_party_leaves_the_call_and_the_other_is_told_revoked(page):
     account, _key, jane, _listener = page
     sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
