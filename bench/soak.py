@@ -51,6 +51,7 @@ Usage::
     python bench/soak.py                                   # 330 s, 40 pairs, full faults
     python bench/soak.py --duration 90 --pairs 16 --kills 1 --redis-restarts 1
     python bench/soak.py --json report.json --out DIR      # keep the logs in DIR
+    python bench/soak.py --database-url sqlite             # SQLite even if PostgreSQL answers
 
 Prints a figures table and a checks table; exits 1 if a check fails. Everything listens
 and connects on 127.0.0.1; the shared Redis at 6379 is never touched.
@@ -290,12 +291,16 @@ class PrivateRedis:
 
 
 def _postgres_url(explicit: str | None) -> str | None:
-    """PostgreSQL to use: the explicit URL, DATABASE_URL if it names PostgreSQL, or local."""
-    for url in (explicit, os.environ.get("DATABASE_URL")):
-        if url and urlsplit(url).scheme in ("postgres", "postgresql", "pgsql"):
-            return url
+    """PostgreSQL to use: the explicit URL (anything else: SQLite), else DATABASE_URL if it
+    names PostgreSQL, else one answering on 127.0.0.1:5432; None for SQLite."""
+
+    def postgres(url: str) -> bool:
+        return urlsplit(url).scheme in ("postgres", "postgresql", "pgsql")
+
     if explicit:
-        return None
+        return explicit if postgres(explicit) else None
+    if postgres(os.environ.get("DATABASE_URL") or ""):
+        return os.environ["DATABASE_URL"]
     try:
         with socket.create_connection(("127.0.0.1", 5432), timeout=1):
             pass
@@ -1693,7 +1698,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url",
         default=None,
-        help="PostgreSQL server URL (default: DATABASE_URL or local)",
+        help="a PostgreSQL server's URL, or 'sqlite' (default: DATABASE_URL if PostgreSQL, "
+        "else 127.0.0.1:5432 if it answers, else SQLite)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="keep the servers' logs in this directory"
