@@ -377,3 +377,31 @@ async def test_a_revoked_party_leaves_the_call_and_the_other_is_told_revoked(pag
     finally:
         await caller.close()
         await callee.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the consumer checks the deny-list before it joins the revocation groups, so a "
+    "revocation in between reaches neither (server core: check again after group_add)",
+)
+async def test_a_revocation_during_auth_is_not_lost(page, monkeypatch):
+    """A revocation that lands while the socket authenticates — after its token passed the
+    deny-list, before it joined the groups — must still end it."""
+    from directcall import presence
+
+    account, _key, jane, _listener = page
+    claim = presence.aclaim
+
+    async def claim_while_revoked(*args, **kwargs):
+        await sync_to_async(revocation.revoke_account)(account.pk, revocation.REVOKED)
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(presence, "aclaim", claim_while_revoked)
+    socket = Client(await Client.open(), jane.cuid, jane.pk)
+    try:
+        await socket.send(type="auth", token=_token(jane))
+        frame = await socket.next("error")
+        assert frame["code"] in ("ERR_INVALID_TOKEN", "ERR_SESSION_REVOKED")
+        assert await socket.closed() in (4001, 4011)
+    finally:
+        await socket.close()
