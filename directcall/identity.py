@@ -25,7 +25,7 @@ import jwt
 
 from . import errors, tokens
 from .errors import DirectCallError
-from .models import Account
+from .models import Account, Registration
 from .validation import is_valid_cuid, is_valid_name, is_valid_url
 
 logger = logging.getLogger("directcall.identity")
@@ -157,3 +157,21 @@ def verify_user_token(account: Account, token: str | None, cuid: str) -> UserCla
         jti=jti,
         expires_at=exp,
     )
+
+
+def invite_images(
+    caller: Registration,
+    callee: Registration,
+    initiator_image: str | None,
+    receiver_image: str | None,
+) -> tuple[str, str]:
+    """The pictures a call shows: ``(caller's, callee's)``, "" for none.
+
+    In an account with verified identities they are the registrations' own (from the user
+    token or the adapter, stored at sign-in), whatever the caller's ``call()`` options
+    say: a caller cannot put a URL of its choosing on the callee's screen, nor pass
+    itself off with another picture. Page identities keep the original SDK's options.
+    """
+    if caller.account.is_verified:
+        return caller.image_url, callee.image_url
+    return initiator_image or "", receiver_image or ""

@@ -324,3 +324,23 @@ def test_new_accounts_are_verified_with_a_secret_of_their_own(db):
     assert first.signing_secret and second.signing_secret
     assert first.signing_secret != second.signing_secret
     assert len(first.signing_secret) >= 43  # 256 bits
+
+
+# -- pictures on the call screens -----------------------------------------------------------------
+
+
+def test_verified_accounts_show_the_registrations_pictures_not_the_callers_choice(make_account):
+    from directcall.identity import invite_images
+
+    account, _key = make_account(identity=Identity.VERIFIED)
+    jane = Registration.objects.create(
+        account=account, cuid=CUID, image_url="https://cdn.example.org/jane.png"
+    )
+    sam = Registration.objects.create(account=account, cuid="student_sam")
+    chosen = ("https://attacker.example/track.png", "https://attacker.example/t2.png")
+    assert invite_images(jane, sam, *chosen) == ("https://cdn.example.org/jane.png", "")
+    page, _key = make_account(identity=Identity.PAGE)
+    ann = Registration.objects.create(account=page, cuid="page_ann")
+    bob = Registration.objects.create(account=page, cuid="page_bob")
+    assert invite_images(ann, bob, *chosen) == chosen
+    assert invite_images(ann, bob, None, None) == ("", "")
