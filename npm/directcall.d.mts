@@ -23,6 +23,8 @@ export type DirectCallErrorCode =
   | "ERR_UNKNOWN_CALL"
   | "ERR_CALL_STATE"
   | "ERR_INTERNAL"
+  | "ERR_SESSION_REVOKED"
+  | "ERR_INVALID_TOKEN"
   | 404
   // Codes a newer server may add; compare against the names above.
   | (string & {});
@@ -52,6 +54,9 @@ export declare const ERR: Readonly<{
   NOT_INITIALIZED: "ERR_NOT_INITIALIZED";
   MEDIA_FAILED: "ERR_MEDIA_FAILED";
   INTERNAL: "ERR_INTERNAL";
+  ORIGIN_NOT_ALLOWED: "ERR_ORIGIN_NOT_ALLOWED";
+  SESSION_REVOKED: "ERR_SESSION_REVOKED";
+  INVALID_TOKEN: "ERR_INVALID_TOKEN";
 }>;
 
 /** The parts of a CleverTap Web SDK instance that are read (ids) and used (events). */
@@ -138,7 +143,16 @@ export interface StateChangeDetail {
 export interface CallEndDetail {
   callId: string | null;
   role: CallRole;
-  status: "over" | "declined" | "missed" | "cancelled" | "busy" | "failed" | (string & {});
+  /** `answered_elsewhere`: it rang in several tabs of this browser and another tab answered. */
+  status:
+    | "over"
+    | "declined"
+    | "missed"
+    | "cancelled"
+    | "busy"
+    | "failed"
+    | "answered_elsewhere"
+    | (string & {});
   reason: string | null;
   /** Seconds since the call was answered; null when it never was. */
   duration: number | null;
@@ -154,7 +168,24 @@ export interface DirectCallEventMap {
   mute: CustomEvent<{ callId: string | null; muted: boolean }>;
   connection: CustomEvent<{ state: "down" | "up"; final?: boolean }>;
   error: CustomEvent<DirectCallError>;
-  logout: CustomEvent<{ reason?: string }>;
+  /**
+   * Signed out. No reason when you called logout(); `"revoked"` (the host ended the session),
+   * `"refused"` (the server closed the connection for good, `error` says why) or `"replaced"`
+   * (an older server: this device signed in again elsewhere).
+   */
+  logout: CustomEvent<{ reason?: "revoked" | "refused" | "replaced" | (string & {}); error?: DirectCallError }>;
+  /**
+   * After a reload or a navigation to another page of the site during an answered call: this
+   * page has taken the call back (the ongoing screen shows; audio comes back by itself). There
+   * is no call() promise for it; its end is a `callend` event.
+   */
+  resumed: CustomEvent<{ callId: string; role: CallRole; peer: { cuid: string; name: string } }>;
+  /**
+   * The browser refused to play the call's sound before a user gesture (autoplay policy):
+   * `"remote"` the other party's audio, `"ringtone"`/`"ringback"` a tone. The SDK's screens
+   * show a "Tap to enable audio" button; your own UI calls `client.enableAudio()` from a click.
+   */
+  audioblocked: CustomEvent<{ callId: string | null; kind: "remote" | "ringtone" | "ringback" | (string & {}) }>;
 }
 
 /** The signed-in client that initDirectCall resolves. */
@@ -180,6 +211,8 @@ export declare class DirectCallClient extends EventTarget {
   answer(): Promise<void>;
   /** Decline the ringing incoming call. */
   decline(): void;
+  /** Play the call's sound the browser held back (`audioblocked`); call it from a click. */
+  enableAudio(): Promise<boolean>;
   mute(): void;
   unmute(): void;
 

@@ -59,6 +59,18 @@ export async function ownUi(): Promise<void> {
     console.log(detail.status, detail.reason, seconds);
   });
   client.addEventListener("connection", (event) => console.log(event.detail.state === "down"));
+  // A page that reloaded during an answered call gets it back (issue 12), tabs that did not answer stop.
+  client.addEventListener("resumed", (event) => console.log(event.detail.callId, event.detail.role, event.detail.peer.name));
+  client.addEventListener("callend", (event) => {
+    if (event.detail.status === "answered_elsewhere") console.log("another tab answered");
+  });
+  client.addEventListener("audioblocked", (event) => {
+    console.log(event.detail.kind);
+    document.body.addEventListener("click", () => void client.enableAudio().then((on: boolean) => on), { once: true });
+  });
+  client.addEventListener("logout", (event) => {
+    if (event.detail.reason === "revoked" && event.detail.error) console.log(event.detail.error.code === ERR.SESSION_REVOKED);
+  });
   client.addEventListener("error", (event) => {
     if (event.detail.code === ERR.MIC_UNAVAILABLE) console.log(event.detail.message);
   });

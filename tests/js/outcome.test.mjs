@@ -25,6 +25,8 @@ const ROWS = [
   ["not answered, the other party's connection was lost", { status: "over", reason: "connection_lost" }, LOST],
   ["not answered, failed", { status: "failed", reason: "" }, LOST],
   ["not answered, ended by a new sign-in of this device", { status: "over", reason: "replaced" }, LOST],
+  ["rang here, answered in another tab", { status: "answered_elsewhere", reason: "answered_elsewhere" }, { reject: "answered_elsewhere" }],
+  ["answered, our session revoked", { status: "over", reason: "revoked", answered: true, error: dcError(ERR.SESSION_REVOKED) }, { reject: dcError(ERR.SESSION_REVOKED) }],
 ];
 
 for (const [name, end, expected] of ROWS) {
@@ -38,7 +40,7 @@ test("an unanswered status that is not one of the four reads as a lost connectio
 });
 
 test("final statuses", () => {
-  assert.deepEqual([...FINAL], ["over", "declined", "missed", "cancelled", "busy", "failed"]);
+  assert.deepEqual([...FINAL], ["over", "declined", "missed", "cancelled", "busy", "failed", "answered_elsewhere"]);
   assert.equal(isFinal("answered"), false);
   assert.equal(isFinal("ringing"), false);
   assert.equal(FINAL.every(isFinal), true);

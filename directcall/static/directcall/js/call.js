@@ -21,18 +21,23 @@
 //   reconnecting {on}               the call is (no longer) trying to get its connection back
 //   peer {callId, connected}        the other party's connection dropped / came back
 //   mute {callId, muted}
+//   audioblocked {callId, kind}     the browser refused to play the remote audio ("remote")
+//                                   without a user gesture; a click may retry (media.playRemote)
 //   error {code, message}           something about this call failed that did not end it by
 //                                   itself (ERR_MIC_UNAVAILABLE, ERR_MEDIA_FAILED, …)
 //   end {callId, role, status, reason, duration}   once, from finish()
 
 import { dcError, ERR, toError } from "./errors.js";
 import { getMicrophone, Media } from "./media.js";
-import { callOutcome, isFinal } from "./outcome.js";
+import { ANSWERED_ELSEWHERE, callOutcome, isFinal } from "./outcome.js";
 
 export const ICE_RESTART_AFTER_MS = 2000;
 export const ICE_GIVE_UP_MS = 20000;
 // Back on line, but the server did not list the call: how long its `state` frame may take.
 export const STATE_AFTER_RESUME_MS = 3000;
+// A replace offer (after a reload) not answered yet is sent again this often: the other
+// side's tab may have been between connections when the first one went out.
+export const REPLACE_RETRY_MS = 2500;
 
 /** The steps `status` may take before the end (a repeated or stale state frame is ignored). */
 const NEXT = Object.freeze({
@@ -55,6 +60,7 @@ export class Call extends EventTarget {
    * @param {string|null} [init.offer]  the caller's SDP offer (callee side)
    * @param {string} [init.status]  a non-final status (default "initiated")
    * @param {number|null} [init.answeredAt]  ms since the epoch, when answered
+   * @param {string|null} [init.callKey]  the server's proof that this tab holds the call
    * @param {object} env  what the call uses of its device
    * @param {{ready: boolean, send: Function, request: Function}} env.signaling
    * @param {(stream: MediaStream, onCandidates: Function) => Media} [env.createMedia]
@@ -70,6 +76,13 @@ export class Call extends EventTarget {
     this.offer = init.offer || null;
     this.status = init.status && init.status in NEXT ? init.status : "initiated";
     this.answeredAt = init.answeredAt || null;
+    this.callKey = init.callKey || null;
+    // Media made anew after a reload: our replace offer waits for its answer.
+    this.replacing = false;
+    this.replaceOffer = null; // the SDP of that offer (sent again until answered)
+    this.lastReplace = null; // {offer, answer}: the replace offer we answered last
+    this.appliedReplaceAnswer = null; // the answer to our replace offer, once applied
+    this.pendingReplace = null; // a replace offer that came before our microphone (callee)
     this.mediaStatus = "idle";
     this.signalingStatus = "open";
     this.reason = null; // the end reason, once over
@@ -157,6 +170,7 @@ export class Call extends EventTarget {
       initiator_image: initiatorImage,
     });
     this.id = invited.call_id;
+    this.callKey = typeof invited.call_key === "string" ? invited.call_key : null;
     if (this.isOver) return this._send({ type: "cancel" }); // ended locally meanwhile
     if (invited.receiver && typeof invited.receiver.name === "string") this.peer.name = invited.receiver.name;
     for (const batch of this.heldCandidates.splice(0)) this._sendCandidates(batch);
@@ -166,8 +180,17 @@ export class Call extends EventTarget {
 
   _startMedia(stream) {
     this.mediaStatus = "connecting";
-    this.media = this.createMedia(stream, (batch) => this._sendCandidates(batch));
-    this.media.addEventListener("ice", (event) => this._onIce(event.detail));
+    const media = this.createMedia(stream, (batch) => {
+      if (this.media === media) this._sendCandidates(batch); // not a replaced connection's
+    });
+    media.addEventListener("ice", (event) => {
+      if (this.media === media) this._onIce(event.detail);
+    });
+    media.addEventListener("audioblocked", () => {
+      if (this.media === media) this._emit("audioblocked", { callId: this.id, kind: "remote" });
+    });
+    this.media = media;
+    return media;
   }
 
   _sendCandidates(batch) {
@@ -247,12 +270,23 @@ export class Call extends EventTarget {
     if (frame.type === "state") this._onState(frame);
     else if (frame.type === "candidates") this._onCandidates(frame.candidates);
     else if (frame.type === "renegotiate") this._onRenegotiate(frame);
-    else if (frame.type === "peer") this._emit("peer", { callId: this.id, connected: !!frame.connected });
+    else if (frame.type === "peer") this._onPeer(!!frame.connected);
+  }
+
+  _onPeer(connected) {
+    this._emit("peer", { callId: this.id, connected });
+    // The other side's tab is back (a reload, a new connection): it may have missed our offer.
+    if (connected && this.replacing) this._sendReplaceOffer();
   }
 
   async _onState(frame) {
     const status = frame.status;
     if (isFinal(status)) return this.finish(status, frame.reason || "");
+    // Another tab of this device answered the call that rang here too.
+    if (status === "answered" && frame.elsewhere === true && this.role === "callee") {
+      return this.finish(ANSWERED_ELSEWHERE, ANSWERED_ELSEWHERE);
+    }
+    if (status === "answered" && typeof frame.call_key === "string") this.callKey = frame.call_key;
     if (!this._advance(status) || status !== "answered") return;
     this.answeredAt = Date.now();
     if (this.role === "caller" && frame.sdp) {
@@ -278,19 +312,146 @@ export class Call extends EventTarget {
   }
 
   async _onRenegotiate(frame) {
+    if (frame.sdp_type === "offer" && frame.replace === true) return this._onReplaceOffer(frame.sdp);
     if (!this.media) return;
+    if (this.replacing) {
+      // Our replace offer is out: an ICE-restart offer was meant for the connection we no
+      // longer have (the other side answers our offer instead); an answer is the one to ours.
+      if (frame.sdp_type === "answer") await this._onReplaceAnswer(frame.sdp);
+      return;
+    }
+    // The answer to a replace offer that we sent again, arriving twice: already applied.
+    if (frame.sdp_type === "answer" && frame.sdp === this.appliedReplaceAnswer) return;
+    const media = this.media;
     let sdp;
     try {
-      sdp = await this.media.renegotiate(frame.sdp_type, frame.sdp);
+      sdp = await media.renegotiate(frame.sdp_type, frame.sdp);
     } catch (err) {
-      if (this.isOver) return;
+      if (this.isOver || this.media !== media) return;
       this._emit("error", dcError(ERR.MEDIA_FAILED, `Renegotiation failed: ${describe(err)}`));
       // Renegotiation only restarts ICE. If our media path is up, it is untouched; if not,
       // this is the ICE failure path: retry after a pause, end with ice_failed if it stays down.
-      if (!this.media.connected) this._mediaTrouble(ICE_RESTART_AFTER_MS);
+      if (!media.connected) this._mediaTrouble(ICE_RESTART_AFTER_MS);
       return;
     }
-    if (sdp && !this.isOver) this._send({ type: "renegotiate", sdp_type: "answer", sdp });
+    if (sdp && !this.isOver && this.media === media) this._send({ type: "renegotiate", sdp_type: "answer", sdp });
+  }
+
+  // -- a reloaded page takes its call back ---------------------------------------------------
+
+  /**
+   * This page was reloaded (or navigated) while the call was answered, and the server has
+   * handed the call back to it: microphone, a new peer connection, and a replace offer that
+   * the other side answers from a new connection of its own. Never rejects.
+   */
+  async resume() {
+    if (this.isOver || this.media) return;
+    this.mediaStatus = "connecting";
+    this._emit("reconnecting", { on: true });
+    let stream;
+    try {
+      stream = await this.getMicrophone();
+    } catch (error) {
+      if (this.isOver) return;
+      this._emit("error", toError(error, ERR.MIC_UNAVAILABLE));
+      this._send({ type: "hangup", reason: "user_media_failed" });
+      return this.finish("failed", "user_media_failed");
+    }
+    if (this.isOver) return stopTracks(stream);
+    const media = this._startMedia(stream);
+    this._giveUpUnlessConnected();
+    const pending = this.pendingReplace;
+    this.pendingReplace = null;
+    // The caller's replace offer came while we waited for the microphone: answer it instead.
+    if (pending) return this._onReplaceOffer(pending);
+    let sdp;
+    try {
+      sdp = await media.createOffer();
+    } catch (err) {
+      if (this.isOver || this.media !== media) return;
+      this._emit("error", dcError(ERR.MEDIA_FAILED, `The call's audio could not be set up again: ${describe(err)}`));
+      this._send({ type: "hangup", reason: "ice_failed" });
+      return this.finish("failed", "ice_failed", { lostLocally: true });
+    }
+    // Meanwhile a replace offer of the caller may have won (glare): that one stands.
+    if (this.isOver || this.media !== media) return;
+    this.replacing = true;
+    this.replaceOffer = sdp;
+    this._sendReplaceOffer();
+  }
+
+  _sendReplaceOffer() {
+    if (!this.replacing || this.isOver) return;
+    this._send({ type: "renegotiate", sdp_type: "offer", sdp: this.replaceOffer, replace: true });
+    this._setTimer("replaceRetry", () => this._sendReplaceOffer(), REPLACE_RETRY_MS);
+  }
+
+  async _onReplaceAnswer(sdp) {
+    const media = this.media;
+    this.replacing = false;
+    this._clearTimer("replaceRetry");
+    this.appliedReplaceAnswer = sdp; // the same answer may come twice (we sent the offer twice)
+    try {
+      await media.setAnswer(sdp);
+    } catch (err) {
+      if (this.isOver || this.media !== media) return;
+      this._emit("error", dcError(ERR.MEDIA_FAILED, `The answer to our new connection could not be used: ${describe(err)}`));
+      this.replacing = true; // ask again: the other side answers the next offer from a new connection
+      this._setTimer("replaceRetry", () => this._sendReplaceOffer(), REPLACE_RETRY_MS);
+    }
+  }
+
+  /**
+   * The other side made a new peer connection (its page reloaded): close ours, make a new one
+   * with the same microphone, answer from it. In glare (both pages reloaded) the caller's
+   * offer wins: the caller ignores the callee's, the callee drops its own.
+   */
+  async _onReplaceOffer(offer) {
+    if (this.status !== "answered") return;
+    if (this.replacing && this.role === "caller") return;
+    if (this.lastReplace && this.lastReplace.offer === offer) {
+      // The same offer again (sent before our answer reached it): the same answer.
+      this._send({ type: "renegotiate", sdp_type: "answer", sdp: this.lastReplace.answer });
+      return;
+    }
+    if (!this.media) {
+      // A resumed call still waiting for its microphone: a callee answers this offer once it
+      // has one (resume()); a caller makes its own, which wins.
+      if (this.role === "callee") this.pendingReplace = offer;
+      return;
+    }
+    const stream = this.media.stream;
+    this.replacing = false;
+    this._clearTimer("replaceRetry");
+    this._clearTimer("iceRestart");
+    if (this.media) this.media.close({ keepStream: true });
+    const media = this._startMedia(stream);
+    media.setMuted(this.muted);
+    this._giveUpUnlessConnected();
+    this._emit("reconnecting", { on: true });
+    let answer;
+    try {
+      answer = await media.acceptOffer(offer);
+    } catch (err) {
+      if (this.isOver || this.media !== media) return;
+      this._emit("error", dcError(ERR.MEDIA_FAILED, `The other side's new connection could not be used: ${describe(err)}`));
+      return; // the give-up timer ends the call if nothing better comes
+    }
+    if (this.isOver || this.media !== media) return;
+    this.lastReplace = { offer, answer };
+    this._send({ type: "renegotiate", sdp_type: "answer", sdp: answer });
+  }
+
+  /** A new peer connection must connect within ICE_GIVE_UP_MS, or the call ends with ice_failed. */
+  _giveUpUnlessConnected() {
+    this._setTimer(
+      "iceGiveUp",
+      () => {
+        this._send({ type: "hangup", reason: "ice_failed" });
+        this.finish("failed", "ice_failed", { lostLocally: true });
+      },
+      ICE_GIVE_UP_MS,
+    );
   }
 
   // -- connectivity ------------------------------------------------------------------------------
@@ -328,6 +489,7 @@ export class Call extends EventTarget {
    * the two sides never offer at once. */
   async restartIce() {
     if (this.role !== "caller" || this.status !== "answered" || !this.media || this.media.connected) return;
+    if (this.replacing) return; // our replace offer is the restart
     let sdp;
     try {
       sdp = await this.media.restartIce();
@@ -337,9 +499,13 @@ export class Call extends EventTarget {
     if (!this.isOver) this._send({ type: "renegotiate", sdp_type: "offer", sdp });
   }
 
-  /** Our signaling connection dropped; `final` when it will not come back. */
-  signalingLost({ final, graceMs }) {
+  /**
+   * Our signaling connection dropped; `final` when it will not come back. `error`: why it was
+   * closed for good, when the server said (ERR_SESSION_REVOKED, …): call() rejects with it.
+   */
+  signalingLost({ final, graceMs, error = null }) {
     if (this.isOver) return;
+    if (final && error) return this.finish("over", error.code === ERR.SESSION_REVOKED ? "revoked" : "connection_lost", { error });
     if (final) return this.finish("over", "connection_lost", { lostLocally: true });
     this.signalingStatus = "reconnecting";
     this._emit("reconnecting", { on: true });
@@ -365,7 +531,8 @@ export class Call extends EventTarget {
     }
     this.signalingStatus = "open";
     if (this.media && this.media.connected) this._emit("reconnecting", { on: false });
-    this.restartIce();
+    if (this.replacing) this._sendReplaceOffer();
+    else this.restartIce();
   }
 
   // -- the end -------------------------------------------------------------------------------------

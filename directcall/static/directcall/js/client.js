@@ -6,9 +6,17 @@ import { Call } from "./call.js";
 import { pushEvent } from "./clevertap.js";
 import { dcError, ERR, fromServer } from "./errors.js";
 import { getMicrophone, Media } from "./media.js";
+import { ANSWERED_ELSEWHERE } from "./outcome.js";
 import { readCallOptions, readInitOptions } from "./options.js";
 import { loadScreensMarkup, Screens } from "./screens.js";
 import { Signaling } from "./signaling.js";
+import {
+  clearCallRecord,
+  readCallRecord,
+  readDeviceKey,
+  writeCallRecord,
+  writeDeviceKey,
+} from "./storage.js";
 import { isValidUrl } from "./validation.js";
 
 // A Call's events (call.js) that the page sees, under their names in docs/js-api.md.
@@ -17,19 +25,59 @@ const PUBLIC_EVENTS = {
   media: "media",
   peer: "peer",
   mute: "mute",
+  audioblocked: "audioblocked",
   error: "error",
   end: "callend",
 };
 const CALL_EVENTS = ["placed", "connecting", "answered", "reconnecting", ...Object.keys(PUBLIC_EVENTS)];
 
+// Refused as ERR_ALREADY_SIGNEDIN without a device key: another tab of this browser may be
+// signing in for the first time right now, and its key (shared through localStorage) is
+// about to arrive. How long to wait for it before believing the refusal.
+export const DEVICE_KEY_WAIT_MS = 1500;
+
+// The page's signed-in client (one per page, whichever copy of the SDK made it: the
+// Django-served modules and an npm build share it through the global symbol registry).
+const PAGE_CLIENT = Symbol.for("directcall.pageClient");
+
 /**
  * Check the options, sign the cuid in and open the signaling connection.
- * Resolves the client; rejects `{code, message}`.
+ * Resolves the client; rejects `{code, message}`. A page has one client: while one is
+ * signed in (or signing in), another initDirectCall rejects ERR_ALREADY_SIGNEDIN; after
+ * its logout() a new one may sign in.
  */
 export async function initDirectCall(options) {
-  const client = new DirectCallClient(readInitOptions(options));
-  await client._start();
+  const config = readInitOptions(options);
+  if (globalThis[PAGE_CLIENT]) {
+    throw dcError(
+      ERR.ALREADY_SIGNEDIN,
+      "This page is already signed in: use the client initDirectCall resolved (or window.DirectCall.client), or call its logout() first.",
+    );
+  }
+  const client = new DirectCallClient(config);
+  globalThis[PAGE_CLIENT] = client;
+  try {
+    await client._start();
+  } catch (error) {
+    client._release();
+    throw error;
+  }
+  client._afterStart();
   return client;
+}
+
+/** Resolves true once localStorage holds a device key other than `presented`, false after `ms`. */
+function newDeviceKey(presented, ms) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const check = () => {
+      const key = readDeviceKey();
+      if (key && key !== presented) return resolve(true);
+      if (Date.now() - started >= ms) return resolve(false);
+      setTimeout(check, 100);
+    };
+    check();
+  });
 }
 
 export class DirectCallClient extends EventTarget {
@@ -40,6 +88,8 @@ export class DirectCallClient extends EventTarget {
     this.loggedOut = false;
     this.session = null;
     this.early = new Map(); // frames for a call id we do not know yet (invite in flight)
+    this.presentedKey = null; // the device key the last auth frame carried
+    this.resumedCall = null; // the call this page took back at sign-in (announced by `resumed`)
   }
 
   /** The cuid this client is signed in as. */
@@ -94,11 +144,13 @@ export class DirectCallClient extends EventTarget {
       this.config.showScreens ? loadScreensMarkup(this.config.serverUrl) : Promise.resolve(null),
     ]);
     this.signaling = new Signaling(() => this._fetchSession(), {
-      resumeIds: () => (this.current && this.current.id ? [this.current.id] : []),
+      authFields: () => this._authFields(),
+      // Refused while reconnecting because another tab got this device a new key meanwhile.
+      retryRefusal: (error) => error.code === ERR.ALREADY_SIGNEDIN && readDeviceKey() !== this.presentedKey,
     });
     let ready;
     try {
-      ready = await this.signaling.connect(session);
+      ready = await this._connect(session);
     } catch (error) {
       this.signaling.close();
       throw error;
@@ -109,13 +161,125 @@ export class DirectCallClient extends EventTarget {
           assetsUrl: this.config.assetsUrl,
         })
       : null;
-    if (this.screens) this.screens.addEventListener("action", (e) => this._onAction(e.detail));
+    if (this.screens) {
+      this.screens.addEventListener("action", (e) => this._onAction(e.detail));
+      this.screens.addEventListener("audioblocked", (e) => {
+        if (this.current) this._emit("audioblocked", { callId: this.current.id, kind: e.detail.kind });
+      });
+    }
     this.signaling.addEventListener("frame", (e) => this._onFrame(e.detail));
     this.signaling.addEventListener("down", (e) => this._onSignalingDown(e.detail));
     this.signaling.addEventListener("up", (e) => this._onSignalingUp(e.detail));
     this._onlineHandler = () => this.current && this.current.restartIce();
     window.addEventListener("online", this._onlineHandler);
+    // Leaving the page (reload, navigation, closing the tab) with an answered call: tell the
+    // server, so that the other side waits only PAGE_GRACE for this page to come back.
+    this._pageHideHandler = () => {
+      const call = this.current;
+      if (call && call.id && call.status === "answered" && !call.isOver) this.signaling.send({ type: "leaving" });
+    };
+    window.addEventListener("pagehide", this._pageHideHandler);
     this._onReady(ready);
+    this._resumeCall(ready);
+  }
+
+  /** The first `ready`, with ERR_ALREADY_SIGNEDIN tried again when another tab brings a new key. */
+  async _connect(session) {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await this.signaling.connect(session);
+      } catch (error) {
+        if (!error || error.code !== ERR.ALREADY_SIGNEDIN || attempt >= 3) throw error;
+        const wait = this.presentedKey ? 300 : DEVICE_KEY_WAIT_MS;
+        if (!(await newDeviceKey(this.presentedKey, wait))) throw error;
+      }
+    }
+  }
+
+  /** What the `auth` frame carries besides the token: this device's key and the call to take back. */
+  _authFields() {
+    this.presentedKey = readDeviceKey();
+    const fields = { resume: this._resumeList() };
+    if (this.presentedKey) fields.device_key = this.presentedKey;
+    return fields;
+  }
+
+  /**
+   * The calls to ask about: the current one when reconnecting, with its key so that this
+   * connection is bound to it; on the first sign-in, the one this tab held before a reload.
+   */
+  _resumeList() {
+    const call = this.current;
+    if (call && call.id) return [call.callKey ? { call_id: call.id, call_key: call.callKey } : call.id];
+    if (this.signedIn) return [];
+    const record = readCallRecord();
+    if (record && record.cuid === this.config.cuid) return [{ call_id: record.call_id, call_key: record.call_key }];
+    return [];
+  }
+
+  /** Release the page's one client slot (initDirectCall may run again). */
+  _release() {
+    if (globalThis[PAGE_CLIENT] === this) delete globalThis[PAGE_CLIENT];
+  }
+
+  /** Once initDirectCall has resolved: tell the page about the call it took back. */
+  _afterStart() {
+    const call = this.resumedCall;
+    if (!call) return;
+    // A task later, so that listeners added right after `await initDirectCall()` hear it.
+    setTimeout(() => {
+      if (!call.isOver) this._emit("resumed", { callId: call.id, role: call.role, peer: { ...call.peer } });
+    }, 0);
+  }
+
+  /**
+   * The call this tab held before the page reloaded or navigated, if the server has handed it
+   * back (listed answered in `ready.calls`): show it and re-establish its media.
+   */
+  _resumeCall(ready) {
+    const record = readCallRecord();
+    if (!record) return;
+    const summary =
+      record.cuid === this.config.cuid &&
+      (ready.calls || []).find((c) => c && c.call_id === record.call_id && c.status === "answered");
+    if (!summary) return clearCallRecord();
+    const peer = summary.peer && typeof summary.peer.cuid === "string" ? summary.peer : record.peer;
+    const image = [peer.image, record.peer.image].find((url) => isValidUrl(url)) || null;
+    const answeredAt = Number(summary.answered_at || record.answered_at) * 1000 || Date.now();
+    const call = new Call(
+      {
+        role: summary.role === "caller" || summary.role === "callee" ? summary.role : record.role,
+        id: summary.call_id,
+        status: "answered",
+        answeredAt,
+        peer: { cuid: peer.cuid, name: peer.name || peer.cuid },
+        context: String(summary.context ?? record.context ?? ""),
+        image,
+        callKey: record.call_key,
+      },
+      this._callEnv(),
+    );
+    call.result.catch(() => {}); // the page that awaited call() is gone
+    call.showScreens = !!this.screens;
+    this._adopt(call);
+    this.resumedCall = call;
+    this._saveCallRecord(call);
+    if (call.showScreens) this.screens.update(call, "resumed");
+    call.resume();
+  }
+
+  /** Keep the call this tab holds in sessionStorage, for a reload or a navigation. */
+  _saveCallRecord(call) {
+    if (!call.id || !call.callKey || call.isOver) return;
+    writeCallRecord({
+      cuid: this.config.cuid,
+      call_id: call.id,
+      call_key: call.callKey,
+      role: call.role,
+      answered_at: call.answeredAt ? call.answeredAt / 1000 : null,
+      peer: { cuid: call.peer.cuid, name: call.peer.name, image: call.image },
+      context: call.context,
+    });
   }
 
   _emit(type, detail, cancelable = false) {
@@ -123,8 +287,11 @@ export class DirectCallClient extends EventTarget {
   }
 
   _onReady(ready) {
+    this.signedIn = true;
     this.name = ready.name;
     this.reconnectGrace = Number(ready.reconnect_grace) || 20;
+    // The first tab of this device to sign in is given the key the others present.
+    if (typeof ready.device_key === "string") writeDeviceKey(ready.device_key);
   }
 
   // -- calls ----------------------------------------------------------------------------------
@@ -153,10 +320,17 @@ export class DirectCallClient extends EventTarget {
 
   _onCallEvent(call, type, detail) {
     if (this.screens && call.showScreens) this.screens.update(call, type, detail);
-    if (type === "placed") this._track("DCOutgoing", call);
+    if (type === "placed") {
+      this._saveCallRecord(call);
+      this._track("DCOutgoing", call);
+    }
+    if (type === "answered") this._saveCallRecord(call);
     if (type === "end") {
       if (this.current === call) this.current = null;
-      if (call.id) this._track("DCEnd", call, { call_status: detail.status });
+      if (this.resumedCall === call) this.resumedCall = null;
+      clearCallRecord(call.id);
+      // The tab that answered reports the call; the others only stop ringing.
+      if (call.id && detail.status !== ANSWERED_ELSEWHERE) this._track("DCEnd", call, { call_status: detail.status });
     }
     if (PUBLIC_EVENTS[type]) this._emit(PUBLIC_EVENTS[type], detail);
   }
@@ -246,6 +420,11 @@ export class DirectCallClient extends EventTarget {
 
   /** Close everything; `call()` is refused until initDirectCall runs again. */
   logout() {
+    this._logout({});
+  }
+
+  /** logout(), with the reason the page is told in the `logout` event when it was not the page's call. */
+  _logout(detail) {
     if (this.loggedOut) return;
     const call = this.current;
     if (call) {
@@ -253,10 +432,27 @@ export class DirectCallClient extends EventTarget {
       call.finish(call.status === "answered" ? "over" : "cancelled", "user_hangup");
     }
     this.loggedOut = true;
+    this._release();
     if (this.signaling) this.signaling.close();
     if (this.screens) this.screens.destroy();
     window.removeEventListener("online", this._onlineHandler);
-    this._emit("logout", {});
+    window.removeEventListener("pagehide", this._pageHideHandler);
+    this._emit("logout", detail);
+  }
+
+  /**
+   * Play the call's audio that the browser refused to start without a user gesture (the
+   * `audioblocked` event): call it from a click. Resolves whether everything plays now.
+   */
+  async enableAudio() {
+    const tries = [];
+    const media = this.current && this.current.media;
+    if (media && media.audioBlocked) tries.push(media.playRemote());
+    if (this.screens) tries.push(this.screens.retryTone());
+    const results = await Promise.allSettled(tries);
+    const playing = results.every((r) => r.status === "fulfilled");
+    if (playing && this.screens) this.screens.showEnableAudio(false);
+    return playing;
   }
 
   /** Mute or unmute the microphone during a call. */
@@ -273,7 +469,13 @@ export class DirectCallClient extends EventTarget {
   _onFrame(frame) {
     if (frame.type === "incoming") return this._onIncoming(frame);
     if (frame.type === "replaced") return this._onReplaced();
-    if (frame.type === "error") return this._emit("error", fromServer(frame, ERR.INTERNAL));
+    if (frame.type === "error") {
+      // Another tab answered or declined first (or the ring ended): the `state` frame that
+      // follows says how this call ended; the refusal itself is no error of the page's.
+      const late = ["accept", "decline", "ringing"].includes(frame.in_reply_to) && frame.code === "ERR_CALL_STATE";
+      if (late && this.current && this.current.id === frame.call_id) return;
+      return this._emit("error", fromServer(frame, ERR.INTERNAL));
+    }
     if (frame.type === "pong") return;
     const call = this.current;
     if (!call || !frame.call_id) return;
@@ -286,19 +488,22 @@ export class DirectCallClient extends EventTarget {
   }
 
   _onReplaced() {
-    // This device signed in again elsewhere (another tab or a reload): step aside quietly.
+    // A server older than per-tab connections: this device signed in again elsewhere (another
+    // tab or a reload) and took over; step aside quietly. Current servers never send it.
     if (this.current) this.current.finish("over", "replaced");
-    this.loggedOut = true;
-    this.signaling.close();
-    if (this.screens) this.screens.destroy();
-    this._emit("logout", { reason: "replaced" });
+    this._logout({ reason: "replaced" });
   }
 
   _onSignalingDown(detail) {
-    this._emit("connection", { state: "down", final: !!detail.final });
+    const final = !!detail.final;
+    const error = detail.error || null;
+    this._emit("connection", { state: "down", final });
     const call = this.current;
-    if (call) call.signalingLost({ final: !!detail.final, graceMs: (this.reconnectGrace + 2) * 1000 });
-    if (detail.final && !this.loggedOut && detail.code === 4002) this.logout();
+    if (call) call.signalingLost({ final, graceMs: (this.reconnectGrace + 2) * 1000, error });
+    // Closed for good with a reason (revoked, origin refused, another device): signed out.
+    if (final && error && !this.loggedOut) {
+      this._logout(error.code === ERR.SESSION_REVOKED ? { reason: "revoked", error } : { reason: "refused", error });
+    }
   }
 
   _onSignalingUp(ready) {
@@ -311,6 +516,7 @@ export class DirectCallClient extends EventTarget {
   // -- screens, notifications, analytics ---------------------------------------------------
 
   async _onAction(action) {
+    if (action === "enable-audio") return this.enableAudio();
     const call = this.current;
     if (!call) return;
     if (action === "answer") await call.answer();

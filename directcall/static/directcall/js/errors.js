@@ -12,6 +12,9 @@ export const ERR = Object.freeze({
   INVALID_CALL_PARAMETERS: "ERR_INVALID_CALL_PARAMETERS",
   INTERNET_LOST: "ERR_INTERNET_LOST",
   RECEIVER_OFFLINE: 404,
+  ORIGIN_NOT_ALLOWED: "ERR_ORIGIN_NOT_ALLOWED",
+  SESSION_REVOKED: "ERR_SESSION_REVOKED",
+  INVALID_TOKEN: "ERR_INVALID_TOKEN",
   NOT_INITIALIZED: "ERR_NOT_INITIALIZED",
   MEDIA_FAILED: "ERR_MEDIA_FAILED",
   INTERNAL: "ERR_INTERNAL",
@@ -29,10 +32,28 @@ const MESSAGES = {
   ERR_INVALID_CALL_PARAMETERS: "The call parameters are not valid.",
   ERR_INTERNET_LOST: "The call could not continue because the internet connection was lost.",
   404: "The receiver is offline.",
+  ERR_ORIGIN_NOT_ALLOWED: "This origin is not allowed for this account.",
+  ERR_SESSION_REVOKED: "This session was revoked; sign in again.",
+  ERR_INVALID_TOKEN: "The session token is invalid or has expired.",
   ERR_NOT_INITIALIZED: "The client is logged out; call initDirectCall again.",
   ERR_MEDIA_FAILED: "The call's audio connection could not be set up.",
   ERR_INTERNAL: "The server could not handle this frame.",
 };
+
+// Close codes of the signaling socket that say why it closed (docs/protocol.md), as the
+// error the SDK reports when no `error` frame said it first.
+const CLOSE_CODES = {
+  4001: "ERR_INVALID_TOKEN",
+  4002: "ERR_ALREADY_SIGNEDIN",
+  4010: "ERR_ORIGIN_NOT_ALLOWED",
+  4011: "ERR_SESSION_REVOKED",
+};
+
+/** The `{code, message}` a close code of the signaling socket stands for, or null. */
+export function fromCloseCode(closeCode) {
+  const code = CLOSE_CODES[closeCode];
+  return code ? dcError(code) : null;
+}
 
 /** The `{code, message}` object every error of the SDK is. */
 export function dcError(code, message) {

@@ -1,5 +1,8 @@
 // The WebRTC side of one call: microphone, peer connection, trickled and batched ICE
 // candidates, remote audio, mute, and ICE restarts.
+//
+// Events: ice (detail: the ICE connection state), audioblocked (the browser refused to play
+// the remote audio without a user gesture; playRemote() from a click retries).
 
 import { dcError, ERR } from "./errors.js";
 
@@ -45,9 +48,10 @@ export class Media extends EventTarget {
     this._preferOpus();
     this.audio = new Audio();
     this.audio.autoplay = true;
+    this.audioBlocked = false;
     this.pc.ontrack = (event) => {
       this.audio.srcObject = event.streams[0] || new MediaStream([event.track]);
-      this.audio.play().catch(() => {});
+      this.playRemote().catch(() => {});
     };
     this.pc.onicecandidate = (event) => this._queueCandidate(event.candidate);
     this.pc.oniceconnectionstatechange = () =>
@@ -157,11 +161,31 @@ export class Media extends EventTarget {
     return null;
   }
 
+  /**
+   * Play the remote audio. When the browser's autoplay policy refuses (NotAllowedError: no
+   * user gesture yet, as after a reload), emits `audioblocked` and rejects; calling this again
+   * from a click plays it.
+   */
+  async playRemote() {
+    if (!this.audio.srcObject) return;
+    try {
+      await this.audio.play();
+      this.audioBlocked = false;
+    } catch (err) {
+      if (err && err.name === "NotAllowedError" && this.audio.srcObject) {
+        this.audioBlocked = true;
+        this.dispatchEvent(new CustomEvent("audioblocked"));
+      }
+      throw err;
+    }
+  }
+
   setMuted(muted) {
     for (const track of this.stream.getAudioTracks()) track.enabled = !muted;
   }
 
-  close() {
+  /** Close the peer connection; the microphone too unless `keepStream` (a replacement). */
+  close({ keepStream = false } = {}) {
     clearTimeout(this.flushTimer);
     this.pc.onicecandidate = null;
     this.pc.ontrack = null;
@@ -171,7 +195,7 @@ export class Media extends EventTarget {
     } catch {
       /* already closed */
     }
-    for (const track of this.stream.getTracks()) track.stop();
+    if (!keepStream) for (const track of this.stream.getTracks()) track.stop();
     this.audio.srcObject = null;
   }
 }

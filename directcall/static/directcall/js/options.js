@@ -10,7 +10,8 @@ import {
   isValidContext,
   isValidCuid,
   isValidName,
-  isValidUrl,
+  pageUrl,
+  resolveUrl,
   trim,
 } from "./validation.js";
 
@@ -37,13 +38,15 @@ function deviceId() {
 function defaultServerUrl() {
   // The origin this module was served from; the npm builds have no module URL (npm/build.mjs
   // defines import.meta.url as undefined), so for them it is the page's origin.
-  return new URL("/directcall/", import.meta.url || location.href).href;
+  return new URL("/directcall/", import.meta.url || pageUrl()).href;
 }
 
-/** The `assetsUrl` option (a folder of the SDK's tones) as an absolute http(s) URL, or throws. */
-function assetsFolder(value) {
-  const url = new URL(value, location.href);
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError("not http(s)");
+/** A folder option (`serverUrl`, `assetsUrl`) resolved against the page, ending in "/"; null if
+ * it is not an http(s) URL once resolved. */
+function folderUrl(value) {
+  const href = resolveUrl(value);
+  if (!href) return null;
+  const url = new URL(href);
   if (!url.pathname.endsWith("/")) url.pathname += "/";
   return url.href;
 }
@@ -64,6 +67,8 @@ export function readInitOptions(options) {
     throw dcError(ERR.MISSING_INITPARAMETERS, `Missing parameters: ${missing.join(", ")}.`);
   }
   const invalid = [];
+  // URLs may be relative to the page; each must be http(s) once resolved.
+  let sessionUrl = null;
   if (!sessionMode) {
     if (!isValidAccountId(options.accountId)) invalid.push("accountId");
     if (!isValidApiKey(options.apikey)) invalid.push("apikey");
@@ -73,31 +78,21 @@ export function readInitOptions(options) {
     const token = options.userToken;
     if (!isBlank(token) && !["string", "function"].includes(typeof token)) invalid.push("userToken");
   } else {
-    try {
-      new URL(options.sessionUrl, location.href);
-    } catch {
-      invalid.push("sessionUrl");
-    }
+    sessionUrl = resolveUrl(options.sessionUrl);
+    if (!sessionUrl) invalid.push("sessionUrl");
     if (!isBlank(options.csrfToken) && typeof options.csrfToken !== "string") invalid.push("csrfToken");
   }
   if (!isBlank(options.name) && !isValidName(options.name)) invalid.push("name");
-  if (!isBlank(options.ringtone) && !isValidUrl(options.ringtone)) invalid.push("ringtone");
+  const ringtone = isBlank(options.ringtone) ? null : resolveUrl(options.ringtone);
+  if (!isBlank(options.ringtone) && !ringtone) invalid.push("ringtone");
   const ct = options.clevertap;
   if (ct !== null && ct !== undefined && ct !== false && typeof ct !== "object") invalid.push("clevertap");
-  let serverUrl;
-  try {
-    serverUrl = new URL(options.serverUrl || defaultServerUrl(), location.href);
-    if (!serverUrl.pathname.endsWith("/")) serverUrl.pathname += "/";
-  } catch {
-    invalid.push("serverUrl");
-  }
+  const serverUrl = folderUrl(isBlank(options.serverUrl) ? defaultServerUrl() : options.serverUrl);
+  if (!serverUrl) invalid.push("serverUrl");
   let assetsUrl = null;
   if (!isBlank(options.assetsUrl)) {
-    try {
-      assetsUrl = assetsFolder(options.assetsUrl);
-    } catch {
-      invalid.push("assetsUrl");
-    }
+    assetsUrl = folderUrl(options.assetsUrl);
+    if (!assetsUrl) invalid.push("assetsUrl");
   }
   if (invalid.length) {
     throw dcError(ERR.INVALID_INITPARAMETERS, `Invalid parameters: ${invalid.join(", ")}.`);
@@ -110,15 +105,15 @@ export function readInitOptions(options) {
     if (!ctId) throw dcError(ERR.MISSING_CT_ID);
   }
   return {
-    serverUrl: serverUrl.href,
-    sessionUrl: sessionMode ? new URL(options.sessionUrl, location.href).href : null,
+    serverUrl,
+    sessionUrl,
     csrfToken: sessionMode && !isBlank(options.csrfToken) ? options.csrfToken : null,
     accountId: sessionMode ? null : options.accountId,
     apikey: sessionMode ? null : options.apikey,
     cuid: sessionMode ? null : options.cuid,
     userToken: sessionMode || isBlank(options.userToken) ? null : options.userToken,
     name: isBlank(options.name) ? null : trim(options.name),
-    ringtone: isBlank(options.ringtone) ? null : options.ringtone,
+    ringtone,
     assetsUrl,
     clevertap: ct || null,
     ctAccountId,
@@ -130,7 +125,8 @@ export function readInitOptions(options) {
 
 /**
  * The arguments of `call(receiver, context, callOptions)` as `{context, receiverImage,
- * initiatorImage}` (images null when absent); throws ERR_INVALID_CALL_PARAMETERS.
+ * initiatorImage}` (images absolute, resolved against the page; null when absent); throws
+ * ERR_INVALID_CALL_PARAMETERS.
  */
 export function readCallOptions(receiver, context, callOptions, ownCuid) {
   const options = callOptions === undefined || callOptions === null ? {} : callOptions;
@@ -139,9 +135,11 @@ export function readCallOptions(receiver, context, callOptions, ownCuid) {
   else if (receiver === ownCuid) problems.push("receiver (yourself)");
   if (!isValidContext(context)) problems.push("context");
   if (typeof options !== "object" || Array.isArray(options)) problems.push("callOptions");
-  else {
+  const images = {};
+  if (typeof options === "object" && !Array.isArray(options)) {
     for (const key of ["receiver_image", "initiator_image"]) {
-      if (!isBlank(options[key]) && !isValidUrl(options[key])) problems.push(key);
+      images[key] = isBlank(options[key]) ? null : resolveUrl(options[key]);
+      if (!isBlank(options[key]) && !images[key]) problems.push(key);
     }
   }
   if (problems.length) {
@@ -149,7 +147,7 @@ export function readCallOptions(receiver, context, callOptions, ownCuid) {
   }
   return {
     context: trim(context),
-    receiverImage: isBlank(options.receiver_image) ? null : options.receiver_image,
-    initiatorImage: isBlank(options.initiator_image) ? null : options.initiator_image,
+    receiverImage: images.receiver_image,
+    initiatorImage: images.initiator_image,
   };
 }

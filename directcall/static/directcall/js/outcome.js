@@ -6,8 +6,12 @@ import { dcError, ERR } from "./errors.js";
 /** Final statuses of a call that was never answered; `call()` rejects with the status itself. */
 export const UNANSWERED = Object.freeze(["declined", "missed", "cancelled", "busy"]);
 
-/** Every final status (the server's words; "failed" also ends a call locally). */
-export const FINAL = Object.freeze(["over", ...UNANSWERED, "failed"]);
+/** A call that rang in several tabs of this device and was answered in another one (callee only). */
+export const ANSWERED_ELSEWHERE = "answered_elsewhere";
+
+/** Every final status (the server's words; "failed" also ends a call locally; "answered_elsewhere"
+ * ends it in the tabs that did not answer). */
+export const FINAL = Object.freeze(["over", ...UNANSWERED, "failed", ANSWERED_ELSEWHERE]);
 
 export const isFinal = (status) => FINAL.includes(status);
 
@@ -35,6 +39,6 @@ export function callOutcome(end) {
     return lost || mediaLost ? { reject: dcError(ERR.INTERNET_LOST) } : { resolve: "over" };
   }
   if (lost) return { reject: dcError(ERR.INTERNET_LOST) };
-  if (UNANSWERED.includes(status)) return { reject: status };
+  if (UNANSWERED.includes(status) || status === ANSWERED_ELSEWHERE) return { reject: status };
   return { reject: dcError(ERR.INTERNET_LOST) };
 }

@@ -2,6 +2,7 @@
 // shadow root so the host page's CSS cannot break them. Everything the other party
 // controls (name, context, image URLs) is inserted as text or as a checked http(s) URL.
 
+import { dcError, ERR, fromServer } from "./errors.js";
 import { isValidUrl } from "./validation.js";
 
 // The SDK's tones. Their URLs resolve when a tone first plays, never at module load: a
@@ -67,14 +68,35 @@ export function formatDuration(totalSeconds) {
   return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
 }
 
-/** Load the screens' markup: a <template id="directcall-screens"> in the page, else the server's. */
-export async function loadScreensMarkup(serverUrl) {
-  const inPage = document.getElementById("directcall-screens");
+/**
+ * Load the screens' markup: a <template id="directcall-screens"> in the page, else the server's.
+ * Rejects `{code, message}`: the server's error when it sent one (ERR_RATE_LIMITED, …), else
+ * ERR_INTERNET_LOST (no answer, or an answer that is not the markup).
+ */
+export async function loadScreensMarkup(serverUrl, fetchImpl = globalThis.fetch) {
+  const inPage = typeof document !== "undefined" && document.getElementById("directcall-screens");
   if (inPage && inPage.content) return inPage.innerHTML;
-  const response = await fetch(new URL("v1/screens", serverUrl), { credentials: "omit" });
-  if (!response.ok) throw new Error(`screens: HTTP ${response.status}`);
+  const url = new URL("v1/screens", serverUrl).href;
+  const lost = (why) => dcError(ERR.INTERNET_LOST, `The call screens could not be loaded from ${url} (${why}).`);
+  let response;
+  let text;
+  try {
+    response = await fetchImpl(url, { credentials: "omit" });
+    text = await response.text();
+  } catch (err) {
+    throw lost((err && (err.message || err.name)) || "no answer");
+  }
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+    throw body && body.code ? fromServer(body, ERR.INTERNET_LOST) : lost(`HTTP ${response.status}`);
+  }
   // Relative URLs in it are the server's, not the page's (a page on another origin).
-  return absolutize(await response.text(), response.url || new URL("v1/screens", serverUrl).href);
+  return absolutize(text, response.url || url);
 }
 
 export class Screens extends EventTarget {
@@ -94,7 +116,9 @@ export class Screens extends EventTarget {
     this.ringtone = ringtone || null;
     this.assetsUrl = assetsUrl || null;
     this.audio = null;
+    this.toneBlocked = false;
     this.timer = null;
+    this.enableAudioButton = this._enableAudioButton();
     this.root.addEventListener("click", (event) => {
       const button = event.target.closest("[data-action]");
       if (button) this.dispatchEvent(new CustomEvent("action", { detail: button.dataset.action }));
@@ -102,8 +126,33 @@ export class Screens extends EventTarget {
     (document.body || document.documentElement).appendChild(this.host);
   }
 
-  label(name) {
-    return this.labels[`label${name[0].toUpperCase()}${name.slice(1)}`] || name;
+  label(name, fallback = name) {
+    return this.labels[`label${name[0].toUpperCase()}${name.slice(1)}`] || fallback;
+  }
+
+  /**
+   * The "Tap to enable audio" button: the template's `[data-action="enable-audio"]`, or one
+   * made here when an overridden template has none. Shown while the browser refuses to play
+   * the call's audio without a user gesture; a click on it plays it (client.enableAudio()).
+   */
+  _enableAudioButton() {
+    let button = this.root.querySelector('[data-action="enable-audio"]');
+    if (!button) {
+      button = document.createElement("button");
+      button.type = "button";
+      button.className = "dc-btn dc-plain dc-enable-audio";
+      button.setAttribute("data-action", "enable-audio");
+      button.textContent = this.label("enableAudio", "Tap to enable audio");
+      const card = this.root.querySelector(".dc-card") || this.overlay;
+      card.appendChild(button);
+    }
+    button.hidden = true;
+    return button;
+  }
+
+  /** Show or hide the "Tap to enable audio" button (only while a screen is up). */
+  showEnableAudio(on) {
+    this.enableAudioButton.hidden = !(on && this.screen);
   }
 
   slot(name) {
@@ -178,8 +227,24 @@ export class Screens extends EventTarget {
     if (!url) return;
     const audio = new Audio(url);
     audio.loop = kind !== "end";
-    audio.play().catch(() => {}); // autoplay may be refused before a user gesture
     this.audio = audio;
+    this.toneBlocked = false;
+    audio.play().catch((err) => {
+      // Autoplay refused before a user gesture: offer the button that plays it from a click
+      // (the end tone is not worth one: its screen is gone).
+      if (!err || err.name !== "NotAllowedError" || this.audio !== audio || kind === "end") return;
+      this.toneBlocked = true;
+      this.showEnableAudio(true);
+      this.dispatchEvent(new CustomEvent("audioblocked", { detail: { kind } }));
+    });
+  }
+
+  /** Play again a tone the browser refused to start (from a click). */
+  async retryTone() {
+    const audio = this.audio;
+    if (!audio || !this.toneBlocked) return;
+    await audio.play();
+    if (this.audio === audio) this.toneBlocked = false;
   }
 
   /** Where the tone `kind` is: the ringtone option first, then resolveTone's order. */
@@ -190,6 +255,8 @@ export class Screens extends EventTarget {
   }
 
   stopTone() {
+    if (this.toneBlocked) this.showEnableAudio(false); // it was there for this tone
+    this.toneBlocked = false;
     if (this.audio) {
       this.audio.pause();
       this.audio.src = "";
@@ -202,12 +269,26 @@ export class Screens extends EventTarget {
     this.stopTimer();
     this.overlay.hidden = true;
     this.screen = null;
+    this.showEnableAudio(false);
     this.setMuted(false);
   }
 
+  /** The ongoing screen of `call`: the callee sees the caller's context and picture; the caller
+   * wrote the context, and keeps the receiver's picture (`keepImage`: the one already shown). */
+  _showOngoing(call, { keepImage = false } = {}) {
+    const callee = call.role === "callee";
+    this.show("ongoing", {
+      name: call.peer.name,
+      context: callee ? call.context : "",
+      image: callee || !keepImage ? call.image : undefined,
+    });
+    this.startTimer(call.answeredAt);
+  }
+
   /**
-   * Follow a call (call.js): "outgoing" and "incoming" open its screen; the Call's events
-   * ("placed", "statechange", "connecting", "answered", "reconnecting", "mute", "end") move it on.
+   * Follow a call (call.js): "outgoing", "incoming" and "resumed" (a call taken back after a
+   * reload) open its screen; the Call's events ("placed", "statechange", "connecting",
+   * "answered", "reconnecting", "mute", "audioblocked", "end") move it on.
    */
   update(call, type, detail = {}) {
     if (type === "outgoing") {
@@ -226,15 +307,12 @@ export class Screens extends EventTarget {
       this.setStatus(this.label("connecting"));
     } else if (type === "answered") {
       this.stopTone();
-      const callee = call.role === "callee";
-      // The caller wrote the context, so only the callee is shown it; the caller's screen
-      // keeps the receiver's picture it shows already.
-      this.show("ongoing", {
-        name: call.peer.name,
-        context: callee ? call.context : "",
-        image: callee ? call.image : undefined,
-      });
-      this.startTimer(call.answeredAt);
+      this._showOngoing(call, { keepImage: true });
+    } else if (type === "resumed") {
+      this._showOngoing(call);
+      this.setReconnecting(true);
+    } else if (type === "audioblocked") {
+      this.showEnableAudio(true);
     } else if (type === "reconnecting") {
       this.setReconnecting(detail.on);
     } else if (type === "mute") {

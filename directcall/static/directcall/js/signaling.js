@@ -2,9 +2,18 @@
 // reconnection with jittered exponential backoff (docs/protocol.md). Every rejection is a
 // `{code, message}` error from errors.js.
 
-import { dcError, ERR, fromServer } from "./errors.js";
+import { dcError, ERR, fromCloseCode, fromServer } from "./errors.js";
 
 const PING_INTERVAL_MS = 15000;
+
+// Refusals that another try would only repeat: reconnecting stops with them.
+const FINAL_REFUSALS = [
+  ERR.ALREADY_SIGNEDIN,
+  ERR.INVALID_CREDENTIALS,
+  ERR.ORIGIN_NOT_ALLOWED,
+  ERR.SESSION_REVOKED,
+  "ERR_NOT_SIGNED_IN",
+];
 
 /** Delay before reconnect attempt `attempt` (0-based): 0.5 s doubling to 8 s, ±50 % jitter. */
 export function backoffDelay(attempt, random = Math.random) {
@@ -17,10 +26,12 @@ export class Signaling extends EventTarget {
    * @param {() => Promise<{token: string, websocketUrl: string}>} getSession
    *   returns a fresh session (calls the init endpoint again when reconnecting).
    * @param {object} [options]
-   * @param {() => string[]} [options.resumeIds]  ids of the calls to ask about when
-   *   (re)authenticating (the `resume` field of `auth`)
+   * @param {() => object} [options.authFields]  what else goes into each `auth` frame
+   *   (`device_key`, `resume`), asked when the socket opens
+   * @param {(error: object) => boolean} [options.retryRefusal]  after `auth` was refused with
+   *   `error` while reconnecting: whether to try again rather than give up
    */
-  constructor(getSession, { resumeIds = () => [] } = {}) {
+  constructor(getSession, { authFields = () => ({}), retryRefusal = () => false } = {}) {
     super();
     this.getSession = getSession;
     this.ws = null;
@@ -31,17 +42,28 @@ export class Signaling extends EventTarget {
     this.reconnectTimer = null;
     this.pending = new Map(); // ref -> {resolve, reject}
     this.nextRef = 1;
-    this.resumeIds = resumeIds;
+    this.authFields = authFields;
+    this.retryRefusal = retryRefusal;
   }
 
   /** Open the socket and authenticate; resolves with the `ready` frame, rejects `{code, message}`. */
   connect(session) {
     return new Promise((resolve, reject) => {
       let settled = false;
-      const ws = new WebSocket(session.websocketUrl);
+      let opened = false; // this socket got `ready`
+      let ws;
+      try {
+        ws = new WebSocket(session.websocketUrl);
+      } catch (err) {
+        // A URL the browser refuses (SyntaxError) or may not open from this page
+        // (SecurityError: ws: from an https page, a blocked port).
+        const why = (err && (err.name || err.message)) || String(err);
+        reject(dcError(ERR.INTERNET_LOST, `The signaling connection could not be opened (${why}).`));
+        return;
+      }
       this.ws = ws;
       ws.onopen = () => {
-        ws.send(JSON.stringify({ type: "auth", token: session.token, resume: this.resumeIds() }));
+        ws.send(JSON.stringify({ ...this.authFields(), type: "auth", token: session.token }));
       };
       ws.onmessage = (event) => {
         let frame;
@@ -53,6 +75,7 @@ export class Signaling extends EventTarget {
         if (!settled) {
           if (frame.type === "ready") {
             settled = true;
+            opened = true;
             this.ready = true;
             this.attempt = 0;
             this._startPing();
@@ -60,12 +83,19 @@ export class Signaling extends EventTarget {
           } else if (frame.type === "error") {
             settled = true;
             reject(fromServer(frame, ERR.INTERNET_LOST));
+            ws.close(1000); // refused: the server closes it too
           }
           if (settled) return;
         }
         this._dispatch(frame);
       };
       ws.onclose = (event) => {
+        // A close code that says why (no error frame came first): origin refused, revoked, …
+        const error = fromCloseCode(event.code);
+        if (ws !== this.ws) {
+          if (!settled) reject(error || dcError(ERR.INTERNET_LOST));
+          return; // a socket we have already replaced
+        }
         const wasReady = this.ready;
         this.ready = false;
         this._stopPing();
@@ -73,13 +103,15 @@ export class Signaling extends EventTarget {
         this.pending.clear();
         if (!settled) {
           settled = true;
-          reject(dcError(ERR.INTERNET_LOST));
+          reject(error || dcError(ERR.INTERNET_LOST));
           return;
         }
-        if (ws !== this.ws) return;
-        // 4002: another device holds the cuid; 4003: this device took over elsewhere.
-        const final = this.closedByUs || event.code === 4002 || event.code === 4003 || event.code === 4001;
-        this.dispatchEvent(new CustomEvent("down", { detail: { code: event.code, final, wasReady } }));
+        // Refused before `ready`: the rejection of connect() has told the caller.
+        if (!opened) return;
+        // Final: closed by us, a close code with a reason (4001 token, 4002 another device,
+        // 4010 origin, 4011 revoked), or 4003 (an old server: this device took over elsewhere).
+        const final = this.closedByUs || error !== null || event.code === 4003;
+        this.dispatchEvent(new CustomEvent("down", { detail: { code: event.code, final, wasReady, error } }));
         if (!final) this._scheduleReconnect();
       };
     });
@@ -96,8 +128,8 @@ export class Signaling extends EventTarget {
         this.dispatchEvent(new CustomEvent("up", { detail: ready }));
       } catch (err) {
         const code = err && err.code;
-        if (code === ERR.ALREADY_SIGNEDIN || code === ERR.INVALID_CREDENTIALS) {
-          this.dispatchEvent(new CustomEvent("down", { detail: { code, final: true } }));
+        if (FINAL_REFUSALS.includes(code) && !this.closedByUs && !this.retryRefusal(err)) {
+          this.dispatchEvent(new CustomEvent("down", { detail: { code, final: true, error: err } }));
           return;
         }
         if (!this.closedByUs && !(this.ws && this.ready)) this._scheduleReconnect();

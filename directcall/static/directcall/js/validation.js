@@ -65,4 +65,27 @@ export function isValidUrl(v) {
   return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
 }
 
+/** The page's URL (the base of relative URLs), or undefined outside a browser. */
+export function pageUrl() {
+  if (typeof document !== "undefined" && document.baseURI) return document.baseURI;
+  if (typeof location !== "undefined") return location.href;
+  return undefined;
+}
+
+/**
+ * `v` resolved against `base` (the page, as the browser does for `<img src>`) when it is an
+ * http(s) URL after resolving, else null. Refused before resolving: what isValidUrl refuses
+ * in any URL (surrounding or inner whitespace, control characters, lone surrogates, length).
+ */
+export function resolveUrl(v, base = pageUrl()) {
+  if (!isString(v) || v === "" || v.length > LIMITS.url_max || /\s/.test(v) || unsafe(v)) return null;
+  let url;
+  try {
+    url = new URL(v, base);
+  } catch {
+    return null;
+  }
+  return isValidUrl(url.href) ? url.href : null;
+}
+
 export const isBlank = (v) => v === undefined || v === null || (isString(v) && trim(v) === "");
