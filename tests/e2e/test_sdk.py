@@ -446,7 +446,12 @@ def test_html_in_name_and_context_shows_as_text(new_user, account):
                   root.querySelector('[data-slot="image"]').getAttribute('src')];
         }"""
     )
-    assert counts == [0, 0, 'https://127.0.0.1:1/a.png?"><script>window.__xss=3</script>']
+    # The URL arrives resolved by the caller's SDK (new URL(...).href), so percent-encoded.
+    assert counts == [
+        0,
+        0,
+        "https://127.0.0.1:1/a.png?%22%3E%3Cscript%3Ewindow.__xss=3%3C/script%3E",
+    ]
     assert sam.page.evaluate("() => window.__xss") is None
     assert sam.page.locator("[data-directcall-screens] b").count() == 0
     click(sam, "decline")
@@ -582,3 +587,150 @@ def test_a_renegotiation_the_browser_cannot_use_is_an_error_not_the_end(pair):
     assert Call.objects.get().end_reason == "user_hangup"
     jane.assert_no_errors()
     sam.assert_no_errors()
+
+
+# -- the client's methods outside the screens ------------------------------------------------------
+
+
+def test_hangup_called_directly_ends_an_answered_call(pair):
+    jane, sam = pair
+    start_call(jane, "student_sam")
+    click(sam, "answer")
+    wait_for_audio(jane.page)
+    jane.page.evaluate("() => window.dc.hangup()")
+    assert outcome(jane) == {"resolved": "over"}
+    expect(overlay(jane)).to_be_hidden()
+    expect(overlay(sam)).to_be_hidden()
+    sam.page.wait_for_function("() => window.dcEvents.some((e) => e[0] === 'callend')")
+    assert [(e["status"], e["reason"]) for e in events(sam, "callend")] == [("over", "user_hangup")]
+    call = Call.objects.get()
+    assert (call.status, call.end_reason) == ("over", "user_hangup")
+    assert jane.page.evaluate("() => window.dc.activeCall") is None
+
+
+def test_hangup_called_directly_cancels_a_ringing_call(pair):
+    jane, sam = pair
+    start_call(jane, "student_sam")
+    expect(screen(sam, "incoming")).to_be_visible()
+    jane.page.evaluate("() => window.dc.hangup()")
+    assert outcome(jane) == {"rejected": "cancelled"}
+    expect(overlay(sam)).to_be_hidden()
+
+
+_COUNT_FRAMES = """() => {
+  const ws = window.dc.signaling.ws;
+  window.__framesSent = [];
+  const send = ws.send.bind(ws);
+  ws.send = (text) => { window.__framesSent.push(JSON.parse(text).type); send(text); };
+}"""
+
+
+def test_hangup_with_no_call_throws_nothing_and_sends_nothing(pair):
+    jane, sam = pair
+    jane.page.evaluate(_COUNT_FRAMES)
+    assert jane.page.evaluate("() => { window.dc.hangup(); return window.dc.activeCall; }") is None
+    # After a call has ended, too.
+    start_call(jane, "student_sam")
+    click(sam, "decline")
+    assert outcome(jane) == {"rejected": "declined"}
+    sent = jane.page.evaluate("() => window.__framesSent.length")
+    jane.page.evaluate("() => window.dc.hangup()")
+    # A ping may go out meanwhile; nothing about a call does.
+    later = jane.page.evaluate("() => window.__framesSent")[sent:]
+    assert [t for t in later if t != "ping"] == []
+    jane.assert_no_errors()
+
+
+def test_call_while_a_call_is_incoming_is_refused(pair):
+    jane, sam = pair
+    start_call(jane, "student_sam")
+    expect(screen(sam, "incoming")).to_be_visible()
+    refused = sam.page.evaluate(
+        "() => window.dc.call('tutor_jane', 'calling back').then((v) => ({v}), (e) => ({e}))"
+    )
+    assert refused["e"]["code"] == "ERR_OUTGOING_CALL_IN_PROGRESS" and refused["e"]["message"]
+    # The incoming call is untouched and can be answered.
+    expect(screen(sam, "incoming")).to_be_visible()
+    click(sam, "answer")
+    wait_for_audio(sam.page)
+    click(sam, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    assert Call.objects.count() == 1
+
+
+def test_init_twice_in_one_page_is_already_signed_in_until_logout(pair, account):
+    acct, key = account
+    jane, sam = pair
+    second = sign_in(jane, acct, key, "tutor_jane")
+    assert second["error"]["code"] == "ERR_ALREADY_SIGNEDIN"
+    assert "already signed in" in second["error"]["message"]
+    # The same for another cuid: one client per page.
+    assert sign_in(jane, acct, key, "tutor_other")["error"]["code"] == "ERR_ALREADY_SIGNEDIN"
+    # The first client is untouched: it is called and shows one screen.
+    start_call(sam, "tutor_jane")
+    expect(screen(jane, "incoming")).to_be_visible()
+    assert jane.page.locator("[data-directcall-screens]").count() == 1
+    click(jane, "decline")
+    assert outcome(sam) == {"rejected": "declined"}
+    # After logout() the page may sign in again.
+    jane.page.evaluate("() => window.dc.logout()")
+    assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+    start_call(sam, "tutor_jane")
+    expect(screen(jane, "incoming")).to_be_visible()
+
+
+# -- URLs relative to the page, and errors that are {code, message} -------------------------------
+
+
+def test_relative_ringtone_and_images_resolve_against_the_page(new_user, account):
+    acct, key = account
+    jane, sam = new_user("jane"), new_user("sam")
+    assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+    ringtone = "/static/directcall/audio/ringback.wav"
+    assert sign_in(sam, acct, key, "student_sam", ringtone=ringtone) == {"ok": True}
+    assert sam.page.evaluate("() => window.dc.config.ringtone") == jane.page.evaluate(
+        "(path) => new URL(path, location.href).href", ringtone
+    )
+    start_call(jane, "student_sam", initiator_image="pictures/jane.png")
+    expect(screen(sam, "incoming")).to_be_visible()
+    src = sam.page.evaluate(
+        """() => document.querySelector('[data-directcall-screens]').shadowRoot
+                 .querySelector('[data-slot="image"]').getAttribute('src')"""
+    )
+    assert src == jane.page.evaluate("() => new URL('pictures/jane.png', location.href).href")
+    assert Call.objects.get().caller_image == src
+    click(sam, "decline")
+    assert outcome(jane) == {"rejected": "declined"}
+
+
+def test_screens_that_cannot_be_loaded_reject_init_with_a_code(new_user, account):
+    acct, key = account
+    user = new_user()
+    user.page.route("**/directcall/v1/screens", lambda route: route.abort())
+    error = sign_in(user, acct, key, "tutor_jane")["error"]
+    assert sorted(error) == ["code", "message"]
+    assert error["code"] == "ERR_INTERNET_LOST" and "screens" in error["message"]
+    user.page.unroute("**/directcall/v1/screens")
+    user.page.route("**/directcall/v1/screens", lambda route: route.fulfill(status=404, body="no"))
+    error = sign_in(user, acct, key, "tutor_jane")["error"]
+    assert error["code"] == "ERR_INTERNET_LOST" and "HTTP 404" in error["message"]
+
+
+def test_a_websocket_the_browser_refuses_is_a_code_not_a_dom_exception(new_user, account):
+    import json
+
+    acct, key = account
+    user = new_user()
+
+    def bad_socket_url(route):
+        # The real init answer, with a socket URL no browser opens (the constructor throws).
+        response = route.fetch()
+        body = response.json()
+        body["websocketUrl"] = "ftp://127.0.0.1/ws/"
+        route.fulfill(response=response, body=json.dumps(body))
+
+    user.page.route("**/directcall/v1/init", bad_socket_url)
+    error = sign_in(user, acct, key, "tutor_jane")["error"]
+    assert sorted(error) == ["code", "message"]
+    assert error["code"] == "ERR_INTERNET_LOST"
+    assert "SyntaxError" in error["message"]
