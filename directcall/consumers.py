@@ -216,7 +216,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.holder = holder
         self.party = party = Party(session, self.channel_name, self.sweeper, self._send)
         for group in self._revocation_groups():  # so that a revocation reaches this socket
-            await self.channel_layer.group_add(group, self.channel_name)
+            await transport.join(group, self.channel_name)
+        if await tokens.ais_revoked(session):  # revoked before the groups were joined
+            await self._reject(errors.SESSION_REVOKED, protocol.CLOSE_REVOKED)
+            return
         self._spawn(self._keep_presence(session, holder))
         self._spawn(self._close_when_idle())
         self.sweeper.watch(party)

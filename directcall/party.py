@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,9 +60,6 @@ class Party:
         self._routes: dict[str, CallRoute] = {}
         self._timers: set[asyncio.Task] = set()
         self.left = False
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._routes))
 
     def get(self, call_id: Any) -> CallRoute | None:
         """The route of a call this connection holds, or None."""

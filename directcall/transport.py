@@ -91,6 +91,19 @@ async def announce(
     return {pk for pk, sent in zip(sends, results, strict=True) if sent}
 
 
+async def join(group: str, channel: str) -> None:
+    """Add ``channel`` to ``group``, tried again like a state message; raise if it fails."""
+    layer = get_channel_layer()
+    for delay in (*STATE_RETRY_DELAYS, None):
+        try:
+            await layer.group_add(group, channel)
+            return
+        except Exception as exc:
+            if delay is None or not errors.is_unavailable(exc):
+                raise
+            await asyncio.sleep(delay)
+
+
 async def receive(channel: str) -> dict[str, Any]:
     """The next channel-layer message for ``channel``, waiting out a short outage.
 

@@ -379,11 +379,6 @@ async def test_a_revoked_party_leaves_the_call_and_the_other_is_told_revoked(pag
         await callee.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the consumer checks the deny-list before it joins the revocation groups, so a "
-    "revocation in between reaches neither (server core: check again after group_add)",
-)
 async def test_a_revocation_during_auth_is_not_lost(page, monkeypatch):
     """A revocation that lands while the socket authenticates — after its token passed the
     deny-list, before it joined the groups — must still end it."""
