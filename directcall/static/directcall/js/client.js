@@ -451,7 +451,7 @@ export class DirectCallClient extends EventTarget {
     if (this.screens) tries.push(this.screens.retryTone());
     const results = await Promise.allSettled(tries);
     const playing = results.every((r) => r.status === "fulfilled");
-    if (playing && this.screens) this.screens.showEnableAudio(false);
+    if (playing && this.screens) this.screens.setRemoteBlocked(false);
     return playing;
   }
 

@@ -116,7 +116,8 @@ export class Screens extends EventTarget {
     this.ringtone = ringtone || null;
     this.assetsUrl = assetsUrl || null;
     this.audio = null;
-    this.toneBlocked = false;
+    this.toneBlocked = false; // the browser refused to play the tone
+    this.remoteBlocked = false; // … or the other party's audio
     this.timer = null;
     this.enableAudioButton = this._enableAudioButton();
     this.root.addEventListener("click", (event) => {
@@ -150,9 +151,15 @@ export class Screens extends EventTarget {
     return button;
   }
 
-  /** Show or hide the "Tap to enable audio" button (only while a screen is up). */
-  showEnableAudio(on) {
-    this.enableAudioButton.hidden = !(on && this.screen);
+  /** The "Tap to enable audio" button shows while a screen is up and some sound is held back. */
+  _refreshEnableAudio() {
+    this.enableAudioButton.hidden = !(this.screen && (this.toneBlocked || this.remoteBlocked));
+  }
+
+  /** Whether the browser holds back the other party's audio (until client.enableAudio()). */
+  setRemoteBlocked(on) {
+    this.remoteBlocked = on;
+    this._refreshEnableAudio();
   }
 
   slot(name) {
@@ -181,6 +188,7 @@ export class Screens extends EventTarget {
     this.setStatus(status || "");
     this.slot("timer").hidden = screen !== "ongoing";
     this.overlay.hidden = false;
+    this._refreshEnableAudio();
     const primary = this.root.querySelector(`[data-screen="${screen}"] [data-action]`);
     if (primary) primary.focus({ preventScroll: true });
   }
@@ -234,7 +242,7 @@ export class Screens extends EventTarget {
       // (the end tone is not worth one: its screen is gone).
       if (!err || err.name !== "NotAllowedError" || this.audio !== audio || kind === "end") return;
       this.toneBlocked = true;
-      this.showEnableAudio(true);
+      this._refreshEnableAudio();
       this.dispatchEvent(new CustomEvent("audioblocked", { detail: { kind } }));
     });
   }
@@ -245,6 +253,7 @@ export class Screens extends EventTarget {
     if (!audio || !this.toneBlocked) return;
     await audio.play();
     if (this.audio === audio) this.toneBlocked = false;
+    this._refreshEnableAudio();
   }
 
   /** Where the tone `kind` is: the ringtone option first, then resolveTone's order. */
@@ -255,8 +264,8 @@ export class Screens extends EventTarget {
   }
 
   stopTone() {
-    if (this.toneBlocked) this.showEnableAudio(false); // it was there for this tone
     this.toneBlocked = false;
+    this._refreshEnableAudio();
     if (this.audio) {
       this.audio.pause();
       this.audio.src = "";
@@ -269,7 +278,8 @@ export class Screens extends EventTarget {
     this.stopTimer();
     this.overlay.hidden = true;
     this.screen = null;
-    this.showEnableAudio(false);
+    this.remoteBlocked = false;
+    this._refreshEnableAudio();
     this.setMuted(false);
   }
 
@@ -312,7 +322,7 @@ export class Screens extends EventTarget {
       this._showOngoing(call);
       this.setReconnecting(true);
     } else if (type === "audioblocked") {
-      this.showEnableAudio(true);
+      this.setRemoteBlocked(true);
     } else if (type === "reconnecting") {
       this.setReconnecting(detail.on);
     } else if (type === "mute") {
