@@ -24,6 +24,8 @@ export type DirectCallErrorCode =
   | "ERR_CALL_STATE"
   | "ERR_INTERNAL"
   | "ERR_SESSION_REVOKED"
+  | "ERR_INVALID_USER_TOKEN"
+  | "ERR_SERVICE_UNAVAILABLE"
   | "ERR_INVALID_TOKEN"
   | 404
   // Codes a newer server may add; compare against the names above.

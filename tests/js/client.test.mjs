@@ -348,6 +348,22 @@ test("close 4011 after ready: signed out as revoked, the call rejects ERR_SESSIO
   assert.equal(tab.sockets.length, 1);
 });
 
+test("a revocation's error frame ends the call with ERR_SESSION_REVOKED and signs out at once", async () => {
+  tab = installTab();
+  const { client, ws, seen } = await signIn(tab);
+  ws.receive(incoming);
+  await client.answer();
+  ws.receive({ type: "state", call_id: "call-9", status: "answered", call_key: CALL_KEY });
+  ws.receive({ type: "error", code: "ERR_SESSION_REVOKED", message: "This session was revoked; sign in again." });
+  const end = seen.find((e) => e[0] === "callend")[1];
+  assert.deepEqual([end.status, end.reason], ["over", "revoked"]);
+  assert.equal(seen.find((e) => e[0] === "logout")[1].reason, "revoked");
+  assert.deepEqual(seen.filter((e) => e[0] === "error"), []);
+  assert.equal(tab.sessionStorage.getItem(CALL_ITEM), null);
+  ws.closeFromServer(4011); // what follows changes nothing
+  assert.equal(seen.filter((e) => e[0] === "logout").length, 1);
+});
+
 test("a WebSocket the browser refuses to open is ERR_INTERNET_LOST, not a DOMException", async () => {
   tab = installTab();
   globalThis.WebSocket = class {

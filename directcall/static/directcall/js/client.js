@@ -469,6 +469,7 @@ export class DirectCallClient extends EventTarget {
   _onFrame(frame) {
     if (frame.type === "incoming") return this._onIncoming(frame);
     if (frame.type === "replaced") return this._onReplaced();
+    if (frame.type === "error" && frame.code === ERR.SESSION_REVOKED) return this._onRevoked(fromServer(frame));
     if (frame.type === "error") {
       // Another tab answered or declined first (or the ring ended): the `state` frame that
       // follows says how this call ended; the refusal itself is no error of the page's.
@@ -492,6 +493,13 @@ export class DirectCallClient extends EventTarget {
     // tab or a reload) and took over; step aside quietly. Current servers never send it.
     if (this.current) this.current.finish("over", "replaced");
     this._logout({ reason: "replaced" });
+  }
+
+  /** The host revoked this session (its user logged out, …): close 4011 follows. Signed out. */
+  _onRevoked(error) {
+    const call = this.current;
+    if (call) call.signalingLost({ final: true, error });
+    this._logout({ reason: "revoked", error });
   }
 
   _onSignalingDown(detail) {
