@@ -12,7 +12,11 @@ clock for the whole browser):
 - ``call()`` → incoming screen shown: from the caller's ``dc.call(...)`` to the first
   animation frame after the callee's SDK fired ``incoming`` and showed its screen;
 - answer → media connected: from the callee's ``dc.answer()`` to the later of the two
-  sides' ``media`` events (ICE connected), i.e. until audio can flow both ways.
+  sides' ``media`` events (ICE connected), i.e. until audio can flow both ways;
+- reload → audio flowing again (``--reloads``, default 20): during one answered call, one
+  page after the other (caller, callee, …) reloads and signs in again; from ``reload()`` until
+  the reloaded page's new peer connection and the other page's replacement both report audio
+  bytes received and sent (``getStats()``; timed in this process, polled every 25 ms).
 
 Prints the median and the worst of the calls.
 """
@@ -88,6 +92,66 @@ PLACE_CALL = """([receiver]) => {
 
 ANSWER = """() => { window.bench.answer = window.benchNow(); window.dc.answer(); }"""
 
+# Before any script of the page: keep every RTCPeerConnection, to read its audio counters.
+KEEP_PCS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); window.__pcs.push(this); }
+  };
+})();"""
+
+# Resolves once a peer connection made at or after index `first` has received and sent audio;
+# rejects after `timeoutMs`.
+AUDIO_FROM = """async ([first, timeoutMs]) => {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const pcs = window.__pcs || [];
+    for (let i = first; i < pcs.length; i++) {
+      let received = 0, sent = 0;
+      (await pcs[i].getStats()).forEach((s) => {
+        if (s.kind !== "audio") return;
+        if (s.type === "inbound-rtp") received += s.bytesReceived || 0;
+        if (s.type === "outbound-rtp") sent += s.bytesSent || 0;
+      });
+      if (received > 0 && sent > 0) return i;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`no audio both ways on a peer connection from #${first} in ${timeoutMs} ms`);
+}"""
+
+
+def reloads(args: argparse.Namespace, pages: dict, opts: dict) -> list[float]:
+    """One answered call; each page in turn reloads: seconds until audio flows both ways again."""
+    jane, sam = pages["bench_jane"], pages["bench_sam"]
+    timeout = args.timeout * 1000
+    jane.evaluate(PLACE_CALL, ["bench_sam"])
+    sam.wait_for_function("() => window.bench.incomingShown", timeout=timeout)
+    sam.evaluate(ANSWER)
+    for page in (jane, sam):
+        page.evaluate(AUDIO_FROM, [0, timeout])
+    samples = []
+    for i in range(args.reloads):
+        cuid = ("bench_jane", "bench_sam")[i % 2]
+        page, other = pages[cuid], pages["bench_sam" if cuid == "bench_jane" else "bench_jane"]
+        first_new = other.evaluate("() => window.__pcs.length")
+        started = time.monotonic()
+        page.reload()
+        page.evaluate(SIGN_IN, opts[cuid])
+        page.evaluate(AUDIO_FROM, [0, timeout])
+        other.evaluate(AUDIO_FROM, [first_new, timeout])
+        samples.append((time.monotonic() - started) * 1000)
+        print(
+            f"[bench] reload {i + 1}/{args.reloads} ({cuid}): audio both ways again after "
+            f"{samples[-1]:.0f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
+    jane.evaluate("() => window.dc.hangup()")
+    sam.wait_for_function("() => window.dc.activeCall === null", timeout=timeout)
+    return samples
+
 
 def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, float]]:
     from playwright.sync_api import expect, sync_playwright
@@ -104,11 +168,12 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, float]]:
                 executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True
             )
             try:
-                pages = {}
+                pages, opts_of = {}, {}
                 for cuid, name in (("bench_jane", "Jane"), ("bench_sam", "Sam")):
                     context = browser.new_context(base_url=base)
                     context.grant_permissions(["microphone"], origin=base)
                     context.set_default_timeout(args.timeout * 1000)
+                    context.add_init_script(KEEP_PCS)
                     page = context.new_page()
                     page.goto("/bench/blank")
                     opts = {
@@ -119,7 +184,7 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, float]]:
                         "name": name,
                     }
                     assert page.evaluate(SIGN_IN, opts) == cuid
-                    pages[cuid] = page
+                    pages[cuid], opts_of[cuid] = page, opts
                 jane, sam = pages["bench_jane"], pages["bench_sam"]
                 timeout = args.timeout * 1000
                 for i in range(args.calls):
@@ -154,6 +219,8 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, float]]:
                     if outcome != {"resolved": "over"}:
                         raise BenchError(f"call {i + 1} ended {outcome}, not over")
                     sam.wait_for_function("() => window.bench.ended", timeout=timeout)
+                if args.reloads:
+                    samples.append({"reloads": reloads(args, pages, opts_of)})
             finally:
                 browser.close()
     except Exception:
@@ -166,6 +233,8 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, float]]:
 
 def report(samples: list[dict[str, float]]) -> str:
     rows = []
+    reloaded = [s["reloads"] for s in samples if "reloads" in s]
+    samples = [s for s in samples if "reloads" not in s]
     for key, label in (
         ("incoming_ms", "call() → incoming screen shown"),
         ("media_ms", "answer → media connected (both sides)"),
@@ -177,6 +246,15 @@ def report(samples: list[dict[str, float]]) -> str:
         rows.append(
             [label, f"{statistics.median(values):.0f}", f"{max(values):.0f}", str(len(values))]
         )
+    for values in reloaded:
+        rows.append(
+            [
+                "reload → audio both ways again",
+                f"{statistics.median(values):.0f}",
+                f"{max(values):.0f}",
+                f"{len(values)} reloads",
+            ]
+        )
     return table(["measure", "median ms", "worst ms", "calls"], rows)
 
 
@@ -186,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="2 calls, to prove it runs")
     parser.add_argument("--calls", type=int, help="calls to place (default 20; smoke 2)")
+    parser.add_argument(
+        "--reloads", type=int, help="reloads during one call (default 20; smoke 2; 0: none)"
+    )
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per wait")
     parser.add_argument(
         "--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"), help="browser"
@@ -193,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.calls is None:
         args.calls = 2 if args.smoke else 20
+    if args.reloads is None:
+        args.reloads = 2 if args.smoke else 20
     if not os.access(args.chromium, os.X_OK):
         print(f"Chromium not found at {args.chromium} (apt-get install chromium)", file=sys.stderr)
         return 1
@@ -203,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## {TITLE}{' (smoke)' if args.smoke else ''}\n")
     print(
         f"Machine: {machine()}; Chromium {args.chromium} headless with fake devices; "
-        f"1 daphne (InMemoryChannelLayer, SQLite); {len(samples)} calls one after another; "
+        f"1 daphne (InMemoryChannelLayer, SQLite); {args.calls} calls one after another"
+        f"{f', then {args.reloads} reloads in one call' if args.reloads else ''}; "
         f"total {time.monotonic() - started:.0f}s.\n"
     )
     print(report(samples))

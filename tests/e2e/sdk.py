@@ -32,7 +32,9 @@ _SIGN_IN = """async (options) => {
   } catch (error) {
     return { error };
   }
-  for (const type of ["incoming", "statechange", "callend", "error", "connection", "logout"]) {
+  const kinds = ["incoming", "statechange", "callend", "error", "connection", "logout", "resumed",
+                 "peer", "audioblocked"];
+  for (const type of kinds) {
     window.dc.addEventListener(type, (e) => window.dcEvents.push([type, e.detail]));
   }
   return { ok: true };

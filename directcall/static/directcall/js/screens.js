@@ -187,6 +187,11 @@ export class Screens extends EventTarget {
     this._setImage("logo", this.branding.logoUrl);
     this.setStatus(status || "");
     this.slot("timer").hidden = screen !== "ongoing";
+    // A call in progress docks in a corner, leaving the page usable: people keep browsing
+    // (and follow links: the next page takes the call back). Ringing screens are modal.
+    const docked = screen === "ongoing";
+    this.overlay.classList.toggle("dc-docked", docked);
+    this.overlay.setAttribute("aria-modal", String(!docked));
     this.overlay.hidden = false;
     this._refreshEnableAudio();
     const primary = this.root.querySelector(`[data-screen="${screen}"] [data-action]`);
