@@ -30,6 +30,7 @@ def test_schema_documents_every_init_error():
         "ERR_INVALID_CREDENTIALS",
         "ERR_ORIGIN_NOT_ALLOWED",
         "ERR_RATE_LIMITED",
+        "ERR_SERVICE_UNAVAILABLE",
     ):
         assert code in text
 

@@ -198,6 +198,11 @@ class InitView(DirectCallAPIView):
             ),
             415: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_INITPARAMETERS"),
             429: OpenApiResponse(ErrorSerializer, description="ERR_RATE_LIMITED"),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_SERVICE_UNAVAILABLE (Redis or the database is unreachable; "
+                "retry after Retry-After seconds)",
+            ),
         },
         examples=[
             OpenApiExample(
@@ -308,6 +313,11 @@ class SessionView(DirectCallAPIView):
             ),
             415: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_INITPARAMETERS"),
             429: OpenApiResponse(ErrorSerializer, description="ERR_RATE_LIMITED"),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_SERVICE_UNAVAILABLE (Redis or the database is unreachable; "
+                "retry after Retry-After seconds)",
+            ),
         },
     )
     def post(self, request: Request) -> Response:
