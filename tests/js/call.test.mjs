@@ -3,7 +3,7 @@
 import { test, mock } from "node:test";
 import assert from "node:assert/strict";
 
-import { Call, ICE_GIVE_UP_MS, ICE_RESTART_AFTER_MS } from "../../directcall/static/directcall/js/call.js";
+import { Call, ICE_GIVE_UP_MS, ICE_RESTART_AFTER_MS, RING_BOUND_MARGIN_S } from "../../directcall/static/directcall/js/call.js";
 import { dcError, ERR } from "../../directcall/static/directcall/js/errors.js";
 
 const flush = () => new Promise((resolve) => setImmediate(resolve));
@@ -324,4 +324,42 @@ test("the other side hanging up while we were away is not a lost connection", as
   call.signalingBack(false); // the server no longer lists the call; its state frame follows
   call.handleFrame({ type: "state", status: "over", reason: "user_hangup" });
   assert.equal(await call.result, "over");
+});
+
+// -- the callee's own bound on ringing (a lost final state never rings for ever) ---------------
+
+test("a ringing call whose end never arrives stops as missed after the ring timeout and a margin", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { call, signaling, named } = callee();
+  call.boundRinging(8);
+  t.mock.timers.tick((8 + RING_BOUND_MARGIN_S) * 1000 - 1);
+  assert.equal(call.isOver, false);
+  t.mock.timers.tick(1);
+  assert.deepEqual(
+    named("end").map((d) => [d.status, d.reason]),
+    [["missed", "invite_timeout"]],
+  );
+  assert.deepEqual(signaling.sent, []); // the server ended it already; nothing to say
+});
+
+test("an answer in flight when the ring bound runs out is hung up, not left connecting", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { call, signaling, named } = callee();
+  call.boundRinging(1);
+  await call.answer();
+  assert.deepEqual(signaling.types(), ["accept"]);
+  t.mock.timers.tick((1 + RING_BOUND_MARGIN_S) * 1000);
+  assert.deepEqual(signaling.types(), ["accept", "hangup"]);
+  assert.equal(named("end")[0].status, "missed");
+});
+
+test("an answered call is not ended by the ring bound", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { call, named } = callee();
+  call.boundRinging(1);
+  await call.answer();
+  call.handleFrame({ type: "state", call_id: "call-1", status: "answered" });
+  t.mock.timers.tick((1 + RING_BOUND_MARGIN_S) * 1000);
+  assert.equal(call.isOver, false);
+  assert.deepEqual(named("end"), []);
 });

@@ -38,6 +38,8 @@ export const STATE_AFTER_RESUME_MS = 3000;
 // A replace offer (after a reload) not answered yet is sent again this often: the other
 // side's tab may have been between connections when the first one went out.
 export const REPLACE_RETRY_MS = 2500;
+// Seconds past the server's ring timeout after which a callee stops ringing on its own.
+export const RING_BOUND_MARGIN_S = 5;
 
 /** The steps `status` may take before the end (a repeated or stale state frame is ignored). */
 const NEXT = Object.freeze({
@@ -230,6 +232,25 @@ export class Call extends EventTarget {
     this._send({ type: "decline", reason });
     this._emit("error", error);
     this.finish("declined", reason);
+  }
+
+  /**
+   * End a ringing incoming call as missed if no final state arrives within the ring timeout the
+   * server gave (plus a margin): a lost message must never leave a screen ringing for ever.
+   */
+  boundRinging(ringTimeoutSeconds) {
+    const seconds = Number(ringTimeoutSeconds);
+    if (this.role !== "callee" || this.isOver || !Number.isFinite(seconds) || seconds < 0) return;
+    this._setTimer(
+      "ringBound",
+      () => {
+        if (this.isOver || this.status === "answered") return;
+        // Answering when the ring ran out: the server refused or never heard the accept.
+        if (this.mediaStatus !== "idle") this._send({ type: "hangup" });
+        this.finish("missed", "invite_timeout");
+      },
+      (seconds + RING_BOUND_MARGIN_S) * 1000,
+    );
   }
 
   /** Decline a ringing incoming call. */

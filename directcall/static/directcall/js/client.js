@@ -391,6 +391,7 @@ export class DirectCallClient extends EventTarget {
       this._callEnv(),
     );
     this._adopt(call);
+    call.boundRinging(frame.ring_timeout);
     const shown = this._emit(
       "incoming",
       { callId: call.id, from: { ...call.peer, image: call.image }, context: call.context },
