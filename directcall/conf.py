@@ -72,6 +72,16 @@ DEFAULTS: dict[str, Any] = {
     # Invites one cuid may send (whoever it calls, answered or not), as "N/period" with
     # period s, min, h or day; None: no limit. Counted across all server processes.
     "CALL_RATE": "20/min",
+    # Seconds a caller waits before calling the same person again after a call that person
+    # did not answer (declined, missed, cancelled); doubled by each further unanswered call
+    # up to RING_BACKOFF_MAX, forgotten after an answered call between the two or
+    # RING_BACKOFF_RESET seconds without a new one. None: no backoff. In the shared cache.
+    "RING_BACKOFF": 30,
+    "RING_BACKOFF_MAX": 900,
+    "RING_BACKOFF_RESET": 3600,
+    # Signaling sockets one client IP may hold open at once on one server process
+    # (None: no limit).
+    "MAX_CONNECTIONS_PER_IP": 50,
     # "relay" makes browsers use only TURN relay candidates (hides users' IP addresses from
     # each other; needs a TURN server); "all" also allows direct and STUN candidates.
     "ICE_TRANSPORT_POLICY": "all",
@@ -177,6 +187,20 @@ def _seconds(key: str, value: Any) -> float:
     if not _is_positive_number(value):
         raise SettingError(f"DIRECTCALL['{key}'] must be a positive number, not {value!r}.")
     return float(value)
+
+
+def _optional_seconds(key: str, value: Any) -> float | None:
+    if value is not None and not _is_positive_number(value):
+        raise SettingError(f"DIRECTCALL['{key}'] must be None or a positive number, not {value!r}.")
+    return None if value is None else float(value)
+
+
+def _optional_positive_int(key: str, value: Any) -> int | None:
+    if value is not None and not _is_positive_int(value):
+        raise SettingError(
+            f"DIRECTCALL['{key}'] must be None or a positive integer, not {value!r}."
+        )
+    return None if value is None else int(value)
 
 
 def _positive_int(key: str, value: Any) -> int:
@@ -309,6 +333,10 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "FLOOD_RATE": _seconds,
     "FLOOD_BURST": _positive_int,
     "CALL_RATE": _call_rate,
+    "RING_BACKOFF": _optional_seconds,
+    "RING_BACKOFF_MAX": _seconds,
+    "RING_BACKOFF_RESET": _seconds,
+    "MAX_CONNECTIONS_PER_IP": _optional_positive_int,
     "ICE_TRANSPORT_POLICY": _ice_transport_policy,
     "ADAPTER": _dotted_path,
     "SESSION_ACCOUNT": _account_id,
@@ -349,6 +377,10 @@ class Settings:
     FLOOD_RATE: float
     FLOOD_BURST: int
     CALL_RATE: Rate | None
+    RING_BACKOFF: float | None
+    RING_BACKOFF_MAX: float
+    RING_BACKOFF_RESET: float
+    MAX_CONNECTIONS_PER_IP: int | None
     ICE_TRANSPORT_POLICY: str
     ADAPTER: str
     SESSION_ACCOUNT: str | None
