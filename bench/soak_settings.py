@@ -39,6 +39,10 @@ DIRECTCALL = {
     },
     # Quick declines and cancels let a pair place more than 20 calls a minute.
     "CALL_RATE": None,
+    # Pairs call each other again right after declined, missed and cancelled calls.
+    "RING_BACKOFF": None,
+    # Every client connects from 127.0.0.1.
+    "MAX_CONNECTIONS_PER_IP": None,
 }
 
 LOGGING = {

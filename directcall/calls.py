@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import errors, presence, signals
+from . import backoff, errors, presence, signals
 from .adapter import get_adapter
 from .conf import get_settings
 from .errors import DirectCallError
@@ -147,6 +147,8 @@ def place_call(caller: Session, params: CallParams, offer: str) -> Placed:
     """
     check_invite_rate(caller.account_pk, caller.cuid)
     caller_row, callee_row = parties(caller.registration_pk, params.receiver)
+    # After the refusals (saying nothing of presence), before presence (nor does this).
+    backoff.check(caller_row, callee_row)
     callee = presence.lookup(caller.account_pk, params.receiver)
     if callee is None:
         raise DirectCallError(errors.RECEIVER_OFFLINE)

@@ -25,7 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 
-from . import calls, errors, presence, protocol, revocation, tokens, transport
+from . import calls, errors, iplimit, presence, protocol, revocation, tokens, transport
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, CallStatus, EndReason, Registration
@@ -46,6 +46,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.party: Party | None = None  # set by a successful auth
         self.holder: presence.Holder | None = None
+        self.counted_address: str | None = None  # counted against MAX_CONNECTIONS_PER_IP
+        self.refused = False  # closed before sign-in: frames still in flight are ignored
         self.sweeper: Sweeper | None = None
         self.tasks: set[asyncio.Task] = set()
         self.replaced = False
@@ -104,7 +106,32 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.last_frame_at = time.monotonic()
         self.last_flood_error = 0.0
         await self.accept()
+        if not self._count_address(conf.MAX_CONNECTIONS_PER_IP):
+            # Accepted only to say why: a refused handshake reaches the page as a bare 1006.
+            refusal = DirectCallError(
+                errors.RATE_LIMITED, "Too many connections from your address; try again later."
+            )
+            await self._refuse(refusal, protocol.CLOSE_TOO_MANY_CONNECTIONS)
+            return
         self._spawn(self._auth_deadline(conf.AUTH_TIMEOUT))
+
+    async def _refuse(self, error: DirectCallError, close_code: int) -> None:
+        """Before sign-in: say why, close, and handle nothing more from this socket."""
+        self.refused = True
+        await self._send(protocol.error_frame(error))
+        await self.close(close_code)
+
+    def _count_address(self, limit: int | None) -> bool:
+        """Count this socket against its address's cap; False when the cap is reached."""
+        address = iplimit.client_ip(self.scope)
+        if limit is None or address is None:
+            return True
+        if not iplimit.connections.acquire(address, limit):
+            client = (self.scope.get("client") or ["?"])[0]
+            logger.warning("socket refused: %s has %d open (client %s)", address, limit, client)
+            return False
+        self.counted_address = address
+        return True
 
     async def disconnect(self, code: int) -> None:
         await self._finish()
@@ -114,6 +141,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if self.finished:
             return
         self.finished = True
+        if self.counted_address is not None:
+            iplimit.connections.release(self.counted_address)
+            self.counted_address = None
         for task in self.tasks:
             task.cancel()
         if self.party is not None:
@@ -154,9 +184,20 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     # -- frames from the browser --------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.refused:
+            return
         self.last_frame_at = time.monotonic()
         if not self.bucket.take():
             await self._flooded()
+            return
+        if self.party is None and protocol.exceeds(text_data, protocol.MAX_AUTH_FRAME_BYTES):
+            # Checked before any parsing, and the socket ends: a stranger cannot make the
+            # server parse big frames (honest clients send a ~1 KB auth frame).
+            too_large = DirectCallError(
+                errors.FRAME_TOO_LARGE,
+                f"Frames before sign-in are limited to {protocol.MAX_AUTH_FRAME_BYTES} bytes.",
+            )
+            await self._refuse(too_large, protocol.CLOSE_FRAME_TOO_LARGE)
             return
         frame: Any = None
         try:

@@ -28,6 +28,10 @@ CLOSE_REVOKED = 4011  # the session was revoked (directcall.revocation)
 # RFC 6455 "internal error": the server cannot serve this connection now (Redis or the
 # database is unreachable); the SDK reconnects with backoff.
 CLOSE_UNAVAILABLE = 1011
+# RFC 6455 "message too big": a frame over MAX_AUTH_FRAME_BYTES before the socket signed in.
+CLOSE_FRAME_TOO_LARGE = 1009
+# Too many sockets from the client's address on this server process (MAX_CONNECTIONS_PER_IP).
+CLOSE_TOO_MANY_CONNECTIONS = 4029
 
 # Frames a browser may send, in the order docs/protocol.md lists them.
 CLIENT_FRAMES = (
@@ -47,6 +51,9 @@ MAX_SDP_CHARS = 32_768
 MAX_CANDIDATES = 64
 MAX_CANDIDATE_CHARS = 1024
 MAX_RESUME = 8
+# Largest frame before the socket has signed in, checked before any parsing: an auth frame
+# (token, device key, up to MAX_RESUME call keys) is about 1 KB; a stranger gets no more.
+MAX_AUTH_FRAME_BYTES = 4096
 HANGUP_REASONS = frozenset(
     {EndReason.USER_HANGUP, EndReason.ICE_FAILED, EndReason.USER_MEDIA_FAILED}
 )
@@ -62,8 +69,7 @@ def decode(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> A
     """The JSON value of a text frame of at most ``max_bytes`` bytes of UTF-8 text."""
     if text_data is None:
         raise DirectCallError(errors.BAD_FRAME, "Binary frames are not accepted.")
-    # A length check first: a huge frame costs no encoding.
-    if len(text_data) > max_bytes or len(text_data.encode("utf-8", "surrogatepass")) > max_bytes:
+    if exceeds(text_data, max_bytes):
         raise DirectCallError(errors.FRAME_TOO_LARGE, f"Frames are limited to {max_bytes} bytes.")
     try:
         frame = json.loads(text_data)
@@ -72,6 +78,15 @@ def decode(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> A
     if not _is_text(frame):
         raise DirectCallError(errors.BAD_FRAME, "The frame is not UTF-8 text.")
     return frame
+
+
+def exceeds(text_data: str | None, max_bytes: int) -> bool:
+    """Whether a text frame is longer than ``max_bytes`` bytes of UTF-8 (without parsing it)."""
+    if text_data is None:
+        return False
+    # The length in characters first (never more than in bytes): a huge frame costs no
+    # encoding.
+    return len(text_data) > max_bytes or len(text_data.encode("utf-8", "surrogatepass")) > max_bytes
 
 
 def frame_type(frame: Any) -> str:

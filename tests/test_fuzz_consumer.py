@@ -35,7 +35,7 @@ from channels.db import database_sync_to_async
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from directcall import presence, tokens
+from directcall import presence, protocol, tokens
 from directcall.conf import DEFAULTS
 from directcall.consumers import SignalingConsumer
 from directcall.models import Call, CallStatus, Registration
@@ -47,6 +47,8 @@ from .wsclient import ANSWER, OFFER, Client, make_registration
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MAX_FRAME = DEFAULTS["MAX_FRAME_BYTES"]
+# Before sign-in: a larger frame is refused unparsed and ends the socket (1009).
+MAX_AUTH_FRAME = protocol.MAX_AUTH_FRAME_BYTES
 # The flood limit is tested on its own (test_floods_*); elsewhere it is out of the way, so
 # that every refused frame gets its error frame (past the limit only one a second does).
 FUZZ_SETTINGS = {
@@ -661,6 +663,8 @@ def expected(item: tuple[str, Any], authenticated: bool) -> tuple[str, Any]:
     if kind == "bytes":
         return "error", {"ERR_BAD_FRAME"}
     size = len(payload.encode("utf-8", "surrogatepass"))
+    if not authenticated and size > MAX_AUTH_FRAME:
+        return "closed", {"ERR_FRAME_TOO_LARGE"}
     if len(payload) > MAX_FRAME or size > MAX_FRAME:
         return "error", {"ERR_FRAME_TOO_LARGE"}
     try:
@@ -691,6 +695,11 @@ def expected_parsed(frame: dict, kind: str, authenticated: bool) -> tuple[str, A
 def _is_auth(item: tuple[str, Any]) -> bool:
     outcome, detail = expected(item, authenticated=False)
     return outcome == "auth" or (outcome == "error_or_bad_frame" and detail[0] == "auth")
+
+
+def _ends_unsigned(item: tuple[str, Any]) -> bool:
+    """Too large for a socket that has not signed in: it is closed (1009), tested above."""
+    return expected(item, authenticated=False)[0] == "closed"
 
 
 def sent_frame(item: tuple[str, Any]) -> Any:
@@ -804,7 +813,8 @@ def test_hostile_frames_from_a_signed_in_client(loop, people, server_errors):
 
 
 def test_hostile_frames_before_authentication(loop, people, server_errors):
-    """A fresh socket per example: refused frames leave it open, a bad auth closes it (4001)."""
+    """A fresh socket per example: refused frames leave it open, a bad auth closes it (4001),
+    a frame over MAX_AUTH_FRAME_BYTES too (1009)."""
 
     async def one_example(items: list[tuple[str, Any]]) -> None:
         client = Client(await Client.open(), "stranger", 0)
@@ -817,6 +827,10 @@ def test_hostile_frames_before_authentication(loop, people, server_errors):
                     outcome, detail = detail
                 sent = sent_frame(item)
                 await send_item(client, item)
+                if outcome == "closed":  # too large before sign-in: refused unparsed, closed
+                    assert (await client.next("error"))["code"] == "ERR_FRAME_TOO_LARGE"
+                    assert await client.closed() == 1009
+                    return
                 if outcome == "auth":
                     error = await client.next("error")
                     if not (surrogate and error["code"] == "ERR_BAD_FRAME"):
@@ -1157,7 +1171,7 @@ def test_floods_of_hostile_frames(loop, people, settings, server_errors):
         client = ctx["gil"] if signed_in else Client(await Client.open(), "stranger", 0)
         if not signed_in:  # an auth frame would end the connection (4001): that is tested above
             ping = ("text", '{"type": "ping"}')
-            items = [ping if _is_auth(i) else i for i in items]
+            items = [ping if _is_auth(i) or _ends_unsigned(i) else i for i in items]
         started = asyncio.get_running_loop().time()
         for item in items:
             await send_item(client, item)
