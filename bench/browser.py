@@ -126,6 +126,7 @@ def reloads(args: argparse.Namespace, pages: dict, opts: dict) -> list[float]:
     """One answered call; each page in turn reloads: seconds until audio flows both ways again."""
     jane, sam = pages["bench_jane"], pages["bench_sam"]
     timeout = args.timeout * 1000
+    sam.evaluate("() => { window.bench = {}; }")
     jane.evaluate(PLACE_CALL, ["bench_sam"])
     sam.wait_for_function("() => window.bench.incomingShown", timeout=timeout)
     sam.evaluate(ANSWER)
