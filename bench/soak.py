@@ -496,6 +496,10 @@ class Party:
         self.cuid = cuid
         self.role = role
         self.device = f"dev-{cuid}"
+        # What the SDK keeps: the device key the server issued (localStorage), and the call
+        # keys of the calls this page holds (sessionStorage), presented at every sign-in.
+        self.device_key: str | None = None
+        self.call_keys: dict[str, str] = {}
         self.ws: Any = None
         self.up = asyncio.Event()
         self.up_since = 0.0
@@ -577,10 +581,15 @@ class Party:
             ws = await asyncio.wait_for(
                 connect(body["websocketUrl"], origin=server.base, open_timeout=10), 15
             )
-            resume = [cid for cid, v in self.views.items() if v.driving and v.final is None]
-            await ws.send(
-                json.dumps({"type": "auth", "token": body["token"], "resume": resume[-8:]})
-            )
+            held = [cid for cid, v in self.views.items() if v.driving and v.final is None]
+            resume = [
+                {"call_id": cid, "call_key": self.call_keys[cid]} if cid in self.call_keys else cid
+                for cid in held[-8:]
+            ]
+            auth = {"type": "auth", "token": body["token"], "resume": resume}
+            if self.device_key:
+                auth["device_key"] = self.device_key
+            await ws.send(json.dumps(auth))
             frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
         except Exception as exc:
             self.stats[f"sign_in_{type(exc).__name__}"] += 1
@@ -645,6 +654,10 @@ class Party:
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         self.stats[f"rx_{kind}"] += 1
+        if isinstance(frame.get("call_key"), str) and kind in ("invited", "state"):
+            self.call_keys[frame["call_id"]] = frame["call_key"]
+        if kind == "ready" and isinstance(frame.get("device_key"), str):
+            self.device_key = frame["device_key"]
         if kind == "ready":
             for summary in frame.get("calls", []):
                 view = self._know(summary["call_id"], summary["role"], "ready")

@@ -39,6 +39,9 @@ DIRECTCALL = {
     },
     # Quick declines and cancels let a pair place more than 20 calls a minute.
     "CALL_RATE": None,
+    # Every client signs in from 127.0.0.1, again after each reload, kill and restart.
+    "AUTH_RATE_IP": None,
+    "AUTH_RATE_CUID": None,
     # Pairs call each other again right after declined, missed and cancelled calls.
     "RING_BACKOFF": None,
     # Every client connects from 127.0.0.1.

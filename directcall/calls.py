@@ -22,7 +22,10 @@ signed in again).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -127,18 +130,50 @@ def check_invite_rate(account_pk: int, cuid: str, now: float | None = None) -> N
         )
 
 
+# -- call keys ---------------------------------------------------------------------------------
+# A call is held on each side by one tab: the caller's inviting tab, the callee's accepting
+# tab. That tab is given a random call key; the call row keeps only its hash. A page that
+# reloads (or navigates) presents the key at sign-in to get its call back (party_back).
+
+
+def new_call_key() -> tuple[str, str]:
+    """A new call key and its hash: the key goes to the tab, the hash onto the call."""
+    key = secrets.token_urlsafe(32)
+    return key, call_key_hash(key)
+
+
+def call_key_hash(key: str) -> str:
+    """The form a call key is kept in (sha256, hex)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def holds_key(call: Call, registration_pk: int, key: object) -> bool:
+    """Whether ``key`` is the call key of ``registration_pk``'s side (constant time)."""
+    stored = call.caller_key_hash if call.caller_id == registration_pk else call.callee_key_hash
+    if not (stored and isinstance(key, str) and key):
+        return False
+    return hmac.compare_digest(stored, call_key_hash(key))
+
+
 @dataclass(frozen=True)
 class Placed:
     """A call placed by :func:`place_call`."""
 
     call: Call
-    # The callee's connection, where the ``incoming`` frame goes (unused for a busy call).
-    callee_channel: str
+    # The callee's connections (every tab), where the ``incoming`` frame goes (unused for
+    # a busy call).
+    callee_channels: tuple[str, ...]
 
 
-def place_call(caller: Session, params: CallParams, offer: str) -> Placed:
+def place_call(
+    caller: Session,
+    params: CallParams,
+    offer: str,
+    key_hash: str = "",
+) -> Placed:
     """The invite rules: the invite rate, who may be called, the receiver online, the call
-    recorded (:func:`start`), the offer kept while it rings.
+    recorded (:func:`start`, with the hash of the inviting tab's call key), the offer kept
+    while it rings.
 
     Raises ``ERR_RATE_LIMITED``, what :func:`parties` raises, ``404`` when the receiver
     is not online, and ``ERR_OUTGOING_CALL_IN_PROGRESS``; nothing is recorded then. The
@@ -152,7 +187,7 @@ def place_call(caller: Session, params: CallParams, offer: str) -> Placed:
     callee = presence.lookup(caller.account_pk, params.receiver)
     if callee is None:
         raise DirectCallError(errors.RECEIVER_OFFLINE)
-    call = _record(caller_row, callee_row, params)
+    call = _record(caller_row, callee_row, params, key_hash)
     if call.status != CallStatus.BUSY:
         try:
             remember_offer(call, offer)
@@ -160,7 +195,7 @@ def place_call(caller: Session, params: CallParams, offer: str) -> Placed:
             # The call is placed: an offer lost to a cache outage only means a callee who
             # reloads while it rings cannot answer it.
             logger.warning("could not keep the offer of call %s", call.pk, exc_info=True)
-    return Placed(call, callee.channel)
+    return Placed(call, tuple(callee.channels))
 
 
 def parties(caller_pk: int, receiver: str) -> tuple[Registration, Registration]:
@@ -189,7 +224,9 @@ def start(caller_pk: int, params: CallParams) -> Call:
     return _record(*parties(caller_pk, params.receiver), params)
 
 
-def _record(caller: Registration, callee: Registration, params: CallParams) -> Call:
+def _record(
+    caller: Registration, callee: Registration, params: CallParams, key_hash: str = ""
+) -> Call:
     with transaction.atomic():
         # Lock both parties (in pk order, so two invites crossing cannot deadlock): of two
         # invites to one callee, the second sees the first's live call and gets "busy".
@@ -210,6 +247,7 @@ def _record(caller: Registration, callee: Registration, params: CallParams) -> C
             "caller_image": params.initiator_image or "",
             "receiver_image": params.receiver_image or "",
             "created_at": now,
+            "caller_key_hash": key_hash,
         }
         if Call.objects.live().involving(callee).exists():
             call = Call.objects.create(
@@ -234,8 +272,9 @@ def ring(call_id: UUID | str, callee_pk: int) -> Call | None:
     return _transition(call_id, CallStatus.RINGING, (CallStatus.INITIATED,), Q(callee_id=callee_pk))
 
 
-def accept(call_id: UUID | str, callee_pk: int) -> Call | None:
-    """The callee answers, if the call still rings and its ring deadline has not passed."""
+def accept(call_id: UUID | str, callee_pk: int, key_hash: str = "") -> Call | None:
+    """The callee answers, if the call still rings and its ring deadline has not passed;
+    ``key_hash``: the hash of the call key of the tab that answers (:func:`new_call_key`)."""
     now = timezone.now()
     call = Call.objects.filter(pk=call_id).select_related("account").first()
     if call is None:
@@ -249,6 +288,7 @@ def accept(call_id: UUID | str, callee_pk: int) -> Call | None:
         now=now,
         answered_at=now,
         deadline=now + timedelta(seconds=limit) if limit else None,
+        callee_key_hash=key_hash,
     )
 
 
@@ -356,17 +396,21 @@ def ended_among(call_ids: Iterable[UUID | str]) -> dict[str, Call]:
 
 @dataclass(frozen=True)
 class Dropped:
-    """What became of a call when one party's connection ended."""
+    """What became of a call when the connection holding it ended."""
 
     ended: Call | None = None  # a ringing caller left: the call is cancelled
-    waiting: bool = False  # an answered call waits RECONNECT_GRACE for the party
+    waiting: bool = False  # an answered call waits a grace period for the party
 
 
-def party_dropped(call_id: UUID | str, party_pk: int) -> Dropped:
-    """A party's connection ended without hanging up.
+def party_dropped(
+    call_id: UUID | str, party_pk: int, conn: str | None = None, grace: float | None = None
+) -> Dropped:
+    """The connection ``conn`` of a party, which held the call, ended without hanging up.
 
-    An answered call waits for the party (marked gone; :func:`end_if_still_gone` or the
-    sweep ends it after ``RECONNECT_GRACE``). A ringing call is cancelled
+    An answered call waits for the party ``grace`` seconds (default ``RECONNECT_GRACE``;
+    marked gone: :func:`end_if_still_gone` or the sweep ends it then), unless the call
+    was handed back to a newer connection of the party meanwhile (a reloaded page that
+    signed in before the old one's end was seen). A ringing call is cancelled
     (``connection_lost``) when the caller left, and keeps ringing when the callee did: a
     callee who reloads the page is shown the call again.
     """
@@ -381,41 +425,60 @@ def party_dropped(call_id: UUID | str, party_pk: int) -> Dropped:
         # The callee answered in the meantime: the call waits for the caller instead.
         status = Call.objects.values_list("status", flat=True).get(pk=call_id)
     if status == CallStatus.ANSWERED:
-        presence.mark_gone(str(call_id), party_pk)
+        presence.mark_gone(str(call_id), party_pk, grace, left=True)
+        # Marked first, looked second: a newer connection that took the call back
+        # (party_back) either cleared this mark after it was made, or is seen here.
+        if conn is not None and presence.bound_elsewhere(str(call_id), party_pk, conn):
+            presence.mark_back(str(call_id), party_pk)
+            return Dropped()
         return Dropped(waiting=True)
     return Dropped()
 
 
 @dataclass(frozen=True)
 class Rejoined:
-    """A live call of a party that signed in again."""
+    """A live call handed to a connection that signed in."""
 
     call: Call
-    offer: str | None  # the caller's offer, when the call still rings for this party
+    offer: str | None  # the caller's offer, when the call rings for this party
 
 
-def party_back(registration_pk: int) -> list[Rejoined]:
-    """A party signed in (again): its live calls, no longer waiting for it."""
+def party_back(
+    registration_pk: int, keys: dict[str, str] | None = None, conn: str | None = None
+) -> list[Rejoined]:
+    """A connection of a party signed in: the live calls it gets.
+
+    A call ringing for the party rings in every connection (with the caller's offer). An
+    answered call is handed back only to a connection presenting its side's call key
+    (``keys``: call id → key, from ``auth.resume``): it is no longer waited for, and
+    ``conn`` now holds it. Without the key nothing of an answered call is handed over; a
+    caller's ringing call stays with the tab that placed it.
+    """
+    keys = keys or {}
     rejoined = []
     for call in live_calls_of(registration_pk):
-        offer = None
         if call.status == CallStatus.ANSWERED:
-            presence.mark_back(str(call.pk), registration_pk)
+            if holds_key(call, registration_pk, keys.get(str(call.pk))):
+                presence.mark_back(str(call.pk), registration_pk, conn)
+                rejoined.append(Rejoined(call, None))
         elif call.callee_id == registration_pk:
-            offer = offer_of(call.pk)
-        rejoined.append(Rejoined(call, offer))
+            rejoined.append(Rejoined(call, offer_of(call.pk)))
     return rejoined
 
 
 def end_if_still_gone(
     call_id: UUID | str, account_pk: int, cuid: str, registration_pk: int
 ) -> Call | None:
-    """After the grace: end the call if the party is still gone (not back online)."""
-    since = presence.gone_since(str(call_id), registration_pk)
-    grace = get_settings().RECONNECT_GRACE
-    if since is None or time.time() - since < grace:
+    """After the grace: end the call if the party has not taken it back.
+
+    A party seen leaving is back only once a connection took the call back with its key
+    (:func:`party_back`): another tab of the user being online does not count. A party
+    only missing from presence (the sweep's mark) is back when presence is.
+    """
+    mark = presence.gone(str(call_id), registration_pk)
+    if mark is None or time.time() < mark.until:
         return None
-    if presence.lookup(account_pk, cuid) is not None:
+    if not mark.left and presence.lookup(account_pk, cuid) is not None:
         presence.mark_back(str(call_id), registration_pk)
         return None
     call = lose_connection(call_id)
@@ -430,7 +493,11 @@ def sweep(now: datetime | None = None) -> list[Call]:
     Run every ``SWEEP_INTERVAL`` seconds by each server process that holds connections
     (:mod:`directcall.sweeper`) and by ``manage.py directcall_sweep``; concurrent sweeps
     are safe, since each transition is conditional. Presence is read in one cache round
-    trip for all live calls.
+    trip for all live calls, the gone marks in one more.
+
+    An answered call whose party has no connection at all (its process died) is marked
+    gone for ``RECONNECT_GRACE``; presence coming back clears that mark. A party seen
+    leaving is waited for until its mark's grace ends (``party_dropped``).
     """
     now = now or timezone.now()
     ended = [
@@ -443,10 +510,9 @@ def sweep(now: datetime | None = None) -> list[Call]:
         (call.account_id, party.cuid) for call in live for party in (call.caller, call.callee)
     )
     answered = [call for call in live if call.status == CallStatus.ANSWERED]
-    gone = presence.gone_since_many(
+    gone = presence.gone_many(
         (str(call.pk), pk) for call in answered for pk in (call.caller_id, call.callee_id)
     )
-    grace = get_settings().RECONNECT_GRACE
     for call in live:
         if call.status in RINGING_STATUSES:
             if (call.account_id, call.caller.cuid) not in present:
@@ -456,12 +522,17 @@ def sweep(now: datetime | None = None) -> list[Call]:
             continue
         for party in (call.caller, call.callee):
             key = (str(call.pk), party.pk)
-            if (call.account_id, party.cuid) in present:
-                if key in gone:
-                    presence.mark_back(*key)
+            here = (call.account_id, party.cuid) in present
+            mark = gone.get(key)
+            if mark is None:
+                if here:
+                    continue
+                since = presence.mark_gone(*key)
+                mark = presence.Gone(since, since + get_settings().RECONNECT_GRACE, False)
+            elif here and not mark.left:
+                presence.mark_back(*key)
                 continue
-            since = gone.get(key) or presence.mark_gone(*key)
-            if time.time() - since >= grace:
+            if time.time() >= mark.until:
                 result = lose_connection(call.pk)
                 if result is not None:
                     ended.append(result)

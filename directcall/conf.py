@@ -57,6 +57,19 @@ DEFAULTS: dict[str, Any] = {
     # Seconds an answered call waits for a party whose connection dropped to come back
     # before it ends with reason connection_lost.
     "RECONNECT_GRACE": 20,
+    # Seconds an answered call waits for a page that said it is leaving (a reload, a link to
+    # another page of the site, a closed tab: the ``leaving`` frame or close code 1001) to
+    # come back before it ends with reason connection_lost.
+    "PAGE_GRACE": 8,
+    # Seconds a device keeps its cuid reserved after its last connection ended (not by
+    # logout): during a reload or a navigation only the same device, with its device key,
+    # can sign that cuid in.
+    "DEVICE_HOLD": 10,
+    # Socket sign-ins (auth frames) per client IP and per cuid, as "N/period", counted
+    # across all server processes; None: no limit. A tab presenting the device key of the
+    # device that holds the cuid is never counted.
+    "AUTH_RATE_IP": "60/min",
+    "AUTH_RATE_CUID": "20/min",
     # Seconds between sweeps that finalize calls left behind by dead processes.
     "SWEEP_INTERVAL": 5,
     # Seconds a new socket has to send its auth frame.
@@ -326,6 +339,10 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "WEBSOCKET_PATH": _string,
     "PRESENCE_TTL": _seconds,
     "RECONNECT_GRACE": _seconds,
+    "PAGE_GRACE": _seconds,
+    "DEVICE_HOLD": _seconds,
+    "AUTH_RATE_IP": _call_rate,
+    "AUTH_RATE_CUID": _call_rate,
     "SWEEP_INTERVAL": _seconds,
     "AUTH_TIMEOUT": _seconds,
     "IDLE_TIMEOUT": _seconds,
@@ -370,6 +387,10 @@ class Settings:
     WEBSOCKET_PATH: str
     PRESENCE_TTL: float
     RECONNECT_GRACE: float
+    PAGE_GRACE: float
+    DEVICE_HOLD: float
+    AUTH_RATE_IP: Rate | None
+    AUTH_RATE_CUID: Rate | None
     SWEEP_INTERVAL: float
     AUTH_TIMEOUT: float
     IDLE_TIMEOUT: float

@@ -1,4 +1,4 @@
-"""The signaling WebSocket: one connection per signed-in device (protocol: docs/protocol.md).
+"""The signaling WebSocket: one connection per signed-in tab (protocol: docs/protocol.md).
 
 It authenticates the connection, parses each frame (:mod:`directcall.protocol`), asks the
 state machine (:mod:`directcall.calls`) and sends what comes back. Identity comes only
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -31,14 +33,14 @@ from .errors import DirectCallError
 from .models import LIVE_STATUSES, CallStatus, EndReason, Registration
 from .origins import CLOSE_ORIGIN_NOT_ALLOWED, socket_origin_allowed
 from .party import Party
-from .ratelimit import TokenBucket
+from .ratelimit import TokenBucket, within_rate
 from .sweeper import Sweeper, running_sweeper
 
 logger = logging.getLogger("directcall.signaling")
 
 
 class SignalingConsumer(AsyncWebsocketConsumer):
-    """One signed-in device: frames from its browser, messages from the server's processes."""
+    """One signed-in tab: frames from its browser, messages from the server's processes."""
 
     handlers: dict[str, str] = {kind: f"on_{kind}" for kind in protocol.CLIENT_FRAMES}
 
@@ -50,8 +52,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.refused = False  # closed before sign-in: frames still in flight are ignored
         self.sweeper: Sweeper | None = None
         self.tasks: set[asyncio.Task] = set()
-        self.replaced = False
         self.finished = False
+        # How the browser closed the socket, and whether the page said it is leaving: an
+        # answered call then waits PAGE_GRACE for it, not RECONNECT_GRACE.
+        self.close_code: int | None = None
+        self.leaving = False
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         """channels' ``AsyncConsumer.__call__``, changed in two ways.
@@ -134,6 +139,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         return True
 
     async def disconnect(self, code: int) -> None:
+        self.close_code = code
         await self._finish()
 
     async def _finish(self) -> None:
@@ -149,8 +155,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if self.party is not None:
             self.party.close()
             self.sweeper.forget(self.party)
-            if not self.replaced:
-                await self.sweeper.shielded(self.party.leave(self.holder))
+            conf = get_settings()
+            left_page = self.leaving or self.close_code == protocol.CLOSE_GOING_AWAY
+            grace = conf.PAGE_GRACE if left_page else conf.RECONNECT_GRACE
+            # A logout (1000) gives the cuid up at once; any other end keeps it for this
+            # device for DEVICE_HOLD (a reload, a link, a network drop).
+            hold = self.close_code != protocol.CLOSE_NORMAL
+            await self.sweeper.shielded(self.party.leave(self.holder, grace, hold))
             with contextlib.suppress(Exception):  # memberships also expire on their own
                 for group in self._revocation_groups():
                     await self.channel_layer.group_discard(group, self.channel_name)
@@ -168,18 +179,16 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     async def _keep_presence(self, session: tokens.Session, holder: presence.Holder) -> None:
         await presence.akeep(session.account_pk, session.cuid, holder)
-        await self._step_aside()  # another connection of this device holds the presence now
+        # Another device holds the cuid now (this device's entry lapsed: a cache outage
+        # longer than PRESENCE_TTL, or an eviction, and another device signed in).
+        logger.warning("%s: presence taken by another device; closing", self.party.who)
+        await self._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
 
     async def _close_when_idle(self) -> None:
         idle = get_settings().IDLE_TIMEOUT
         while (left := self.last_frame_at + idle - time.monotonic()) > 0:
             await asyncio.sleep(left)
         await self.close(protocol.CLOSE_IDLE)
-
-    async def _step_aside(self) -> None:
-        self.replaced = True
-        await self._send(protocol.REPLACED)
-        await self.close(protocol.CLOSE_REPLACED)
 
     # -- frames from the browser --------------------------------------------------------
 
@@ -235,10 +244,21 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         await self.close(close_code)
 
     async def on_auth(self, frame: dict[str, Any]) -> None:
-        """``auth {token, resume?}``: sign this connection in as the token's registration."""
+        """``auth {token, device_key?, resume?}``: sign this tab in as the token's registration.
+
+        The cuid's presence is claimed for the token's device, or joined with the device
+        key (docs/protocol.md, "Presence"); the answered calls named in ``resume`` with
+        their call keys are handed back to this connection.
+        """
         if self.party is not None:
             raise DirectCallError(errors.BAD_FRAME, "This connection is already authenticated.")
         session = await tokens.averify(frame.get("token"))
+        device_key = protocol.device_key_of(frame)
+        if not await self._within_auth_rates(session, device_key):
+            refusal = DirectCallError(errors.RATE_LIMITED, "Too many sign-ins; try again later.")
+            await self._send(protocol.error_frame(refusal, frame))
+            await self.close(protocol.CLOSE_RATE_LIMITED)
+            return
         registration = await self._registration(session) if session else None
         if session is None or registration is None:
             self._log_refused(session)
@@ -248,14 +268,19 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self._reject(errors.ORIGIN_NOT_ALLOWED, CLOSE_ORIGIN_NOT_ALLOWED)
             return
         holder = presence.Holder(self.channel_name, session.device_id, uuid.uuid4().hex)
-        outcome, previous = await presence.aclaim(session.account_pk, session.cuid, holder)
+        outcome, issued = await presence.aclaim(
+            session.account_pk, session.cuid, holder, device_key
+        )
         if outcome is presence.Claim.REFUSED:
+            self._log_already_signed_in(session, device_key)
             await self._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
             return
-        if previous is not None and previous.channel != self.channel_name:
-            await transport.send(previous.channel, protocol.replaced_message(previous.conn))
-        self.holder = holder
-        self.party = party = Party(session, self.channel_name, self.sweeper, self._send)
+        self.holder = holder = dataclasses.replace(
+            holder, key=presence.hash_key(issued or device_key or "")
+        )
+        self.party = party = Party(
+            session, self.channel_name, self.sweeper, self._send, conn=holder.conn
+        )
         for group in self._revocation_groups():  # so that a revocation reaches this socket
             await transport.join(group, self.channel_name)
         if await tokens.ais_revoked(session):  # revoked before the groups were joined
@@ -264,23 +289,76 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self._spawn(self._keep_presence(session, holder))
         self._spawn(self._close_when_idle())
         self.sweeper.watch(party)
-        rejoined = await database_sync_to_async(calls.party_back)(party.pk)
+        resume = protocol.resume_of(frame)
+        rejoined = await database_sync_to_async(calls.party_back)(
+            party.pk, resume.keys, holder.conn
+        )
         summaries = []
         for item in rejoined:
-            route = party.add(item.call)
+            answered = item.call.status == CallStatus.ANSWERED
+            route = party.add(item.call, bound=answered)
             summaries.append(protocol.call_summary(item.call, route.role))
-            # Tell the peer where this user is now, so its relays reach this connection.
-            back = protocol.peer_message(str(item.call.pk), party.pk, True, party.channel)
-            await party.tell_peer(route, back)
-        grace = get_settings().RECONNECT_GRACE
-        name = registration.display_name
-        await self._send(protocol.ready_frame(registration.cuid, name, summaries, grace))
+            if answered:
+                # Tell the peer where this user is now, so its relays reach this connection.
+                back = protocol.peer_message(str(item.call.pk), party.pk, True, party.channel)
+                await party.tell_peer(route, back)
+        conf = get_settings()
+        await self._send(
+            protocol.ready_frame(
+                registration.cuid,
+                registration.display_name,
+                summaries,
+                conf.RECONNECT_GRACE,
+                conf.PAGE_GRACE,
+                issued,
+            )
+        )
         for item in rejoined:
             if item.offer:
                 await self._send(protocol.incoming_frame(item.call, item.offer))
-        for call_id in protocol.resume_ids(frame):
+        for call_id in resume.call_ids:
             if party.get(call_id) is None:
-                await self._send_state_of(call_id)
+                await self._send_end_of(call_id)
+
+    async def _within_auth_rates(
+        self, session: tokens.Session | None, device_key: str | None
+    ) -> bool:
+        """Count this sign-in against AUTH_RATE_IP and AUTH_RATE_CUID; False past either.
+
+        A tab presenting the device key of the device that holds the cuid is not counted:
+        floods of sign-ins for a cuid cannot lock its own tabs out (nor reloads, nor a
+        busy address such as an office's).
+        """
+        conf = get_settings()
+        if session is not None and device_key is not None:
+            held = await presence.aheld(session.account_pk, session.cuid)
+            if held is not None and held.admits(session.device_id, device_key):
+                return True
+        address = iplimit.client_ip(self.scope)
+        checks = []
+        if address is not None:
+            checks.append((f"auth-ip:{address}", conf.AUTH_RATE_IP))
+        if session is not None:
+            checks.append((f"auth-cuid:{session.account_pk}:{session.cuid}", conf.AUTH_RATE_CUID))
+        count = sync_to_async(within_rate, thread_sensitive=False)
+        within = all([await count(name, rate) for name, rate in checks])
+        if not within:
+            logger.warning(
+                "socket auth refused: too many sign-ins (client %s, cuid %r)",
+                address,
+                session.cuid if session else None,
+            )
+        return within
+
+    def _log_already_signed_in(self, session: tokens.Session, device_key: str | None) -> None:
+        client = (self.scope.get("client") or ["?"])[0]
+        logger.info(
+            "socket auth refused for cuid %r (account %s): held by another device or key "
+            "(device %r, key %s; client %s)",
+            *(session.cuid, session.account_pk, session.device_id),
+            "presented" if device_key else "absent",
+            client,
+        )
 
     @database_sync_to_async
     def _registration(self, session: tokens.Session) -> Registration | None:
@@ -319,18 +397,27 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             if party.call_ids():
                 raise DirectCallError(errors.OUTGOING_CALL_IN_PROGRESS)
         invite = protocol.invite_of(frame)
+        call_key, key_hash = calls.new_call_key()  # this tab holds the call on its side
         placed = await database_sync_to_async(calls.place_call)(
-            party.session, invite.params, invite.sdp
+            party.session, invite.params, invite.sdp, key_hash
         )
         call = placed.call
-        await self._send(protocol.invited_frame(invite.ref, call))
         if call.status == CallStatus.BUSY:
+            await self._send(protocol.invited_frame(invite.ref, call))
             await self._send(protocol.state_frame(call))
             return
-        party.add(call).peer_channel = placed.callee_channel
+        await self._send(protocol.invited_frame(invite.ref, call, call_key))
+        party.add(call, bound=True)
+        # It rings in every tab of the callee; relays reach them through presence until
+        # one answers (a tab opened meanwhile rings and hears them too).
         incoming = protocol.incoming_frame(call, invite.sdp)
         message = protocol.incoming_message(call, self.channel_name, incoming)
-        await transport.send(placed.callee_channel, message, transport.STATE_RETRY_DELAYS)
+        await asyncio.gather(
+            *(
+                transport.send(channel, message, transport.STATE_RETRY_DELAYS)
+                for channel in placed.callee_channels
+            )
+        )
 
     async def on_ringing(self, frame: dict[str, Any]) -> None:
         """``ringing {call_id}`` from the callee (a repeat changes nothing)."""
@@ -339,10 +426,20 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self.party.check([call_id])
 
     async def on_accept(self, frame: dict[str, Any]) -> None:
-        """``accept {call_id, sdp}`` from the callee: the SDP answer goes to the caller."""
-        call_id, _route = self.party.find(frame, role="callee")
+        """``accept {call_id, sdp}`` from the callee: the SDP answer goes to the caller.
+
+        Of the callee's tabs, the first accept wins (a conditional UPDATE); that tab holds
+        the call and gets its call key with the ``answered`` state.
+        """
+        call_id, route = self.party.find(frame, role="callee")
         extra = {"caller": {"sdp": protocol.sdp_of(frame)}}
-        if await self.party.change(calls.accept, call_id, self.party.pk, extra=extra) is None:
+        if route.call_key is None:  # a repeated accept uses the same key
+            route.call_key = calls.new_call_key()[0]
+        key_hash = calls.call_key_hash(route.call_key)
+        accepted = await self.party.change(
+            calls.accept, call_id, self.party.pk, key_hash, extra=extra, bound=self.channel_name
+        )
+        if accepted is None:
             await self.party.refused(call_id, "The call is no longer ringing.")
 
     async def on_decline(self, frame: dict[str, Any]) -> None:
@@ -381,6 +478,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         payload = protocol.renegotiation_of(frame)
         await self.party.tell_peer(route, protocol.relay_message(call_id, self.party.pk, payload))
 
+    async def on_leaving(self, frame: dict[str, Any]) -> None:
+        """``leaving``: the page is going away (reload, link, closed tab), sent on ``pagehide``.
+
+        The answered call this tab holds then waits only PAGE_GRACE for the page to come
+        back (a close with 1001 means the same).
+        """
+        self.leaving = True
+
     # -- messages from the server's processes (channel layer) ---------------------------
 
     async def dc_incoming(self, message: dict[str, Any]) -> None:
@@ -388,10 +493,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if not self._is_mine(message):
             return
         frame = message["frame"]
+        if self.party.get(frame["call_id"]) is not None:
+            return  # told already (a repeated message)
         call = await database_sync_to_async(calls.get_call)(frame["call_id"])
         if call is None or call.status not in LIVE_STATUSES:
             return
-        self.party.add(call).peer_channel = message.get("channel")
+        channel = message.get("channel")
+        self.party.add(call).peer_channels = (channel,) if isinstance(channel, str) else ()
         await self._send(frame)
 
     async def dc_state(self, message: dict[str, Any]) -> None:
@@ -410,7 +518,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         route = self.party.get(message.get("call_id")) if self.party is not None else None
         if route is None or message.get("from") != route.peer_pk:
             return
-        route.peer_channel = message.get("channel") if message["connected"] else None
+        channel = message.get("channel")
+        connected = message["connected"] and isinstance(channel, str)
+        route.peer_channels = (channel,) if connected else ()
         if route.status == CallStatus.ANSWERED:
             await self._send(protocol.peer_frame(message["call_id"], message["connected"]))
 
@@ -422,17 +532,20 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self.party.change(calls.leave, call_id, self.party.pk, EndReason.REVOKED)
         await self._reject(errors.SESSION_REVOKED, protocol.CLOSE_REVOKED)
 
-    async def dc_replaced(self, message: dict[str, Any]) -> None:
-        """The same device signed in again on a new connection: this one steps aside."""
-        if self.holder is not None and message.get("conn") == self.holder.conn:
-            await self._step_aside()
-
     # -- helpers ------------------------------------------------------------------------
 
-    async def _send_state_of(self, call_id: str) -> None:
-        """The final state of a call the client had before reconnecting (``auth.resume``)."""
+    async def _send_end_of(self, call_id: str) -> None:
+        """The final state of a call the client had before reconnecting (``auth.resume``).
+
+        Nothing for a live call this connection was not handed (no call key, or another
+        tab holds it): nothing of it reaches a connection that cannot prove it held it.
+        """
         call = await database_sync_to_async(calls.get_call)(call_id)
-        if call is not None and self.party.pk in (call.caller_id, call.callee_id):
+        if (
+            call is not None
+            and call.status not in LIVE_STATUSES
+            and self.party.pk in (call.caller_id, call.callee_id)
+        ):
             await self._send(protocol.state_frame(call))
 
     def _revocation_groups(self) -> list[str]:

@@ -442,6 +442,11 @@ class Call(models.Model):
     # When the server must act on a live call: the ring deadline while it rings, the
     # maximum duration once answered (null: no limit). Indexed for the sweep.
     deadline = models.DateTimeField(_("deadline"), null=True, blank=True, db_index=True)
+    # sha256 of the call key given to the tab that holds the call on each side (the
+    # caller's inviting tab, the callee's accepting tab): a page that reloads or navigates
+    # presents the key to get the call back (docs/protocol.md). Empty until there is one.
+    caller_key_hash = models.CharField(max_length=64, blank=True, editable=False)
+    callee_key_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     objects = CallQuerySet.as_manager()
 

@@ -1,10 +1,13 @@
 """One signed-in connection's side of its calls: the routing table, the deadlines, and
 keeping its client in step with the database.
 
-A :class:`Party` belongs to one :class:`~directcall.consumers.SignalingConsumer` once it
-has signed in. Its routing table holds the live calls the user is a party of (filled from
-the database at ``auth`` and by the server's own messages), so that relaying SDP and
-candidates needs no database access. Every transition it makes is told to both parties
+A :class:`Party` belongs to one :class:`~directcall.consumers.SignalingConsumer` (one tab)
+once it has signed in. Its routing table holds the live calls this tab has a part in
+(filled at ``auth`` and by the server's own messages), so that relaying SDP and
+candidates needs no database access: the calls ringing for the user (every tab rings),
+and the calls this tab *holds* — it placed them, its ``accept`` won, or it took them back
+with their call key after a reload. A call is held by one tab per side; the user's other
+tabs hear its states and ignore them. Every transition it makes is told to both parties
 (:mod:`directcall.transport`) in one shielded unit; a state that does not reach its own
 client through the channel layer is told directly, and a state lost on the way to it is
 caught up by :meth:`Party.converge` (from the sweep, a refused frame, a passed deadline).
@@ -22,9 +25,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from . import calls, errors, presence, protocol, transport
-from .conf import get_settings
 from .errors import DirectCallError
-from .models import LIVE_STATUSES, Call
+from .models import LIVE_STATUSES, Call, CallStatus
 from .sweeper import Sweeper
 from .tokens import Session
 
@@ -42,19 +44,27 @@ class CallRoute:
     peer_cuid: str
     status: str
     timer: asyncio.Task | None = field(default=None, repr=False)
-    # The channel of the peer's connection, learnt from its own messages (incoming, peer)
-    # or a presence lookup; kept so a relay is one channel-layer send. Cleared when the
-    # peer's connection drops.
-    peer_channel: str | None = None
+    # The channels of the peer's connections: the one that holds the call, learnt from
+    # its own messages (incoming, the answered state, peer), or while it rings every tab
+    # of the callee (presence); kept so a relay costs no lookup. Cleared when the peer's
+    # connection drops.
+    peer_channels: tuple[str, ...] = ()
+    # This connection holds the call on its side (see the module docstring).
+    bound: bool = False
+    # The call key this tab sent an ``accept`` with, until the answered state says whose won.
+    call_key: str | None = field(default=None, repr=False)
 
 
 class Party:
     """A signed-in connection's live calls; ``send`` sends a frame to its client."""
 
-    def __init__(self, session: Session, channel: str, sweeper: Sweeper, send: Send) -> None:
+    def __init__(
+        self, session: Session, channel: str, sweeper: Sweeper, send: Send, conn: str = ""
+    ) -> None:
         self.session = session
         self.pk = session.registration_pk
         self.channel = channel
+        self.conn = conn  # the connection's id in presence
         self.sweeper = sweeper
         self._send = send
         self._routes: dict[str, CallRoute] = {}
@@ -65,11 +75,13 @@ class Party:
         """The route of a call this connection holds, or None."""
         return self._routes.get(call_id) if isinstance(call_id, str) else None
 
-    def add(self, call: Call) -> CallRoute:
-        """Hold a live call (again), and arm its deadline."""
+    def add(self, call: Call, bound: bool = False) -> CallRoute:
+        """Take part in a live call (again; ``bound``: this tab holds it), arm its deadline."""
         role = protocol.role_in(call, self.pk)
         peer = call.callee if role == "caller" else call.caller
-        route = CallRoute(role=role, peer_pk=peer.pk, peer_cuid=peer.cuid, status=call.status)
+        route = CallRoute(
+            role=role, peer_pk=peer.pk, peer_cuid=peer.cuid, status=call.status, bound=bound
+        )
         self._drop(str(call.pk))
         self._routes[str(call.pk)] = route
         self._arm(str(call.pk), call.deadline.timestamp() if call.deadline else None, route)
@@ -96,13 +108,26 @@ class Party:
     async def apply(self, message: dict[str, Any]) -> None:
         """A ``dc.state`` message: update the route and tell the client.
 
-        Nothing for a call this connection does not hold, or whose end it told already. A
-        deadline timer is cancelled while it waits; an expiry under way is shielded.
+        Nothing for a call this connection has no part in, or whose end it told already. A
+        deadline timer is cancelled while it waits; an expiry under way is shielded. The
+        ``answered`` state makes the callee's tab whose ``accept`` won hold the call (it gets
+        its call key); the callee's other tabs are told it was answered elsewhere and let
+        the call go. The caller's tab learns which tab to relay to.
         """
         frame = message["frame"]
         route = self._routes.get(frame["call_id"])
         if route is None:
             return
+        if frame["status"] == CallStatus.ANSWERED and not route.bound and route.role == "callee":
+            if message.get("bound") != self.channel or route.call_key is None:
+                self._drop(frame["call_id"])
+                await self._send(protocol.answered_elsewhere(frame))
+                return
+            route.bound = True
+            frame = {**frame, "call_key": route.call_key}
+            route.call_key = None
+        elif frame["status"] == CallStatus.ANSWERED and message.get("bound"):
+            route.peer_channels = (message["bound"],)
         route.status = frame["status"]
         if frame["status"] in LIVE_STATUSES:
             self._cancel_timer(route)
@@ -118,37 +143,50 @@ class Party:
         transition: Callable[..., Call | None],
         *args: Any,
         extra: dict[str, dict[str, Any]] | None = None,
+        bound: str | None = None,
     ) -> Call | None:
-        """Make a transition and tell the parties, as one unit no cancellation splits."""
+        """Make a transition and tell the parties, as one unit no cancellation splits.
+
+        ``bound``: the channel of the connection that now holds the call (an ``accept``).
+        """
 
         async def change_and_tell() -> Call | None:
             call = await database_sync_to_async(transition)(*args)
             if call is not None:
-                await self.tell(call, extra)
+                await self.tell(call, extra, bound)
             return call
 
         return await self.sweeper.shielded(change_and_tell())
 
-    async def tell(self, call: Call, extra: dict[str, dict[str, Any]] | None = None) -> None:
-        """Tell both parties the call's new state; this connection's client in any case."""
-        known = {self.pk: self.channel}
+    async def tell(
+        self,
+        call: Call,
+        extra: dict[str, dict[str, Any]] | None = None,
+        bound: str | None = None,
+    ) -> None:
+        """Tell every tab of both parties the call's new state; this one's client in any case."""
+        known = {self.pk: [self.channel]}
         route = self._routes.get(str(call.pk))
-        if route is not None and route.peer_channel is not None:
-            known[route.peer_pk] = route.peer_channel
-        if self.pk not in await transport.announce(call, extra, known):
+        if route is not None and route.peer_channels:
+            known[route.peer_pk] = list(route.peer_channels)
+        if self.channel not in await transport.announce(call, extra, known, bound):
             own = (extra or {}).get(protocol.role_in(call, self.pk), {})
             frame = {**protocol.state_frame(call), **own}
-            await self.apply(protocol.state_message(call, self.pk, frame))
+            await self.apply(protocol.state_message(call, self.pk, frame, bound))
 
     async def tell_peer(self, route: CallRoute, message: dict[str, Any]) -> None:
-        """Send a message to the other party's connection (relays, ``dc.peer``)."""
-        channel = route.peer_channel
-        if channel is None:
-            holder = await presence.alookup(self.session.account_pk, route.peer_cuid)
-            if holder is None:
+        """Send a message to the other party's tab that holds the call (relays, ``dc.peer``).
+
+        When that tab is not known (it rings in every tab, or the peer's connection came
+        back and has not said so yet), every tab of the peer gets it; the others ignore it.
+        """
+        channels = route.peer_channels
+        if not channels:
+            found = await presence.alookup(self.session.account_pk, route.peer_cuid)
+            if found is None:
                 return  # the peer is reconnecting; it resynchronises from its ready frame
-            channel = route.peer_channel = holder.channel
-        await transport.send(channel, message)
+            channels = route.peer_channels = tuple(found.channels)
+        await transport.send_all(channels, message)
 
     async def refused(self, call_id: str, message: str) -> None:
         """A transition lost a race: say so, and tell the call's state if it has ended."""
@@ -220,36 +258,44 @@ class Party:
         for timer in list(self._timers):
             timer.cancel()
 
-    async def leave(self, holder: presence.Holder) -> None:
-        """The connection ended: release presence and apply the rules for its calls.
+    async def leave(self, holder: presence.Holder, grace: float, hold: bool = True) -> None:
+        """The connection ended: release presence and apply the rules for the calls it held.
 
+        ``grace``: how long an answered call waits for this tab to come back (PAGE_GRACE
+        for a page that said it was leaving, else RECONNECT_GRACE); ``hold``: keep the
+        cuid reserved for this device if this was its last connection: DEVICE_HOLD, or the
+        grace if it held an answered call (nobody else may sign in while the call waits).
         Never raises (it runs while the connection ends, maybe in an outage): what fails
         is logged; presence then expires within PRESENCE_TTL and the sweep ends the calls.
         """
         self.close()
         session = self.session
+        held = any(r.bound and r.status == CallStatus.ANSWERED for r in self._routes.values())
         try:
-            current = await presence.alookup(session.account_pk, session.cuid)
-            if current is not None and current.conn != holder.conn:
-                return  # this cuid is already back on a newer connection, which owns its calls
-            await presence.arelease(session.account_pk, session.cuid, holder)
+            await presence.arelease(
+                session.account_pk, session.cuid, holder, hold, grace if held else 0
+            )
         except Exception as exc:
             logger.warning("presence of %s not released, it expires: %r", self.who, exc)
         for call_id, route in list(self._routes.items()):
+            if not route.bound:
+                continue  # rang here too, or held by another tab: not this tab's to end
             try:
-                dropped = await database_sync_to_async(calls.party_dropped)(call_id, self.pk)
+                dropped = await database_sync_to_async(calls.party_dropped)(
+                    call_id, self.pk, holder.conn, grace
+                )
                 if dropped.ended is not None:
                     await transport.announce(dropped.ended)
                 elif dropped.waiting:
                     await self.tell_peer(route, protocol.peer_message(call_id, self.pk, False))
-                    self.sweeper.spawn(_end_after_grace(call_id, session))
+                    self.sweeper.spawn(_end_after_grace(call_id, session, grace))
             except Exception as exc:
                 outage = errors.is_unavailable(exc)
                 logger.warning("call %s: %s left: %r", call_id, self.who, exc, exc_info=not outage)
 
 
-async def _end_after_grace(call_id: str, session: Session) -> None:
-    await asyncio.sleep(get_settings().RECONNECT_GRACE + 0.05)
+async def _end_after_grace(call_id: str, session: Session, grace: float) -> None:
+    await asyncio.sleep(grace + 0.05)
     call = await database_sync_to_async(calls.end_if_still_gone)(
         call_id, session.account_pk, session.cuid, session.registration_pk
     )

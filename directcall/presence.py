@@ -1,12 +1,33 @@
 """Who is online where, shared by every server process through the Django cache.
 
-One cache entry per signed-in cuid: ``{"channel", "device", "conn"}`` with a TTL of
-``PRESENCE_TTL`` seconds, renewed by the connection that holds it. ``cache.add`` is
-atomic, so of two devices signing in at once exactly one wins; a process that dies
-stops renewing and its entries expire within ``PRESENCE_TTL`` seconds.
+One cache entry per signed-in cuid: the device that holds it, the hash of that device's
+key, and the device's live connections (one per tab)::
 
-A second, per-call entry ("gone since") records when a party of an answered call lost
-its connection, so that any process can end the call once the reconnect grace is over.
+    {"device": D, "key": sha256(device_key), "conns": {conn: channel}, "seen": {conn: t}}
+
+A cuid is *online* while its entry has at least one connection. The entry lives
+``PRESENCE_TTL`` seconds and every connection renews it (putting itself back when a
+read-modify-write race between two tabs left it out, and dropping connections that have
+not renewed for ``PRESENCE_TTL``: those of a process that died). ``cache.add`` is atomic,
+so of two devices signing in at once exactly one wins.
+
+A connection signs in with :func:`claim` (docs/protocol.md, "Presence"):
+
+- no entry: the cuid is *claimed* for the connection's device, and a new random device key
+  is issued (the SDK keeps it in ``localStorage``, shared by the browser's tabs);
+- an entry of the same device whose key matches the one presented: the connection *joins*;
+- anything else is *refused* (``ERR_ALREADY_SIGNEDIN``): a device id is the client's
+  choice and proves nothing, the device key does.
+
+When the last connection leaves (not by logout), the entry stays for ``DEVICE_HOLD``
+seconds with no connections: a *reservation*, so that during a reload or a navigation
+only the same device can sign the cuid in again.
+
+A second, per-call entry ("gone") records when a party of an answered call lost the
+connection that held the call, and how long the call waits for it (``RECONNECT_GRACE``,
+or ``PAGE_GRACE`` for a page that said it was leaving), so that any process can end the
+call once that grace is over. A third ("bound") names the connection a call was handed
+back to, so that the old connection's late departure does not count against it.
 
 Every function has an async twin named with Django's ``a`` prefix (``aclaim``,
 ``alookup``, ...) for the consumer's event loop.
@@ -15,13 +36,17 @@ Every function has an async twin named with Django's ``a`` prefix (``aclaim``,
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import math
+import secrets
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import ParamSpec, TypeVar
+from types import MappingProxyType
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
@@ -35,96 +60,217 @@ _PREFIX = "directcall:presence"
 
 @dataclass(frozen=True)
 class Holder:
-    """The connection that holds a cuid's presence."""
+    """One signed-in connection (a tab): its channel, device, id and its device's key hash."""
 
     channel: str
     device: str
     conn: str
+    # sha256 of the device key this connection signed in with (see claim); "" before.
+    key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Presence:
+    """A cuid's presence entry: the device holding it and that device's live connections."""
+
+    device: str
+    key: str = field(repr=False)
+    conns: Mapping[str, str]  # connection id -> channel
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels of the live connections (every tab of the device)."""
+        return list(self.conns.values())
+
+    def admits(self, device: str, device_key: str | None) -> bool:
+        """Whether a connection of ``device`` presenting ``device_key`` is this device."""
+        return (
+            device == self.device
+            and isinstance(device_key, str)
+            and bool(device_key)
+            and hmac.compare_digest(self.key, hash_key(device_key))
+        )
 
 
 class Claim(Enum):
     """Outcome of :func:`claim`."""
 
-    CLAIMED = "claimed"  # nobody held it
-    TAKEN_OVER = "taken_over"  # the same device held it (page reload, network blip)
-    REFUSED = "refused"  # another device holds it: ERR_ALREADY_SIGNEDIN
+    CLAIMED = "claimed"  # nobody held it: a new device key is issued
+    JOINED = "joined"  # the same device, with its key, holds it: one more tab
+    REFUSED = "refused"  # another device (or no proof of being this one): ERR_ALREADY_SIGNEDIN
+
+
+def hash_key(device_key: str) -> str:
+    """The form a device key is kept in (sha256, hex)."""
+    return hashlib.sha256(device_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_device_key() -> str:
+    """A new random device key (URL-safe, 43 characters)."""
+    return secrets.token_urlsafe(32)
 
 
 def _key(account_pk: int, cuid: str) -> str:
     return f"{_PREFIX}:{account_pk}:{cuid}"
 
 
-def _ttl() -> int:
+def _whole(seconds: float) -> int:
     # Rounded up: Redis keeps whole-second expiries (Django's RedisCache truncates with
     # int(), so 0.5 would expire at once and nobody would ever be online).
-    return math.ceil(get_settings().PRESENCE_TTL)
+    return math.ceil(seconds)
 
 
-def _holder(value: object) -> Holder | None:
-    if isinstance(value, dict):
-        try:
-            return Holder(value["channel"], value["device"], value["conn"])
-        except KeyError:
+def _ttl() -> int:
+    return _whole(get_settings().PRESENCE_TTL)
+
+
+@dataclass
+class _Entry:
+    """A presence entry as read from the cache, to change and write back."""
+
+    device: str
+    key: str
+    conns: dict[str, str]
+    seen: dict[str, float]
+
+    @classmethod
+    def read(cls, value: object) -> _Entry | None:
+        if not isinstance(value, dict):
             return None
-    return None
+        device, key = value.get("device"), value.get("key")
+        conns, seen = value.get("conns"), value.get("seen")
+        if not (isinstance(device, str) and isinstance(key, str) and isinstance(conns, dict)):
+            return None  # junk, or an entry of an older version: it expires
+        return cls(device, key, dict(conns), dict(seen) if isinstance(seen, dict) else {})
+
+    def value(self) -> dict[str, Any]:
+        return {"device": self.device, "key": self.key, "conns": self.conns, "seen": self.seen}
+
+    def put(self, holder: Holder, now: float) -> None:
+        self.conns[holder.conn] = holder.channel
+        self.seen[holder.conn] = now
+
+    def prune(self, now: float) -> None:
+        """Drop connections that stopped renewing (their process died)."""
+        stale = now - get_settings().PRESENCE_TTL
+        for conn in [c for c in self.conns if self.seen.get(c, 0) < stale]:
+            del self.conns[conn]
+            self.seen.pop(conn, None)
+        for conn in [c for c in self.seen if c not in self.conns]:
+            del self.seen[conn]
+
+    def presence(self) -> Presence:
+        return Presence(self.device, self.key, MappingProxyType(dict(self.conns)))
+
+    def owned_by(self, holder: Holder) -> bool:
+        return holder.device == self.device and hmac.compare_digest(holder.key, self.key)
 
 
-def claim(account_pk: int, cuid: str, holder: Holder) -> tuple[Claim, Holder | None]:
-    """Take a cuid's presence for ``holder``; return the outcome and the replaced holder."""
+def _fresh(holder: Holder, key_hash: str) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "device": holder.device,
+        "key": key_hash,
+        "conns": {holder.conn: holder.channel},
+        "seen": {holder.conn: now},
+    }
+
+
+def claim(
+    account_pk: int, cuid: str, holder: Holder, device_key: str | None = None
+) -> tuple[Claim, str | None]:
+    """Sign ``holder`` in as ``cuid``, presenting ``device_key``; return the outcome and,
+    when the cuid was claimed, the new device key (the connection's key hash is then that
+    key's; after a join, the presented key's)."""
     key = _key(account_pk, cuid)
-    value = {"channel": holder.channel, "device": holder.device, "conn": holder.conn}
-    if cache.add(key, value, _ttl()):
-        return Claim.CLAIMED, None
-    current = _holder(cache.get(key))
-    if current is None:
+    issued = new_device_key()
+    if cache.add(key, _fresh(holder, hash_key(issued)), _ttl()):
+        return Claim.CLAIMED, issued
+    entry = _Entry.read(cache.get(key))
+    if entry is None:
         # It expired (or held junk) between add() and get(): try once more.
-        if cache.add(key, value, _ttl()):
-            return Claim.CLAIMED, None
-        current = _holder(cache.get(key))
-    if current is not None and current.device != holder.device:
-        return Claim.REFUSED, current
-    cache.set(key, value, _ttl())
-    return Claim.TAKEN_OVER, current
+        if cache.add(key, _fresh(holder, hash_key(issued)), _ttl()):
+            return Claim.CLAIMED, issued
+        entry = _Entry.read(cache.get(key))
+    if entry is None or not entry.presence().admits(holder.device, device_key):
+        return Claim.REFUSED, None
+    now = time.time()
+    entry.prune(now)
+    entry.put(holder, now)
+    cache.set(key, entry.value(), _ttl())
+    return Claim.JOINED, None
 
 
 def renew(account_pk: int, cuid: str, holder: Holder) -> bool:
-    """Extend ``holder``'s presence; re-add it if it lapsed. False if someone else holds it."""
+    """Keep ``holder`` in its cuid's entry (putting it back, or the lapsed entry, if need
+    be); False when another device (or key) holds the cuid now."""
     key = _key(account_pk, cuid)
-    current = _holder(cache.get(key))
-    if current is None:
-        value = {"channel": holder.channel, "device": holder.device, "conn": holder.conn}
-        return cache.add(key, value, _ttl())
-    if current.conn != holder.conn:
+    entry = _Entry.read(cache.get(key))
+    if entry is None:
+        if cache.add(key, _fresh(holder, holder.key), _ttl()):
+            return True
+        entry = _Entry.read(cache.get(key))
+        if entry is None:
+            return False
+    if not entry.owned_by(holder):
         return False
-    return cache.touch(key, _ttl())
+    now = time.time()
+    entry.prune(now)
+    entry.put(holder, now)
+    cache.set(key, entry.value(), _ttl())
+    return True
 
 
-def release(account_pk: int, cuid: str, holder: Holder) -> None:
-    """Drop ``holder``'s presence (only if it still holds it)."""
+def release(
+    account_pk: int, cuid: str, holder: Holder, hold: bool = True, hold_for: float = 0
+) -> None:
+    """Take ``holder`` out of its cuid's entry. The last connection to leave leaves a
+    reservation for ``DEVICE_HOLD`` seconds (or ``hold_for``, if longer: the grace of a call
+    it held), unless ``hold`` is False (a logout)."""
     key = _key(account_pk, cuid)
-    current = _holder(cache.get(key))
-    if current is not None and current.conn == holder.conn:
+    entry = _Entry.read(cache.get(key))
+    if entry is None or not (holder.conn in entry.conns or entry.owned_by(holder)):
+        return  # another device's entry (this one's lapsed and was claimed)
+    entry.conns.pop(holder.conn, None)
+    entry.prune(time.time())
+    if entry.conns:
+        cache.set(key, entry.value(), _ttl())
+    elif hold:
+        cache.set(key, entry.value(), _whole(max(get_settings().DEVICE_HOLD, hold_for)))
+    else:
         cache.delete(key)
 
 
-def lookup(account_pk: int, cuid: str) -> Holder | None:
-    """The connection holding a cuid's presence in this account, or None if offline."""
-    return _holder(cache.get(_key(account_pk, cuid)))
+def lookup(account_pk: int, cuid: str) -> Presence | None:
+    """A cuid's presence in this account, or None if it is offline (no live connection)."""
+    entry = _Entry.read(cache.get(_key(account_pk, cuid)))
+    return entry.presence() if entry is not None and entry.conns else None
 
 
-def lookup_many(account_pk: int, cuids: list[str]) -> dict[str, Holder]:
+def held(account_pk: int, cuid: str) -> Presence | None:
+    """A cuid's entry even without connections (a reservation), or None."""
+    entry = _Entry.read(cache.get(_key(account_pk, cuid)))
+    return entry.presence() if entry is not None else None
+
+
+def lookup_many(account_pk: int, cuids: list[str]) -> dict[str, Presence]:
     """Presence of several cuids of one account at once (one cache round trip)."""
     found = online((account_pk, cuid) for cuid in cuids)
     return {cuid: found[account_pk, cuid] for cuid in cuids if (account_pk, cuid) in found}
 
 
-def online(people: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Holder]:
+def online(people: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Presence]:
     """Presence of ``(account_pk, cuid)`` pairs in any accounts (one cache round trip)."""
     keys = {_key(account_pk, cuid): (account_pk, cuid) for account_pk, cuid in people}
     if not keys:
         return {}
     found = cache.get_many(list(keys))
-    return {person: holder for key, person in keys.items() if (holder := _holder(found.get(key)))}
+    result = {}
+    for key, person in keys.items():
+        entry = _Entry.read(found.get(key))
+        if entry is not None and entry.conns:
+            result[person] = entry.presence()
+    return result
 
 
 # -- parties of answered calls who lost their connection ----------------------------------
@@ -134,39 +280,94 @@ def _gone_key(call_id: str, registration_pk: int) -> str:
     return f"{_PREFIX}:gone:{call_id}:{registration_pk}"
 
 
-def mark_gone(call_id: str, registration_pk: int) -> float:
-    """Record that a party of a call lost its connection; return since when (first mark wins)."""
+def _bound_key(call_id: str, registration_pk: int) -> str:
+    return f"{_PREFIX}:bound:{call_id}:{registration_pk}"
+
+
+def _mark_timeout() -> int:
+    conf = get_settings()
+    return math.ceil(max(conf.RECONNECT_GRACE, conf.PAGE_GRACE) * 4) + 60
+
+
+@dataclass(frozen=True)
+class Gone:
+    """A party of an answered call whose connection holding the call is gone."""
+
+    since: float  # epoch seconds
+    until: float  # when the grace ends
+    # Seen leaving (its connection ended), not only missing from presence (the sweep's
+    # mark, which presence coming back clears, as after a cache restart).
+    left: bool
+
+
+def _gone(value: object) -> Gone | None:
+    if isinstance(value, dict):
+        since, until = value.get("since"), value.get("until")
+        if isinstance(since, float | int) and isinstance(until, float | int):
+            return Gone(float(since), float(until), bool(value.get("left")))
+        return None
+    if isinstance(value, float | int) and not isinstance(value, bool):  # an older version's
+        return Gone(float(value), float(value) + get_settings().RECONNECT_GRACE, False)
+    return None
+
+
+def mark_gone(
+    call_id: str, registration_pk: int, grace: float | None = None, left: bool = False
+) -> float:
+    """Record that a party of a call lost its connection, which the call waits ``grace``
+    seconds for (default ``RECONNECT_GRACE``); ``left``: its connection was seen ending.
+    Return since when it is gone (the first mark wins; seeing it leave makes it final)."""
     key = _gone_key(call_id, registration_pk)
     now = time.time()
-    timeout = math.ceil(get_settings().RECONNECT_GRACE * 4) + 60
-    if cache.add(key, now, timeout):
+    grace = get_settings().RECONNECT_GRACE if grace is None else grace
+    if cache.add(key, {"since": now, "until": now + grace, "left": left}, _mark_timeout()):
         return now
-    since = cache.get(key)
-    return since if isinstance(since, float | int) else now
+    mark = _gone(cache.get(key))
+    if mark is None:
+        cache.set(key, {"since": now, "until": now + grace, "left": left}, _mark_timeout())
+        return now
+    if left and not mark.left:
+        value = {"since": mark.since, "until": mark.since + grace, "left": True}
+        cache.set(key, value, _mark_timeout())
+    return mark.since
+
+
+def gone(call_id: str, registration_pk: int) -> Gone | None:
+    """The party's gone mark, or None if it is not marked gone."""
+    return _gone(cache.get(_gone_key(call_id, registration_pk)))
 
 
 def gone_since(call_id: str, registration_pk: int) -> float | None:
     """When the party was first seen gone, or None if it is not marked gone."""
-    since = cache.get(_gone_key(call_id, registration_pk))
-    return since if isinstance(since, float | int) else None
+    mark = gone(call_id, registration_pk)
+    return mark.since if mark else None
 
 
-def gone_since_many(parties: Iterable[tuple[str, int]]) -> dict[tuple[str, int], float]:
-    """:func:`gone_since` of several ``(call_id, registration_pk)`` at once."""
+def gone_many(parties: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Gone]:
+    """:func:`gone` of several ``(call_id, registration_pk)`` at once (one round trip)."""
     keys = {_gone_key(call_id, pk): (call_id, pk) for call_id, pk in parties}
     if not keys:
         return {}
     found = cache.get_many(list(keys))
-    return {
-        party: since
-        for key, party in keys.items()
-        if isinstance(since := found.get(key), float | int)
-    }
+    return {party: mark for key, party in keys.items() if (mark := _gone(found.get(key)))}
 
 
-def mark_back(call_id: str, registration_pk: int) -> None:
-    """The party is connected again."""
+def gone_since_many(parties: Iterable[tuple[str, int]]) -> dict[tuple[str, int], float]:
+    """:func:`gone_since` of several ``(call_id, registration_pk)`` at once."""
+    return {party: mark.since for party, mark in gone_many(parties).items()}
+
+
+def mark_back(call_id: str, registration_pk: int, conn: str | None = None) -> None:
+    """The party is connected again; ``conn``: the connection the call was handed back to."""
+    if conn is not None:
+        cache.set(_bound_key(call_id, registration_pk), conn, _mark_timeout())
     cache.delete(_gone_key(call_id, registration_pk))
+
+
+def bound_elsewhere(call_id: str, registration_pk: int, conn: str) -> bool:
+    """Whether the call was handed back to a connection of the party other than ``conn``."""
+    bound = cache.get(_bound_key(call_id, registration_pk))
+    return isinstance(bound, str) and bound != conn
 
 
 # -- async twins ------------------------------------------------------------------------------
@@ -182,9 +383,11 @@ def _twin(function: Callable[_P, _R]) -> Callable[_P, _R]:
     return sync_to_async(function, thread_sensitive=False)  # type: ignore[return-value]
 
 
-async def aclaim(account_pk: int, cuid: str, holder: Holder) -> tuple[Claim, Holder | None]:
+async def aclaim(
+    account_pk: int, cuid: str, holder: Holder, device_key: str | None = None
+) -> tuple[Claim, str | None]:
     """Async :func:`claim`."""
-    return await _twin(claim)(account_pk, cuid, holder)
+    return await _twin(claim)(account_pk, cuid, holder, device_key)
 
 
 async def arenew(account_pk: int, cuid: str, holder: Holder) -> bool:
@@ -192,33 +395,42 @@ async def arenew(account_pk: int, cuid: str, holder: Holder) -> bool:
     return await _twin(renew)(account_pk, cuid, holder)
 
 
-async def arelease(account_pk: int, cuid: str, holder: Holder) -> None:
+async def arelease(
+    account_pk: int, cuid: str, holder: Holder, hold: bool = True, hold_for: float = 0
+) -> None:
     """Async :func:`release`."""
-    await _twin(release)(account_pk, cuid, holder)
+    await _twin(release)(account_pk, cuid, holder, hold, hold_for)
 
 
-async def alookup(account_pk: int, cuid: str) -> Holder | None:
+async def alookup(account_pk: int, cuid: str) -> Presence | None:
     """Async :func:`lookup`."""
     return await _twin(lookup)(account_pk, cuid)
 
 
-async def alookup_many(account_pk: int, cuids: list[str]) -> dict[str, Holder]:
+async def aheld(account_pk: int, cuid: str) -> Presence | None:
+    """Async :func:`held`."""
+    return await _twin(held)(account_pk, cuid)
+
+
+async def alookup_many(account_pk: int, cuids: list[str]) -> dict[str, Presence]:
     """Async :func:`lookup_many`."""
     return await _twin(lookup_many)(account_pk, cuids)
 
 
-async def amark_gone(call_id: str, registration_pk: int) -> float:
+async def amark_gone(
+    call_id: str, registration_pk: int, grace: float | None = None, left: bool = False
+) -> float:
     """Async :func:`mark_gone`."""
-    return await _twin(mark_gone)(call_id, registration_pk)
+    return await _twin(mark_gone)(call_id, registration_pk, grace, left)
 
 
-async def amark_back(call_id: str, registration_pk: int) -> None:
+async def amark_back(call_id: str, registration_pk: int, conn: str | None = None) -> None:
     """Async :func:`mark_back`."""
-    await _twin(mark_back)(call_id, registration_pk)
+    await _twin(mark_back)(call_id, registration_pk, conn)
 
 
 async def akeep(account_pk: int, cuid: str, holder: Holder) -> None:
-    """Renew ``holder``'s presence every PRESENCE_TTL/3; return once another connection holds it.
+    """Renew ``holder``'s presence every PRESENCE_TTL/3; return once another device holds it.
 
     An unreachable cache (Redis restarting) is tried again at the next interval: a live call
     is not dropped for it, and the entry is re-added when the cache is back.

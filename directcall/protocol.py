@@ -9,6 +9,7 @@ Nothing here does I/O: every function takes values and returns values (or raises
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from .validation import CallParams, clean_call_params
 # Close codes (4000-4999 are the application's).
 CLOSE_AUTH_FAILED = 4001
 CLOSE_ALREADY_SIGNEDIN = 4002
-CLOSE_REPLACED = 4003
 CLOSE_IDLE = 4008
 CLOSE_REVOKED = 4011  # the session was revoked (directcall.revocation)
+CLOSE_RATE_LIMITED = 4012  # too many sign-ins from this address or for this cuid
+# RFC 6455 "going away": the browser leaves the page (a reload, a link, a closed tab).
+CLOSE_GOING_AWAY = 1001
+CLOSE_NORMAL = 1000  # the SDK's logout()
 # RFC 6455 "internal error": the server cannot serve this connection now (Redis or the
 # database is unreachable); the SDK reconnects with backoff.
 CLOSE_UNAVAILABLE = 1011
@@ -45,6 +49,7 @@ CLIENT_FRAMES = (
     "hangup",
     "candidates",
     "renegotiate",
+    "leaving",
 )
 
 MAX_SDP_CHARS = 32_768
@@ -150,12 +155,53 @@ def reason_of(frame: dict[str, Any], allowed: frozenset[str], default: str) -> s
     return reason
 
 
+# Device and call keys as the server makes them (secrets.token_urlsafe(32): 43 characters);
+# anything else presented is no key at all.
+_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def key_of(value: Any) -> str | None:
+    """A device or call key as presented in a frame, or None if it is not one."""
+    return value if isinstance(value, str) and _KEY.fullmatch(value) else None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """An ``auth`` frame's ``resume`` list: the calls asked about, and the keys presented."""
+
+    call_ids: list[str]  # every valid call id, in order
+    keys: dict[str, str]  # call id -> call key, for the items that carry one
+
+
+def resume_of(frame: dict[str, Any]) -> Resume:
+    """The valid items of an ``auth`` frame's optional ``resume`` list (at most 8).
+
+    Each item is ``{call_id, call_key}`` (take the call back, if the key is its side's) or
+    a bare call id (the older form: only its final state is asked for).
+    """
+    resume = frame.get("resume")
+    ids: list[str] = []
+    keys: dict[str, str] = {}
+    for item in resume[:MAX_RESUME] if isinstance(resume, list) else []:
+        if isinstance(item, dict):
+            call_id, key = as_call_id(item.get("call_id")), key_of(item.get("call_key"))
+            if call_id and key:
+                keys[call_id] = key
+        else:
+            call_id = as_call_id(item)
+        if call_id and call_id not in ids:
+            ids.append(call_id)
+    return Resume(ids, keys)
+
+
 def resume_ids(frame: dict[str, Any]) -> list[str]:
     """The valid call ids of an ``auth`` frame's optional ``resume`` list (at most 8)."""
-    resume = frame.get("resume")
-    if not isinstance(resume, list):
-        return []
-    return [call_id for value in resume[:MAX_RESUME] if (call_id := as_call_id(value))]
+    return resume_of(frame).call_ids
+
+
+def device_key_of(frame: dict[str, Any]) -> str | None:
+    """An ``auth`` frame's optional ``device_key``, if it has the shape of one."""
+    return key_of(frame.get("device_key"))
 
 
 @dataclass(frozen=True)
@@ -215,11 +261,23 @@ def candidates_of(frame: dict[str, Any]) -> dict[str, Any]:
 
 
 def renegotiation_of(frame: dict[str, Any]) -> dict[str, Any]:
-    """A ``renegotiate`` frame's payload: an ICE-restart offer or its answer."""
+    """A ``renegotiate`` frame's payload: an ICE-restart offer or its answer.
+
+    ``replace: true`` on an offer: the sender made a brand-new peer connection (its page
+    reloaded); the receiver replaces its own and answers from the new one.
+    """
     sdp_type = frame.get("sdp_type")
     if sdp_type not in ("offer", "answer"):
         raise DirectCallError(errors.BAD_FRAME, "Field 'sdp_type' must be offer or answer.")
-    return {"type": "renegotiate", "sdp_type": sdp_type, "sdp": sdp_of(frame)}
+    replace = frame.get("replace", False)
+    if not isinstance(replace, bool):
+        raise DirectCallError(errors.BAD_FRAME, "Field 'replace' must be a boolean.")
+    if replace and sdp_type != "offer":
+        raise DirectCallError(errors.BAD_FRAME, "Only an offer can replace a connection.")
+    payload = {"type": "renegotiate", "sdp_type": sdp_type, "sdp": sdp_of(frame)}
+    if replace:
+        payload["replace"] = True
+    return payload
 
 
 # -- frames to the browser ---------------------------------------------------------------------
@@ -244,16 +302,28 @@ def error_frame(exc: DirectCallError, frame: Any = None) -> dict[str, Any]:
 
 
 def ready_frame(
-    cuid: str, name: str, calls: list[dict[str, Any]], reconnect_grace: float
+    cuid: str,
+    name: str,
+    calls: list[dict[str, Any]],
+    reconnect_grace: float,
+    page_grace: float,
+    device_key: str | None = None,
 ) -> dict[str, Any]:
-    """``ready``: who the connection signed in as, and its live calls."""
-    return {
+    """``ready``: who the connection signed in as, and the live calls it was handed.
+
+    ``device_key`` only when the server issued one (the first tab of this device).
+    """
+    frame = {
         "type": "ready",
         "cuid": cuid,
         "name": name,
         "calls": calls,
         "reconnect_grace": reconnect_grace,
+        "page_grace": page_grace,
     }
+    if device_key is not None:
+        frame["device_key"] = device_key
+    return frame
 
 
 def role_in(call: Call, registration_pk: int) -> str:
@@ -262,25 +332,30 @@ def role_in(call: Call, registration_pk: int) -> str:
 
 
 def call_summary(call: Call, role: str) -> dict[str, Any]:
-    """One live call in ``ready.calls``."""
+    """One live call in ``ready.calls`` (``answered_at`` in epoch seconds, or None)."""
     peer = call.callee if role == "caller" else call.caller
+    image = call.receiver_image if role == "caller" else call.caller_image
     return {
         "call_id": str(call.pk),
         "status": call.status,
         "role": role,
-        "peer": {"cuid": peer.cuid, "name": peer.display_name},
+        "peer": {"cuid": peer.cuid, "name": peer.display_name, "image": image or None},
         "context": call.context,
+        "answered_at": round(call.answered_at.timestamp(), 3) if call.answered_at else None,
     }
 
 
-def invited_frame(ref: str | None, call: Call) -> dict[str, Any]:
-    """``invited``: the server took the caller's invite."""
-    return {
+def invited_frame(ref: str | None, call: Call, call_key: str | None = None) -> dict[str, Any]:
+    """``invited``: the server took the caller's invite; ``call_key``: the inviting tab's."""
+    frame = {
         "type": "invited",
         "ref": ref,
         "call_id": str(call.pk),
         "receiver": {"cuid": call.callee.cuid, "name": call.callee.display_name},
     }
+    if call_key is not None:
+        frame["call_key"] = call_key
+    return frame
 
 
 def incoming_frame(call: Call, sdp: str, now: float | None = None) -> dict[str, Any]:
@@ -314,13 +389,24 @@ def state_frame(call: Call) -> dict[str, Any]:
     }
 
 
+def answered_elsewhere(frame: dict[str, Any]) -> dict[str, Any]:
+    """The ``answered`` state as a callee's tab that did not answer gets it: another tab did."""
+    return {
+        "type": "state",
+        "call_id": frame["call_id"],
+        "status": frame["status"],
+        "reason": frame.get("reason", ""),
+        "duration": None,
+        "elsewhere": True,
+    }
+
+
 def peer_frame(call_id: str, connected: bool) -> dict[str, Any]:
     """``peer``: the other party's connection dropped or came back."""
     return {"type": "peer", "call_id": call_id, "connected": connected}
 
 
 PONG = {"type": "pong"}
-REPLACED = {"type": "replaced"}
 
 
 # -- messages between the server's processes (channel layer) -------------------------------------
@@ -338,18 +424,25 @@ def incoming_message(call: Call, caller_channel: str, frame: dict[str, Any]) -> 
     }
 
 
-def state_message(call: Call, registration_pk: int, frame: dict[str, Any]) -> dict[str, Any]:
+def state_message(
+    call: Call, registration_pk: int, frame: dict[str, Any], bound: str | None = None
+) -> dict[str, Any]:
     """``dc.state`` to one party's connection.
 
     ``deadline`` (epoch seconds) is the call's new deadline, so that no connection reads
-    it back from the database to arm its timer.
+    it back from the database to arm its timer. ``bound``: the channel of the callee's
+    connection whose ``accept`` won (the caller relays to it; the callee's other tabs
+    stop ringing).
     """
-    return {
+    message = {
         "type": "dc.state",
         "registration": registration_pk,
         "frame": frame,
         "deadline": call.deadline.timestamp() if call.deadline else None,
     }
+    if bound is not None:
+        message["bound"] = bound
+    return message
 
 
 def relay_message(call_id: str, sender_pk: int, frame: dict[str, Any]) -> dict[str, Any]:
@@ -365,8 +458,3 @@ def peer_message(
     if channel is not None:
         message["channel"] = channel
     return message
-
-
-def replaced_message(conn: str) -> dict[str, Any]:
-    """``dc.replaced``: the connection ``conn`` steps aside for a newer one of its device."""
-    return {"type": "dc.replaced", "conn": conn}

@@ -1,9 +1,12 @@
-"""A token bucket: a sustained rate with a burst above it (the per-connection flood limit)."""
+"""Rate limits: a token bucket (the per-connection flood limit), and fixed windows counted
+in the shared cache (socket sign-ins per address and per cuid)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+from django.core.cache import cache
 
 
 class TokenBucket:
@@ -50,3 +53,24 @@ class TokenBucket:
         """Seconds until :meth:`take` can succeed (0 when it can now)."""
         self._refill()
         return max(0.0, (1 - self._tokens) / self.rate)
+
+
+def within_rate(name: str, rate: tuple[int, int] | None, now: float | None = None) -> bool:
+    """Count one event of ``name`` in the shared cache; False once ``rate`` is exceeded.
+
+    ``rate`` is ``(count, seconds)`` (a :class:`directcall.conf.Rate`), or None for no
+    limit. A fixed window: ``add`` starts it atomically and ``incr`` counts, so every
+    server process sees the same count (the invite rate works the same way).
+    """
+    if rate is None:
+        return True
+    limit, window = rate
+    slot = int((time.time() if now is None else now) // window)
+    key = f"directcall:rate:{name}:{slot}"
+    cache.add(key, 0, window + 1)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window expired between add() and incr()
+        cache.add(key, 1, window + 1)
+        count = 1
+    return count <= limit

@@ -60,35 +60,46 @@ async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float,
 async def announce(
     call: Call,
     extra: dict[str, dict[str, Any]] | None = None,
-    channels: dict[int, str] | None = None,
-) -> set[int]:
-    """Send the call's ``state`` to each party's connection; return the registrations reached.
+    channels: dict[int, list[str]] | None = None,
+    bound: str | None = None,
+) -> set[str]:
+    """Send the call's ``state`` to every connection of each party; return the channels reached.
 
+    Every tab of a party is told; a connection that does not hold the call ignores it.
     ``extra`` adds fields for one side (``{"caller": {"sdp": ...}}``). The connections are
-    looked up in presence; ``channels`` (registration pk → channel) are used for parties
-    presence does not name, or when the cache cannot be read.
+    looked up in presence; ``channels`` (registration pk → channels) are added to them, and
+    stand in when the cache cannot be read. ``bound``: the channel of the connection that
+    made an ``accept`` win, which now holds the call on the callee's side.
     """
     frame = protocol.state_frame(call)
     parties = (("caller", call.caller), ("callee", call.callee))
     # Presence says where each party is; a channel the caller knows fills a gap (an entry
     # not renewed yet after a Redis restart) or stands in when the cache is unreachable.
-    targets = dict(channels or {})
+    targets: dict[int, set[str]] = {pk: set(known) for pk, known in (channels or {}).items()}
     try:
-        holders = await presence.alookup_many(call.account_id, [p.cuid for _, p in parties])
-        targets.update({p.pk: holders[p.cuid].channel for _, p in parties if p.cuid in holders})
+        found = await presence.alookup_many(call.account_id, [p.cuid for _, p in parties])
+        for _, party in parties:
+            if party.cuid in found:
+                targets.setdefault(party.pk, set()).update(found[party.cuid].channels)
     except Exception as exc:
         logger.warning("presence unreadable while telling call %s's state: %r", call.pk, exc)
     sends = {
-        party.pk: send(
-            targets[party.pk],
-            protocol.state_message(call, party.pk, {**frame, **(extra or {}).get(side, {})}),
+        channel: send(
+            channel,
+            protocol.state_message(call, party.pk, {**frame, **(extra or {}).get(side, {})}, bound),
             STATE_RETRY_DELAYS,
         )
         for side, party in parties
-        if party.pk in targets
+        for channel in sorted(targets.get(party.pk, ()))
     }
     results = await asyncio.gather(*sends.values())
-    return {pk for pk, sent in zip(sends, results, strict=True) if sent}
+    return {channel for channel, sent in zip(sends, results, strict=True) if sent}
+
+
+async def send_all(channels: list[str] | tuple[str, ...], message: dict[str, Any]) -> bool:
+    """:func:`send` one message to several connections; True if it reached any."""
+    results = await asyncio.gather(*(send(channel, message) for channel in channels))
+    return any(results)
 
 
 async def join(group: str, channel: str) -> None:

@@ -44,6 +44,7 @@ DIRECTCALL = {
     "IDLE_TIMEOUT": float(os.environ.get("DIRECTCALL_MP_IDLE_TIMEOUT", "60")),
     # Generous: these tests create a handful of sessions from one IP within seconds.
     "THROTTLE_RATES": {"directcall_init_ip": "600/min"},
+    "AUTH_RATE_IP": "600/min",
     # Tests call the same person again right after a declined or missed call.
     "RING_BACKOFF": None,
 }

@@ -28,11 +28,18 @@ INITIATED, RINGING, ANSWERED = CallStatus.INITIATED, CallStatus.RINGING, CallSta
 FINAL = [s for s in CallStatus if s not in LIVE_STATUSES]
 
 
+# The call keys make_call gives each side (what the holding tabs would have been given).
+CALLER_KEY, CALLEE_KEY = "caller-key-0123456789abcdef", "callee-key-0123456789abcdef"
+
+
 def make_call(caller, callee, status=INITIATED, deadline_in: float | None = 30) -> Call:
     """A call in ``status``, written straight to the database (no signal)."""
     now = timezone.now()
     live = status in LIVE_STATUSES
+    answered = status in (ANSWERED, CallStatus.OVER, CallStatus.FAILED)
     return Call.objects.create(
+        caller_key_hash=calls.call_key_hash(CALLER_KEY),
+        callee_key_hash=calls.call_key_hash(CALLEE_KEY) if answered else "",
         account=caller.account,
         caller=caller,
         callee=callee,
@@ -195,7 +202,7 @@ def test_place_call_rings_an_online_receiver_and_keeps_the_offer(people, sent):
     jane, sam = people["tutor_jane"], people["student_sam"]
     online(sam)
     placed = calls.place_call(session_of(jane), clean_call_params("student_sam", "hi"), "v=0")
-    assert placed.call.status == INITIATED and placed.callee_channel == f"chan-{sam.pk}"
+    assert placed.call.status == INITIATED and placed.callee_channels == (f"chan-{sam.pk}",)
     assert calls.offer_of(placed.call.pk) == "v=0" and sent == ["call_initiated"]
 
 
@@ -300,9 +307,19 @@ def test_an_answered_call_waits_for_a_party_who_dropped(people, who):
     assert calls.party_dropped(call.pk, party.pk) == calls.Dropped(waiting=True)
     assert presence.gone_since(str(call.pk), party.pk) is not None
     assert Call.objects.get(pk=call.pk).status == ANSWERED
-    # Back within the grace: no longer waited for, and the call carries on.
-    (rejoined,) = calls.party_back(party.pk)
+    # Signing in again without the call key (another tab, or someone with a copied token)
+    # is handed nothing of it; nor with the other side's key.
+    other_key = CALLEE_KEY if who == "tutor_jane" else CALLER_KEY
+    assert calls.party_back(party.pk) == []
+    assert calls.party_back(party.pk, {str(call.pk): other_key}) == []
+    assert presence.gone_since(str(call.pk), party.pk) is not None
+    # Back within the grace with the key: no longer waited for, and the call carries on.
+    own_key = CALLER_KEY if who == "tutor_jane" else CALLEE_KEY
+    (rejoined,) = calls.party_back(party.pk, {str(call.pk): own_key}, "conn-2")
     assert rejoined.call.pk == call.pk and rejoined.offer is None
+    assert presence.gone_since(str(call.pk), party.pk) is None
+    # The old connection's end, seen late, does not count against the call.
+    assert calls.party_dropped(call.pk, party.pk, "conn-1") == calls.Dropped()
     assert presence.gone_since(str(call.pk), party.pk) is None
 
 
@@ -316,18 +333,28 @@ def test_a_callee_back_while_it_rings_gets_the_offer(people):
     calls.remember_offer(call, "v=0 offer")
     (rejoined,) = calls.party_back(people["student_sam"].pk)
     assert rejoined.offer == "v=0 offer"
-    assert calls.party_back(people["tutor_jane"].pk)[0].offer is None  # the caller has none
+    # The caller's ringing call stays with the tab that placed it.
+    assert calls.party_back(people["tutor_jane"].pk, {str(call.pk): CALLER_KEY}) == []
 
 
 def test_end_if_still_gone(people, settings):
     settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
     jane, sam = people["tutor_jane"], people["student_sam"]
     call = make_call(jane, sam, ANSWERED)
-    calls.party_dropped(call.pk, sam.pk)
-    online(sam)  # came back: the call goes on
+    calls.party_dropped(call.pk, sam.pk, "conn-1")
+    calls.party_back(sam.pk, {str(call.pk): CALLEE_KEY}, "conn-2")  # took it back
     assert calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk) is None
-    calls.party_dropped(call.pk, sam.pk)
-    presence.release(sam.account_id, sam.cuid, presence.lookup(sam.account_id, sam.cuid))
+    calls.party_dropped(call.pk, sam.pk, "conn-2")
+    online(sam)  # another tab of sam's is online: that does not bring the call back
+    ended = calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk)
+    assert (ended.status, ended.end_reason) == ("over", "connection_lost")
+
+
+def test_a_page_that_said_it_was_leaving_is_waited_for_its_own_grace(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 60, "PAGE_GRACE": 0.001}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, ANSWERED)
+    calls.party_dropped(call.pk, sam.pk, "conn-1", grace=0.001)
     ended = calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk)
     assert (ended.status, ended.end_reason) == ("over", "connection_lost")
 
@@ -391,6 +418,19 @@ def test_the_sweep_waits_the_grace_for_a_party_gone(people, settings):
     online(sam)
     assert calls.sweep() == []
     assert presence.gone_since(str(call.pk), sam.pk) is None  # seen back
+
+
+def test_the_sweep_ends_a_call_whose_tab_left_though_another_tab_is_online(people, settings):
+    """Presence of the cuid (another tab) does not bring back a party seen leaving: only
+    taking the call back with its key does."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, ANSWERED, deadline_in=None)
+    online(jane)
+    online(sam)
+    calls.party_dropped(call.pk, sam.pk, "conn-1")
+    ended = calls.sweep()
+    assert [(c.pk, c.status, c.end_reason) for c in ended] == [(call.pk, "over", "connection_lost")]
 
 
 # -- races: exactly one winner -------------------------------------------------------------------

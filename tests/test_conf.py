@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from django.test import override_settings
@@ -224,11 +225,12 @@ def test_fractional_presence_ttl_keeps_users_online_until_it_expires(backend, tt
     with override_settings(CACHES=_caches(backend), DIRECTCALL={"PRESENCE_TTL": ttl}):
         _clear_cache()
         try:
-            outcome, _ = presence.claim(1, "tutor_jane", holder)
+            outcome, device_key = presence.claim(1, "tutor_jane", holder)
             assert outcome is presence.Claim.CLAIMED
-            assert presence.lookup(1, "tutor_jane") == holder
+            assert presence.lookup(1, "tutor_jane").conns == {"conn1": "chan.1"}
+            holder = replace(holder, key=presence.hash_key(device_key))  # as the consumer does
             assert presence.renew(1, "tutor_jane", holder)
-            assert presence.lookup(1, "tutor_jane") == holder
+            assert presence.lookup(1, "tutor_jane").conns == {"conn1": "chan.1"}
             # Gone once the TTL (rounded up to whole seconds for the cache) has passed.
             assert wait_until(lambda: presence.lookup(1, "tutor_jane") is None, timeout=ttl + 5)
         finally:

@@ -302,6 +302,8 @@ FIELDS = [
     "reason",
     "token",
     "resume",
+    "device_key",
+    "replace",
     # identity a client might claim, and the channel-layer message fields it might forge
     "cuid",
     "caller",
@@ -423,6 +425,10 @@ def candidate_lists() -> st.SearchStrategy:
     return st.lists(candidate | json_values, max_size=70) | json_values
 
 
+# Device and call keys: well-shaped but wrong ones, and anything else.
+keys = st.text(alphabet="abcdefghijKLMNOP0123456789_-", min_size=16, max_size=64) | texts
+
+
 def field_values(key: str, ids: list[str]) -> st.SearchStrategy:
     """A value for a field: sometimes what it should hold, often anything at all."""
     plausible: dict[str, st.SearchStrategy] = {
@@ -438,7 +444,14 @@ def field_values(key: str, ids: list[str]) -> st.SearchStrategy:
         "initiator_image": tricky_texts.map(lambda t: f"https://{t}.example/") | texts,
         "reason": st.sampled_from(SPECIAL),
         "token": texts,
-        "resume": st.lists(call_ids(ids) | json_values, max_size=10),
+        "resume": st.lists(
+            call_ids(ids)
+            | st.fixed_dictionaries({"call_id": call_ids(ids), "call_key": keys})
+            | json_values,
+            max_size=10,
+        ),
+        "device_key": keys,
+        "replace": st.booleans(),
         "registration": st.integers(0, 20),
     }
     if key in plausible:
@@ -455,8 +468,11 @@ def templates(ids: list[str]) -> dict[str, st.SearchStrategy[dict]]:
     }
     call = {"call_id": call_ids(ids)}
     return {
-        "auth": st.fixed_dictionaries({"token": texts}),
+        "auth": st.fixed_dictionaries(
+            {"token": texts}, optional={"device_key": keys, "resume": field_values("resume", ids)}
+        ),
         "ping": st.just({}),
+        "leaving": st.just({}),
         "invite": st.fixed_dictionaries(
             {
                 # Mostly the two in a call: an invite to them gets as far as a busy call.
@@ -479,7 +495,8 @@ def templates(ids: list[str]) -> dict[str, st.SearchStrategy[dict]]:
             {**call, "candidates": st.just([candidate])}, optional={"end": st.booleans()}
         ),
         "renegotiate": st.fixed_dictionaries(
-            {**call, "sdp_type": st.sampled_from(["offer", "answer"]), "sdp": st.just(OFFER)}
+            {**call, "sdp_type": st.sampled_from(["offer", "answer"]), "sdp": st.just(OFFER)},
+            optional={"replace": st.booleans()},
         ),
     }
 
@@ -654,7 +671,8 @@ def has_lone_surrogate(value: Any) -> bool:
 
 def expected(item: tuple[str, Any], authenticated: bool) -> tuple[str, Any]:
     """What the consumer must do with a frame: ("error", codes), ("pong", frame),
-    ("invite", frame) or ("auth", frame). Mirrors the documented checks, in their order.
+    ("nothing", frame), ("invite", frame) or ("auth", frame). Mirrors the documented
+    checks, in their order.
 
     A frame holding a lone surrogate may also be refused as ERR_BAD_FRAME right after
     parsing (the check proposed for consumers.receive): both are accepted here.
@@ -684,6 +702,8 @@ def expected_parsed(frame: dict, kind: str, authenticated: bool) -> tuple[str, A
         return ("auth", frame) if kind == "auth" else ("error", {"ERR_NOT_AUTHENTICATED"})
     if kind == "ping":
         return "pong", frame
+    if kind == "leaving":
+        return "nothing", frame  # noted for when the socket closes; no answer
     if kind == "invite":
         return "invite", frame
     if kind == "auth":
@@ -764,6 +784,8 @@ def test_hostile_frames_from_a_signed_in_client(loop, people, server_errors):
                 assert got[0]["code"] in detail, got
             elif outcome == "pong":
                 assert got == [{"type": "pong"}], got
+            elif outcome == "nothing":
+                assert got == [], got
             else:  # an invite: refused, or placed to a bystander who is busy
                 if got[0]["type"] == "error":
                     assert len(got) == 1, got

@@ -319,10 +319,23 @@ class Peer:
         self.cuid = cuid
         self.inbox: list[dict[str, Any]] = []
         self.ready: dict[str, Any] = {}
+        # The call keys the server gave this connection (``invited``, the answered state),
+        # as the SDK keeps them: a sign-in presenting them takes the calls back.
+        self.call_keys: dict[str, str] = {}
+
+    def resume(self) -> list[dict[str, str]]:
+        """``auth.resume`` taking this connection's calls back (a reload, another process)."""
+        return [{"call_id": c, "call_key": k} for c, k in self.call_keys.items()]
 
     @classmethod
     async def sign_in(
-        cls, cluster: Cluster, server: Server, cuid: str, name: str, calls: int = 0
+        cls,
+        cluster: Cluster,
+        server: Server,
+        cuid: str,
+        name: str,
+        calls: int = 0,
+        resume: list[dict[str, str]] | None = None,
     ) -> Peer:
         """Init over HTTP, open the socket, auth; ``calls``: live calls expected in ``ready``."""
         init = await asyncio.to_thread(cluster.init, server, cuid, name)
@@ -330,7 +343,7 @@ class Peer:
         assert url.startswith(f"ws://127.0.0.1:{server.port}/"), url
         ws = await asyncio.wait_for(connect(url, origin=server.base, open_timeout=5), 10)
         peer = cls(ws, cuid)
-        await peer.send(type="auth", token=init["token"])
+        await peer.send(type="auth", token=init["token"], resume=resume or [])
         peer.ready = await peer.next("ready")
         assert peer.ready["cuid"] == cuid and len(peer.ready["calls"]) == calls
         return peer
@@ -359,6 +372,8 @@ class Peer:
             except websockets.ConnectionClosed as exc:
                 raise AssertionError(f"{self.cuid}: closed ({exc}) awaiting {kind}") from None
             frame = json.loads(text)
+            if frame.get("type") in ("invited", "state") and "call_key" in frame:
+                self.call_keys[frame["call_id"]] = frame["call_key"]
             if fits(frame):
                 return frame
             self.inbox.append(frame)
@@ -535,7 +550,7 @@ async def test_callee_back_on_another_process_within_grace(cluster: Cluster) -> 
             assert time.monotonic() < deadline, "the dead process's presence did not expire"
             await asyncio.sleep(0.05)
         expired_after = time.monotonic() - killed_at
-        back = await Peer.sign_in(cluster, s1, callee_cuid, "Sam", calls=1)
+        back = await Peer.sign_in(cluster, s1, callee_cuid, "Sam", calls=1, resume=callee.resume())
         back_after = time.monotonic() - killed_at
         print(
             f"\n[multiprocess] callee's presence expired {expired_after:.2f}s after the kill; "

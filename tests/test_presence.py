@@ -1,57 +1,143 @@
 """Presence (directcall.presence): who is online where, in the cache every process shares.
 
+One entry per cuid: the device that holds it, its key's hash, and one connection per tab.
 Runs on the test settings' cache: Redis when REDIS_URL is set (as scripts/test.sh does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 
 from directcall import presence
 from directcall.presence import Claim, Holder
 
 LAPTOP = Holder("chan-laptop", "laptop-0001", "conn-1")
-LAPTOP_AGAIN = Holder("chan-laptop-2", "laptop-0001", "conn-2")
+LAPTOP_TAB2 = Holder("chan-laptop-2", "laptop-0001", "conn-2")
 PHONE = Holder("chan-phone", "phone-00001", "conn-3")
 
 
+def signed_in(holder: Holder, device_key: str) -> Holder:
+    """``holder`` as the consumer keeps it once signed in: with its device key's hash."""
+    return replace(holder, key=presence.hash_key(device_key))
+
+
+def claim_laptop() -> str:
+    """The laptop's first tab claims tutor_jane; return the device key it was given."""
+    outcome, device_key = presence.claim(1, "tutor_jane", LAPTOP)
+    assert outcome is Claim.CLAIMED and isinstance(device_key, str) and len(device_key) >= 32
+    return device_key
+
+
 def test_the_first_device_claims_and_is_found():
-    assert presence.claim(1, "tutor_jane", LAPTOP) == (Claim.CLAIMED, None)
-    assert presence.lookup(1, "tutor_jane") == LAPTOP
+    claim_laptop()
+    found = presence.lookup(1, "tutor_jane")
+    assert (found.device, dict(found.conns)) == ("laptop-0001", {"conn-1": "chan-laptop"})
+    assert found.channels == ["chan-laptop"]
     assert presence.lookup(2, "tutor_jane") is None  # another account's tutor_jane
 
 
-def test_the_same_device_takes_over_and_another_is_refused():
-    presence.claim(1, "tutor_jane", LAPTOP)
-    assert presence.claim(1, "tutor_jane", LAPTOP_AGAIN) == (Claim.TAKEN_OVER, LAPTOP)
-    assert presence.claim(1, "tutor_jane", PHONE) == (Claim.REFUSED, LAPTOP_AGAIN)
-    assert presence.lookup(1, "tutor_jane") == LAPTOP_AGAIN
+def test_tabs_of_the_device_join_with_its_key_and_nobody_else_does():
+    key = claim_laptop()
+    assert presence.claim(1, "tutor_jane", LAPTOP_TAB2, key) == (Claim.JOINED, None)
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop", "chan-laptop-2"]
+    # Another device, with or without the key; the same device id without the key or
+    # with a wrong one: refused (a device id is the client's choice, the key is proof).
+    tab3 = Holder("chan-3", "laptop-0001", "conn-9")
+    for holder, presented in [
+        (PHONE, None),
+        (PHONE, key),
+        (tab3, None),
+        (tab3, "x" * 43),
+        (tab3, key.upper() if key.upper() != key else key.lower()),
+    ]:
+        assert presence.claim(1, "tutor_jane", holder, presented) == (Claim.REFUSED, None)
+    assert set(presence.lookup(1, "tutor_jane").conns) == {"conn-1", "conn-2"}
 
 
-def test_renew_keeps_or_re_adds_its_own_entry_only():
-    assert presence.renew(1, "tutor_jane", LAPTOP)  # lapsed (never there): re-added
-    assert presence.lookup(1, "tutor_jane") == LAPTOP
-    assert presence.renew(1, "tutor_jane", LAPTOP)
-    presence.claim(1, "tutor_jane", LAPTOP_AGAIN)
-    assert not presence.renew(1, "tutor_jane", LAPTOP)  # replaced: step aside
+def test_the_last_tab_leaving_reserves_the_cuid_for_its_device(settings):
+    settings.DIRECTCALL = {"DEVICE_HOLD": 30}
+    key = claim_laptop()
+    presence.release(1, "tutor_jane", signed_in(LAPTOP, key))
+    assert presence.lookup(1, "tutor_jane") is None  # offline: nobody to call
+    assert presence.held(1, "tutor_jane").device == "laptop-0001"
+    assert presence.claim(1, "tutor_jane", PHONE)[0] is Claim.REFUSED
+    assert presence.claim(1, "tutor_jane", replace(LAPTOP, conn="conn-new"))[0] is Claim.REFUSED
+    assert presence.claim(1, "tutor_jane", LAPTOP_TAB2, key) == (Claim.JOINED, None)
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop-2"]
 
 
-def test_release_drops_only_its_own_entry():
-    presence.claim(1, "tutor_jane", LAPTOP_AGAIN)
-    presence.release(1, "tutor_jane", LAPTOP)  # an older connection of the device
-    assert presence.lookup(1, "tutor_jane") == LAPTOP_AGAIN
-    presence.release(1, "tutor_jane", LAPTOP_AGAIN)
-    assert presence.lookup(1, "tutor_jane") is None
+def test_a_logout_gives_the_cuid_up_at_once():
+    key = claim_laptop()
+    presence.release(1, "tutor_jane", signed_in(LAPTOP, key), hold=False)
+    assert presence.held(1, "tutor_jane") is None
+    assert presence.claim(1, "tutor_jane", PHONE)[0] is Claim.CLAIMED
 
 
-def test_lookups_of_many_people_at_once():
-    presence.claim(1, "tutor_jane", LAPTOP)
-    presence.claim(2, "student_sam", PHONE)
-    assert presence.lookup_many(1, ["tutor_jane", "student_sam"]) == {"tutor_jane": LAPTOP}
-    assert presence.online([(1, "tutor_jane"), (2, "student_sam"), (2, "tutor_jane")]) == {
-        (1, "tutor_jane"): LAPTOP,
-        (2, "student_sam"): PHONE,
+def test_the_reservation_ends_after_device_hold(settings):
+    settings.DIRECTCALL = {"DEVICE_HOLD": 1}
+    key = claim_laptop()
+    presence.release(1, "tutor_jane", signed_in(LAPTOP, key))
+    deadline = time.monotonic() + 5
+    while presence.claim(1, "tutor_jane", PHONE)[0] is Claim.REFUSED:
+        assert time.monotonic() < deadline, "the reservation outlived DEVICE_HOLD"
+        time.sleep(0.1)
+    assert presence.lookup(1, "tutor_jane").device == "phone-00001"
+
+
+def test_release_takes_out_only_its_own_connection():
+    key = claim_laptop()
+    presence.claim(1, "tutor_jane", LAPTOP_TAB2, key)
+    presence.release(1, "tutor_jane", signed_in(LAPTOP, key))
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop-2"]
+    presence.release(1, "tutor_jane", signed_in(PHONE, "y" * 43))  # not in the entry
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop-2"]
+
+
+def test_renew_puts_its_connection_back_and_refuses_another_device():
+    key = claim_laptop()
+    tab2 = signed_in(LAPTOP_TAB2, key)
+    assert presence.renew(1, "tutor_jane", tab2)  # left out by a race: put back
+    assert set(presence.lookup(1, "tutor_jane").conns) == {"conn-1", "conn-2"}
+    presence.release(1, "tutor_jane", signed_in(LAPTOP, key), hold=False)
+    presence.release(1, "tutor_jane", tab2, hold=False)
+    assert presence.renew(1, "tutor_jane", tab2)  # lapsed: re-added with the same key
+    assert presence.claim(1, "tutor_jane", LAPTOP, key) == (Claim.JOINED, None)
+    presence.release(1, "tutor_jane", tab2, hold=False)
+    presence.release(1, "tutor_jane", signed_in(LAPTOP, key), hold=False)
+    phone_key = presence.claim(1, "tutor_jane", PHONE)[1]
+    assert phone_key and not presence.renew(1, "tutor_jane", tab2)  # another device now
+
+
+def test_connections_that_stop_renewing_are_dropped(settings):
+    settings.DIRECTCALL = {"PRESENCE_TTL": 1}
+    key = claim_laptop()
+    presence.claim(1, "tutor_jane", LAPTOP_TAB2, key)
+    tab2 = signed_in(LAPTOP_TAB2, key)
+    deadline = time.monotonic() + 5
+    # Only tab 2 renews (tab 1's process died): tab 1 leaves the entry.
+    while "conn-1" in presence.lookup(1, "tutor_jane").conns:
+        assert time.monotonic() < deadline, "a dead connection stayed in the entry"
+        assert presence.renew(1, "tutor_jane", tab2)
+        time.sleep(0.2)
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop-2"]
+
+
+def test_lookups_of_many_people_at_once(settings):
+    settings.DIRECTCALL = {"DEVICE_HOLD": 30}
+    claim_laptop()
+    phone_key = presence.claim(2, "student_sam", PHONE)[1]
+    presence.claim(2, "grocer_gil", LAPTOP)
+    presence.release(2, "grocer_gil", LAPTOP)  # a reservation: not online
+    found = presence.lookup_many(1, ["tutor_jane", "student_sam"])
+    assert list(found) == ["tutor_jane"] and found["tutor_jane"].device == "laptop-0001"
+    online = presence.online([(1, "tutor_jane"), (2, "student_sam"), (2, "grocer_gil")])
+    assert {person: p.channels for person, p in online.items()} == {
+        (1, "tutor_jane"): ["chan-laptop"],
+        (2, "student_sam"): ["chan-phone"],
     }
+    assert online[2, "student_sam"].admits("phone-00001", phone_key)
     assert presence.online([]) == {}
 
 
@@ -60,33 +146,50 @@ def test_gone_marks():
     assert presence.mark_gone("call-1", 7) == since  # the first mark wins
     assert presence.gone_since("call-1", 7) == since
     assert presence.gone_since_many([("call-1", 7), ("call-1", 8)]) == {("call-1", 7): since}
+    mark = presence.gone("call-1", 7)
+    assert not mark.left and mark.until == since + 20  # RECONNECT_GRACE by default
+    # Seen leaving afterwards: the mark becomes final, with the grace given then.
+    presence.mark_gone("call-1", 7, grace=8, left=True)
+    assert presence.gone("call-1", 7) == presence.Gone(since, since + 8, True)
     presence.mark_back("call-1", 7)
     assert presence.gone_since("call-1", 7) is None
 
 
+def test_a_call_handed_back_to_another_connection():
+    assert not presence.bound_elsewhere("call-1", 7, "conn-1")  # never handed back
+    presence.mark_back("call-1", 7, "conn-2")
+    assert presence.bound_elsewhere("call-1", 7, "conn-1")
+    assert not presence.bound_elsewhere("call-1", 7, "conn-2")
+
+
 def test_a_presence_ttl_under_a_second_still_holds(settings):
     settings.DIRECTCALL = {"PRESENCE_TTL": 0.5}
-    presence.claim(1, "tutor_jane", LAPTOP)
-    assert presence.lookup(1, "tutor_jane") == LAPTOP
+    claim_laptop()
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop"]
 
 
 async def test_the_async_twins_match():
-    assert await presence.aclaim(1, "tutor_jane", LAPTOP) == (Claim.CLAIMED, None)
-    assert await presence.alookup(1, "tutor_jane") == LAPTOP
-    assert await presence.alookup_many(1, ["tutor_jane"]) == {"tutor_jane": LAPTOP}
-    assert await presence.arenew(1, "tutor_jane", LAPTOP)
+    outcome, key = await presence.aclaim(1, "tutor_jane", LAPTOP)
+    assert outcome is Claim.CLAIMED
+    assert await presence.aclaim(1, "tutor_jane", LAPTOP_TAB2, key) == (Claim.JOINED, None)
+    assert (await presence.alookup(1, "tutor_jane")).device == "laptop-0001"
+    assert list(await presence.alookup_many(1, ["tutor_jane"])) == ["tutor_jane"]
+    assert await presence.arenew(1, "tutor_jane", signed_in(LAPTOP, key))
     since = await presence.amark_gone("call-1", 7)
     assert presence.gone_since("call-1", 7) == since
     await presence.amark_back("call-1", 7)
-    await presence.arelease(1, "tutor_jane", LAPTOP)
+    await presence.arelease(1, "tutor_jane", signed_in(LAPTOP, key))
+    await presence.arelease(1, "tutor_jane", signed_in(LAPTOP_TAB2, key), hold=False)
     assert await presence.alookup(1, "tutor_jane") is None
+    assert await presence.aheld(1, "tutor_jane") is None
 
 
-async def test_akeep_renews_until_another_connection_holds_the_entry(settings):
+async def test_akeep_renews_until_another_device_holds_the_entry(settings):
     settings.DIRECTCALL = {"PRESENCE_TTL": 0.6}  # renewed every 0.2 s
-    await presence.aclaim(1, "tutor_jane", LAPTOP)
-    keeping = asyncio.ensure_future(presence.akeep(1, "tutor_jane", LAPTOP))
-    await presence.arelease(1, "tutor_jane", LAPTOP)
+    _, key = await presence.aclaim(1, "tutor_jane", LAPTOP)
+    laptop = signed_in(LAPTOP, key)
+    keeping = asyncio.ensure_future(presence.akeep(1, "tutor_jane", laptop))
+    await presence.arelease(1, "tutor_jane", laptop, hold=False)
 
     async def re_added() -> None:
         while await presence.alookup(1, "tutor_jane") is None:
@@ -94,6 +197,13 @@ async def test_akeep_renews_until_another_connection_holds_the_entry(settings):
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(re_added(), 5)  # the renewal put the lapsed entry back
-    await presence.aclaim(1, "tutor_jane", LAPTOP_AGAIN)  # the device came back elsewhere
-    await asyncio.wait_for(keeping, 5)  # returns: the connection should step aside
-    assert await presence.alookup(1, "tutor_jane") == LAPTOP_AGAIN
+
+    async def phone_gets_in() -> None:  # between two renewals, another device signs in
+        while True:
+            await presence.arelease(1, "tutor_jane", laptop, hold=False)
+            if (await presence.aclaim(1, "tutor_jane", PHONE))[0] is Claim.CLAIMED:
+                return
+
+    await asyncio.wait_for(phone_gets_in(), 5)
+    await asyncio.wait_for(keeping, 5)  # returns: the connection must close
+    assert (await presence.alookup(1, "tutor_jane")).device == "phone-00001"

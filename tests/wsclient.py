@@ -22,8 +22,19 @@ CANDIDATE = {
 }
 
 
+# The device keys the server issued (``ready.device_key``), by (account, cuid, device): what
+# a browser keeps in localStorage, shared by its tabs. Every sign-in of that device presents
+# its key, as the SDK does, unless the test passes ``device_key`` itself.
+DEVICE_KEYS: dict[tuple[int, str, str], str] = {}
+
+
 class Client:
-    """One signed-in device. Frames that arrive while waiting for another are kept in order."""
+    """One signed-in tab. Frames that arrive while waiting for another are kept in order.
+
+    The call keys the server gives this tab (``invited``, the ``answered`` state) are kept
+    in ``call_keys``, as the SDK keeps them in sessionStorage: :meth:`resume` lists them
+    for a sign-in that takes the calls back.
+    """
 
     def __init__(self, communicator: WebsocketCommunicator, cuid: str, registration_pk: int):
         self.communicator = communicator
@@ -31,14 +42,22 @@ class Client:
         self.registration_pk = registration_pk
         self.inbox: list[dict[str, Any]] = []
         self.closed_code: int | None = None
+        self.call_keys: dict[str, str] = {}
+        self.device: tuple[int, str, str] | None = None  # (account, cuid, device id)
 
     @classmethod
-    async def open(cls, origin: bytes = b"http://testserver") -> WebsocketCommunicator:
+    async def open(
+        cls, origin: bytes = b"http://testserver", client: tuple[str, int] | None = None
+    ) -> WebsocketCommunicator:
+        """A connected communicator; ``client``: the ASGI client address (none by default)."""
         from example_project.asgi import application
 
         communicator = WebsocketCommunicator(
             application, WS_PATH, headers=[(b"origin", origin), (b"host", b"testserver")]
         )
+        if client is not None:
+            # The scope the application was given; it reads it once the event loop runs it.
+            communicator.scope["client"] = list(client)
         connected, _ = await communicator.connect(timeout=5)
         assert connected
         return communicator
@@ -55,11 +74,29 @@ class Client:
     async def authenticate(
         self, registration: Registration, device: str = "device-0001", **auth: Any
     ) -> dict[str, Any]:
-        """Send ``auth`` with a fresh token for ``registration``; return the ``ready`` frame."""
-        token = tokens.issue(registration.account_id, registration.pk, registration.cuid, device)
-        await self.send(type="auth", token=token, **auth)
+        """Send ``auth`` with a fresh token for ``registration``; return the ``ready`` frame.
+
+        The device's key (:data:`DEVICE_KEYS`) goes with it unless ``auth`` names one.
+        """
+        await self.send_auth(registration, device, **auth)
         self.ready = await self.next("ready")
         return self.ready
+
+    async def send_auth(
+        self, registration: Registration, device: str = "device-0001", **auth: Any
+    ) -> None:
+        """Send ``auth`` with a fresh token (and the device's key), not waiting for an answer."""
+        token = tokens.issue(registration.account_id, registration.pk, registration.cuid, device)
+        self.device = (registration.account_id, registration.cuid, device)
+        if "device_key" not in auth and self.device in DEVICE_KEYS:
+            auth["device_key"] = DEVICE_KEYS[self.device]
+        fields = {key: value for key, value in auth.items() if value is not None}
+        await self.send(type="auth", token=token, **fields)
+
+    def resume(self, *call_ids: str) -> list[dict[str, str]]:
+        """``auth.resume`` items taking back this tab's calls (``call_ids``, or all of them)."""
+        wanted = call_ids or tuple(self.call_keys)
+        return [{"call_id": c, "call_key": self.call_keys[c]} for c in wanted]
 
     async def send(self, **frame: Any) -> None:
         await self.communicator.send_to(text_data=json.dumps(frame))
@@ -75,7 +112,17 @@ class Client:
         if message["type"] == "websocket.close":
             self.closed_code = message.get("code")
             return None
-        return json.loads(message["text"])
+        frame = json.loads(message["text"])
+        self._keep(frame)
+        return frame
+
+    def _keep(self, frame: dict[str, Any]) -> None:
+        """What the SDK keeps of a frame: the device key, and this tab's call keys."""
+        issued = frame.get("device_key") if frame.get("type") == "ready" else None
+        if isinstance(issued, str) and self.device is not None:
+            DEVICE_KEYS[self.device] = issued
+        if frame.get("type") in ("invited", "state") and isinstance(frame.get("call_key"), str):
+            self.call_keys[frame["call_id"]] = frame["call_key"]
 
     async def next(self, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
         """The first frame of type ``kind`` whose fields include ``match``."""
@@ -144,9 +191,10 @@ class Client:
             got.append(frame)
         return got
 
-    async def close(self) -> None:
+    async def close(self, code: int = 1000) -> None:
+        """Close the socket: 1000 as the SDK's logout(), 1001 as a page going away."""
         if not self.communicator.future.done():
-            await self.communicator.disconnect()
+            await self.communicator.disconnect(code)
 
     # Shortcuts for the common frames.
 
@@ -164,19 +212,23 @@ class Clients:
         self.opened: list[Client] = []
 
     async def sign_in(
-        self, registration: Registration, device: str = "device-0001", **auth: Any
+        self,
+        registration: Registration,
+        device: str = "device-0001",
+        client: tuple[str, int] | None = None,
+        **auth: Any,
     ) -> Client:
-        """A signed-in client (see :meth:`Client.signed_in`)."""
-        client = Client(await Client.open(), registration.cuid, registration.pk)
-        self.opened.append(client)
-        await client.authenticate(registration, device, **auth)
-        return client
+        """A signed-in client (see :meth:`Client.signed_in`); ``client``: its address."""
+        opened = Client(await Client.open(client=client), registration.cuid, registration.pk)
+        self.opened.append(opened)
+        await opened.authenticate(registration, device, **auth)
+        return opened
 
-    async def anonymous(self) -> Client:
+    async def anonymous(self, client: tuple[str, int] | None = None) -> Client:
         """A connected client that has not signed in."""
-        client = Client(await Client.open(), "anonymous", 0)
-        self.opened.append(client)
-        return client
+        opened = Client(await Client.open(client=client), "anonymous", 0)
+        self.opened.append(opened)
+        return opened
 
     async def close_all(self) -> None:
         for client in self.opened:

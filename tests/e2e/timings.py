@@ -24,6 +24,10 @@ DIRECTCALL = {
     # Many sign-ins from 127.0.0.1 within one test session.
     "THROTTLE_RATES": {"directcall_init_ip": "6000/min", "directcall_init_account": "6000/min"},
     "SESSION_ACCOUNT": SESSION_ACCOUNT,
+    # Socket sign-ins too: every page of every test signs in from 127.0.0.1, often as the
+    # same cuid in a new browser (a new device, not exempt).
+    "AUTH_RATE_IP": "6000/min",
+    "AUTH_RATE_CUID": "600/min",
     # Tests call the same person again right after a declined or missed call.
     "RING_BACKOFF": None,
     # The demo's: students may call tutors only (cuids that are not demo users: anyone).
