@@ -21,7 +21,7 @@ from tests.e2e.sdk import click, events, outcome, overlay, screen, sign_in, slot
 from tests.e2e.test_integration import call_button, log_in, people, session_account  # noqa: F401
 
 # The server's grace for a page that said it is leaving (a reload, a link, a closed tab).
-PAGE_GRACE = getattr(timings, "PAGE_GRACE", 8)
+PAGE_GRACE = timings.PAGE_GRACE
 
 
 @pytest.fixture

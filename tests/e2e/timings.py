@@ -7,6 +7,8 @@ without configuring a server.
 
 RING_TIMEOUT = 4
 RECONNECT_GRACE = 3
+# A page that said it is leaving (reload, link, closed tab): time for the next page to sign in.
+PAGE_GRACE = 5
 PRESENCE_TTL = 5
 SWEEP_INTERVAL = 0.5
 # The account id of server-minted sessions ({% directcall_session %}); tests that log
@@ -16,6 +18,7 @@ SESSION_ACCOUNT = "e2e_session_account"
 DIRECTCALL = {
     "RING_TIMEOUT": RING_TIMEOUT,
     "RECONNECT_GRACE": RECONNECT_GRACE,
+    "PAGE_GRACE": PAGE_GRACE,
     "PRESENCE_TTL": PRESENCE_TTL,
     "SWEEP_INTERVAL": SWEEP_INTERVAL,
     "AUTH_TIMEOUT": 5,
