@@ -28,7 +28,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -42,7 +42,9 @@ from . import backoff, errors, presence, signals
 from .adapter import get_adapter
 from .conf import get_settings
 from .errors import DirectCallError
+from .identity import invite_images
 from .models import LIVE_STATUSES, Call, CallStatus, EndReason, Registration
+from .origins import Origin
 from .tokens import Session
 from .validation import CallParams
 
@@ -170,6 +172,7 @@ def place_call(
     params: CallParams,
     offer: str,
     key_hash: str = "",
+    site_origin: Origin | None = None,
 ) -> Placed:
     """The invite rules: the invite rate, who may be called, the receiver online, the call
     recorded (:func:`start`, with the hash of the inviting tab's call key), the offer kept
@@ -184,6 +187,13 @@ def place_call(
     caller_row, callee_row = parties(caller.registration_pk, params.receiver)
     # After the refusals (saying nothing of presence), before presence (nor does this).
     backoff.check(caller_row, callee_row)
+    # Only pictures the callee's browser may load as it rings (before any answer): the
+    # registrations' own, or page-chosen URLs of the site (``site_origin``, the socket's)
+    # or of origins the account allows.
+    shown = invite_images(
+        caller_row, callee_row, params.initiator_image, params.receiver_image, site_origin
+    )
+    params = replace(params, initiator_image=shown[0] or None, receiver_image=shown[1] or None)
     callee = presence.lookup(caller.account_pk, params.receiver)
     if callee is None:
         raise DirectCallError(errors.RECEIVER_OFFLINE)
@@ -202,7 +212,8 @@ def parties(caller_pk: int, receiver: str) -> tuple[Registration, Registration]:
     """The caller and the registration of ``receiver`` in its account, if it may be called.
 
     Raises ``ERR_INVALID_CALL_PARAMETERS`` (calling yourself), ``404`` (no such cuid in
-    this account) or ``ERR_CALL_NOT_ALLOWED`` (the adapter's ``can_call`` says no).
+    this account) or ``ERR_CALL_NOT_ALLOWED`` (the callee blocked the caller, or the
+    adapter's ``can_call`` says no: the same answer, so a caller cannot tell which).
     """
     caller = Registration.objects.select_related("account").get(pk=caller_pk)
     if receiver == caller.cuid:
@@ -210,7 +221,8 @@ def parties(caller_pk: int, receiver: str) -> tuple[Registration, Registration]:
     callee = Registration.objects.filter(account_id=caller.account_id, cuid=receiver).first()
     if callee is None:
         raise DirectCallError(errors.RECEIVER_OFFLINE)
-    if not get_adapter().can_call(caller, callee):
+    adapter = get_adapter()
+    if adapter.is_blocked(caller, callee) or not adapter.can_call(caller, callee):
         raise DirectCallError(errors.CALL_NOT_ALLOWED)
     return caller, callee
 
@@ -403,7 +415,11 @@ class Dropped:
 
 
 def party_dropped(
-    call_id: UUID | str, party_pk: int, conn: str | None = None, grace: float | None = None
+    call_id: UUID | str,
+    party_pk: int,
+    conn: str | None = None,
+    grace: float | None = None,
+    left_page: bool = False,
 ) -> Dropped:
     """The connection ``conn`` of a party, which held the call, ended without hanging up.
 
@@ -411,13 +427,18 @@ def party_dropped(
     marked gone: :func:`end_if_still_gone` or the sweep ends it then), unless the call
     was handed back to a newer connection of the party meanwhile (a reloaded page that
     signed in before the old one's end was seen). A ringing call is cancelled
-    (``connection_lost``) when the caller left, and keeps ringing when the callee did: a
-    callee who reloads the page is shown the call again.
+    (``connection_lost``) when the caller left — unless, after a network drop, a newer
+    connection of the caller already took it back; a page that left (``left_page``: a
+    reload, a link) takes its ringing call with it — and keeps ringing when the callee
+    did: a callee who reloads the page is shown the call again.
     """
     row = Call.objects.filter(pk=call_id).values("status", "caller_id", "callee_id").first()
     if row is None or party_pk not in (row["caller_id"], row["callee_id"]):
         return Dropped()
     status = row["status"]
+    moved = conn is not None and presence.bound_elsewhere(str(call_id), party_pk, conn)
+    if status in RINGING_STATUSES and row["caller_id"] == party_pk and moved and not left_page:
+        return Dropped()
     if status in RINGING_STATUSES and row["caller_id"] == party_pk:
         ended = cancel(call_id, party_pk, EndReason.CONNECTION_LOST)
         if ended is not None:
@@ -448,20 +469,21 @@ def party_back(
 ) -> list[Rejoined]:
     """A connection of a party signed in: the live calls it gets.
 
-    A call ringing for the party rings in every connection (with the caller's offer). An
-    answered call is handed back only to a connection presenting its side's call key
-    (``keys``: call id → key, from ``auth.resume``): it is no longer waited for, and
-    ``conn`` now holds it. Without the key nothing of an answered call is handed over; a
-    caller's ringing call stays with the tab that placed it.
+    A call ringing for the party as callee rings in every connection (with the caller's
+    offer). A call the party holds — answered, or ringing as its caller (its connection
+    dropped: a network blip, a server process that died) — is handed back only to a
+    connection presenting its side's call key (``keys``: call id → key, from
+    ``auth.resume``): it is no longer waited for, and ``conn`` now holds it. Without the
+    key nothing of it is handed over.
     """
     keys = keys or {}
     rejoined = []
     for call in live_calls_of(registration_pk):
-        if call.status == CallStatus.ANSWERED:
+        if call.status == CallStatus.ANSWERED or call.caller_id == registration_pk:
             if holds_key(call, registration_pk, keys.get(str(call.pk))):
                 presence.mark_back(str(call.pk), registration_pk, conn)
                 rejoined.append(Rejoined(call, None))
-        elif call.callee_id == registration_pk:
+        else:
             rejoined.append(Rejoined(call, offer_of(call.pk)))
     return rejoined
 

@@ -27,11 +27,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 
-from . import calls, errors, iplimit, presence, protocol, revocation, tokens, transport
+from . import blocks, calls, errors, iplimit, presence, protocol, revocation, tokens, transport
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, CallStatus, EndReason, Registration
-from .origins import CLOSE_ORIGIN_NOT_ALLOWED, socket_origin_allowed
+from .origins import CLOSE_ORIGIN_NOT_ALLOWED, site_origin, socket_origin_allowed
 from .party import Party
 from .ratelimit import TokenBucket, within_rate
 from .sweeper import Sweeper, running_sweeper
@@ -118,6 +118,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             )
             await self._refuse(refusal, protocol.CLOSE_TOO_MANY_CONNECTIONS)
             return
+        # The site this socket was opened on: pictures it serves may show as a call rings.
+        self.site_origin = site_origin(self.scope)
         self._spawn(self._auth_deadline(conf.AUTH_TIMEOUT))
 
     async def _refuse(self, error: DirectCallError, close_code: int) -> None:
@@ -161,7 +163,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             # A logout (1000) gives the cuid up at once; any other end keeps it for this
             # device for DEVICE_HOLD (a reload, a link, a network drop).
             hold = self.close_code != protocol.CLOSE_NORMAL
-            await self.sweeper.shielded(self.party.leave(self.holder, grace, hold))
+            await self.sweeper.shielded(self.party.leave(self.holder, grace, hold, left_page))
             with contextlib.suppress(Exception):  # memberships also expire on their own
                 for group in self._revocation_groups():
                     await self.channel_layer.group_discard(group, self.channel_name)
@@ -295,10 +297,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         )
         summaries = []
         for item in rejoined:
-            answered = item.call.status == CallStatus.ANSWERED
-            route = party.add(item.call, bound=answered)
+            # Handed back by its key (answered, or placed by this tab), or ringing here too.
+            held = item.call.status == CallStatus.ANSWERED or item.call.caller_id == party.pk
+            route = party.add(item.call, bound=held)
             summaries.append(protocol.call_summary(item.call, route.role))
-            if answered:
+            if held:
                 # Tell the peer where this user is now, so its relays reach this connection.
                 back = protocol.peer_message(str(item.call.pk), party.pk, True, party.channel)
                 await party.tell_peer(route, back)
@@ -388,6 +391,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         """``ping``: keep-alive; answered with ``pong``."""
         await self._send(protocol.PONG)
 
+    async def on_block(self, frame: dict[str, Any]) -> None:
+        """``block {cuid, ref?}``: this user refuses calls from ``cuid``; answered ``blocked``."""
+        cuid = protocol.block_of(frame)
+        ref = protocol.ref_of(frame)
+        await database_sync_to_async(blocks.block)(self.party.pk, cuid)
+        await self._send(protocol.blocked_frame(ref, cuid))
+
     async def on_invite(self, frame: dict[str, Any]) -> None:
         """``invite {ref, receiver, context, receiver_image?, initiator_image?, sdp}``."""
         party = self.party
@@ -399,7 +409,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         invite = protocol.invite_of(frame)
         call_key, key_hash = calls.new_call_key()  # this tab holds the call on its side
         placed = await database_sync_to_async(calls.place_call)(
-            party.session, invite.params, invite.sdp, key_hash
+            party.session, invite.params, invite.sdp, key_hash, site_origin=self.site_origin
         )
         call = placed.call
         if call.status == CallStatus.BUSY:

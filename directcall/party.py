@@ -258,13 +258,17 @@ class Party:
         for timer in list(self._timers):
             timer.cancel()
 
-    async def leave(self, holder: presence.Holder, grace: float, hold: bool = True) -> None:
+    async def leave(
+        self, holder: presence.Holder, grace: float, hold: bool = True, left_page: bool = False
+    ) -> None:
         """The connection ended: release presence and apply the rules for the calls it held.
 
         ``grace``: how long an answered call waits for this tab to come back (PAGE_GRACE
         for a page that said it was leaving, else RECONNECT_GRACE); ``hold``: keep the
         cuid reserved for this device if this was its last connection: DEVICE_HOLD, or the
-        grace if it held an answered call (nobody else may sign in while the call waits).
+        grace if it held an answered call (nobody else may sign in while the call waits);
+        ``left_page``: the page went away (``leaving``, close 1001): a call it placed that
+        still rings is cancelled even if a new page of the tab took it back.
         Never raises (it runs while the connection ends, maybe in an outage): what fails
         is logged; presence then expires within PRESENCE_TTL and the sweep ends the calls.
         """
@@ -282,7 +286,7 @@ class Party:
                 continue  # rang here too, or held by another tab: not this tab's to end
             try:
                 dropped = await database_sync_to_async(calls.party_dropped)(
-                    call_id, self.pk, holder.conn, grace
+                    call_id, self.pk, holder.conn, grace, left_page
                 )
                 if dropped.ended is not None:
                     await transport.announce(dropped.ended)

@@ -333,8 +333,17 @@ def test_a_callee_back_while_it_rings_gets_the_offer(people):
     calls.remember_offer(call, "v=0 offer")
     (rejoined,) = calls.party_back(people["student_sam"].pk)
     assert rejoined.offer == "v=0 offer"
-    # The caller's ringing call stays with the tab that placed it.
-    assert calls.party_back(people["tutor_jane"].pk, {str(call.pk): CALLER_KEY}) == []
+    # The caller's ringing call goes back only to a connection with its key (the tab that
+    # placed it, reconnecting after a network drop or a server process that died).
+    jane = people["tutor_jane"]
+    assert calls.party_back(jane.pk) == []
+    (back,) = calls.party_back(jane.pk, {str(call.pk): CALLER_KEY}, "conn-2")
+    assert back.call.pk == call.pk and back.offer is None
+    # Its old connection's end, seen late, does not cancel it; a page that left does.
+    assert calls.party_dropped(call.pk, jane.pk, "conn-1") == calls.Dropped()
+    assert Call.objects.get(pk=call.pk).status == RINGING
+    dropped = calls.party_dropped(call.pk, jane.pk, "conn-1", left_page=True)
+    assert (dropped.ended.status, dropped.ended.end_reason) == ("cancelled", "connection_lost")
 
 
 def test_end_if_still_gone(people, settings):

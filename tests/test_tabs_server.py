@@ -272,6 +272,34 @@ async def test_the_caller_reloads_too(people, clients):
     await back.next("renegotiate", call_id=call_id)
 
 
+async def test_a_caller_back_after_a_network_drop_keeps_its_ringing_call(people, clients):
+    """The caller's connection dropped while it rang (its server process died: the end is
+    seen late, or not at all) and the tab signed in again with the call key: the call
+    still rings, and the callee's answer reaches the new connection."""
+    jane = await clients.sign_in(people["tutor_jane"], LAPTOP)
+    sam = await clients.sign_in(people["student_sam"])
+    call_id = (await jane.invite("student_sam"))["call_id"]
+    await sam.next("incoming", call_id=call_id)
+    back = await clients.sign_in(people["tutor_jane"], LAPTOP, resume=jane.resume())
+    assert [(c["call_id"], c["role"]) for c in back.ready["calls"]] == [(call_id, "caller")]
+    await jane.close(1006)
+    await sam.send(type="accept", call_id=call_id, sdp=ANSWER)
+    assert (await back.next("state", call_id=call_id, status="answered"))["sdp"] == ANSWER
+    await sam.send(type="candidates", call_id=call_id, candidates=[CANDIDATE])
+    await back.next("candidates", call_id=call_id)
+
+
+async def test_a_caller_page_that_left_takes_its_ringing_call_with_it(people, clients):
+    jane = await clients.sign_in(people["tutor_jane"], LAPTOP)
+    sam = await clients.sign_in(people["student_sam"])
+    call_id = (await jane.invite("student_sam"))["call_id"]
+    await sam.next("incoming", call_id=call_id)
+    await clients.sign_in(people["tutor_jane"], LAPTOP, resume=jane.resume())
+    await jane.close(1001)  # a reload: the page that placed the call (and its promise) is gone
+    state = await sam.next("state", call_id=call_id, status="cancelled")
+    assert state["reason"] == "connection_lost"
+
+
 # -- without the call key, nothing of the call is handed over (issue 13) -------------------------
 
 
