@@ -265,6 +265,15 @@ test("after a reload the server no longer lists the call: forgotten, nothing res
   assert.deepEqual(seen, []);
 });
 
+test("a kept call that was still ringing is not presented: it went with the page that placed it", async () => {
+  tab = installTab();
+  keepCall(tab.sessionStorage, { answered_at: null });
+  const { client, auth } = await signIn(tab, { ready: { ...READY, calls: [{ ...summary, status: "ringing", answered_at: null }] } });
+  assert.deepEqual(auth.resume, []);
+  assert.equal(client.activeCall, null);
+  assert.equal(tab.sessionStorage.getItem(CALL_ITEM), null);
+});
+
 test("a kept call of another cuid is neither presented nor resumed", async () => {
   tab = installTab();
   keepCall(tab.sessionStorage, { cuid: "someone_else" });

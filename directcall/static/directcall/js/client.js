@@ -212,8 +212,12 @@ export class DirectCallClient extends EventTarget {
     const call = this.current;
     if (call && call.id) return [call.callKey ? { call_id: call.id, call_key: call.callKey } : call.id];
     if (this.signedIn) return [];
+    // Only an answered call can be taken back by a new page: one that still rang went with
+    // the page that placed it (its offer and its call() promise are gone; the server cancels it).
     const record = readCallRecord();
-    if (record && record.cuid === this.config.cuid) return [{ call_id: record.call_id, call_key: record.call_key }];
+    if (record && record.cuid === this.config.cuid && record.answered_at) {
+      return [{ call_id: record.call_id, call_key: record.call_key }];
+    }
     return [];
   }
 
