@@ -29,7 +29,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from .conf import get_settings
-from .models import Account, Registration
+from .models import Account, Block, Registration
 from .validation import NAME_MAX, NAME_MIN, is_valid_name
 
 _USER_CUID = re.compile(r"user_([0-9]+)")
@@ -80,6 +80,20 @@ class DefaultCallAdapter:
         A refusal reaches the caller as ``ERR_CALL_NOT_ALLOWED`` and nothing is recorded.
         """
         return True
+
+    def is_blocked(self, caller: Registration, callee: Registration) -> bool:
+        """Whether ``callee`` has blocked ``caller`` (default: a :class:`Block` row says so).
+
+        Asked with :meth:`can_call`, before presence; a blocked caller gets the same
+        ``ERR_CALL_NOT_ALLOWED``, so it learns neither that it is blocked nor whether the
+        callee is online. Override to keep blocks in your own tables (then override
+        :meth:`block` too).
+        """
+        return Block.objects.filter(blocker=callee, blocked=caller).exists()
+
+    def block(self, blocker: Registration, blocked: Registration) -> None:
+        """Record that ``blocker`` refuses calls from ``blocked`` (the ``block`` frame)."""
+        Block.objects.get_or_create(account_id=blocker.account_id, blocker=blocker, blocked=blocked)
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Admin for accounts (keys shown once), registrations and the read-only call log."""
+"""Admin for accounts (keys shown once), registrations, blocks and the read-only call log."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import dashboard
-from .models import Account, Call, Identity, Registration
+from .models import Account, Block, Call, Identity, Registration
 
 
 def format_rate(value: float | None) -> str:
@@ -163,6 +163,24 @@ class RegistrationAdmin(admin.ModelAdmin):
     list_select_related = ["account"]
     readonly_fields = ["created_at", "last_seen_at"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+
+@admin.register(Block)
+class BlockAdmin(admin.ModelAdmin):
+    """Who blocked whom (the ``block`` frame): listed, searchable; deleting one unblocks."""
+
+    list_display = ["blocker", "blocked", "account", "created_at"]
+    list_filter = ["account", "created_at"]
+    search_fields = ["blocker__cuid", "blocked__cuid"]
+    list_select_related = ["account", "blocker", "blocked"]
+    readonly_fields = ["account", "blocker", "blocked", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Users block for themselves (the SDK's block()); the admin only lists and unblocks.
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Block | None = None) -> bool:
+        return False
 
 
 @admin.register(Call)

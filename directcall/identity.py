@@ -20,12 +20,14 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import jwt
 
 from . import errors, tokens
 from .errors import DirectCallError
 from .models import Account, Registration
+from .origins import Origin, parse_origin
 from .validation import is_valid_cuid, is_valid_name, is_valid_url
 
 logger = logging.getLogger("directcall.identity")
@@ -164,14 +166,38 @@ def invite_images(
     callee: Registration,
     initiator_image: str | None,
     receiver_image: str | None,
+    site_origin: Origin | None = None,
 ) -> tuple[str, str]:
     """The pictures a call shows: ``(caller's, callee's)``, "" for none.
 
     In an account with verified identities they are the registrations' own (from the user
     token or the adapter, stored at sign-in), whatever the caller's ``call()`` options
     say: a caller cannot put a URL of its choosing on the callee's screen, nor pass
-    itself off with another picture. Page identities keep the original SDK's options.
+    itself off with another picture. Page identities keep the original SDK's options,
+    but only URLs served from ``site_origin`` (the site the signaling socket was opened
+    on) or from an origin the account allows: the callee's browser loads the caller's
+    picture as the call rings, and any other server would learn the callee's IP address
+    (and User-Agent) before an answer.
     """
     if caller.account.is_verified:
         return caller.image_url, callee.image_url
-    return initiator_image or "", receiver_image or ""
+    trusted = {parse_origin(entry) for entry in caller.account.allowed_origins.split()}
+    if site_origin is not None:
+        trusted.add(site_origin)
+    trusted.discard(None)
+    return (
+        _served_from(initiator_image, trusted),
+        _served_from(receiver_image, trusted),
+    )
+
+
+def _served_from(url: str | None, origins: set[Origin | None]) -> str:
+    """``url`` if its scheme, host and port are one of ``origins``, else ""."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        origin = parse_origin(f"{parts.scheme}://{parts.netloc}")
+    except ValueError:
+        return ""
+    return url if origin is not None and origin in origins else ""

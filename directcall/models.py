@@ -465,3 +465,39 @@ class Call(models.Model):
         if self.answered_at and self.ended_at:
             return self.ended_at - self.answered_at
         return None
+
+
+class Block(models.Model):
+    """A registration that refuses calls from another of its account (the ``block`` frame).
+
+    One way: ``blocked`` can no longer call ``blocker`` (the invite is refused with
+    ``ERR_CALL_NOT_ALLOWED``, like a ``can_call`` refusal); ``blocker`` may still call it.
+    """
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="blocks", verbose_name=_("account")
+    )
+    blocker = models.ForeignKey(
+        Registration,
+        on_delete=models.CASCADE,
+        related_name="blocks_made",
+        verbose_name=_("blocked by"),
+    )
+    blocked = models.ForeignKey(
+        Registration,
+        on_delete=models.CASCADE,
+        related_name="blocked_by",
+        verbose_name=_("blocked caller"),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("block")
+        verbose_name_plural = _("blocks")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["blocker", "blocked"], name="directcall_unique_block")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.blocker} blocks {self.blocked}"

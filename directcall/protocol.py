@@ -18,7 +18,7 @@ from typing import Any
 from . import errors
 from .errors import DirectCallError
 from .models import Call, EndReason
-from .validation import CallParams, clean_call_params
+from .validation import CallParams, clean_call_params, is_valid_cuid
 
 # Close codes (4000-4999 are the application's).
 CLOSE_AUTH_FAILED = 4001
@@ -47,6 +47,7 @@ CLIENT_FRAMES = (
     "decline",
     "cancel",
     "hangup",
+    "block",
     "candidates",
     "renegotiate",
     "leaving",
@@ -135,6 +136,14 @@ def sdp_of(frame: dict[str, Any]) -> str:
     if not isinstance(sdp, str) or not sdp or len(sdp) > MAX_SDP_CHARS:
         raise DirectCallError(errors.BAD_FRAME, "Field 'sdp' must be an SDP string.")
     return sdp
+
+
+def block_of(frame: dict[str, Any]) -> str:
+    """The cuid a ``block`` frame names."""
+    cuid = frame.get("cuid")
+    if not is_valid_cuid(cuid):
+        raise DirectCallError(errors.BAD_FRAME, "Field 'cuid' must be a cuid.")
+    return cuid
 
 
 def ref_of(frame: dict[str, Any]) -> str | None:
@@ -286,6 +295,11 @@ def renegotiation_of(frame: dict[str, Any]) -> dict[str, Any]:
 def dumps(frame: dict[str, Any]) -> str:
     """A frame as the compact JSON text sent on the socket."""
     return json.dumps(frame, separators=(",", ":"))
+
+
+def blocked_frame(ref: str | None, cuid: str) -> dict[str, Any]:
+    """``blocked``: the answer to ``block``; calls from ``cuid`` are refused from now on."""
+    return {"type": "blocked", "ref": ref, "cuid": cuid}
 
 
 def error_frame(exc: DirectCallError, frame: Any = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from directcall.adapter import DefaultCallAdapter
-from directcall.models import Call, CallStatus
+from directcall.models import Account, Call, CallStatus
 
 from .wsclient import ANSWER, CANDIDATE, OFFER, answered_call, make_registration
 
@@ -718,6 +718,9 @@ async def test_signals_fire_once_per_transition_with_their_arguments(
 
 
 async def test_records_match_what_the_clients_saw(people, clients):
+    # Pictures of the caller's choosing are kept from origins the account allows only.
+    allowed = Account.objects.filter(pk=people["tutor_jane"].account_id)
+    await database_sync_to_async(allowed.update)(allowed_origins="https://x.example")
     jane = await clients.sign_in(people["tutor_jane"])
     sam = await clients.sign_in(people["student_sam"])
     gil = await clients.sign_in(people["grocer_gil"])

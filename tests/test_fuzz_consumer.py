@@ -490,6 +490,9 @@ def templates(ids: list[str]) -> dict[str, st.SearchStrategy[dict]]:
         "accept": st.fixed_dictionaries({**call, "sdp": st.just(ANSWER)}),
         "decline": st.fixed_dictionaries(call, optional={"reason": st.just("user_declined")}),
         "cancel": st.fixed_dictionaries(call),
+        "block": st.fixed_dictionaries(
+            {"cuid": st.sampled_from(CUIDS)}, optional={"ref": st.text(max_size=8)}
+        ),
         "hangup": st.fixed_dictionaries(call, optional={"reason": st.just("user_hangup")}),
         "candidates": st.fixed_dictionaries(
             {**call, "candidates": st.just([candidate])}, optional={"end": st.booleans()}
@@ -706,6 +709,8 @@ def expected_parsed(frame: dict, kind: str, authenticated: bool) -> tuple[str, A
         return "nothing", frame  # noted for when the socket closes; no answer
     if kind == "invite":
         return "invite", frame
+    if kind == "block":
+        return "block", frame  # blocked, or refused (a bad cuid or ref, one's own cuid)
     if kind == "auth":
         return "error", {"ERR_BAD_FRAME"}
     # Every other type names a call, and the fuzzing client is a party of none.
@@ -782,6 +787,12 @@ def test_hostile_frames_from_a_signed_in_client(loop, people, server_errors):
             if outcome == "error":
                 assert len(got) == 1 and got[0]["type"] == "error", got
                 assert got[0]["code"] in detail, got
+            elif outcome == "block":
+                assert len(got) == 1, got
+                if got[0]["type"] == "error":
+                    assert got[0]["code"] in {"ERR_BAD_FRAME", "ERR_INVALID_CALL_PARAMETERS"}
+                else:
+                    assert got[0]["type"] == "blocked" and got[0]["cuid"] == sent["cuid"], got
             elif outcome == "pong":
                 assert got == [{"type": "pong"}], got
             elif outcome == "nothing":

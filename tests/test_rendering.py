@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from directcall.models import Call
+from directcall.models import Account, Call
 
 from .wsclient import OFFER, Client, make_registration
 
@@ -78,6 +78,9 @@ async def test_markup_travels_as_data(people):
     """An http(s) URL may hold markup in its path, and names and contexts may be markup:
     they are stored and delivered as they are, as JSON strings, for the screens to render
     as text (they never become HTML on the server)."""
+    # A caller's picture is kept from an origin the account allows only (issue 13).
+    allowed = Account.objects.filter(pk=people["tutor_jane"].account_id)
+    await database_sync_to_async(allowed.update)(allowed_origins="https://x.example")
     jane = await Client.signed_in(people["tutor_jane"])
     sam = await Client.signed_in(people["student_sam"])
     image = 'https://x.example/"><svg/onload=alert(1)>.png'
