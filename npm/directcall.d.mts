@@ -215,6 +215,13 @@ export declare class DirectCallClient extends EventTarget {
   decline(): void;
   /** Play the call's sound the browser held back (`audioblocked`); call it from a click. */
   enableAudio(): Promise<boolean>;
+  /**
+   * Refuse calls from `cuid` from now on: its `call()` to this user rejects with
+   * ERR_CALL_NOT_ALLOWED. Resolves once the server has recorded it; rejects with a
+   * {@link DirectCallError} (ERR_INVALID_CALL_PARAMETERS for an invalid or one's own cuid,
+   * ERR_NOT_INITIALIZED, ERR_INTERNET_LOST).
+   */
+  block(cuid: string): Promise<void>;
   mute(): void;
   unmute(): void;
 

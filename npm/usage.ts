@@ -76,6 +76,9 @@ export async function ownUi(): Promise<void> {
   });
   client.mute();
   client.unmute();
+  // The callee's side refuses a caller from now on (issue 13).
+  const blocked: Promise<void> = client.block("student_sam");
+  blocked.catch((error: DirectCallError) => console.log(error.code === "ERR_INVALID_CALL_PARAMETERS"));
   const active = client.activeCall;
   if (active) console.log(active.callId, active.role, active.peer.cuid);
   const cuid: string = client.cuid;

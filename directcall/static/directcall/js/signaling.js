@@ -138,7 +138,8 @@ export class Signaling extends EventTarget {
   }
 
   _dispatch(frame) {
-    if (frame.ref != null && this.pending.has(frame.ref) && (frame.type === "invited" || frame.type === "error")) {
+    const reply = frame.type === "invited" || frame.type === "blocked" || frame.type === "error";
+    if (frame.ref != null && this.pending.has(frame.ref) && reply) {
       const { resolve, reject } = this.pending.get(frame.ref);
       this.pending.delete(frame.ref);
       if (frame.type === "error") reject(fromServer(frame, ERR.INTERNET_LOST));
