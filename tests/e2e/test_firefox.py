@@ -25,6 +25,7 @@ from tests.e2e.firefox_driver import (
 from tests.e2e.firefox_driver import click as ff_click
 from tests.e2e.harness import audio_stats, wait_for_audio
 from tests.e2e.sdk import click, events, init_raw, outcome, overlay, screen, sign_in, start_call
+from tests.e2e.test_tabs import audio_keeps_flowing, wait_event
 
 # The init refusals of tests/e2e/test_sdk.py, run again in Firefox.
 INIT_ERROR_CASES: list[tuple[str, str]] = chromium_tests.test_init_errors.pytestmark[0].args[1]
@@ -215,3 +216,42 @@ def test_the_same_cuid_in_another_browser_is_already_signed_in(new_user, ff_user
     expect(screen(jane, "incoming")).to_be_visible()
     click(jane, "decline")
     assert outcome(sam) == {"rejected": "declined"}
+
+
+def test_a_firefox_callee_reloads_and_the_call_comes_back(new_user, ff_user, account):
+    acct, key = account
+    jane = new_user("jane")
+    sam = ff_user("sam")
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    start_call(jane, "student_sam", "Homework")
+    wait_screen(sam, "incoming")
+    ff_click(sam, "answer")
+    wait_screen(sam, "ongoing")
+    expect(screen(jane, "ongoing")).to_be_visible()
+    _audio_both_ways(jane.page, sam.page)
+    call_id = str(Call.objects.get().pk)
+    sam.page.reload()
+    # The reloaded page signs in again as it did first; the tab's call key brings the call back.
+    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    resumed = wait_event(sam, "resumed")
+    assert resumed["role"] == "callee" and resumed["peer"]["cuid"] == "tutor_jane"
+    assert resumed["callId"] == call_id
+    wait_screen(sam, "ongoing")
+    active = sam.page.evaluate("() => window.dc.activeCall")
+    assert active["status"] == "answered" and active["role"] == "callee"
+    # New peer connections in Firefox (counters from zero); audio grows again on both sides.
+    wait_for_audio(sam.page)
+    audio_keeps_flowing(sam)
+    audio_keeps_flowing(jane)
+    # Jane's call() is the same promise, still pending until the call ends.
+    assert jane.page.evaluate("() => window.outcome") is None
+    click(jane, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    expect(overlay(jane)).to_be_hidden()
+    wait_overlay_hidden(sam)
+    assert [e["status"] for e in events(sam, "callend")] == ["over"]
+    call = Call.objects.get()
+    assert (call.status, call.end_reason) == (CallStatus.OVER, "user_hangup")
+    jane.assert_no_errors()
+    sam.assert_no_errors()
