@@ -1,25 +1,25 @@
 """The signaling WebSocket: one connection per signed-in tab (protocol: docs/protocol.md).
 
-It authenticates the connection, parses each frame (:mod:`directcall.protocol`), asks the
-state machine (:mod:`directcall.calls`) and sends what comes back. Identity comes only
-from the session token of the ``auth`` frame; once signed in, the connection's calls are
-kept by its :class:`~directcall.party.Party` (routing table, deadlines, telling both
-parties), and background work that must outlive it goes to the process's sweeper.
+It only speaks the protocol: it authenticates the connection, parses each frame
+(:mod:`directcall.protocol`), asks the state machine (:mod:`directcall.calls`) and sends
+what comes back. Identity comes only from the session token of the ``auth`` frame; the
+steps of signing in and out (token, throttles, origin, presence, revocation groups, calls
+handed back, ``ready``) are :mod:`directcall.signin`'s, the per-address socket cap is
+:mod:`directcall.iplimit`'s. Once signed in, the connection's calls are kept by its
+:class:`~directcall.party.Party` (routing table, deadlines, telling both parties), and
+background work that must outlive it goes to the process's sweeper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -27,14 +27,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 
-from . import blocks, calls, errors, iplimit, presence, protocol, revocation, tokens, transport
+from . import blocks, calls, errors, iplimit, presence, protocol, revocation, signin, transport
 from .conf import get_settings
 from .errors import DirectCallError
-from .models import LIVE_STATUSES, CallStatus, EndReason, Registration
-from .origins import CLOSE_ORIGIN_NOT_ALLOWED, site_origin, socket_origin_allowed
+from .models import CallStatus, EndReason
+from .origins import site_origin
 from .party import Party
-from .ratelimit import TokenBucket, within_rate
+from .ratelimit import TokenBucket
 from .sweeper import Sweeper, running_sweeper
+from .tokens import Session
 
 logger = logging.getLogger("directcall.signaling")
 
@@ -111,7 +112,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.last_frame_at = time.monotonic()
         self.last_flood_error = 0.0
         await self.accept()
-        if not self._count_address(conf.MAX_CONNECTIONS_PER_IP):
+        admitted, self.counted_address = iplimit.admit(self.scope, conf.MAX_CONNECTIONS_PER_IP)
+        if not admitted:
             # Accepted only to say why: a refused handshake reaches the page as a bare 1006.
             refusal = DirectCallError(
                 errors.RATE_LIMITED, "Too many connections from your address; try again later."
@@ -128,18 +130,6 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         await self._send(protocol.error_frame(error))
         await self.close(close_code)
 
-    def _count_address(self, limit: int | None) -> bool:
-        """Count this socket against its address's cap; False when the cap is reached."""
-        address = iplimit.client_ip(self.scope)
-        if limit is None or address is None:
-            return True
-        if not iplimit.connections.acquire(address, limit):
-            client = (self.scope.get("client") or ["?"])[0]
-            logger.warning("socket refused: %s has %d open (client %s)", address, limit, client)
-            return False
-        self.counted_address = address
-        return True
-
     async def disconnect(self, code: int) -> None:
         self.close_code = code
         await self._finish()
@@ -155,18 +145,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         for task in self.tasks:
             task.cancel()
         if self.party is not None:
-            self.party.close()
-            self.sweeper.forget(self.party)
-            conf = get_settings()
-            left_page = self.leaving or self.close_code == protocol.CLOSE_GOING_AWAY
-            grace = conf.PAGE_GRACE if left_page else conf.RECONNECT_GRACE
-            # A logout (1000) gives the cuid up at once; any other end keeps it for this
-            # device for DEVICE_HOLD (a reload, a link, a network drop).
-            hold = self.close_code != protocol.CLOSE_NORMAL
-            await self.sweeper.shielded(self.party.leave(self.holder, grace, hold, left_page))
-            with contextlib.suppress(Exception):  # memberships also expire on their own
-                for group in self._revocation_groups():
-                    await self.channel_layer.group_discard(group, self.channel_name)
+            layer, code = self.channel_layer, self.close_code
+            await signin.sign_out(self.party, self.holder, self.sweeper, layer, code, self.leaving)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -179,7 +159,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if self.party is None:
             await self._reject(errors.NOT_AUTHENTICATED, protocol.CLOSE_AUTH_FAILED)
 
-    async def _keep_presence(self, session: tokens.Session, holder: presence.Holder) -> None:
+    async def _keep_presence(self, session: Session, holder: presence.Holder) -> None:
         await presence.akeep(session.account_pk, session.cuid, holder)
         # Another device holds the cuid now (this device's entry lapsed: a cache outage
         # longer than PRESENCE_TTL, or an eviction, and another device signed in).
@@ -250,142 +230,28 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
         The cuid's presence is claimed for the token's device, or joined with the device
         key (docs/protocol.md, "Presence"); the answered calls named in ``resume`` with
-        their call keys are handed back to this connection.
+        their call keys are handed back to this connection (:mod:`directcall.signin`).
         """
         if self.party is not None:
             raise DirectCallError(errors.BAD_FRAME, "This connection is already authenticated.")
-        session = await tokens.averify(frame.get("token"))
-        device_key = protocol.device_key_of(frame)
-        if not await self._within_auth_rates(session, device_key):
-            refusal = DirectCallError(errors.RATE_LIMITED, "Too many sign-ins; try again later.")
-            await self._send(protocol.error_frame(refusal, frame))
-            await self.close(protocol.CLOSE_RATE_LIMITED)
+        try:
+            session, registration, device_key = await signin.check(frame, self.scope)
+            self.holder, issued = await signin.claim(
+                session, device_key, self.channel_name, self.scope
+            )
+            self.party = Party(
+                session, self.channel_name, self.sweeper, self._send, conn=self.holder.conn
+            )
+            await signin.join_revocation_groups(session, self.channel_name)
+        except signin.Refusal as refusal:
+            await self._send(protocol.error_frame(refusal.error, frame if refusal.echo else None))
+            await self.close(refusal.close_code)
             return
-        registration = await self._registration(session) if session else None
-        if session is None or registration is None:
-            self._log_refused(session)
-            await self._reject(errors.INVALID_TOKEN, protocol.CLOSE_AUTH_FAILED)
-            return
-        if not socket_origin_allowed(registration.account, self.scope):
-            await self._reject(errors.ORIGIN_NOT_ALLOWED, CLOSE_ORIGIN_NOT_ALLOWED)
-            return
-        holder = presence.Holder(self.channel_name, session.device_id, uuid.uuid4().hex)
-        outcome, issued = await presence.aclaim(
-            session.account_pk, session.cuid, holder, device_key
-        )
-        if outcome is presence.Claim.REFUSED:
-            self._log_already_signed_in(session, device_key)
-            await self._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
-            return
-        self.holder = holder = dataclasses.replace(
-            holder, key=presence.hash_key(issued or device_key or "")
-        )
-        self.party = party = Party(
-            session, self.channel_name, self.sweeper, self._send, conn=holder.conn
-        )
-        for group in self._revocation_groups():  # so that a revocation reaches this socket
-            await transport.join(group, self.channel_name)
-        if await tokens.ais_revoked(session):  # revoked before the groups were joined
-            await self._reject(errors.SESSION_REVOKED, protocol.CLOSE_REVOKED)
-            return
-        self._spawn(self._keep_presence(session, holder))
+        self._spawn(self._keep_presence(session, self.holder))
         self._spawn(self._close_when_idle())
-        self.sweeper.watch(party)
+        self.sweeper.watch(self.party)
         resume = protocol.resume_of(frame)
-        rejoined = await database_sync_to_async(calls.party_back)(
-            party.pk, resume.keys, holder.conn
-        )
-        summaries = []
-        for item in rejoined:
-            # Handed back by its key (answered, or placed by this tab), or ringing here too.
-            held = item.call.status == CallStatus.ANSWERED or item.call.caller_id == party.pk
-            route = party.add(item.call, bound=held)
-            summaries.append(protocol.call_summary(item.call, route.role))
-            if held:
-                # Tell the peer where this user is now, so its relays reach this connection.
-                back = protocol.peer_message(str(item.call.pk), party.pk, True, party.channel)
-                await party.tell_peer(route, back)
-        conf = get_settings()
-        await self._send(
-            protocol.ready_frame(
-                registration.cuid,
-                registration.display_name,
-                summaries,
-                conf.RECONNECT_GRACE,
-                conf.PAGE_GRACE,
-                issued,
-            )
-        )
-        for item in rejoined:
-            if item.offer:
-                await self._send(protocol.incoming_frame(item.call, item.offer))
-        for call_id in resume.call_ids:
-            if party.get(call_id) is None:
-                await self._send_end_of(call_id)
-
-    async def _within_auth_rates(
-        self, session: tokens.Session | None, device_key: str | None
-    ) -> bool:
-        """Count this sign-in against AUTH_RATE_IP and AUTH_RATE_CUID; False past either.
-
-        A tab presenting the device key of the device that holds the cuid is not counted:
-        floods of sign-ins for a cuid cannot lock its own tabs out (nor reloads, nor a
-        busy address such as an office's).
-        """
-        conf = get_settings()
-        if session is not None and device_key is not None:
-            held = await presence.aheld(session.account_pk, session.cuid)
-            if held is not None and held.admits(session.device_id, device_key):
-                return True
-        address = iplimit.client_ip(self.scope)
-        checks = []
-        if address is not None:
-            checks.append((f"auth-ip:{address}", conf.AUTH_RATE_IP))
-        if session is not None:
-            checks.append((f"auth-cuid:{session.account_pk}:{session.cuid}", conf.AUTH_RATE_CUID))
-        count = sync_to_async(within_rate, thread_sensitive=False)
-        within = all([await count(name, rate) for name, rate in checks])
-        if not within:
-            logger.warning(
-                "socket auth refused: too many sign-ins (client %s, cuid %r)",
-                address,
-                session.cuid if session else None,
-            )
-        return within
-
-    def _log_already_signed_in(self, session: tokens.Session, device_key: str | None) -> None:
-        client = (self.scope.get("client") or ["?"])[0]
-        logger.info(
-            "socket auth refused for cuid %r (account %s): held by another device or key "
-            "(device %r, key %s; client %s)",
-            *(session.cuid, session.account_pk, session.device_id),
-            "presented" if device_key else "absent",
-            client,
-        )
-
-    @database_sync_to_async
-    def _registration(self, session: tokens.Session) -> Registration | None:
-        return (
-            Registration.objects.select_related("account")
-            .filter(
-                pk=session.registration_pk,
-                account_id=session.account_pk,
-                cuid=session.cuid,
-                account__is_active=True,
-            )
-            .first()
-        )
-
-    def _log_refused(self, session: tokens.Session | None) -> None:
-        client = (self.scope.get("client") or ["?"])[0]
-        if session is None:
-            logger.info("socket auth refused: invalid or expired token (client %s)", client)
-        else:
-            logger.warning(
-                "socket auth refused for account %s registration %s cuid %r: "
-                "registration gone or account inactive (client %s)",
-                *(session.account_pk, session.registration_pk, session.cuid, client),
-            )
+        await signin.hand_back(self.party, registration, resume, issued, self._send)
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
         """``ping``: keep-alive; answered with ``pong``."""
@@ -401,11 +267,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def on_invite(self, frame: dict[str, Any]) -> None:
         """``invite {ref, receiver, context, receiver_image?, initiator_image?, sdp}``."""
         party = self.party
-        if party.call_ids():
-            # A call whose end never reached this connection must not block new ones.
-            await party.check(party.call_ids())
-            if party.call_ids():
-                raise DirectCallError(errors.OUTGOING_CALL_IN_PROGRESS)
+        if await party.busy():
+            raise DirectCallError(errors.OUTGOING_CALL_IN_PROGRESS)
         invite = protocol.invite_of(frame)
         call_key, key_hash = calls.new_call_key()  # this tab holds the call on its side
         placed = await database_sync_to_async(calls.place_call)(
@@ -422,12 +285,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         # one answers (a tab opened meanwhile rings and hears them too).
         incoming = protocol.incoming_frame(call, invite.sdp)
         message = protocol.incoming_message(call, self.channel_name, incoming)
-        await asyncio.gather(
-            *(
-                transport.send(channel, message, transport.STATE_RETRY_DELAYS)
-                for channel in placed.callee_channels
-            )
-        )
+        await transport.send_all(placed.callee_channels, message, transport.STATE_RETRY_DELAYS)
 
     async def on_ringing(self, frame: dict[str, Any]) -> None:
         """``ringing {call_id}`` from the callee (a repeat changes nothing)."""
@@ -500,17 +358,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     async def dc_incoming(self, message: dict[str, Any]) -> None:
         """A call to this connection's user: remember it and show it."""
-        if not self._is_mine(message):
-            return
-        frame = message["frame"]
-        if self.party.get(frame["call_id"]) is not None:
-            return  # told already (a repeated message)
-        call = await database_sync_to_async(calls.get_call)(frame["call_id"])
-        if call is None or call.status not in LIVE_STATUSES:
-            return
-        channel = message.get("channel")
-        self.party.add(call).peer_channels = (channel,) if isinstance(channel, str) else ()
-        await self._send(frame)
+        if self._is_mine(message) and await self.party.ringing(message):
+            await self._send(message["frame"])
 
     async def dc_state(self, message: dict[str, Any]) -> None:
         """A call of this connection changed state."""
@@ -543,27 +392,6 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         await self._reject(errors.SESSION_REVOKED, protocol.CLOSE_REVOKED)
 
     # -- helpers ------------------------------------------------------------------------
-
-    async def _send_end_of(self, call_id: str) -> None:
-        """The final state of a call the client had before reconnecting (``auth.resume``).
-
-        Nothing for a live call this connection was not handed (no call key, or another
-        tab holds it): nothing of it reaches a connection that cannot prove it held it.
-        """
-        call = await database_sync_to_async(calls.get_call)(call_id)
-        if (
-            call is not None
-            and call.status not in LIVE_STATUSES
-            and self.party.pk in (call.caller_id, call.callee_id)
-        ):
-            await self._send(protocol.state_frame(call))
-
-    def _revocation_groups(self) -> list[str]:
-        session = self.party.session
-        return [
-            revocation.account_group(session.account_pk),
-            revocation.registration_group(session.registration_pk),
-        ]
 
     def _is_mine(self, message: dict[str, Any]) -> bool:
         return self.party is not None and message.get("registration") == self.party.pk

@@ -21,10 +21,13 @@ socket server without proxy headers) is not counted.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
 from rest_framework.settings import api_settings
+
+logger = logging.getLogger("directcall.signaling")
 
 
 def client_ip(scope: dict[str, Any]) -> str | None:
@@ -69,3 +72,15 @@ class ConnectionCounter:
 
 
 connections = ConnectionCounter()
+
+
+def admit(scope: dict[str, Any], limit: int | None) -> tuple[bool, str | None]:
+    """Count a new socket against its address's cap: (admitted, the address to release)."""
+    address = client_ip(scope)
+    if limit is None or address is None:
+        return True, None
+    if not connections.acquire(address, limit):
+        client = (scope.get("client") or ["?"])[0]
+        logger.warning("socket refused: %s has %d open (client %s)", address, limit, client)
+        return False, None
+    return True, address

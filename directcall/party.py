@@ -87,6 +87,25 @@ class Party:
         self._arm(str(call.pk), call.deadline.timestamp() if call.deadline else None, route)
         return route
 
+    async def ringing(self, message: dict[str, Any]) -> bool:
+        """Take part in the call of a ``dc.incoming`` message; False if known or not live."""
+        call_id = message["frame"]["call_id"]
+        if self.get(call_id) is not None:
+            return False  # told already (a repeated message)
+        call = await database_sync_to_async(calls.get_call)(call_id)
+        if call is None or call.status not in LIVE_STATUSES:
+            return False
+        channel = message.get("channel")
+        self.add(call).peer_channels = (channel,) if isinstance(channel, str) else ()
+        return True
+
+    async def busy(self) -> bool:
+        """Whether a call of this connection is live (ends that never arrived checked first)."""
+        if self.call_ids():
+            # A call whose end never reached this connection must not block new ones.
+            await self.check(self.call_ids())
+        return bool(self.call_ids())
+
     def find(self, frame: dict[str, Any], role: str | None = None) -> tuple[str, CallRoute]:
         """The frame's call, if this connection holds it in ``role``; else ERR_UNKNOWN_CALL."""
         call_id = protocol.call_id_of(frame)

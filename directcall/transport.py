@@ -96,9 +96,13 @@ async def announce(
     return {channel for channel, sent in zip(sends, results, strict=True) if sent}
 
 
-async def send_all(channels: list[str] | tuple[str, ...], message: dict[str, Any]) -> bool:
+async def send_all(
+    channels: list[str] | tuple[str, ...],
+    message: dict[str, Any],
+    retry_delays: tuple[float, ...] = (),
+) -> bool:
     """:func:`send` one message to several connections; True if it reached any."""
-    results = await asyncio.gather(*(send(channel, message) for channel in channels))
+    results = await asyncio.gather(*(send(c, message, retry_delays) for c in channels))
     return any(results)
 
 
