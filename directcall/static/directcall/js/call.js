@@ -52,6 +52,22 @@ const stopTracks = (stream) => stream.getTracks().forEach((track) => track.stop(
 const describe = (err) => (err && (err.message || err.name)) || String(err);
 
 export class Call extends EventTarget {
+  /** The ringing callee side of an `incoming` frame. */
+  static incoming(frame, env) {
+    const caller = frame.caller || {};
+    return new Call(
+      {
+        role: "callee",
+        id: frame.call_id,
+        peer: { cuid: caller.cuid || "", name: caller.name || caller.cuid || "" },
+        image: caller.image || null,
+        context: String(frame.context || ""),
+        offer: frame.sdp,
+      },
+      env,
+    );
+  }
+
   /**
    * @param {object} init  what is known of the call (a caller's has no id until `placed`)
    * @param {"caller"|"callee"} init.role

@@ -32,3 +32,18 @@ export function pushEvent(clevertap, name, props) {
     /* analytics must not break calls */
   }
 }
+
+/** Push a Direct Call event `name` about `call` with the signed-in client's ids (if tracking). */
+export function trackCall(config, session, name, call, extra = {}) {
+  if (!config.clevertap) return;
+  pushEvent(config.clevertap, name, {
+    dc_account_id: session ? session.accountId : config.accountId,
+    ct_account_id: config.ctAccountId,
+    guid: config.ctId,
+    call_id: call.id,
+    cuid: config.cuid,
+    epoch: Date.now(),
+    context: call.context,
+    ...extra,
+  });
+}

@@ -3,20 +3,17 @@
 // See docs/js-api.md.
 
 import { Call } from "./call.js";
-import { pushEvent } from "./clevertap.js";
+import { trackCall } from "./clevertap.js";
 import { dcError, ERR, fromServer } from "./errors.js";
 import { getMicrophone, Media } from "./media.js";
+import { askNotificationPermission, notifyIncoming } from "./notify.js";
 import { ANSWERED_ELSEWHERE } from "./outcome.js";
 import { readCallOptions, readInitOptions } from "./options.js";
 import { loadScreensMarkup, Screens } from "./screens.js";
+import { resumedCall, resumeList, saveCallRecord } from "./resume.js";
+import { fetchSession } from "./session.js";
 import { Signaling } from "./signaling.js";
-import {
-  clearCallRecord,
-  readCallRecord,
-  readDeviceKey,
-  writeCallRecord,
-  writeDeviceKey,
-} from "./storage.js";
+import { clearCallRecord, newDeviceKey, readDeviceKey, writeDeviceKey } from "./storage.js";
 import { isValidCuid, isValidUrl } from "./validation.js";
 
 // A Call's events (call.js) that the page sees, under their names in docs/js-api.md.
@@ -66,20 +63,6 @@ export async function initDirectCall(options) {
   return client;
 }
 
-/** Resolves true once localStorage holds a device key other than `presented`, false after `ms`. */
-function newDeviceKey(presented, ms) {
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const check = () => {
-      const key = readDeviceKey();
-      if (key && key !== presented) return resolve(true);
-      if (Date.now() - started >= ms) return resolve(false);
-      setTimeout(check, 100);
-    };
-    check();
-  });
-}
-
 export class DirectCallClient extends EventTarget {
   constructor(config) {
     super();
@@ -103,36 +86,7 @@ export class DirectCallClient extends EventTarget {
   }
 
   async _fetchSession() {
-    const c = this.config;
-    const body = c.sessionUrl
-      ? { deviceId: c.deviceId }
-      : { accountId: c.accountId, apikey: c.apikey, cuid: c.cuid, deviceId: c.deviceId };
-    if (c.name && !c.sessionUrl) body.name = c.name;
-    if (c.userToken) body.userToken = typeof c.userToken === "function" ? await c.userToken() : c.userToken;
-    if (c.ringtone) body.ringtone = c.ringtone;
-    if (c.ctAccountId) body.ctAccountId = c.ctAccountId;
-    if (c.ctId) body.ctId = c.ctId;
-    let response;
-    try {
-      const headers = { "Content-Type": "application/json" };
-      if (c.csrfToken) headers["X-CSRFToken"] = c.csrfToken;
-      response = await fetch(c.sessionUrl || new URL("v1/init", c.serverUrl), {
-        method: "POST",
-        headers,
-        body: JSON.stringify(body),
-        // A server-minted session rides on the site's login cookie; the key mode needs none.
-        credentials: c.sessionUrl ? "same-origin" : "omit",
-      });
-    } catch {
-      throw dcError(ERR.INTERNET_LOST, "The directcall server cannot be reached.");
-    }
-    let data = null;
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
-    if (!response.ok) throw fromServer(data, ERR.INTERNET_LOST);
+    const data = await fetchSession(this.config);
     this.session = data;
     this.config.cuid = data.cuid; // in session mode the server decides who this is
     return data;
@@ -199,26 +153,9 @@ export class DirectCallClient extends EventTarget {
   /** What the `auth` frame carries besides the token: this device's key and the call to take back. */
   _authFields() {
     this.presentedKey = readDeviceKey();
-    const fields = { resume: this._resumeList() };
+    const fields = { resume: resumeList(this.current, this.signedIn, this.config.cuid) };
     if (this.presentedKey) fields.device_key = this.presentedKey;
     return fields;
-  }
-
-  /**
-   * The calls to ask about: the current one when reconnecting, with its key so that this
-   * connection is bound to it; on the first sign-in, the one this tab held before a reload.
-   */
-  _resumeList() {
-    const call = this.current;
-    if (call && call.id) return [call.callKey ? { call_id: call.id, call_key: call.callKey } : call.id];
-    if (this.signedIn) return [];
-    // Only an answered call can be taken back by a new page: one that still rang went with
-    // the page that placed it (its offer and its call() promise are gone; the server cancels it).
-    const record = readCallRecord();
-    if (record && record.cuid === this.config.cuid && record.answered_at) {
-      return [{ call_id: record.call_id, call_key: record.call_key }];
-    }
-    return [];
   }
 
   /** Release the page's one client slot (initDirectCall may run again). */
@@ -236,54 +173,16 @@ export class DirectCallClient extends EventTarget {
     }, 0);
   }
 
-  /**
-   * The call this tab held before the page reloaded or navigated, if the server has handed it
-   * back (listed answered in `ready.calls`): show it and re-establish its media.
-   */
+  /** The call this tab held before a reload, if the server handed it back: show it, re-establish its media. */
   _resumeCall(ready) {
-    const record = readCallRecord();
-    if (!record) return;
-    const summary =
-      record.cuid === this.config.cuid &&
-      (ready.calls || []).find((c) => c && c.call_id === record.call_id && c.status === "answered");
-    if (!summary) return clearCallRecord();
-    const peer = summary.peer && typeof summary.peer.cuid === "string" ? summary.peer : record.peer;
-    const image = [peer.image, record.peer.image].find((url) => isValidUrl(url)) || null;
-    const answeredAt = Number(summary.answered_at || record.answered_at) * 1000 || Date.now();
-    const call = new Call(
-      {
-        role: summary.role === "caller" || summary.role === "callee" ? summary.role : record.role,
-        id: summary.call_id,
-        status: "answered",
-        answeredAt,
-        peer: { cuid: peer.cuid, name: peer.name || peer.cuid },
-        context: String(summary.context ?? record.context ?? ""),
-        image,
-        callKey: record.call_key,
-      },
-      this._callEnv(),
-    );
-    call.result.catch(() => {}); // the page that awaited call() is gone
+    const call = resumedCall(ready, this.config.cuid, this._callEnv());
+    if (!call) return;
     call.showScreens = !!this.screens;
     this._adopt(call);
     this.resumedCall = call;
-    this._saveCallRecord(call);
+    saveCallRecord(this.config.cuid, call);
     if (call.showScreens) this.screens.update(call, "resumed");
     call.resume();
-  }
-
-  /** Keep the call this tab holds in sessionStorage, for a reload or a navigation. */
-  _saveCallRecord(call) {
-    if (!call.id || !call.callKey || call.isOver) return;
-    writeCallRecord({
-      cuid: this.config.cuid,
-      call_id: call.id,
-      call_key: call.callKey,
-      role: call.role,
-      answered_at: call.answeredAt ? call.answeredAt / 1000 : null,
-      peer: { cuid: call.peer.cuid, name: call.peer.name, image: call.image },
-      context: call.context,
-    });
   }
 
   _emit(type, detail, cancelable = false) {
@@ -325,16 +224,18 @@ export class DirectCallClient extends EventTarget {
   _onCallEvent(call, type, detail) {
     if (this.screens && call.showScreens) this.screens.update(call, type, detail);
     if (type === "placed") {
-      this._saveCallRecord(call);
-      this._track("DCOutgoing", call);
+      saveCallRecord(this.config.cuid, call);
+      trackCall(this.config, this.session, "DCOutgoing", call);
     }
-    if (type === "answered") this._saveCallRecord(call);
+    if (type === "answered") saveCallRecord(this.config.cuid, call);
     if (type === "end") {
       if (this.current === call) this.current = null;
       if (this.resumedCall === call) this.resumedCall = null;
       clearCallRecord(call.id);
       // The tab that answered reports the call; the others only stop ringing.
-      if (call.id && detail.status !== ANSWERED_ELSEWHERE) this._track("DCEnd", call, { call_status: detail.status });
+      if (call.id && detail.status !== ANSWERED_ELSEWHERE) {
+        trackCall(this.config, this.session, "DCEnd", call, { call_status: detail.status });
+      }
     }
     if (PUBLIC_EVENTS[type]) this._emit(PUBLIC_EVENTS[type], detail);
   }
@@ -363,7 +264,7 @@ export class DirectCallClient extends EventTarget {
     call.showScreens = !!this.screens;
     this._adopt(call);
     if (call.showScreens) this.screens.update(call, "outgoing");
-    this._askNotificationPermission();
+    askNotificationPermission();
     call.place({ receiver, receiverImage, initiatorImage }).then(() => this._replayEarly(call));
     return call.result;
   }
@@ -382,18 +283,7 @@ export class DirectCallClient extends EventTarget {
       }
       return; // a repeat after a reconnect: we already show it
     }
-    const caller = frame.caller || {};
-    const call = new Call(
-      {
-        role: "callee",
-        id: frame.call_id,
-        peer: { cuid: caller.cuid || "", name: caller.name || caller.cuid || "" },
-        image: caller.image || null,
-        context: String(frame.context || ""),
-        offer: frame.sdp,
-      },
-      this._callEnv(),
-    );
+    const call = Call.incoming(frame, this._callEnv());
     this._adopt(call);
     call.boundRinging(frame.ring_timeout);
     const shown = this._emit(
@@ -403,9 +293,9 @@ export class DirectCallClient extends EventTarget {
     );
     call.showScreens = shown && !!this.screens;
     if (call.showScreens) this.screens.update(call, "incoming");
-    this._notify(call);
+    notifyIncoming(call, this.screens);
     this.signaling.send({ type: "ringing", call_id: call.id });
-    this._track("DCIncoming", call);
+    trackCall(this.config, this.session, "DCIncoming", call);
   }
 
   /** Answer the ringing incoming call. */
@@ -550,38 +440,4 @@ export class DirectCallClient extends EventTarget {
     else if (action === "mute") call.setMuted(!call.muted);
   }
 
-  _askNotificationPermission() {
-    if (typeof Notification !== "undefined" && Notification.permission === "default") {
-      Notification.requestPermission().catch(() => {});
-    }
-  }
-
-  _notify(call) {
-    if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
-    if (!document.hidden) return;
-    try {
-      const title = this.screens ? this.screens.label("notification") : "Incoming call";
-      // Notification text is plain text; the icon only if it is an http(s) URL.
-      const options = { body: `${call.peer.name}: ${call.context}`, tag: `directcall-${call.id}` };
-      if (isValidUrl(call.image)) options.icon = call.image;
-      call.notification = new Notification(title, options);
-      call.notification.onclick = () => window.focus();
-    } catch {
-      /* notifications are a courtesy */
-    }
-  }
-
-  _track(name, call, extra = {}) {
-    if (!this.config.clevertap) return;
-    pushEvent(this.config.clevertap, name, {
-      dc_account_id: this.session ? this.session.accountId : this.config.accountId,
-      ct_account_id: this.config.ctAccountId,
-      guid: this.config.ctId,
-      call_id: call.id,
-      cuid: this.config.cuid,
-      epoch: Date.now(),
-      context: call.context,
-      ...extra,
-    });
-  }
 }

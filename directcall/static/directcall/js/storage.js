@@ -85,3 +85,17 @@ export function clearCallRecord(callId = null) {
   }
   write("sessionStorage", CALL_ITEM, null);
 }
+
+/** Resolves true once localStorage holds a device key other than `presented`, false after `ms`. */
+export function newDeviceKey(presented, ms) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const check = () => {
+      const key = readDeviceKey();
+      if (key && key !== presented) return resolve(true);
+      if (Date.now() - started >= ms) return resolve(false);
+      setTimeout(check, 100);
+    };
+    check();
+  });
+}
