@@ -198,7 +198,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 raise DirectCallError(errors.NOT_AUTHENTICATED)
             await getattr(self, self.handlers[kind])(frame)
         except DirectCallError as exc:
-            await self._send(protocol.error_frame(exc, frame))
+            await self._send(protocol.error_frame(exc, getattr(exc, "frame", frame)))
         except Exception as exc:
             if not errors.is_unavailable(exc):
                 logger.exception("unhandled error in a %s frame", type(frame).__name__)

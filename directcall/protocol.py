@@ -82,7 +82,15 @@ def decode(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> A
     except (ValueError, RecursionError):
         raise DirectCallError(errors.BAD_FRAME, "The frame is not JSON.") from None
     if not _is_text(frame):
-        raise DirectCallError(errors.BAD_FRAME, "The frame is not UTF-8 text.")
+        error = DirectCallError(errors.BAD_FRAME, "The frame is not UTF-8 text.")
+        # The reply still names the frame (its ref and call id, where those are text), so
+        # that a client waiting on that ref hears about it.
+        error.frame = (
+            {key: value for key, value in frame.items() if key in _ECHOED and _is_text(value)}
+            if isinstance(frame, dict)
+            else None
+        )
+        raise error
     return frame
 
 
@@ -101,6 +109,9 @@ def frame_type(frame: Any) -> str:
     if not isinstance(kind, str) or kind not in CLIENT_FRAMES:
         raise DirectCallError(errors.BAD_FRAME, "Unknown or missing frame type.")
     return kind
+
+
+_ECHOED = ("ref", "call_id", "type")
 
 
 def _is_text(frame: Any) -> bool:
