@@ -7,26 +7,14 @@ import { trackCall } from "./clevertap.js";
 import { dcError, ERR, fromServer } from "./errors.js";
 import { getMicrophone, Media } from "./media.js";
 import { askNotificationPermission, notifyIncoming } from "./notify.js";
-import { ANSWERED_ELSEWHERE } from "./outcome.js";
 import { readCallOptions, readInitOptions } from "./options.js";
-import { loadScreensMarkup, Screens } from "./screens.js";
+import { loadScreensMarkup } from "./screens.js";
 import { resumedCall, resumeList, saveCallRecord } from "./resume.js";
 import { fetchSession } from "./session.js";
 import { Signaling } from "./signaling.js";
-import { clearCallRecord, newDeviceKey, readDeviceKey, writeDeviceKey } from "./storage.js";
+import { newDeviceKey, readDeviceKey, writeDeviceKey } from "./storage.js";
+import { adoptCall, enableAudio, mountScreens } from "./ui.js";
 import { isValidCuid, isValidUrl } from "./validation.js";
-
-// A Call's events (call.js) that the page sees, under their names in docs/js-api.md.
-const PUBLIC_EVENTS = {
-  statechange: "statechange",
-  media: "media",
-  peer: "peer",
-  mute: "mute",
-  audioblocked: "audioblocked",
-  error: "error",
-  end: "callend",
-};
-const CALL_EVENTS = ["placed", "connecting", "answered", "reconnecting", ...Object.keys(PUBLIC_EVENTS)];
 
 // Refused as ERR_ALREADY_SIGNEDIN without a device key: another tab of this browser may be
 // signing in for the first time right now, and its key (shared through localStorage) is
@@ -109,18 +97,7 @@ export class DirectCallClient extends EventTarget {
       this.signaling.close();
       throw error;
     }
-    this.screens = markup
-      ? new Screens(markup, session.branding || {}, {
-          ringtone: session.ringtone || this.config.ringtone,
-          assetsUrl: this.config.assetsUrl,
-        })
-      : null;
-    if (this.screens) {
-      this.screens.addEventListener("action", (e) => this._onAction(e.detail));
-      this.screens.addEventListener("audioblocked", (e) => {
-        if (this.current) this._emit("audioblocked", { callId: this.current.id, kind: e.detail.kind });
-      });
-    }
+    this.screens = mountScreens(this, markup, session);
     this.signaling.addEventListener("frame", (e) => this._onFrame(e.detail));
     this.signaling.addEventListener("down", (e) => this._onSignalingDown(e.detail));
     this.signaling.addEventListener("up", (e) => this._onSignalingUp(e.detail));
@@ -178,7 +155,7 @@ export class DirectCallClient extends EventTarget {
     const call = resumedCall(ready, this.config.cuid, this._callEnv());
     if (!call) return;
     call.showScreens = !!this.screens;
-    this._adopt(call);
+    adoptCall(this, call);
     this.resumedCall = call;
     saveCallRecord(this.config.cuid, call);
     if (call.showScreens) this.screens.update(call, "resumed");
@@ -213,33 +190,6 @@ export class DirectCallClient extends EventTarget {
     };
   }
 
-  /** Make `call` the current one and relay its events: screens first, then the page. */
-  _adopt(call) {
-    this.current = call;
-    for (const type of CALL_EVENTS) {
-      call.addEventListener(type, (event) => this._onCallEvent(call, type, event.detail));
-    }
-  }
-
-  _onCallEvent(call, type, detail) {
-    if (this.screens && call.showScreens) this.screens.update(call, type, detail);
-    if (type === "placed") {
-      saveCallRecord(this.config.cuid, call);
-      trackCall(this.config, this.session, "DCOutgoing", call);
-    }
-    if (type === "answered") saveCallRecord(this.config.cuid, call);
-    if (type === "end") {
-      if (this.current === call) this.current = null;
-      if (this.resumedCall === call) this.resumedCall = null;
-      clearCallRecord(call.id);
-      // The tab that answered reports the call; the others only stop ringing.
-      if (call.id && detail.status !== ANSWERED_ELSEWHERE) {
-        trackCall(this.config, this.session, "DCEnd", call, { call_status: detail.status });
-      }
-    }
-    if (PUBLIC_EVENTS[type]) this._emit(PUBLIC_EVENTS[type], detail);
-  }
-
   /**
    * Call `receiver` (a cuid). Resolves "over" when an answered call ends; rejects
    * "declined" | "missed" | "cancelled" | "busy" or `{code, message}`.
@@ -262,7 +212,7 @@ export class DirectCallClient extends EventTarget {
       this._callEnv(),
     );
     call.showScreens = !!this.screens;
-    this._adopt(call);
+    adoptCall(this, call);
     if (call.showScreens) this.screens.update(call, "outgoing");
     askNotificationPermission();
     call.place({ receiver, receiverImage, initiatorImage }).then(() => this._replayEarly(call));
@@ -284,7 +234,7 @@ export class DirectCallClient extends EventTarget {
       return; // a repeat after a reconnect: we already show it
     }
     const call = Call.incoming(frame, this._callEnv());
-    this._adopt(call);
+    adoptCall(this, call);
     call.boundRinging(frame.ring_timeout);
     const shown = this._emit(
       "incoming",
@@ -339,15 +289,8 @@ export class DirectCallClient extends EventTarget {
    * Play the call's audio that the browser refused to start without a user gesture (the
    * `audioblocked` event): call it from a click. Resolves whether everything plays now.
    */
-  async enableAudio() {
-    const tries = [];
-    const media = this.current && this.current.media;
-    if (media && media.audioBlocked) tries.push(media.playRemote());
-    if (this.screens) tries.push(this.screens.retryTone());
-    const results = await Promise.allSettled(tries);
-    const playing = results.every((r) => r.status === "fulfilled");
-    if (playing && this.screens) this.screens.setRemoteBlocked(false);
-    return playing;
+  enableAudio() {
+    return enableAudio(this);
   }
 
   /**
@@ -427,17 +370,4 @@ export class DirectCallClient extends EventTarget {
     const call = this.current;
     if (call) call.signalingBack((ready.calls || []).some((c) => c.call_id === call.id));
   }
-
-  // -- screens, notifications, analytics ---------------------------------------------------
-
-  async _onAction(action) {
-    if (action === "enable-audio") return this.enableAudio();
-    const call = this.current;
-    if (!call) return;
-    if (action === "answer") await call.answer();
-    else if (action === "decline") call.decline();
-    else if (action === "cancel" || action === "hangup") call.hangup();
-    else if (action === "mute") call.setMuted(!call.muted);
-  }
-
 }
