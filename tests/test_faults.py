@@ -6,14 +6,11 @@ Uses a private redis-server (it gets restarted) and the helpers of test_multipro
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -78,43 +75,16 @@ def faulty(tmp_path_factory) -> Iterator[tuple[mp.Cluster, PrivateRedis]]:
     tmp = tmp_path_factory.mktemp("faults")
     redis_server = PrivateRedis(tmp)
     redis_server.start()
-    db = mp.Database(tmp)
-    servers: dict[str, mp.Server] = {}
     try:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": mp.SETTINGS_MODULE,
-            "DATABASE_URL": db.url,
-            "REDIS_URL": redis_server.url,
-            "DIRECTCALL_MP_PREFIX": f"dcf{uuid.uuid4().hex[:8]}",
-            "DIRECTCALL_MP_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
-            "PYTHONPATH": str(mp.ROOT),
-            "PYTHONUNBUFFERED": "1",
-        }
-        mp._manage(env, "migrate", "--noinput", "-v", "0")
-        out = mp._manage(
-            env,
-            "directcall_account",
-            "create",
-            "--name",
-            "F",
-            "--no-clevertap",
-            "--identity",
-            "page",
-        )
-        account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
-        api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
-        for name in ("f1", "f2"):
-            servers[name] = mp.Server(name, mp._free_port(), tmp / f"daphne-{name}.log")
-            servers[name].start(env)
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda server: server.wait_ready(), servers.values()))
-        cluster = mp.Cluster(db, env, env["DIRECTCALL_MP_PREFIX"], account_id, api_key, servers)
-        yield cluster, redis_server
+        with mp.start_cluster(
+            tmp,
+            ("f1", "f2"),
+            redis_url=redis_server.url,
+            prefix=f"dcf{uuid.uuid4().hex[:8]}",
+            extra_env={"DIRECTCALL_MP_IDLE_TIMEOUT": str(IDLE_TIMEOUT)},
+        ) as cluster:
+            yield cluster, redis_server
     finally:
-        for server in servers.values():
-            server.kill()
-        db.drop()
         redis_server.stop()
 
 

@@ -30,8 +30,9 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,11 +265,19 @@ def clean_cache() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    """Migrate a shared database, create an account, start five daphne servers."""
-    tmp = tmp_path_factory.mktemp("multiprocess")
-    prefix = f"dcmp{uuid.uuid4().hex[:8]}"
+@contextmanager
+def start_cluster(
+    tmp: Path,
+    names: Sequence[str],
+    *,
+    redis_url: str,
+    prefix: str,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """Migrate a database of its own, create a page-identity account, start one daphne per name.
+
+    Everything started is stopped (and the database dropped) when the block exits.
+    """
     db = Database(tmp)
     servers: dict[str, Server] = {}
     try:
@@ -276,10 +285,11 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
             "DATABASE_URL": db.url,
-            "REDIS_URL": REDIS_URL,
+            "REDIS_URL": redis_url,
             "DIRECTCALL_MP_PREFIX": prefix,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
         }
         _manage(env, "migrate", "--noinput", "-v", "0")
         out = _manage(
@@ -287,7 +297,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
             "directcall_account",
             "create",
             "--name",
-            "MP",
+            prefix,
             "--no-clevertap",
             "--identity",
             "page",
@@ -295,7 +305,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         account_id = re.search(r"accountId:\s*(\S+)", out)
         api_key = re.search(r"apikey:\s*(\S+)", out)
         assert account_id and api_key, f"unexpected directcall_account output:\n{out}"
-        for name in ("s1", "s2", "s3", "s4", "s5"):
+        for name in names:
             servers[name] = Server(name, _free_port(), tmp / f"daphne-{name}.log")
             servers[name].start(env)
         with ThreadPoolExecutor(len(servers)) as pool:
@@ -305,6 +315,21 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         for server in servers.values():
             server.kill()
         db.drop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """Five daphne servers on the shared Redis, with a database of their own."""
+    prefix = f"dcmp{uuid.uuid4().hex[:8]}"
+    try:
+        with start_cluster(
+            tmp_path_factory.mktemp("multiprocess"),
+            ("s1", "s2", "s3", "s4", "s5"),
+            redis_url=REDIS_URL,
+            prefix=prefix,
+        ) as running:
+            yield running
+    finally:
         _clean_redis(prefix)
 
 

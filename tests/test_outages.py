@@ -12,13 +12,10 @@ started again empty:
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -142,42 +139,12 @@ def cluster(tmp_path) -> Iterator[tuple[object, KillableRedis]]:
 
     redis_server = KillableRedis(tmp_path)
     redis_server.start()
-    db = mp.Database(tmp_path)
-    servers: dict[str, mp.Server] = {}
     try:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": mp.SETTINGS_MODULE,
-            "DATABASE_URL": db.url,
-            "REDIS_URL": redis_server.url,
-            "DIRECTCALL_MP_PREFIX": f"dco{uuid.uuid4().hex[:8]}",
-            "PYTHONPATH": str(mp.ROOT),
-            "PYTHONUNBUFFERED": "1",
-        }
-        mp._manage(env, "migrate", "--noinput", "-v", "0")
-        out = mp._manage(
-            env,
-            "directcall_account",
-            "create",
-            "--name",
-            "O",
-            "--no-clevertap",
-            "--identity",
-            "page",
-        )
-        account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
-        api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
-        for name in ("o1", "o2"):
-            servers[name] = mp.Server(name, mp._free_port(), tmp_path / f"daphne-{name}.log")
-            servers[name].start(env)
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda server: server.wait_ready(), servers.values()))
-        prefix = env["DIRECTCALL_MP_PREFIX"]
-        yield mp.Cluster(db, env, prefix, account_id, api_key, servers), redis_server
+        with mp.start_cluster(
+            tmp_path, ("o1", "o2"), redis_url=redis_server.url, prefix=f"dco{uuid.uuid4().hex[:8]}"
+        ) as cluster:
+            yield cluster, redis_server
     finally:
-        for server in servers.values():
-            server.kill()
-        db.drop()
         redis_server.stop()
 
 
