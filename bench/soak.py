@@ -89,6 +89,7 @@ from urllib.parse import urlsplit, urlunsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import PY, ROOT, BenchError, Proc, free_port, machine, manage, table
+from tests.inbox import FrameInbox
 
 SETTINGS_MODULE = "bench.soak_settings"
 ASGI_APP = "bench.asgi:application"
@@ -849,32 +850,21 @@ class Party:
 # -- the probe: does a new call work? ---------------------------------------------------------
 
 
-class ProbePeer:
+class ProbePeer(FrameInbox):
     """A fresh sign-in for one probe call (no reconnects)."""
+
+    failure = ConnectFailed
 
     def __init__(self, ws: Any, cuid: str) -> None:
         self.ws = ws
         self.cuid = cuid
         self.inbox: list[dict[str, Any]] = []
 
-    async def next(self, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
-        def fits(frame: dict[str, Any]) -> bool:
-            return frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items())
+    async def _recv_frame(self, timeout: float) -> dict[str, Any] | None:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
 
-        for index, frame in enumerate(self.inbox):
-            if fits(frame):
-                return self.inbox.pop(index)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ConnectFailed(f"{self.cuid}: no {kind} in {timeout}s")
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), remaining))
-            if fits(frame):
-                return frame
-            if frame.get("type") == "error":
-                raise ConnectFailed(f"{self.cuid}: {frame.get('code')} awaiting {kind}")
-            self.inbox.append(frame)
+    def _refuses(self, frame: dict[str, Any]) -> bool:
+        return frame.get("type") == "error"
 
     async def send(self, **frame: Any) -> None:
         await asyncio.wait_for(self.ws.send(json.dumps(frame)), 5)

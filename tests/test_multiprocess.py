@@ -51,6 +51,8 @@ if not REDIS_URL:
 import websockets  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
+from .inbox import FrameInbox  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_MODULE = "tests.mp_settings"
 # Must match tests/mp_settings.py.
@@ -336,13 +338,14 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 # -- a signaling client over a real socket -------------------------------------------------------
 
 
-class Peer:
+class Peer(FrameInbox):
     """One signed-in device on one server; frames seen while waiting for another are kept."""
 
     def __init__(self, ws: Any, cuid: str) -> None:
         self.ws = ws
         self.cuid = cuid
         self.inbox: list[dict[str, Any]] = []
+        self.close_reason = ""
         self.ready: dict[str, Any] = {}
         # The call keys the server gave this connection (``invited``, the answered state),
         # as the SDK keeps them: a sign-in presenting them takes the calls back.
@@ -376,32 +379,18 @@ class Peer:
     async def send(self, **frame: Any) -> None:
         await asyncio.wait_for(self.ws.send(json.dumps(frame)), 5)
 
-    async def next(self, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
-        """The first frame of type ``kind`` whose fields include ``match``."""
+    async def _recv_frame(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        except websockets.ConnectionClosed as exc:
+            self.close_reason = str(exc)
+            return None
+        if frame.get("type") in ("invited", "state") and "call_key" in frame:
+            self.call_keys[frame["call_id"]] = frame["call_key"]
+        return frame
 
-        def fits(frame: dict[str, Any]) -> bool:
-            return frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items())
-
-        for index, frame in enumerate(self.inbox):
-            if fits(frame):
-                return self.inbox.pop(index)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{self.cuid}: no {kind} {match} in {timeout}s; {self.inbox}")
-            try:
-                text = await asyncio.wait_for(self.ws.recv(), remaining)
-            except TimeoutError:
-                continue
-            except websockets.ConnectionClosed as exc:
-                raise AssertionError(f"{self.cuid}: closed ({exc}) awaiting {kind}") from None
-            frame = json.loads(text)
-            if frame.get("type") in ("invited", "state") and "call_key" in frame:
-                self.call_keys[frame["call_id"]] = frame["call_key"]
-            if fits(frame):
-                return frame
-            self.inbox.append(frame)
+    def _closed_detail(self) -> str:
+        return f"closed ({self.close_reason})"
 
     async def quiet(self, seconds: float) -> list[dict[str, Any]]:
         """Frames that arrive within ``seconds`` (to assert that nothing did)."""

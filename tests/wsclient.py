@@ -11,6 +11,8 @@ from channels.testing import WebsocketCommunicator
 from directcall import tokens
 from directcall.models import Account, Registration
 
+from .inbox import FrameInbox
+
 WS_PATH = "/ws/directcall/v1/"
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 ANSWER = OFFER.replace("o=- 1 2", "o=- 3 4")
@@ -28,7 +30,7 @@ CANDIDATE = {
 DEVICE_KEYS: dict[tuple[int, str, str], str] = {}
 
 
-class Client:
+class Client(FrameInbox):
     """One signed-in tab. Frames that arrive while waiting for another are kept in order.
 
     The call keys the server gives this tab (``invited``, the ``answered`` state) are kept
@@ -104,7 +106,10 @@ class Client:
     async def send_raw(self, text: str | None = None, data: bytes | None = None) -> None:
         await self.communicator.send_to(text_data=text, bytes_data=data)
 
-    async def _receive(self, timeout: float) -> dict[str, Any] | None:
+    def _closed_detail(self) -> str:
+        return f"closed ({self.closed_code})"
+
+    async def _recv_frame(self, timeout: float) -> dict[str, Any] | None:
         # Not communicator.receive_output(): on a timeout it cancels the application.
         if self.communicator.future.done():
             self.communicator.future.result()  # re-raise what killed the consumer
@@ -124,37 +129,12 @@ class Client:
         if frame.get("type") in ("invited", "state") and isinstance(frame.get("call_key"), str):
             self.call_keys[frame["call_id"]] = frame["call_key"]
 
-    async def next(self, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
-        """The first frame of type ``kind`` whose fields include ``match``."""
-
-        def fits(frame: dict[str, Any]) -> bool:
-            return frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items())
-
-        for index, frame in enumerate(self.inbox):
-            if fits(frame):
-                return self.inbox.pop(index)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"{self.cuid}: no {kind} {match}; got {self.inbox}")
-            try:
-                frame = await self._receive(remaining)
-            except TimeoutError:
-                raise AssertionError(f"{self.cuid}: no {kind} {match}; got {self.inbox}") from None
-            if frame is None:
-                raise AssertionError(f"{self.cuid}: closed ({self.closed_code}) awaiting {kind}")
-            if fits(frame):
-                return frame
-            self.inbox.append(frame)
-
     async def closed(self, timeout: float = 5) -> int | None:
         """Wait for the server to close the socket; return the close code."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.closed_code is None:
-            frame = await self._receive(max(0.01, deadline - loop.time()))
+            frame = await self._recv_frame(max(0.01, deadline - loop.time()))
             if frame is not None:
                 self.inbox.append(frame)
         return self.closed_code
@@ -166,7 +146,7 @@ class Client:
         self.inbox.clear()
         while True:
             try:
-                frame = await self._receive(seconds)
+                frame = await self._recv_frame(seconds)
             except TimeoutError:
                 return got
             if frame is None:
@@ -187,7 +167,7 @@ class Client:
         await self.send(type="ping")
         got = [frame for frame in self.inbox if frame.get("type") != "pong"]
         self.inbox.clear()
-        while (frame := await self._receive(5)) is not None and frame.get("type") != "pong":
+        while (frame := await self._recv_frame(5)) is not None and frame.get("type") != "pong":
             got.append(frame)
         return got
 
