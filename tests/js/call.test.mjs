@@ -5,81 +5,16 @@ import assert from "node:assert/strict";
 
 import { Call, ICE_GIVE_UP_MS, ICE_RESTART_AFTER_MS, RING_BOUND_MARGIN_S } from "../../directcall/static/directcall/js/call.js";
 import { dcError, ERR } from "../../directcall/static/directcall/js/errors.js";
-
-const flush = () => new Promise((resolve) => setImmediate(resolve));
-
-class FakeSignaling {
-  constructor() {
-    this.ready = true;
-    this.sent = [];
-    this.invited = { type: "invited", call_id: "call-1", receiver: { cuid: "student_sam", name: "Sam" } };
-  }
-  send(frame) {
-    if (!this.ready) return false;
-    this.sent.push(frame);
-    return true;
-  }
-  request(frame) {
-    this.sent.push(frame);
-    return Promise.resolve(this.invited);
-  }
-  types() {
-    return this.sent.map((frame) => frame.type);
-  }
-}
-
-/** Media that does what `fail` does not name: {acceptOffer, setAnswer, renegotiate}. */
-class FakeMedia extends EventTarget {
-  constructor(onCandidates, fail = {}) {
-    super();
-    this.onCandidates = onCandidates;
-    this.fail = fail;
-    this.connected = false;
-    this.closed = false;
-    this.restarts = 0;
-  }
-  async _maybeFail(step) {
-    if (this.fail[step]) throw new DOMException(`${step}: bad SDP`, "OperationError");
-  }
-  async createOffer() {
-    return "offer-sdp";
-  }
-  async acceptOffer() {
-    await this._maybeFail("acceptOffer");
-    return "answer-sdp";
-  }
-  async setAnswer() {
-    await this._maybeFail("setAnswer");
-  }
-  async renegotiate(type) {
-    await this._maybeFail("renegotiate");
-    return type === "offer" ? "reanswer-sdp" : null;
-  }
-  async restartIce() {
-    this.restarts += 1;
-    return "restart-offer-sdp";
-  }
-  async addRemoteCandidates() {}
-  setMuted() {}
-  close() {
-    this.closed = true;
-  }
-  ice(state) {
-    this.connected = state === "connected" || state === "completed";
-    this.dispatchEvent(new CustomEvent("ice", { detail: state }));
-  }
-}
-
-const stream = { getTracks: () => [{ stop() {} }] };
+import { FakeMedia, FakeSignaling, flush, makeStream } from "./fakes.mjs";
 
 /** A call with fake surroundings; `events` records every event the call emits, in order. */
-function makeCall(init, { fail = {}, microphone = async () => stream } = {}) {
+function makeCall(init, { fail = {}, microphone = async () => makeStream() } = {}) {
   const signaling = new FakeSignaling();
   const env = {
     signaling,
     getMicrophone: microphone,
-    createMedia: (_stream, onCandidates) => {
-      env.media = new FakeMedia(onCandidates, fail);
+    createMedia: (mic, onCandidates) => {
+      env.media = new FakeMedia(mic, onCandidates, fail);
       return env.media;
     },
   };
@@ -162,7 +97,7 @@ test("the caller's candidates wait for the call id, then go out with it", async 
   await placing;
   env.media.onCandidates({ candidates: [], end: true });
   assert.deepEqual(signaling.sent, [
-    { type: "invite", receiver: "student_sam", context: "Homework", sdp: "offer-sdp", receiver_image: null, initiator_image: null },
+    { type: "invite", receiver: "student_sam", context: "Homework", sdp: `offer-${env.media.n}`, receiver_image: null, initiator_image: null },
     { type: "candidates", call_id: "call-1", candidates: [{ candidate: "a" }], end: false },
     { type: "candidates", call_id: "call-1", candidates: [], end: true },
   ]);
@@ -186,7 +121,7 @@ test("hanging up before the microphone answered ends the call at once as cancell
   const placing = call.place({ receiver: "student_sam" });
   call.hangup();
   await assert.rejects(call.result, (outcome) => outcome === "cancelled");
-  grant(stream);
+  grant(makeStream());
   await placing;
   assert.deepEqual(signaling.sent, []);
 });
@@ -201,10 +136,10 @@ test("a refused invite rejects call() with the server's error", async () => {
 // -- answering -----------------------------------------------------------------------------------
 
 test("answering sends the answer SDP once, even when asked twice", async () => {
-  const { call, signaling, named } = callee();
+  const { call, env, signaling, named } = callee();
   await Promise.all([call.answer(), call.answer()]);
   assert.deepEqual(signaling.types(), ["accept"]);
-  assert.deepEqual(signaling.sent[0], { type: "accept", call_id: "call-1", sdp: "answer-sdp" });
+  assert.deepEqual(signaling.sent[0], { type: "accept", call_id: "call-1", sdp: `answer-${env.media.n}` });
   assert.equal(named("connecting").length, 1);
 });
 
@@ -219,7 +154,7 @@ test("an offer that cannot be used declines the call with a reason and an error 
     events.filter((e) => e[0] === "end").map((e) => [e[1].status, e[1].reason]),
     [["declined", "user_media_failed"]],
   );
-  assert.equal(env.media.closed, true);
+  assert.ok(env.media.closed);
 });
 
 test("a refused microphone declines with user_media_failed and ERR_MIC_UNAVAILABLE", async () => {
@@ -293,7 +228,7 @@ test("a renegotiation offer is answered", async () => {
   env.media.ice("connected");
   call.handleFrame({ type: "renegotiate", call_id: "call-1", sdp_type: "offer", sdp: "restart" });
   await flush();
-  assert.deepEqual(signaling.sent.at(-1), { type: "renegotiate", call_id: "call-1", sdp_type: "answer", sdp: "reanswer-sdp" });
+  assert.deepEqual(signaling.sent.at(-1), { type: "renegotiate", call_id: "call-1", sdp_type: "answer", sdp: `reanswer-${env.media.n}` });
 });
 
 // -- the connection -----------------------------------------------------------------------------
