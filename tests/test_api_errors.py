@@ -94,3 +94,15 @@ def test_wrong_method_is_405_with_allow_set_by_drf(api_client, method):
     assert response.status_code == 405
     assert response.json() == {"code": "ERR_METHOD_NOT_ALLOWED", "message": "Method not allowed."}
     assert response["Allow"] == "POST, OPTIONS"
+
+
+@pytest.mark.django_db
+def test_a_body_over_the_upload_limit_is_413_json_not_djangos_html_page(api_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"cuid": "' + "x" * 2000 + '"}'
+    response = api_client.post(URL, data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json() == {
+        "code": "ERR_INVALID_INITPARAMETERS",
+        "message": "The request body is larger than 1000 bytes.",
+    }

@@ -5,7 +5,8 @@ translated through one table, :data:`DRF_ERRORS`, and keep DRF's status code (DR
 already turned a ``NotAuthenticated`` without an authentication scheme into a 403, and it
 sets the ``Allow`` header of a 405 itself). A DRF exception missing from the table gets
 DRF's own answer. Redis or the database out of reach is ``ERR_SERVICE_UNAVAILABLE`` (503,
-retry later); any other exception is not caught (a server error).
+retry later); a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is ``ERR_INVALID_INITPARAMETERS``
+(413); any other exception is not caught (a server error).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -63,6 +66,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's ``EXCEPTION_HANDLER`` for directcall's views; None lets the error through (500)."""
     error = from_drf(exc) if isinstance(exc, exceptions.APIException) else exc
     headers = {}
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own answer would be its HTML "Bad Request (400)" page.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        error = DirectCallError(
+            errors.INVALID_INITPARAMETERS,
+            f"The request body is larger than {limit} bytes.",
+            status_code=413,
+        )
     if errors.is_unavailable(exc):
         # The throttles' cache, presence or the database: the request may succeed later.
         logger.warning("API request failed, a backing service is unreachable: %r", exc)
