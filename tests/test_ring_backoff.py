@@ -30,6 +30,29 @@ def signaling(signaling, settings):
     return signaling
 
 
+async def declined(caller, callee, reason: str | None = None) -> str:
+    """``caller`` invites ``callee``, who declines (with ``reason``, if given); the call id."""
+    call_id = (await caller.invite(callee.cuid))["call_id"]
+    await callee.next("incoming", call_id=call_id)
+    extra = {"reason": reason} if reason else {}
+    await callee.send(type="decline", call_id=call_id, **extra)
+    await caller.next("state", call_id=call_id, status="declined")
+    return call_id
+
+
+async def refused(caller, receiver: str, ref: str = "again") -> dict:
+    """An invite from ``caller`` to ``receiver`` that the backoff refuses; the error frame."""
+    await caller.send(type="invite", ref=ref, receiver=receiver, context="x", sdp=ANSWER)
+    error = await caller.next("error", ref=ref)
+    assert error["code"] == "ERR_RATE_LIMITED", error
+    return error
+
+
+async def hang_up(caller, callee, call_id: str) -> None:
+    await caller.send(type="hangup", call_id=call_id)
+    await callee.next("state", call_id=call_id, status="over")
+
+
 # -- the attack, through the consumer -------------------------------------------------------------
 
 
@@ -39,25 +62,16 @@ async def test_inviting_again_the_moment_each_ring_ends_is_refused(people, clien
     sam = await clients.sign_in(people["student_sam"])
     gil = await clients.sign_in(people["grocer_gil"])
     # Declined: the attacker invites again at once.
-    call_id = (await jane.invite("student_sam"))["call_id"]
-    await sam.next("incoming", call_id=call_id)
-    await sam.send(type="decline", call_id=call_id)
-    await jane.next("state", call_id=call_id, status="declined")
-    await jane.send(type="invite", ref="again", receiver="student_sam", context="x", sdp=ANSWER)
-    refused = await jane.next("error", ref="again")
-    assert refused["code"] == "ERR_RATE_LIMITED"
-    assert "student_sam again in 30 s" in refused["message"]
+    await declined(jane, sam)
+    assert "student_sam again in 30 s" in (await refused(jane, "student_sam"))["message"]
     # Nothing rang, nothing was recorded.
     await jane.alive()
     assert [f for f in await sam.drain() if f["type"] == "incoming"] == []
     assert await database_sync_to_async(Call.objects.count)() == 1
     # Another caller still reaches sam at once, and sam answers.
-    call_id = await answered_call(gil, sam)
-    await gil.send(type="hangup", call_id=call_id)
-    await sam.next("state", call_id=call_id, status="over")
+    await hang_up(gil, sam, await answered_call(gil, sam))
     # The attacker's backoff is its own: still refused.
-    await jane.send(type="invite", ref="again2", receiver="student_sam", context="x", sdp=ANSWER)
-    assert (await jane.next("error", ref="again2"))["code"] == "ERR_RATE_LIMITED"
+    await refused(jane, "student_sam", ref="again2")
 
 
 @pytest.mark.usefixtures("signaling")
@@ -74,25 +88,17 @@ async def test_a_cancelled_ring_counts_and_the_wait_doubles(people, clients):
     # A second unanswered call (here: recorded directly, as the sweep would after a
     # missed ring) doubles the wait.
     await database_sync_to_async(backoff.unanswered)(jane_pk, sam_pk)
-    await jane.send(type="invite", ref="r", receiver="student_sam", context="x", sdp=ANSWER)
-    refused = await jane.next("error", ref="r")
-    assert refused["code"] == "ERR_RATE_LIMITED" and "again in 60 s" in refused["message"]
+    assert "again in 60 s" in (await refused(jane, "student_sam"))["message"]
 
 
 @pytest.mark.usefixtures("signaling")
 async def test_an_answered_call_between_them_resets_the_backoff(people, clients):
     jane = await clients.sign_in(people["tutor_jane"])
     sam = await clients.sign_in(people["student_sam"])
-    call_id = (await jane.invite("student_sam"))["call_id"]
-    await sam.next("incoming", call_id=call_id)
-    await sam.send(type="decline", call_id=call_id)
-    await jane.next("state", call_id=call_id, status="declined")
-    await jane.send(type="invite", ref="r", receiver="student_sam", context="x", sdp=ANSWER)
-    assert (await jane.next("error", ref="r"))["code"] == "ERR_RATE_LIMITED"
+    await declined(jane, sam)
+    await refused(jane, "student_sam")
     # Sam calls jane back and she answers: they are in touch, jane may call sam again.
-    call_id = await answered_call(sam, jane)
-    await sam.send(type="hangup", call_id=call_id)
-    await jane.next("state", call_id=call_id, status="over")
+    await hang_up(sam, jane, await answered_call(sam, jane))
     invited = await jane.invite("student_sam")
     await sam.next("incoming", call_id=invited["call_id"])
 
@@ -105,13 +111,9 @@ async def test_busy_calls_and_declines_that_are_not_a_choice_do_not_count(people
     talking = await answered_call(gil, sam)
     busy = await jane.invite("student_sam")
     assert (await jane.next("state", call_id=busy["call_id"]))["status"] == "busy"
-    await gil.send(type="hangup", call_id=talking)
-    await sam.next("state", call_id=talking, status="over")
+    await hang_up(gil, sam, talking)
     # The SDK declines user_busy when its page is already in a call; not sam's choice.
-    call_id = (await jane.invite("student_sam"))["call_id"]
-    await sam.next("incoming", call_id=call_id)
-    await sam.send(type="decline", call_id=call_id, reason="user_busy")
-    await jane.next("state", call_id=call_id, status="declined")
+    await declined(jane, sam, reason="user_busy")
     invited = await jane.invite("student_sam")
     await sam.next("incoming", call_id=invited["call_id"])
 
@@ -122,10 +124,7 @@ async def test_off_with_none(people, clients, settings):
     jane = await clients.sign_in(people["tutor_jane"])
     sam = await clients.sign_in(people["student_sam"])
     for _ in range(3):
-        call_id = (await jane.invite("student_sam"))["call_id"]
-        await sam.next("incoming", call_id=call_id)
-        await sam.send(type="decline", call_id=call_id)
-        await jane.next("state", call_id=call_id, status="declined")
+        await declined(jane, sam)
 
 
 # -- the rule, with an explicit clock ----------------------------------------------------------

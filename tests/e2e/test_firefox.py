@@ -1,4 +1,4 @@
-"""The browser SDK in Firefox: calls between Firefox and Chromium, and init's refusals.
+"""The browser SDK in Firefox: calls between Firefox and Chromium, reloads, and init's refusals.
 
 Firefox is Debian's ``firefox-esr`` (``FIREFOX`` overrides the path), driven over WebDriver
 BiDi with puppeteer-core through ``tests/e2e/firefox/driver.mjs``; Chromium is the other
@@ -255,3 +255,25 @@ def test_a_firefox_callee_reloads_and_the_call_comes_back(new_user, ff_user, acc
     assert (call.status, call.end_reason) == (CallStatus.OVER, "user_hangup")
     jane.assert_no_errors()
     sam.assert_no_errors()
+
+
+def test_a_firefox_caller_reloads_and_the_call_comes_back(new_user, ff_user, account):
+    acct, key = account
+    jane, sam = ff_user("jane"), new_user("sam")
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    start_call(jane, "student_sam", "Homework")
+    expect(screen(sam, "incoming")).to_be_visible()
+    click(sam, "answer")
+    wait_screen(jane, "ongoing")
+    _audio_both_ways(jane.page, sam.page)
+    jane.page.reload()
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    assert wait_event(jane, "resumed")["role"] == "caller"
+    wait_screen(jane, "ongoing")
+    _audio_both_ways(jane.page, sam.page)
+    click(sam, "hangup")
+    expect(overlay(sam)).to_be_hidden()
+    wait_overlay_hidden(jane)
+    assert [e["status"] for e in events(jane, "callend")] == ["over"]
+    assert Call.objects.get().end_reason == "user_hangup"
