@@ -6,6 +6,7 @@ threads that must leave exactly one winner.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from functools import partial
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 from directcall import calls, presence, signals
 from directcall.adapter import DefaultCallAdapter
 from directcall.errors import DirectCallError
-from directcall.models import LIVE_STATUSES, Call, CallStatus
+from directcall.models import LIVE_STATUSES, Call, CallStatus, Registration
 from directcall.tokens import Session
 from directcall.validation import clean_call_params
 
@@ -346,6 +347,14 @@ def test_a_callee_back_while_it_rings_gets_the_offer(people):
     assert (dropped.ended.status, dropped.ended.end_reason) == ("cancelled", "connection_lost")
 
 
+def past_grace(call: Call, party: Registration) -> None:
+    """Return once the party's gone mark has run out (a grace of a millisecond or so)."""
+    mark = presence.gone(str(call.pk), party.pk)
+    assert mark is not None, "not marked gone"
+    while time.time() < mark.until:
+        pass  # at most the grace: a millisecond
+
+
 def test_end_if_still_gone(people, settings):
     settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
     jane, sam = people["tutor_jane"], people["student_sam"]
@@ -355,6 +364,7 @@ def test_end_if_still_gone(people, settings):
     assert calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk) is None
     calls.party_dropped(call.pk, sam.pk, "conn-2")
     online(sam)  # another tab of sam's is online: that does not bring the call back
+    past_grace(call, sam)
     ended = calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk)
     assert (ended.status, ended.end_reason) == ("over", "connection_lost")
 
@@ -364,6 +374,7 @@ def test_a_page_that_said_it_was_leaving_is_waited_for_its_own_grace(people, set
     jane, sam = people["tutor_jane"], people["student_sam"]
     call = make_call(jane, sam, ANSWERED)
     calls.party_dropped(call.pk, sam.pk, "conn-1", grace=0.001)
+    past_grace(call, sam)
     ended = calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk)
     assert (ended.status, ended.end_reason) == ("over", "connection_lost")
 
@@ -405,6 +416,7 @@ def test_the_sweep(people, settings, monkeypatch):
     for registration in (jane, sam, gil, mallory, ann, tom):
         online(registration)
     calls.party_dropped(party_gone.pk, other_sam.pk)  # gone since before this sweep
+    past_grace(party_gone, other_sam)
     spy = CacheReads(presence.cache)
     monkeypatch.setattr(presence, "cache", spy)
     ended = {str(call.pk): (call.status, call.end_reason) for call in calls.sweep()}
@@ -438,6 +450,7 @@ def test_the_sweep_ends_a_call_whose_tab_left_though_another_tab_is_online(peopl
     online(jane)
     online(sam)
     calls.party_dropped(call.pk, sam.pk, "conn-1")
+    past_grace(call, sam)
     ended = calls.sweep()
     assert [(c.pk, c.status, c.end_reason) for c in ended] == [(call.pk, "over", "connection_lost")]
 
