@@ -339,7 +339,7 @@ async def test_a_copied_token_cannot_take_the_place_of_a_reloading_tab(people, c
     token of the victim (same cuid, same device id, no device key) signs in again and again.
     The cuid is reserved for the victim's device, and the attempts are throttled; the
     reloaded page signs in with its keys and gets its call back."""
-    tune(settings, PAGE_GRACE=5, AUTH_RATE_CUID="5/min", AUTH_RATE_IP="1000/min")
+    tune(settings, PAGE_GRACE=5, AUTH_RATE_CUID="5/day", AUTH_RATE_IP="1000/min")
     victim = await clients.sign_in(people["tutor_jane"], LAPTOP)
     sam = await clients.sign_in(people["student_sam"])
     call_id = await answered_call(sam, victim)
@@ -407,7 +407,9 @@ async def test_a_replace_flag_rides_only_on_offers(people, clients):
 
 
 async def test_sign_ins_are_throttled_per_address(people, clients, settings):
-    tune(settings, AUTH_RATE_IP="3/min", AUTH_RATE_CUID=None)
+    # The throttles count in fixed windows (time // period): day-long windows keep every
+    # attempt of a test in one of them.
+    tune(settings, AUTH_RATE_IP="3/day", AUTH_RATE_CUID=None)
     here = ("10.1.2.3", 40000)
     jane = await clients.sign_in(people["tutor_jane"], LAPTOP, client=here)
     await clients.sign_in(people["student_sam"], client=here)
@@ -424,7 +426,7 @@ async def test_sign_ins_are_throttled_per_address(people, clients, settings):
 
 
 async def test_sign_ins_are_throttled_per_cuid_across_addresses(people, clients, settings):
-    tune(settings, AUTH_RATE_IP=None, AUTH_RATE_CUID="2/min")
+    tune(settings, AUTH_RATE_IP=None, AUTH_RATE_CUID="2/day")
     jane = people["tutor_jane"]
     laptop = await clients.sign_in(jane, LAPTOP, client=("10.0.0.1", 1))  # counted: 1
     phone = ("phone-00001", ("10.0.0.2", 1))
