@@ -23,6 +23,7 @@ class DirectCallConfig(AppConfig):
     def ready(self) -> None:
         # Registers the system checks; connects the revocation receivers.
         from . import checks, receivers  # noqa: F401
+        from .webhooks import receivers as webhook_receivers  # noqa: F401
 
         # Keyed weakly: a loop that is closed and dropped takes its sweeper along.
         self._sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sweeper] = (

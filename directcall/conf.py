@@ -108,10 +108,35 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_RATES": {
         "directcall_init_ip": "60/min",
         "directcall_init_account": "600/min",
+        # The calls API (docs/api.md#calls-api): every request per client IP (wrong keys
+        # too), per server key, and per logged-in user.
+        "directcall_api_ip": "600/min",
+        "directcall_api_key": "1200/min",
+        "directcall_api_user": "120/min",
     },
+    # Webhooks (docs/webhooks.md). Seconds one delivery attempt may take (connect, send,
+    # read the answer).
+    "WEBHOOK_TIMEOUT": 10,
+    # Seconds after an event during which a failed delivery is tried again, then marked
+    # failed; the first retry waits WEBHOOK_RETRY_DELAY, each next one twice as long (with
+    # jitter) up to WEBHOOK_RETRY_MAX_DELAY.
+    "WEBHOOK_RETRY_WINDOW": 86400,
+    "WEBHOOK_RETRY_DELAY": 5,
+    "WEBHOOK_RETRY_MAX_DELAY": 3600,
+    # Seconds an endpoint's previous secret still signs deliveries after a rotation.
+    "WEBHOOK_SECRET_GRACE": 86400,
+    # Whether endpoints may resolve to private, loopback, link-local or other non-public
+    # addresses (off: such a delivery is refused; tests and the demo turn it on).
+    "WEBHOOK_ALLOW_PRIVATE": False,
 }
 
-THROTTLE_SCOPES = ("directcall_init_ip", "directcall_init_account")
+THROTTLE_SCOPES = (
+    "directcall_init_ip",
+    "directcall_init_account",
+    "directcall_api_ip",
+    "directcall_api_key",
+    "directcall_api_user",
+)
 
 
 # -- rates ------------------------------------------------------------------------------------
@@ -248,6 +273,12 @@ def _secret(key: str, value: Any) -> str | None:
     return value
 
 
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(f"DIRECTCALL['{key}'] must be True or False, not {value!r}.")
+    return value
+
+
 def _websocket_url(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -358,6 +389,12 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "ADAPTER": _dotted_path,
     "SESSION_ACCOUNT": _account_id,
     "THROTTLE_RATES": _throttle_rates,
+    "WEBHOOK_TIMEOUT": _seconds,
+    "WEBHOOK_RETRY_WINDOW": _seconds,
+    "WEBHOOK_RETRY_DELAY": _seconds,
+    "WEBHOOK_RETRY_MAX_DELAY": _seconds,
+    "WEBHOOK_SECRET_GRACE": _seconds,
+    "WEBHOOK_ALLOW_PRIVATE": _boolean,
 }
 
 
@@ -406,6 +443,12 @@ class Settings:
     ADAPTER: str
     SESSION_ACCOUNT: str | None
     THROTTLE_RATES: Mapping[str, str | None]
+    WEBHOOK_TIMEOUT: float
+    WEBHOOK_RETRY_WINDOW: float
+    WEBHOOK_RETRY_DELAY: float
+    WEBHOOK_RETRY_MAX_DELAY: float
+    WEBHOOK_SECRET_GRACE: float
+    WEBHOOK_ALLOW_PRIVATE: bool
 
     def __getitem__(self, key: str) -> Any:
         """``settings["RING_TIMEOUT"]``: the typed value, like the attribute."""

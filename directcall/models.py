@@ -19,6 +19,9 @@ from django.utils.translation import gettext_lazy as _
 from .conf import get_settings
 
 API_KEY_PREFIX_LENGTH = 12
+# Server keys (the calls API, docs/api.md#calls-api): ``dcsk_<prefix>.<secret>``.
+SERVER_KEY_MARK = "dcsk_"
+_SERVER_KEY_FIELDS = ("server_key_prefix", "server_key_hash", "server_key_created_at")
 _KEY_FIELDS = ("key_prefix", "key_hash", "key_created_at", "key_revoked_at")
 _SIGNING_FIELDS = ("signing_secret", "signing_secret_created_at")
 # The fields whose change may revoke live sessions (directcall.receivers compares them).
@@ -62,6 +65,13 @@ def normalise_origin(entry: str) -> str | None:
     if entry.endswith(("?", "#")):
         return None
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def split_server_key(server_key: str) -> tuple[str, str]:
+    """Split ``dcsk_prefix.secret``; anything else gives empty parts (never matches)."""
+    if not server_key.startswith(SERVER_KEY_MARK):
+        return ("", "")
+    return split_api_key(server_key.removeprefix(SERVER_KEY_MARK))
 
 
 def split_api_key(api_key: str) -> tuple[str, str]:
@@ -124,6 +134,18 @@ class Account(models.Model):
     signing_secret_created_at = models.DateTimeField(
         _("signing secret created"), null=True, blank=True, editable=False
     )
+    # The key of the host's servers for the calls API; never in a page (the API key is).
+    # Null until one is issued (unique, and several accounts may have none).
+    server_key_prefix = models.CharField(
+        max_length=16, unique=True, null=True, blank=True, editable=False
+    )
+    server_key_hash = models.CharField(max_length=64, blank=True, editable=False)
+    server_key_created_at = models.DateTimeField(
+        _("server key created"), null=True, blank=True, editable=False
+    )
+    # Whether the account has an active webhook endpoint, kept by directcall.webhooks
+    # when endpoints change: a call of an account without one costs no webhook query.
+    has_webhooks = models.BooleanField(_("has webhooks"), default=False, editable=False)
 
     logo_url = models.URLField(_("logo URL"), max_length=2048, blank=True)
     background_color = models.CharField(
@@ -177,6 +199,11 @@ class Account(models.Model):
         if self._state.adding and not self.signing_secret:
             # Like the key: a new account always has a secret; this one nobody is shown.
             self.set_new_signing_secret()
+        update_fields = kwargs.get("update_fields")
+        if not self._state.adding and (update_fields is None or "has_webhooks" in update_fields):
+            # Read again rather than written back from a copy loaded before an endpoint
+            # changed (directcall.webhooks.receivers keeps it otherwise).
+            self.has_webhooks = self.webhook_endpoints.filter(is_active=True).exists()
         super().save(*args, **kwargs)
 
     @classmethod
@@ -254,6 +281,33 @@ class Account(models.Model):
         secret = self.set_new_signing_secret()
         self.save(update_fields=list(_SIGNING_FIELDS))
         return secret
+
+    def set_new_server_key(self) -> str:
+        """Give the account a fresh server key and return it; only its hash is kept."""
+        prefix = secrets.token_hex(API_KEY_PREFIX_LENGTH // 2)
+        secret = secrets.token_urlsafe(32)
+        self.server_key_prefix = prefix
+        self.server_key_hash = hash_api_key_secret(secret)
+        self.server_key_created_at = timezone.now()
+        return f"{SERVER_KEY_MARK}{prefix}.{secret}"
+
+    def rotate_server_key(self) -> str:
+        """Replace the server key (the old one stops working at once) and return the new one."""
+        key = self.set_new_server_key()
+        self.save(update_fields=list(_SERVER_KEY_FIELDS))
+        return key
+
+    def revoke_server_key(self) -> None:
+        """Remove the server key: the calls API refuses every key until a new one is issued."""
+        self.server_key_prefix = None
+        self.server_key_hash = ""
+        self.server_key_created_at = None
+        self.save(update_fields=list(_SERVER_KEY_FIELDS))
+
+    def check_server_key(self, secret: str) -> bool:
+        """Compare the secret part of a presented server key with the hash, in constant time."""
+        matches = hmac.compare_digest(hash_api_key_secret(secret), self.server_key_hash)
+        return matches and bool(self.server_key_hash)
 
     @property
     def is_verified(self) -> bool:
@@ -501,3 +555,13 @@ class Block(models.Model):
 
     def __str__(self) -> str:
         return f"{self.blocker} blocks {self.blocked}"
+
+
+# The webhook models live in their own module (directcall.webhooks); imported here so that
+# they are registered with the app.
+from .webhooks.models import (  # noqa: E402, F401
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMessage,
+)

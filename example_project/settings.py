@@ -27,6 +27,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Webhook deliveries run as background tasks (docs/webhooks.md): django-tasks with the
+    # database backend; `manage.py db_worker` runs them (scripts/demo.sh starts one).
+    "django_tasks",
+    "django_tasks_db",
     "directcall",
     "example_project",
 ]
@@ -126,8 +130,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
 DIRECTCALL = {
     "RING_TIMEOUT": int(os.environ.get("DIRECTCALL_RING_TIMEOUT", "30")),
+    # The demo's webhook receivers run on this machine (a real site leaves this off).
+    "WEBHOOK_ALLOW_PRIVATE": True,
     # Logged-in users ({% directcall_session %}) sign in under the demo's session account
     # (example_project.demo.SESSION_ACCOUNT_ID; the /call/ page's key is for another
     # account); students may call only tutors.

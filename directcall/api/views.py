@@ -34,7 +34,10 @@ from ..validation import (
     is_valid_cuid,
     is_valid_url,
 )
+from ..webhooks import outbox as webhooks
+from ..webhooks.models import Event
 from .exceptions import exception_handler
+from .records import RegistrationSerializer
 from .serializers import (
     ErrorSerializer,
     InitRequestSerializer,
@@ -132,9 +135,14 @@ def upsert_registration(account: Account, cuid: str, **fields: str) -> Registrat
     """
     defaults = {"last_seen_at": timezone.now(), "name": "", "image_url": "", **fields}
     with transaction.atomic():
-        registration, _ = Registration.objects.update_or_create(
+        registration, created = Registration.objects.update_or_create(
             account=account, cuid=cuid, defaults=defaults
         )
+        if created and account.has_webhooks:
+            # In the same transaction (the outbox): docs/webhooks.md.
+            webhooks.emit(
+                account, Event.REGISTRATION_CREATED, RegistrationSerializer(registration).data
+            )
     return registration
 
 

@@ -1,0 +1,161 @@
+"""Safe outbound HTTP for webhook deliveries: timeouts, no redirects, public addresses only.
+
+The host name is resolved here and every address it resolves to is checked: one that is
+private, loopback, link-local, multicast or otherwise not globally routable refuses the
+whole delivery (unless ``WEBHOOK_ALLOW_PRIVATE``). The connection is then made to one of
+the checked addresses (the name is not resolved a second time, so a DNS answer that
+changes in between cannot point the request elsewhere); TLS still verifies the
+certificate against the host name. Redirects are never followed: a 3xx is a failed
+attempt. Proxy environment variables are not used.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# How much of an answer's body is read (and the start of it kept for the delivery log).
+MAX_BODY = 64 * 1024
+EXCERPT = 200
+
+
+class RefusedURL(Exception):
+    """A URL this server will not send to (scheme, or a non-public address): not retried."""
+
+
+class DeliveryFailed(Exception):
+    """The request could not be made or answered (DNS, connection, timeout): tried again."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the receiver answered."""
+
+    status: int
+    excerpt: str
+
+
+def is_public(address: str) -> bool:
+    """Whether an IP address is globally routable (not private, loopback, link-local...)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_url(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a URL that may be sent to, or raise RefusedURL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise RefusedURL(f"not a valid URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RefusedURL("only http and https URLs with a host")
+    if parts.username is not None or parts.password is not None:
+        raise RefusedURL("no user info in webhook URLs")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def resolve(host: str, port: int, allow_private: bool) -> list[str]:
+    """Every address ``host`` resolves to, all checked; raise RefusedURL or DeliveryFailed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise DeliveryFailed(f"cannot resolve {host}: {error}") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses:
+        raise DeliveryFailed(f"{host} resolves to no address")
+    if not allow_private:
+        refused = [address for address in addresses if not is_public(address)]
+        if refused:
+            raise RefusedURL(
+                f"{host} resolves to a non-public address ({refused[0]}); "
+                "DIRECTCALL['WEBHOOK_ALLOW_PRIVATE'] allows it"
+            )
+    return addresses
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to a checked address, with the URL's host in the Host header."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def _open_socket(self) -> socket.socket:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def connect(self) -> None:
+        self.sock = self._open_socket()
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
+    """The same over TLS: the certificate is verified against the URL's host name."""
+
+    default_port = 443
+    context = ssl.create_default_context()
+
+    def connect(self) -> None:
+        self.sock = self.context.wrap_socket(self._open_socket(), server_hostname=self.host)
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    allow_private: bool = False,
+) -> Answer:
+    """POST ``body`` to ``url`` safely (see the module's docstring); the receiver's answer.
+
+    Raises RefusedURL (never sent) or DeliveryFailed (DNS, connection, TLS, timeout).
+    """
+    scheme, host, port = check_url(url)
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    deadline = time.monotonic() + timeout
+    kind = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+    last_error: Exception | None = None
+    for address in resolve(host, port, allow_private):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        connection = kind(host, port, address, remaining)
+        try:
+            connection.connect()
+        except OSError as error:  # try the next address: nothing was sent
+            last_error = error
+            connection.close()
+            continue
+        try:
+            # Once connected, the request goes to this address only.
+            connection.request("POST", target, body=body, headers=headers)
+            connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            response = connection.getresponse()
+            if connection.sock is not None:
+                connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            content = response.read(MAX_BODY)
+            return Answer(response.status, content[:EXCERPT].decode("utf-8", "replace"))
+        except (OSError, http.client.HTTPException) as error:
+            raise DeliveryFailed(_describe(error)) from None
+        finally:
+            connection.close()
+    raise DeliveryFailed(_describe(last_error) if last_error else "timed out")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error: {error.reason or error}"
+    return f"{type(error).__name__}: {error}"[:200]
