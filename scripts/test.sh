@@ -91,6 +91,18 @@ if ! command -v turnserver >/dev/null 2>&1; then
   fi
 fi
 
+# nginx: the topology test (tests/e2e/test_topology.py) runs Debian's nginx in front of the
+# ASGI workers, with its own configuration in a temporary directory (never /etc/nginx's).
+if ! PATH="$PATH:/usr/sbin:/sbin" command -v nginx >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing nginx"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) \
+      >/dev/null || die "could not install nginx (the topology test needs it)"
+  else
+    die "the topology test needs nginx (Debian: apt-get install nginx)"
+  fi
+fi
+
 # node runs the SDK's unit tests; npm fetches the real CleverTap Web SDK that the browser
 # tests load (into .cache/, never committed).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -1,0 +1,109 @@
+"""Production settings of the demo site behind a TLS proxy (docs/deployment.md).
+
+The demo's settings (``example_project/settings.py``) made production-shaped, everything
+read from the environment so that every worker process of every machine runs the same
+file:
+
+- ``DJANGO_SECRET_KEY``, ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL``: required.
+- ``DJANGO_ALLOWED_HOSTS``: the host names the proxy serves (comma-separated).
+- ``DIRECTCALL_CHANNEL_LAYER``: ``pubsub`` (default, ``RedisPubSubChannelLayer``) or
+  ``redis`` (``RedisChannelLayer``).
+- ``DIRECTCALL_TURN_URLS`` (comma-separated ``turn:``/``turns:`` URLs) and
+  ``DIRECTCALL_TURN_SECRET`` (coturn's ``static-auth-secret``): TURN with ephemeral
+  credentials. ``DIRECTCALL_STUN_URLS`` adds STUN servers.
+- ``DIRECTCALL_ICE_TRANSPORT_POLICY``: ``all`` (default) or ``relay``.
+- ``DJANGO_STATIC_ROOT``: where ``collectstatic`` puts the files the proxy serves.
+
+The proxy terminates TLS and sets ``X-Forwarded-Proto`` and ``X-Forwarded-For`` (one
+trusted proxy: ``NUM_PROXIES = 1``).
+"""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import DIRECTCALL as DEMO_DIRECTCALL
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ImproperlyConfigured(f"deploy.settings needs {name} in the environment")
+    return value
+
+
+def _list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+SECRET_KEY = _required("DJANGO_SECRET_KEY")
+DEBUG = False
+ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS") or ["localhost"]
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or STATIC_ROOT  # noqa: F405
+
+_database = DATABASES["default"]  # noqa: F405 (from DATABASE_URL, example_project.settings)
+if _database["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("deploy.settings runs on PostgreSQL: set DATABASE_URL=postgres://…")
+# Persistent connections: a worker keeps its database connection between requests and
+# frames instead of opening one each time.
+_database["CONN_MAX_AGE"] = 60
+_database["CONN_HEALTH_CHECKS"] = True
+
+REDIS_URL = _required("REDIS_URL")
+_LAYERS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "redis": "channels_redis.core.RedisChannelLayer",
+}
+_layer = os.environ.get("DIRECTCALL_CHANNEL_LAYER", "pubsub")
+if _layer not in _LAYERS:
+    raise ImproperlyConfigured(f"DIRECTCALL_CHANNEL_LAYER must be pubsub or redis, not {_layer!r}")
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": _LAYERS[_layer],
+        # socket_timeout None: redis-py 8's 5 s default kills idle receivers (check W007).
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+    }
+}
+if _layer == "redis":
+    # Per process, all its consumers together (docs/performance.md).
+    CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = 1000
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+    }
+}
+
+# The proxy terminates TLS: it says so in X-Forwarded-Proto (it overwrites whatever the
+# client sent), and puts the client's address in X-Forwarded-For.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": 1}  # noqa: F405
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+# The proxy redirects http:// to https:// and sends Strict-Transport-Security itself.
+SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
+
+_ice: list[dict] = []
+if _list("DIRECTCALL_STUN_URLS"):
+    _ice.append({"urls": _list("DIRECTCALL_STUN_URLS")})
+if _list("DIRECTCALL_TURN_URLS"):
+    _ice.append({"urls": _list("DIRECTCALL_TURN_URLS")})
+
+DIRECTCALL = {
+    **DEMO_DIRECTCALL,
+    "ICE_SERVERS": _ice,
+    "TURN_SECRET": os.environ.get("DIRECTCALL_TURN_SECRET") or None,
+    "ICE_TRANSPORT_POLICY": os.environ.get("DIRECTCALL_ICE_TRANSPORT_POLICY", "all"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "directcall": {"handlers": ["console"], "level": "INFO"},
+        "django.request": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
