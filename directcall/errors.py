@@ -41,6 +41,8 @@ INTERNAL = "ERR_INTERNAL"
 CALL_NOT_ALLOWED = "ERR_CALL_NOT_ALLOWED"
 NOT_SIGNED_IN = "ERR_NOT_SIGNED_IN"
 SERVICE_UNAVAILABLE = "ERR_SERVICE_UNAVAILABLE"
+INVALID_PARAMETERS = "ERR_INVALID_PARAMETERS"
+NOT_FOUND = "ERR_NOT_FOUND"
 
 MESSAGES: dict[str | int, str] = {
     MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
@@ -69,6 +71,8 @@ MESSAGES: dict[str | int, str] = {
     CALL_NOT_ALLOWED: "You may not call this person.",
     NOT_SIGNED_IN: "Sign in to the site to make and receive calls.",
     SERVICE_UNAVAILABLE: "The service is briefly unavailable; try again in a few seconds.",
+    INVALID_PARAMETERS: "The request's parameters are not valid.",
+    NOT_FOUND: "Not found.",
 }
 
 
@@ -86,6 +90,8 @@ HTTP_STATUS: dict[str | int, int] = {
     METHOD_NOT_ALLOWED: HTTPStatus.METHOD_NOT_ALLOWED,
     RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
     SERVICE_UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+    INVALID_PARAMETERS: HTTPStatus.BAD_REQUEST,
+    NOT_FOUND: HTTPStatus.NOT_FOUND,
 }
 
 

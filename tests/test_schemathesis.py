@@ -377,3 +377,98 @@ def test_lone_surrogates_and_control_characters_are_refused_at_init(app, field, 
     assert response.json["code"] == "ERR_INVALID_INITPARAMETERS"
     assert field in response.json["message"]
     assert not Registration.objects.exists()
+
+
+# -- the calls API (issue 16) ----------------------------------------------------------------------
+# GET operations: what breaks their schema is in a query string or a path, where every value
+# is text, so negative cases are held to the same properties as positive ones (no 5xx, a
+# documented answer, a {code, message} refusal) rather than to negative_data_rejection.
+
+CALL_LIST = schema["/directcall/v1/calls"]["GET"]
+CALL_ONE = schema["/directcall/v1/calls/{call_id}"]["GET"]
+REGISTRATION = schema["/directcall/v1/registrations/{cuid}"]["GET"]
+MY_CALL_LIST = schema["/directcall/v1/me/calls"]["GET"]
+SERVER_KEY_PREFIX = "0a0b0c0d0e0f"
+SERVER_KEY_SECRET = "fuzzing-server-secret-0123456789abcdefghijklm"
+SERVER_KEY = f"dcsk_{SERVER_KEY_PREFIX}.{SERVER_KEY_SECRET}"
+
+
+@pytest.fixture
+def calls_app(app, settings) -> tuple[WSGIHandler, dict[str, Any]]:
+    """The site with a server key on the fuzz account, a few calls, the API throttles off."""
+    from directcall.models import Call
+
+    settings.DIRECTCALL = {
+        **settings.DIRECTCALL,
+        "THROTTLE_RATES": {
+            **settings.DIRECTCALL["THROTTLE_RATES"],
+            "directcall_api_ip": "1000000/min",
+            "directcall_api_key": "1000000/min",
+            "directcall_api_user": "1000000/min",
+        },
+    }
+    account = Account.objects.get(account_id=ACCOUNT_ID)
+    account.server_key_prefix = SERVER_KEY_PREFIX
+    account.server_key_hash = hash_api_key_secret(SERVER_KEY_SECRET)
+    account.save()
+    jane = Registration.objects.create(account=account, cuid="tutor_jane", name="Jane")
+    sam = Registration.objects.create(account=account, cuid="student_sam")
+    calls = [
+        Call.objects.create(account=account, caller=jane, callee=sam, context="<b>hi</b>"),
+        Call.objects.create(account=account, caller=sam, callee=jane, context="x", status="missed"),
+    ]
+    return app, {"call_ids": [str(call.pk) for call in calls], "cuids": ["tutor_jane", "sam_x"]}
+
+
+@pytest.mark.parametrize("operation", [CALL_LIST, CALL_ONE, REGISTRATION], ids=lambda o: o.path)
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_calls_api_with_and_without_the_server_key(calls_app, operation, mode):
+    app, known = calls_app
+    seen: set[int] = set()
+
+    @FUZZ
+    @given(
+        case=operation.as_strategy(mode),
+        keyed=st.booleans(),
+        known_id=st.sampled_from(known["call_ids"]),
+        known_cuid=st.sampled_from(known["cuids"]),
+        real=st.booleans(),
+    )
+    def check(case, keyed, known_id, known_cuid, real):
+        headers = {"Authorization": f"Bearer {SERVER_KEY}"} if keyed else {}
+        if real and case.path_parameters:
+            if "call_id" in case.path_parameters:
+                case.path_parameters["call_id"] = known_id
+            if "cuid" in case.path_parameters:
+                case.path_parameters["cuid"] = known_cuid
+        response = case.call(app=app, headers=headers)
+        case.validate_response(response, checks=CONFORMANCE, headers=headers)
+        seen.add(response.status_code)
+        if response.status_code != 200:
+            assert _is_json_error(response), response.content[:200]
+
+    check()
+    assert 401 in seen, seen
+    if mode is GenerationMode.POSITIVE:
+        assert 200 in seen, seen
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_my_calls_logged_in_or_not(calls_app, mode):
+    app, _known = calls_app
+    cookies, _headers = _logged_in()
+    seen: set[int] = set()
+
+    @FUZZ
+    @given(case=MY_CALL_LIST.as_strategy(mode), logged_in=st.booleans())
+    def check(case, logged_in):
+        response = case.call(app=app, cookies=cookies if logged_in else {})
+        case.validate_response(response, checks=CONFORMANCE)
+        seen.add(response.status_code)
+        if response.status_code != 200:
+            assert _is_json_error(response), response.content[:200]
+
+    check()
+    assert 403 in seen, seen
+    if mode is GenerationMode.POSITIVE:
+        assert 200 in seen, seen

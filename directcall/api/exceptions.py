@@ -22,6 +22,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .. import errors
 from ..errors import DirectCallError
+from .auth import InvalidServerKey
 
 logger = logging.getLogger("directcall.api")
 
@@ -32,6 +33,9 @@ UNAVAILABLE_RETRY_AFTER = 5
 DETAIL = object()
 
 DRF_ERRORS: dict[type[exceptions.APIException], tuple[str, Any]] = {
+    # The calls API's server key (before AuthenticationFailed: the most derived class wins).
+    InvalidServerKey: (errors.INVALID_CREDENTIALS, None),
+    exceptions.NotFound: (errors.NOT_FOUND, None),
     # "Authentication credentials were not provided." or "CSRF Failed: ...": says which.
     exceptions.NotAuthenticated: (errors.NOT_SIGNED_IN, DETAIL),
     exceptions.AuthenticationFailed: (errors.NOT_SIGNED_IN, DETAIL),
@@ -81,6 +85,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
     if not isinstance(error, DirectCallError):
         return drf_exception_handler(exc, context)
+    view_code = getattr(context.get("view"), "invalid_request_code", None)
+    if view_code and error.code == errors.INVALID_INITPARAMETERS:
+        # The calls API has no init parameters: its refusals of a request say so.
+        default = errors.MESSAGES[errors.INVALID_INITPARAMETERS]
+        message = None if error.message == default else error.message
+        error = DirectCallError(view_code, message, status_code=error.status_code)
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         # DRF's wait, already rounded up to whole seconds, plus one (docs/api.md): the
         # throttle's estimate is to the instant, and a client retrying on it can be early.

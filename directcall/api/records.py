@@ -1,7 +1,7 @@
 """Shapes of calls and registrations in the calls API, the webhooks and the CSV export.
 
-One definition: ``GET v1/calls/{id}`` returns :class:`CallSerializer`'s object, and the
-``call.*`` webhooks carry the same object as their ``data`` (docs/webhooks.md).
+One definition: `GET v1/calls/{id}` returns :class:`CallSerializer`'s object, and the
+`call.*` webhooks carry the same object as their `data` (docs/webhooks.md).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class PartySerializer(serializers.Serializer):
 
 
 class CallSerializer(serializers.ModelSerializer):
-    """A call as the host's servers see it (``v1/calls``, the ``call.*`` webhooks)."""
+    """A call as the host's servers see it (`v1/calls`, the `call.*` webhooks)."""
 
     accountId = serializers.CharField(source="account.account_id")
     status = serializers.ChoiceField(choices=CallStatus.choices)
@@ -87,7 +87,7 @@ class CallSerializer(serializers.ModelSerializer):
 
 
 class MyCallSerializer(serializers.ModelSerializer):
-    """A call as one of its parties sees it (``v1/me/calls``)."""
+    """A call as one of its parties sees it (`v1/me/calls`)."""
 
     direction = serializers.SerializerMethodField()
     status = serializers.ChoiceField(choices=CallStatus.choices)
@@ -118,7 +118,7 @@ class MyCallSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ChoiceField(choices=["outgoing", "incoming"]))
     def get_direction(self, call: Call) -> str:
-        """``outgoing`` when this user placed the call, ``incoming`` otherwise."""
+        """`outgoing` when this user placed the call, `incoming` otherwise."""
         return "outgoing" if self._mine(call) else "incoming"
 
     @extend_schema_field(serializers.ChoiceField(choices=EndReason.choices, allow_null=True))
@@ -139,7 +139,7 @@ class MyCallSerializer(serializers.ModelSerializer):
 
 
 class RegistrationSerializer(serializers.ModelSerializer):
-    """A cuid of the account (``v1/registrations/{cuid}``, ``registration.created``)."""
+    """A cuid of the account (`v1/registrations/{cuid}`, `registration.created`)."""
 
     accountId = serializers.CharField(source="account.account_id")
     name = serializers.CharField(source="display_name")

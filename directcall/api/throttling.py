@@ -52,3 +52,36 @@ class InitAccountThrottle(_ConfiguredRateThrottle):
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.account_id}
+
+
+class ApiIPThrottle(InitIPThrottle):
+    """Calls API requests per client IP (``THROTTLE_RATES["directcall_api_ip"]``).
+
+    Checked before authentication (``CallsAPIView.initial``), so wrong keys count too.
+    """
+
+    scope = "directcall_api_ip"
+
+
+class ApiKeyThrottle(_ConfiguredRateThrottle):
+    """Calls API requests per account's server key (``THROTTLE_RATES["directcall_api_key"]``)."""
+
+    scope = "directcall_api_key"
+
+    def get_cache_key(self, request, view) -> str | None:
+        account = request.auth
+        if account is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": account.pk}
+
+
+class ApiUserThrottle(_ConfiguredRateThrottle):
+    """Calls API requests per logged-in user (``THROTTLE_RATES["directcall_api_user"]``)."""
+
+    scope = "directcall_api_user"
+
+    def get_cache_key(self, request, view) -> str | None:
+        user = request.user
+        if not user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": user.pk}
