@@ -10,12 +10,13 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import dashboard
+from . import dashboard, export
 from .models import Account, Block, Call, Identity, Registration
+from .webhooks.admin import render_shown_once  # also registers the webhook admin
 
 
 def format_rate(value: float | None) -> str:
@@ -58,9 +59,17 @@ class AccountAdmin(admin.ModelAdmin):
         "key_created_at",
         "key_revoked_at",
         "signing_secret_created_at",
+        "server_key_created_at",
+        "has_webhooks",
         "created_at",
     ]
-    actions = ["rotate_keys", "revoke_keys", "rotate_signing_secrets"]
+    actions = [
+        "rotate_keys",
+        "revoke_keys",
+        "rotate_signing_secrets",
+        "rotate_server_keys",
+        "revoke_server_keys",
+    ]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["name", "account_id", "is_active", "require_clevertap"]}),
@@ -74,6 +83,8 @@ class AccountAdmin(admin.ModelAdmin):
                     "key_created_at",
                     "key_revoked_at",
                     "signing_secret_created_at",
+                    "server_key_created_at",
+                    "has_webhooks",
                 ]
             },
         ),
@@ -135,6 +146,37 @@ class AccountAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             ngettext("Revoked %d API key.", "Revoked %d API keys.", count) % count,
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Issue a new server key for the calls API (shows it once)"))
+    def rotate_server_keys(self, request: HttpRequest, queryset: QuerySet[Account]) -> HttpResponse:
+        """A new server key for each selected account; the previous one stops working."""
+        rows = []
+        for account in queryset:
+            key = account.rotate_server_key()
+            self.log_change(request, account, [{"changed": {"fields": ["Server key (new)"]}}])
+            url = reverse("admin:directcall_account_change", args=[account.pk])
+            rows.append({"label": str(account), "url": url, "value": key})
+        warning = _(
+            "Copy each server key now: it is stored only as a hash and will not be shown "
+            "again. It is for your servers only (the calls API); never put it in a page."
+        )
+        return render_shown_once(
+            self, request, _("New server keys"), warning, _("server key"), rows
+        )
+
+    @admin.action(description=_("Revoke server key of selected accounts"))
+    def revoke_server_keys(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        """Remove each selected account's server key: the calls API refuses it at once."""
+        count = 0
+        for account in queryset:
+            account.revoke_server_key()
+            self.log_change(request, account, [{"changed": {"fields": ["Server key (revoked)"]}}])
+            count += 1
+        self.message_user(
+            request,
+            ngettext("Revoked %d server key.", "Revoked %d server keys.", count) % count,
             messages.SUCCESS,
         )
 
@@ -238,13 +280,27 @@ class CallAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def get_urls(self) -> list[URLPattern]:
-        """The model's URLs plus ``dashboard/`` (first: ``<path:object_id>/`` would catch it)."""
+        """The model's URLs plus ``dashboard/`` and ``export/`` (first: ``<path:object_id>/``
+        would catch them)."""
         dashboard_url = path(
             "dashboard/",
             self.admin_site.admin_view(self.dashboard_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_dashboard",
         )
-        return [dashboard_url, *super().get_urls()]
+        export_url = path(
+            "export/",
+            self.admin_site.admin_view(self.export_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_export",
+        )
+        return [dashboard_url, export_url, *super().get_urls()]
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        """The calls the changelist shows (its filters, search and dates) as a streamed CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        calls = changelist.get_queryset(request)
+        return export.csv_response(calls, "calls.csv")
 
     def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
         """Calls per day by outcome, answer rate and talk time for 30 days; who is online.
