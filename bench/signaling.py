@@ -68,6 +68,7 @@ from bench._common import (
     table,
     uvicorn,
 )
+from bench.proxy import LAYER, SERVER, ProxiedWorkers, nginx_installed
 
 TITLE = "directcall signaling benchmark"
 
@@ -80,6 +81,7 @@ class Config:
     server: str  # daphne | uvicorn | peerjs | relay
     procs: int = 1
     layer: str | None = None  # memory | redis | pubsub
+    proxy: bool = False  # behind nginx terminating TLS (deploy/topology.py)
 
     @property
     def redis(self) -> bool:
@@ -94,6 +96,11 @@ CONFIGS = [
     Config("daphne-redis", "2 daphne, RedisChannelLayer", "directcall", "daphne", 2, "redis"),
     Config(
         "daphne-pubsub", "2 daphne, RedisPubSubChannelLayer", "directcall", "daphne", 2, "pubsub"
+    ),
+    # The production topology (deploy/topology.py, its SERVER and LAYER): wss:// to nginx,
+    # which spreads the sockets over the workers, so about half the calls cross processes.
+    Config(
+        "proxy", f"nginx (TLS) → 2 {SERVER}, {LAYER} layer", "directcall", SERVER, 2, LAYER, True
     ),
 ]
 BY_NAME = {c.name: c for c in CONFIGS}
@@ -207,6 +214,19 @@ class Run:
         prefix = f"{self.prefix}-{config.name}"
         url = self.db.clone(config.name)
         env = django_env(url, config.layer, prefix, self.redis_url if config.redis else None)
+        if config.proxy:
+            return [
+                ProxiedWorkers(
+                    config.name,
+                    logs / config.name,
+                    database_url=url,
+                    redis_url=self.redis_url,
+                    prefix=prefix,
+                    workers=config.procs,
+                    server=config.server,
+                    layer=config.layer,
+                )
+            ]
         make = daphne if config.server == "daphne" else uvicorn
         return [
             make(f"{config.name}-{i}", env, logs / f"{config.name}-{i}.log")
@@ -223,10 +243,11 @@ class Run:
                     f"&token=t{index}"
                 )
                 return {"id": ident, "url": url}
+            secure = "s" if config.proxy else ""  # wss:// and https:// through nginx
             return {
                 "id": ident,
-                "url": f"ws://127.0.0.1:{server.port}{WS_PATH}",
-                "origin": f"http://127.0.0.1:{server.port}",
+                "url": f"ws{secure}://127.0.0.1:{server.port}{WS_PATH}",
+                "origin": f"http{secure}://127.0.0.1:{server.port}",
                 "token": self.tokens[ident],
             }
 
@@ -239,7 +260,7 @@ class Run:
         idle = [spec(ident, i, servers[i % len(servers)]) for i, ident in enumerate(self.idle_ids)]
         return {
             "protocol": config.protocol,
-            "server_pids": [s.pid for s in servers],
+            "server_pids": [p for s in servers for p in getattr(s, "pids", [s.pid])],
             "redis_url": self.redis_url if config.redis else None,
             "load": load,
             "idle": idle,
@@ -289,7 +310,7 @@ class Run:
         mark = (
             time.monotonic(),
             machine_busy_s(),
-            sum(process_cpu_s(s.pid) for s in servers),
+            sum(process_cpu_s(p) for s in servers for p in getattr(s, "pids", [s.pid])),
             redis_cpu_s(redis_url),
             time.process_time(),
         )
@@ -301,7 +322,8 @@ class Run:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # SSL_CERT_FILE: trust the proxy's self-signed certificate.
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **getattr(servers[0], "client_env", {})},
         )
         lines: queue.Queue = queue.Queue()
 
@@ -356,7 +378,7 @@ class Run:
                     loadgen_cpu = event["cpu_s"]
             proc.wait(timeout=30)
             ours = (
-                sum(process_cpu_s(s.pid) for s in servers)
+                sum(process_cpu_s(p) for s in servers for p in getattr(s, "pids", [s.pid]))
                 - mark[2]
                 + redis_cpu_s(redis_url)
                 - mark[3]
@@ -766,6 +788,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(c.server == "uvicorn" for c in configs) and importlib.util.find_spec("uvicorn") is None:
         log("uvicorn is not installed (pip install 'uvicorn[standard]'): skipping it")
         configs = [c for c in configs if c.server != "uvicorn"]
+    if any(c.proxy for c in configs) and not nginx_installed():
+        log("nginx is not installed (apt-get install nginx): skipping the proxy configuration")
+        configs = [c for c in configs if not c.proxy]
     if any(c.redis for c in configs) and not redis_ok(args.redis_url):
         log(f"Redis does not answer at {args.redis_url}: skipping the Redis configurations")
         configs = [c for c in configs if not c.redis]

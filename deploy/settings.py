@@ -13,6 +13,8 @@ file:
   credentials. ``DIRECTCALL_STUN_URLS`` adds STUN servers.
 - ``DIRECTCALL_ICE_TRANSPORT_POLICY``: ``all`` (default) or ``relay``.
 - ``DJANGO_STATIC_ROOT``: where ``collectstatic`` puts the files the proxy serves.
+- ``DIRECTCALL_REDIS_PREFIX``: a prefix for every Redis key and channel (several sites,
+  or a benchmark, sharing one Redis).
 
 The proxy terminates TLS and sets ``X-Forwarded-Proto`` and ``X-Forwarded-For`` (one
 trusted proxy: ``NUM_PROXIES = 1``).
@@ -42,13 +44,13 @@ DEBUG = False
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS") or ["localhost"]
 STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or STATIC_ROOT  # noqa: F405
 
-_database = DATABASES["default"]  # noqa: F405 (from DATABASE_URL, example_project.settings)
-if _database["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("deploy.settings runs on PostgreSQL: set DATABASE_URL=postgres://…")
-# Persistent connections: a worker keeps its database connection between requests and
-# frames instead of opening one each time.
-_database["CONN_MAX_AGE"] = 60
-_database["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL (DATABASE_URL, read by example_project.settings). Persistent connections: a
+# worker keeps its database connection between requests and frames instead of opening
+# one each time.
+_database = DATABASES["default"]  # noqa: F405
+if _database["ENGINE"] == "django.db.backends.postgresql":
+    _database["CONN_MAX_AGE"] = 60
+    _database["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = _required("REDIS_URL")
 _LAYERS = {
@@ -58,11 +60,15 @@ _LAYERS = {
 _layer = os.environ.get("DIRECTCALL_CHANNEL_LAYER", "pubsub")
 if _layer not in _LAYERS:
     raise ImproperlyConfigured(f"DIRECTCALL_CHANNEL_LAYER must be pubsub or redis, not {_layer!r}")
+_prefix = os.environ.get("DIRECTCALL_REDIS_PREFIX", "")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": _LAYERS[_layer],
         # socket_timeout None: redis-py 8's 5 s default kills idle receivers (check W007).
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": f"{_prefix}asgi",
+        },
     }
 }
 if _layer == "redis":
@@ -72,6 +78,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
+        "KEY_PREFIX": _prefix,
     }
 }
 

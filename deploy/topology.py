@@ -269,7 +269,10 @@ class Topology:
     ``with Topology(workdir) as topo:`` brings it up and down again. ``settings`` and
     ``asgi_app`` are the workers' (the demo site's production settings by default);
     ``env`` adds to their environment. ``redis_url`` None starts a private redis-server;
-    ``postgres_url`` names the server on which a database of its own is made and dropped.
+    ``database_url`` None makes a database of its own on the PostgreSQL server
+    ``postgres_url`` (dropped again at the end). ``prepare`` runs ``migrate`` and
+    ``collectstatic`` before the workers start. ``up()`` returns once ``ready_path``
+    answers 200 through nginx.
     """
 
     workdir: Path
@@ -279,7 +282,10 @@ class Topology:
     settings: str = "deploy.settings"
     asgi_app: str = "example_project.asgi:application"
     postgres_url: str = field(default_factory=postgres_server_url)
+    database_url: str | None = None
     redis_url: str | None = None
+    prepare: bool = True
+    ready_path: str = "/"
     turn: bool = True
     ice_policy: str = "all"
     env: dict[str, str] = field(default_factory=dict)
@@ -288,7 +294,6 @@ class Topology:
     services: list[Service] = field(default_factory=list, init=False)
     worker_services: list[Service] = field(default_factory=list, init=False)
     database: str = field(default="", init=False)
-    database_url: str = field(default="", init=False)
     https_port: int = field(default=0, init=False)
     turn_port: int = field(default=0, init=False)
     turn_secret: str = field(default="", init=False)
@@ -312,6 +317,17 @@ class Topology:
     def worker_addresses(self) -> list[str]:
         """``127.0.0.1:PORT`` of each worker, as nginx's ``$upstream_addr`` names them."""
         return [f"127.0.0.1:{w.port}" for w in self.worker_services]
+
+    @property
+    def server_pids(self) -> list[int]:
+        """The processes that serve clients: the workers, nginx's master and its workers."""
+        pids = [w.pid for w in self.worker_services if w.alive()]
+        if self.nginx is not None and self.nginx.alive():
+            pids.append(self.nginx.pid)
+            children = Path(f"/proc/{self.nginx.pid}/task/{self.nginx.pid}/children")
+            with contextlib.suppress(OSError):
+                pids += [int(pid) for pid in children.read_text().split()]
+        return pids
 
     def worker_index(self, address: str) -> int:
         """Which worker an upstream address (or nginx's ``a, b`` list of tries) ended on."""
@@ -350,7 +366,7 @@ class Topology:
             "DJANGO_SECRET_KEY": self._secret_key,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DJANGO_STATIC_ROOT": str(self.workdir / "static"),
-            "DATABASE_URL": self.database_url,
+            "DATABASE_URL": self.database_url or "",
             "REDIS_URL": self.redis_url or "",
             "DIRECTCALL_CHANNEL_LAYER": self.layer,
             "DIRECTCALL_ICE_TRANSPORT_POLICY": self.ice_policy,
@@ -384,12 +400,14 @@ class Topology:
 
         if self.redis_url is None:
             self._start_redis()
-        self._create_database()
+        if self.database_url is None:
+            self._create_database()
         self.turn_secret = secrets.token_urlsafe(24)
         self.turn_port = free_port() if self.turn else 0
         env = self.worker_env()
-        self.manage("migrate", "--noinput", "-v", "0")
-        self.manage("collectstatic", "--noinput", "-v", "0")
+        if self.prepare:
+            self.manage("migrate", "--noinput", "-v", "0")
+            self.manage("collectstatic", "--noinput", "-v", "0")
         self.certificate, key = make_certificate(self.workdir)
 
         if self.turn:
@@ -483,7 +501,7 @@ class Topology:
         deadline = time.monotonic() + 30
         while True:
             try:
-                status, _headers, _body = self.get("/")
+                status, _headers, _body = self.get(self.ready_path)
                 if status == 200:
                     return
             except OSError as exc:
@@ -577,7 +595,7 @@ class Topology:
                 for w, a in zip(self.worker_services, self.worker_addresses, strict=True)
             ),
             f"  channel layer:      {self.layer}   Redis: {self.redis_url}",
-            f"  PostgreSQL:         database {self.database}",
+            f"  database:           {self.database or self.database_url}",
         ]
         if self.turn:
             lines.append(f"  coturn:             turn:127.0.0.1:{self.turn_port} (udp, tcp)")

@@ -63,6 +63,7 @@ def test_signaling_benchmark_smoke():
     if os.environ.get("REDIS_URL"):
         assert "2 daphne, RedisChannelLayer" in result.stdout
         assert "2 daphne, RedisPubSubChannelLayer" in result.stdout
+        assert "nginx (TLS) → 2 " in result.stdout  # the production topology's front
 
 
 def test_browser_benchmark_smoke():
