@@ -295,3 +295,37 @@ def check_identities(app_configs: Any = None, databases: Any = None, **kwargs: A
             )
         )
     return problems
+
+
+@register(Tags.compatibility)
+def check_webhook_tasks(app_configs: Any = None, **kwargs: Any) -> list:
+    """W010: webhook deliveries need a task backend that runs in the background and defers."""
+    try:
+        from django_tasks import task_backends
+
+        backend = task_backends["default"]
+    except Exception as error:  # an import or configuration error of TASKS
+        return [
+            Warning(
+                f"The default task backend cannot be loaded ({error}): webhooks cannot be "
+                "delivered.",
+                hint='Set TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}.',
+                id="directcall.W010",
+            )
+        ]
+    name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if name.startswith(("django_tasks.backends.immediate.", "django_tasks.backends.dummy.")) or (
+        not backend.supports_defer
+    ):
+        return [
+            Warning(
+                f"The default task backend ({name}) cannot deliver webhooks in the background "
+                "with retries: the immediate backend would send them inside the request or "
+                "socket handler that made the event, the dummy one never, and one that cannot "
+                "defer a task cannot retry.",
+                hint='Set TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}} '
+                "and run `manage.py db_worker` (docs/webhooks.md).",
+                id="directcall.W010",
+            )
+        ]
+    return []

@@ -516,3 +516,27 @@ def test_the_identity_check_runs_with_check_database(make_account, settings):
     assert checks.check_identities in registry.get_checks(include_deployment_checks=False)
     with pytest.raises(SystemCheckError, match=r"directcall\.E008"):
         call_command("check", "--database", "default", stdout=StringIO(), stderr=StringIO())
+
+
+# -- W010: the task backend of webhook deliveries -------------------------------------------------
+
+
+def test_w010_quiet_with_the_database_backend():
+    assert checks.check_webhook_tasks() == []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django_tasks.backends.immediate.ImmediateBackend",
+        "django_tasks.backends.dummy.DummyBackend",
+    ],
+)
+def test_w010_a_backend_that_cannot_deliver_in_the_background(backend):
+    with override_settings(TASKS={"default": {"BACKEND": backend}}):
+        assert ids(checks.check_webhook_tasks()) == ["directcall.W010"]
+
+
+def test_w010_a_backend_that_cannot_be_loaded():
+    with override_settings(TASKS={"default": {"BACKEND": "no.such.Backend"}}):
+        assert ids(checks.check_webhook_tasks()) == ["directcall.W010"]
