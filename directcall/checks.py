@@ -297,35 +297,53 @@ def check_identities(app_configs: Any = None, databases: Any = None, **kwargs: A
     return problems
 
 
-@register(Tags.compatibility)
-def check_webhook_tasks(app_configs: Any = None, **kwargs: Any) -> list:
-    """W010: webhook deliveries need a task backend that runs in the background and defers."""
+def webhook_backend_problem() -> str | None:
+    """Why the default task backend cannot deliver webhooks in the background, or None."""
     try:
         from django_tasks import task_backends
 
         backend = task_backends["default"]
     except Exception as error:  # an import or configuration error of TASKS
-        return [
-            Warning(
-                f"The default task backend cannot be loaded ({error}): webhooks cannot be "
-                "delivered.",
-                hint='Set TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}.',
-                id="directcall.W010",
-            )
-        ]
+        return f"The default task backend cannot be loaded ({error})."
     name = f"{type(backend).__module__}.{type(backend).__qualname__}"
-    if name.startswith(("django_tasks.backends.immediate.", "django_tasks.backends.dummy.")) or (
-        not backend.supports_defer
-    ):
-        return [
-            Warning(
-                f"The default task backend ({name}) cannot deliver webhooks in the background "
-                "with retries: the immediate backend would send them inside the request or "
-                "socket handler that made the event, the dummy one never, and one that cannot "
-                "defer a task cannot retry.",
-                hint='Set TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}} '
-                "and run `manage.py db_worker` (docs/webhooks.md).",
-                id="directcall.W010",
-            )
-        ]
-    return []
+    if name.startswith("django_tasks.backends.immediate."):
+        return (
+            f"The default task backend ({name}) would send webhooks inside the request or "
+            "socket handler that made the event (without TASKS, django-tasks uses it)."
+        )
+    if name.startswith("django_tasks.backends.dummy."):
+        return f"The default task backend ({name}) never runs tasks: no webhook is sent."
+    if not backend.supports_defer:
+        return f"The default task backend ({name}) cannot defer tasks: no retry is made."
+    return None
+
+
+@register(Tags.database)
+def check_webhook_tasks(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list:
+    """W010: an active webhook endpoint, and no task backend that delivers in the background.
+
+    A database check (it reads whether any endpoint is active), like E008/W009: a site
+    without webhooks needs no task backend.
+    """
+    if not databases:
+        return []
+    problem = webhook_backend_problem()
+    if problem is None:
+        return []
+    from django.db import DatabaseError
+
+    from .webhooks.models import WebhookEndpoint
+
+    try:
+        if not WebhookEndpoint.objects.filter(is_active=True).exists():
+            return []
+    except DatabaseError:  # before migrate
+        return []
+    return [
+        Warning(
+            problem + " Webhook endpoints are active.",
+            hint='Set TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}} '
+            "and run `manage.py db_worker` (docs/webhooks.md).",
+            id="directcall.W010",
+        )
+    ]

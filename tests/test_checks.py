@@ -521,8 +521,16 @@ def test_the_identity_check_runs_with_check_database(make_account, settings):
 # -- W010: the task backend of webhook deliveries -------------------------------------------------
 
 
-def test_w010_quiet_with_the_database_backend():
-    assert checks.check_webhook_tasks() == []
+@pytest.fixture
+def active_endpoint(make_account):
+    from directcall.webhooks.models import WebhookEndpoint
+
+    account, _key = make_account()
+    return WebhookEndpoint.objects.create(account=account, url="https://hooks.example.com/")
+
+
+def test_w010_quiet_with_the_database_backend(active_endpoint):
+    assert checks.check_webhook_tasks(databases=["default"]) == []
 
 
 @pytest.mark.parametrize(
@@ -530,13 +538,13 @@ def test_w010_quiet_with_the_database_backend():
     [
         "django_tasks.backends.immediate.ImmediateBackend",
         "django_tasks.backends.dummy.DummyBackend",
+        "no.such.Backend",
     ],
 )
-def test_w010_a_backend_that_cannot_deliver_in_the_background(backend):
+def test_w010_a_backend_that_cannot_deliver_in_the_background(active_endpoint, backend):
     with override_settings(TASKS={"default": {"BACKEND": backend}}):
-        assert ids(checks.check_webhook_tasks()) == ["directcall.W010"]
-
-
-def test_w010_a_backend_that_cannot_be_loaded():
-    with override_settings(TASKS={"default": {"BACKEND": "no.such.Backend"}}):
-        assert ids(checks.check_webhook_tasks()) == ["directcall.W010"]
+        assert ids(checks.check_webhook_tasks(databases=["default"])) == ["directcall.W010"]
+        assert checks.check_webhook_tasks() == []  # a database check
+        active_endpoint.is_active = False
+        active_endpoint.save()
+        assert checks.check_webhook_tasks(databases=["default"]) == []  # no webhooks: quiet

@@ -8,10 +8,12 @@ The events of a real call over the WebSocket are in tests/test_webhooks_calls.py
 from __future__ import annotations
 
 import itertools
+import re
 import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
@@ -411,3 +413,39 @@ def test_a_task_queued_twice_sends_once(hooked, receiver):
     assert deliveries.attempt(delivery.pk, 1) == "succeeded"
     assert deliveries.attempt(delivery.pk, 1) == "skipped"
     assert len(receiver.received) == 1
+
+
+# -- the receiver's snippet in docs/webhooks.md ---------------------------------------------------
+
+
+def _documented_verifier():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "webhooks.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "verify_webhook" in b]
+    namespace: dict = {}
+    exec(compile(block, "docs/webhooks.md", "exec"), namespace)  # noqa: S102 (our own docs)
+    return namespace["verify_webhook"]
+
+
+def test_the_documented_verifier_checks_real_deliveries(hooked, receiver):
+    verify_webhook = _documented_verifier()
+    account, endpoint, _key = hooked
+    with running_worker():
+        msg_id = emit(account)
+        receiver.wait_for(lambda got: len(got) == 1)
+        new = WebhookEndpoint.objects.get(pk=endpoint.pk).rotate_secret()
+        receiver.secrets = [endpoint.secret, new]
+        rotated = emit(account)
+        receiver.wait_for(lambda got: len(got) == 2)
+    first, second = receiver.received
+    assert verify_webhook(endpoint.secret, first.headers, first.raw) == msg_id
+    assert verify_webhook(endpoint.secret, second.headers, second.raw) == rotated
+    assert verify_webhook(new, second.headers, second.raw) == rotated
+    for secret, got, body in [
+        (new, first, first.raw),  # the new secret did not sign the first one
+        (endpoint.secret, first, first.raw + b" "),  # a body changed on the way
+    ]:
+        with pytest.raises(ValueError):
+            verify_webhook(secret, got.headers, body)
+    stale = signing.headers([new], "msg_x", b"{}", timestamp=int(time.time()) - 600)
+    with pytest.raises(ValueError, match="timestamp"):
+        verify_webhook(new, stale, b"{}")

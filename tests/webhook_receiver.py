@@ -35,6 +35,7 @@ class Received:
     verified_with: list[str]  # which of the known secrets verify it
     status: int  # what the receiver answered
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
 
     @property
     def type(self) -> str:
@@ -107,6 +108,7 @@ class Receiver:
                         verified_with=verified,
                         status=status,
                         headers=headers,
+                        raw=body,
                     )
                 )
             self.changed.notify_all()
