@@ -103,6 +103,18 @@ if ! PATH="$PATH:/usr/sbin:/sbin" command -v nginx >/dev/null 2>&1; then
   fi
 fi
 
+# GNU gettext: tests/test_locale.py compiles the shipped catalogs (directcall/locale) to
+# check the committed .mo files (scripts/messages.sh makes them).
+if ! command -v msgfmt >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing gettext"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext) \
+      >/dev/null || die "could not install gettext (the catalog tests need msgfmt)"
+  else
+    die "the catalog tests need GNU gettext's msgfmt (Debian: apt-get install gettext)"
+  fi
+fi
+
 # node runs the SDK's unit tests; npm fetches the real CleverTap Web SDK that the browser
 # tests load (into .cache/, never committed).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

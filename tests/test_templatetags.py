@@ -13,8 +13,10 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Template
 from django.test import RequestFactory
+from django.utils import translation
 
 from directcall.adapter import DefaultCallAdapter
+from directcall.screen_strings import screen_strings
 from directcall.templatetags.directcall import button_nonce
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +94,10 @@ def test_scripts_holds_the_screens_the_module_and_the_button_nonce():
 def test_scripts_has_no_inline_javascript():
     html = render("{% directcall_scripts %}")
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
+    strings = json.dumps(screen_strings(), ensure_ascii=False)
     assert scripts == [
+        # The screens' texts: data too (in the inert <template>).
+        (' type="application/json" data-directcall-strings', strings),
         (' type="module" src="/static/directcall/js/directcall.js"', ""),
         # Data, not code: browsers do not run a script of type application/json.
         (' id="directcall-buttons" type="application/json"', json.dumps({"nonce": nonce_of(html)})),
@@ -236,8 +241,31 @@ def test_button_for_a_cuid():
     [nonce] = button_nonces(html)
     assert html == (
         '<button type="button" class="directcall-button" data-directcall-call="tutor_jane" '
-        f'data-directcall-context="Sam is calling" data-directcall-nonce="{nonce}">Call</button>'
+        f'data-directcall-context="Sam is calling" data-directcall-nonce="{nonce}" '
+        'data-directcall-watch data-directcall-offline-label="Offline" '
+        'data-directcall-busy-label="In a call">Call</button>'
     )
+
+
+def test_button_follows_presence_unless_told_not_to(tutor):
+    html = render("{% directcall_button tutor 'hi' %}", tutor=tutor)
+    # The texts shown while the receiver is offline or in a call, and accessible names that
+    # start with them and name the person (WCAG 2.5.3).
+    assert "data-directcall-watch " in html
+    assert 'data-directcall-offline-label="Offline"' in html
+    assert 'data-directcall-offline-aria="Offline (Jane Tutor)"' in html
+    assert 'data-directcall-busy-label="In a call"' in html
+    assert 'data-directcall-busy-aria="In a call (Jane Tutor)"' in html
+    html = render("{% directcall_button tutor 'hi' presence=False %}", tutor=tutor)
+    assert "data-directcall-watch" not in html and "offline" not in html.lower()
+
+
+def test_button_texts_are_translated(tutor):
+    with translation.override("es"):
+        html = render("{% directcall_button tutor 'hi' %}", tutor=tutor)
+    assert 'aria-label="Llamar a Jane Tutor"' in html and ">Llamar</button>" in html
+    assert 'data-directcall-offline-label="Sin conexión"' in html
+    assert 'data-directcall-busy-aria="En una llamada (Jane Tutor)"' in html
 
 
 def test_button_for_a_user_uses_the_adapter(user, tutor):

@@ -26,6 +26,7 @@ whose nonce matches, so markup that users put into a page (a comment that keeps
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -37,11 +38,12 @@ from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import json_script
-from django.utils.safestring import SafeString
-from django.utils.translation import gettext as _
+from django.utils.html import format_html, json_script
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import pgettext
 
 from ..adapter import get_adapter
+from ..screen_strings import screen_strings
 from ..validation import is_valid_context, is_valid_cuid, is_valid_url
 
 register = template.Library()
@@ -50,6 +52,8 @@ logger = logging.getLogger("directcall.templatetags")
 # The name of a global the SDK looks up on window (e.g. "clevertap"), not an expression.
 _GLOBAL_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}")
 
+
+_JSON_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
 
 # Where a request keeps its button nonce: every tag of one response reads the same one.
 _NONCE_ATTRIBUTE = "_directcall_button_nonce"
@@ -104,6 +108,26 @@ def directcall_scripts(context: template.Context) -> SafeString:
     """
     html = render_to_string("directcall/scripts.html", request=_request(context))
     return html + json_script({"nonce": _nonce(context)}, "directcall-buttons")
+
+
+@register.simple_tag
+def directcall_screen_strings() -> SafeString:
+    """The call screens' texts in the active language, as JSON for the SDK.
+
+    Usage (in ``directcall/screens.html``, inside the ``.dc-overlay`` element)::
+
+        {% load directcall %}
+        {% directcall_screen_strings %}
+
+    Renders ``<script type="application/json" data-directcall-strings>`` holding
+    :data:`directcall.screen_strings.SCREEN_STRINGS`, translated; ``screens.t(key)`` reads it.
+    """
+    # Escaped as json_script escapes: no "<", ">" or "&" can end the script element.
+    text = json.dumps(screen_strings(), ensure_ascii=False).translate(_JSON_SCRIPT_ESCAPES)
+    return format_html(
+        '<script type="application/json" data-directcall-strings>{}</script>',
+        mark_safe(text),  # noqa: S308 (escaped above, as json_script escapes)
+    )
 
 
 @register.simple_tag(takes_context=True)
@@ -189,6 +213,7 @@ def directcall_button(
     receiver_image: str | None = None,
     initiator_image: str | None = None,
     css_class: str | None = None,
+    presence: bool = True,
 ) -> SafeString | str:
     """A button that calls ``receiver``, showing them ``call_context`` on their incoming screen.
 
@@ -203,7 +228,10 @@ def directcall_button(
     cuid. ``call_context`` (the second argument): 1–280 characters. ``label``: the visible
     text (default "Call"); the accessible name is "Call <name>" when the receiver's name is
     known (``name=`` for a cuid). ``receiver_image``/``initiator_image``: http(s) URLs for the
-    call screens. ``css_class``: extra classes.
+    call screens. ``css_class``: extra classes. ``presence=False``: the button does not
+    follow whether the receiver is online (by default the SDK watches it and, while the
+    receiver is offline or in a call, marks it ``aria-disabled="true"`` with the text
+    "Offline" or "In a call"; ``data-directcall-presence`` holds the state).
 
     Renders ``directcall/button.html``: ``<button type="button" data-directcall-call=...
     data-directcall-nonce=...>`` with the page's button nonce (see
@@ -239,14 +267,17 @@ def directcall_button(
             cuid if cuid is not None else receiver,
         )
         return ""
-    visible = label if label else _("Call")
+    visible = label if label else pgettext("call button", "Call")
     if name and not label:
-        aria_label = _("Call %(name)s") % {"name": name}
+        aria_label = pgettext("call button", "Call %(name)s") % {"name": name}
     elif name and name not in visible:
         # The accessible name starts with the visible label (WCAG 2.5.3, label in name).
-        aria_label = _("%(label)s (%(name)s)") % {"label": visible, "name": name}
+        aria_label = _labelled(visible, name)
     else:
         aria_label = None
+    # Shown instead of the label while the receiver is offline or in a call (the SDK
+    # watches the page's buttons, docs/integration.md#who-is-online).
+    offline, busy = pgettext("call button", "Offline"), pgettext("call button", "In a call")
     return render_to_string(
         "directcall/button.html",
         {
@@ -258,5 +289,15 @@ def directcall_button(
             "initiator_image": initiator_image,
             "css_class": css_class,
             "nonce": _nonce(context),
+            "presence": presence,
+            "offline_label": offline,
+            "offline_aria": _labelled(offline, name) if name else None,
+            "busy_label": busy,
+            "busy_aria": _labelled(busy, name) if name else None,
         },
     )
+
+
+def _labelled(visible: str, name: str) -> str:
+    """An accessible name that starts with the visible text and names the person."""
+    return pgettext("call button", "%(label)s (%(name)s)") % {"label": visible, "name": name}

@@ -5,6 +5,7 @@
 import { Call } from "./call.js";
 import { trackCall } from "./clevertap.js";
 import { dcError, ERR, fromServer } from "./errors.js";
+import { wantedLanguage } from "./i18n.js";
 import { getMicrophone, Media } from "./media.js";
 import { askNotificationPermission, notifyIncoming } from "./notify.js";
 import { readCallOptions, readInitOptions } from "./options.js";
@@ -83,7 +84,9 @@ export class DirectCallClient extends EventTarget {
   async _start() {
     const [session, markup] = await Promise.all([
       this._fetchSession(),
-      this.config.showScreens ? loadScreensMarkup(this.config.serverUrl) : Promise.resolve(null),
+      this.config.showScreens
+        ? loadScreensMarkup(this.config.serverUrl, undefined, wantedLanguage(this.config.language))
+        : Promise.resolve(null),
     ]);
     this.signaling = new Signaling(() => this._fetchSession(), {
       authFields: () => this._authFields(),

@@ -3,6 +3,7 @@
 
 import { readCleverTap } from "./clevertap.js";
 import { dcError, ERR } from "./errors.js";
+import { isValidLanguage } from "./i18n.js";
 import {
   isBlank,
   isValidAccountId,
@@ -94,6 +95,8 @@ export function readInitOptions(options) {
     assetsUrl = folderUrl(options.assetsUrl);
     if (!assetsUrl) invalid.push("assetsUrl");
   }
+  // The call screens' language (a BCP 47 tag); without it, the page's <html lang>.
+  if (!isBlank(options.language) && !isValidLanguage(options.language)) invalid.push("language");
   if (invalid.length) {
     throw dcError(ERR.INVALID_INITPARAMETERS, `Invalid parameters: ${invalid.join(", ")}.`);
   }
@@ -120,6 +123,7 @@ export function readInitOptions(options) {
     ctId,
     deviceId: deviceId(),
     showScreens: options.showScreens !== false,
+    language: isBlank(options.language) ? null : options.language,
   };
 }
 

@@ -3,6 +3,7 @@
 // controls (name, context, image URLs) is inserted as text or as a checked http(s) URL.
 
 import { dcError, ERR, fromServer } from "./errors.js";
+import { ENGLISH, format, markupLanguage, readStrings, speaks } from "./i18n.js";
 import { isValidUrl } from "./validation.js";
 
 // The SDK's tones. Their URLs resolve when a tone first plays, never at module load: a
@@ -69,14 +70,18 @@ export function formatDuration(totalSeconds) {
 }
 
 /**
- * Load the screens' markup: a <template id="directcall-screens"> in the page, else the server's.
- * Rejects `{code, message}`: the server's error when it sent one (ERR_RATE_LIMITED, …), else
- * ERR_INTERNET_LOST (no answer, or an answer that is not the markup).
+ * Load the screens' markup: a <template id="directcall-screens"> in the page when it speaks
+ * `language` (or no language is asked for), else the server's, in `language` (the server
+ * answers its closest catalog). Rejects `{code, message}`: the server's error when it sent
+ * one (ERR_RATE_LIMITED, …), else ERR_INTERNET_LOST (no answer, or an answer that is not the
+ * markup).
  */
-export async function loadScreensMarkup(serverUrl, fetchImpl = globalThis.fetch) {
+export async function loadScreensMarkup(serverUrl, fetchImpl = globalThis.fetch, language = null) {
   const inPage = typeof document !== "undefined" && document.getElementById("directcall-screens");
-  if (inPage && inPage.content) return inPage.innerHTML;
-  const url = new URL("v1/screens", serverUrl).href;
+  if (inPage && inPage.content && speaks(markupLanguage(inPage.innerHTML), language)) return inPage.innerHTML;
+  const address = new URL("v1/screens", serverUrl);
+  if (language) address.searchParams.set("lang", language);
+  const url = address.href;
   const lost = (why) => dcError(ERR.INTERNET_LOST, `The call screens could not be loaded from ${url} (${why}).`);
   let response;
   let text;
@@ -99,6 +104,16 @@ export async function loadScreensMarkup(serverUrl, fetchImpl = globalThis.fetch)
   return absolutize(text, response.url || url);
 }
 
+// Where modules mount their UI (screens.mount): created when an overridden template lacks them.
+const REGIONS = {
+  indicator: { shownOn: "ongoing", before: ".dc-logo" },
+  notice: { shownOn: "", before: "[data-action='enable-audio']" },
+  controls: { shownOn: "ongoing", before: null },
+  prompt: { shownOn: "prompt", before: null },
+};
+// The screens on which the dialog is modal (the page behind it waits): focus stays inside.
+const MODAL = new Set(["outgoing", "incoming"]);
+
 export class Screens extends EventTarget {
   constructor(markup, branding = {}, { ringtone, assetsUrl } = {}) {
     super();
@@ -108,7 +123,11 @@ export class Screens extends EventTarget {
     // The markup is our own server's template, never the other party's data.
     this.root.innerHTML = markup;
     this.overlay = this.root.querySelector(".dc-overlay");
-    this.labels = { ...this.overlay.dataset };
+    this.card = this.root.querySelector(".dc-card") || this.overlay;
+    // The texts the SDK writes, in the markup's language; older templates' data-label-*.
+    this.strings = { ...ENGLISH, ...legacyLabels(this.overlay.dataset), ...readStrings(this.root) };
+    this.lang = this.overlay.getAttribute("lang") || "";
+    this.dir = this.overlay.getAttribute("dir") === "rtl" ? "rtl" : "ltr";
     this.branding = branding;
     this.host.style.setProperty("--dc-bg", branding.backgroundColor || "");
     this.host.style.setProperty("--dc-fg", branding.textColor || "");
@@ -119,16 +138,168 @@ export class Screens extends EventTarget {
     this.toneBlocked = false; // the browser refused to play the tone
     this.remoteBlocked = false; // … or the other party's audio
     this.timer = null;
+    this.screen = null;
+    this.peerName = "";
+    this.returnFocus = null; // what had the page's focus before a screen opened
+    this.closePrompt = null;
+    this.regions = this._regions();
+    this.live = this._liveRegion();
     this.enableAudioButton = this._enableAudioButton();
     this.root.addEventListener("click", (event) => {
       const button = event.target.closest("[data-action]");
       if (button) this.dispatchEvent(new CustomEvent("action", { detail: button.dataset.action }));
     });
+    this.root.addEventListener("keydown", (event) => this._trapFocus(event));
     (document.body || document.documentElement).appendChild(this.host);
   }
 
+  /** A screen text in the markup's language, `%(name)s` placeholders filled from `params`. */
+  t(key, params = {}, fallback = undefined) {
+    const text = key in this.strings ? this.strings[key] : fallback !== undefined ? fallback : key;
+    return format(text, params);
+  }
+
+  /** A screen text by key (kept for callers of the older API: `t` without placeholders). */
   label(name, fallback = name) {
-    return this.labels[`label${name[0].toUpperCase()}${name.slice(1)}`] || fallback;
+    return this.t(name, {}, fallback);
+  }
+
+  // -- regions other modules mount into (docs/js-api.md, "Call screens") ----------------------
+
+  _regions() {
+    const regions = {};
+    for (const [name, { shownOn, before }] of Object.entries(REGIONS)) {
+      let el = this.root.querySelector(`[data-region="${name}"]`);
+      if (!el) {
+        el = document.createElement("div");
+        el.className = `dc-region dc-${name}`;
+        el.setAttribute("data-region", name);
+        if (shownOn) el.setAttribute("data-shown-on", shownOn);
+        const anchor = before && this.card.querySelector(before);
+        if (anchor) anchor.before(el);
+        else this.card.appendChild(el);
+      }
+      regions[name] = el;
+    }
+    return regions;
+  }
+
+  _liveRegion() {
+    let live = this.root.querySelector('[data-slot="live"]');
+    if (!live) {
+      live = document.createElement("div");
+      live.className = "dc-sr";
+      live.setAttribute("data-slot", "live");
+      live.setAttribute("aria-live", "polite");
+      live.setAttribute("aria-atomic", "true");
+      this.root.appendChild(live);
+    }
+    return live;
+  }
+
+  /**
+   * Put `element` into a region of the call card: "indicator" (ongoing screen, top corner),
+   * "notice" (every screen, under the status), "controls" (ongoing screen, under its buttons).
+   * Returns a function that takes it out again.
+   */
+  mount(region, element) {
+    const container = this.regions[region];
+    if (!container || region === "prompt") throw new TypeError(`No screen region "${region}".`);
+    container.appendChild(element);
+    return () => element.remove();
+  }
+
+  /**
+   * After a call: a small docked card holding `element` (a rating prompt, say), with focus
+   * moved into it; `label` is its accessible name. Returns the function that closes it; a
+   * new call's screen closes it too.
+   */
+  showPrompt(element, { label = "" } = {}) {
+    if (this.closePrompt) this.closePrompt();
+    const region = this.regions.prompt;
+    region.replaceChildren(element);
+    this.overlay.setAttribute("aria-label", label);
+    this.overlay.removeAttribute("aria-labelledby");
+    this.overlay.removeAttribute("aria-describedby");
+    this._setScreen("prompt");
+    this.overlay.classList.add("dc-docked", "dc-prompting");
+    this.overlay.setAttribute("aria-modal", "false");
+    this.overlay.hidden = false;
+    const first = this._focusables()[0];
+    (first || this.card).focus({ preventScroll: true });
+    const close = () => {
+      if (this.closePrompt !== close) return;
+      this.closePrompt = null;
+      region.replaceChildren();
+      this.overlay.classList.remove("dc-prompting");
+      this.overlay.removeAttribute("aria-label");
+      this.overlay.setAttribute("aria-labelledby", "dc-name");
+      this.overlay.setAttribute("aria-describedby", "dc-status");
+      if (this.screen === "prompt") {
+        this.overlay.hidden = true;
+        this._setScreen(null);
+        this._restoreFocus();
+      }
+    };
+    this.closePrompt = close;
+    return close;
+  }
+
+  /** Say `text` to screen readers (the screens' polite live region). */
+  announce(text) {
+    if (!text) return;
+    // A new text node each time: the same words twice in a row are said twice.
+    this.live.textContent = "";
+    setTimeout(() => {
+      this.live.textContent = text;
+    }, 50);
+  }
+
+  _setScreen(screen, call = null) {
+    this.screen = screen;
+    for (const el of this.root.querySelectorAll("[data-shown-on]")) {
+      const on = el.getAttribute("data-shown-on");
+      el.hidden = on !== "" && on !== screen;
+    }
+    this.dispatchEvent(new CustomEvent("screen", { detail: { screen, call } }));
+  }
+
+  /** The focusable controls of the card that show now, in order. */
+  _focusables() {
+    const selector = "button, [href], input, select, textarea, [tabindex]:not([tabindex='-1'])";
+    return [...this.card.querySelectorAll(selector)].filter(
+      (el) => !el.disabled && el.getClientRects().length > 0,
+    );
+  }
+
+  /** Tab and Shift+Tab stay inside a modal screen (outgoing, incoming). */
+  _trapFocus(event) {
+    if (event.key !== "Tab" || !MODAL.has(this.screen) || this.overlay.hidden) return;
+    const items = this._focusables();
+    if (!items.length) return;
+    const current = this.root.activeElement;
+    const first = items[0];
+    const last = items[items.length - 1];
+    if (event.shiftKey && (current === first || current === this.card)) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && current === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
+  /** Focus goes back where it was before the screens took it (if still on the page). */
+  _restoreFocus() {
+    const active = this.root.activeElement;
+    const target = this.returnFocus;
+    this.returnFocus = null;
+    if (!active) return; // the user has moved on: leave the focus alone
+    if (target && target.isConnected && typeof target.focus === "function" && target !== document.body) {
+      target.focus({ preventScroll: true });
+    } else {
+      active.blur();
+    }
   }
 
   /**
@@ -143,9 +314,8 @@ export class Screens extends EventTarget {
       button.type = "button";
       button.className = "dc-btn dc-plain dc-enable-audio";
       button.setAttribute("data-action", "enable-audio");
-      button.textContent = this.label("enableAudio", "Tap to enable audio");
-      const card = this.root.querySelector(".dc-card") || this.overlay;
-      card.appendChild(button);
+      button.textContent = this.t("enableAudio");
+      this.card.appendChild(button);
     }
     button.hidden = true;
     return button;
@@ -153,7 +323,8 @@ export class Screens extends EventTarget {
 
   /** The "Tap to enable audio" button shows while a screen is up and some sound is held back. */
   _refreshEnableAudio() {
-    this.enableAudioButton.hidden = !(this.screen && (this.toneBlocked || this.remoteBlocked));
+    const calling = this.screen && this.screen !== "prompt";
+    this.enableAudioButton.hidden = !(calling && (this.toneBlocked || this.remoteBlocked));
   }
 
   /** Whether the browser holds back the other party's audio (until client.enableAudio()). */
@@ -168,22 +339,47 @@ export class Screens extends EventTarget {
 
   _setImage(slot, url) {
     const img = this.slot(slot);
+    if (!img) return false;
     if (isValidUrl(url)) {
       img.src = url;
       img.hidden = false;
-    } else {
-      img.removeAttribute("src");
-      img.hidden = true;
+      return true;
+    }
+    img.removeAttribute("src");
+    img.hidden = true;
+    return false;
+  }
+
+  /** The other party's picture, or their initial in a circle when there is none. */
+  _setAvatar(url) {
+    const shown = this._setImage("image", url);
+    const initials = this.slot("initials");
+    if (!initials) return;
+    const letter = Array.from((this.peerName || "").trim())[0] || "";
+    initials.textContent = letter.toLocaleUpperCase(this.lang || undefined);
+    initials.hidden = shown || !letter;
+  }
+
+  /** The accessible names of the buttons, naming the other party. */
+  _labelButtons() {
+    const name = this.peerName;
+    for (const action of ["answer", "decline", "cancel", "hangup"]) {
+      const button = this.root.querySelector(`[data-action="${action}"]`);
+      if (button) button.setAttribute("aria-label", this.t(`${action}Label`, { name }));
     }
   }
 
   /** Show one screen: "outgoing", "incoming" or "ongoing". */
-  show(screen, { name, context, image, status } = {}) {
-    this.screen = screen;
+  show(screen, { name, context, image, status, call = null } = {}) {
+    if (this.closePrompt) this.closePrompt();
+    if (this.overlay.hidden && !this.returnFocus) {
+      const active = document.activeElement;
+      this.returnFocus = active && active !== this.host ? active : null;
+    }
     for (const el of this.root.querySelectorAll("[data-screen]")) el.hidden = el.dataset.screen !== screen;
-    if (name !== undefined) this.slot("name").textContent = name;
+    if (name !== undefined) this.setName(name);
     if (context !== undefined) this.slot("context").textContent = context || "";
-    if (image !== undefined) this._setImage("image", image);
+    if (image !== undefined) this._setAvatar(image);
     this._setImage("logo", this.branding.logoUrl);
     this.setStatus(status || "");
     this.slot("timer").hidden = screen !== "ongoing";
@@ -193,13 +389,21 @@ export class Screens extends EventTarget {
     this.overlay.classList.toggle("dc-docked", docked);
     this.overlay.setAttribute("aria-modal", String(!docked));
     this.overlay.hidden = false;
+    this._setScreen(screen, call);
     this._refreshEnableAudio();
-    const primary = this.root.querySelector(`[data-screen="${screen}"] [data-action]`);
-    if (primary) primary.focus({ preventScroll: true });
+    // Focus moves to the card (its name is the dialog's, its status its description); Tab
+    // reaches the buttons. Not onto Answer or Hang up: an Enter meant for the page must not
+    // act on the call. An ongoing screen takes focus only from a ringing one.
+    const inside = this.root.activeElement;
+    if (MODAL.has(screen) || inside) this.card.focus({ preventScroll: true });
   }
 
   setName(name) {
-    this.slot("name").textContent = name;
+    this.peerName = name || "";
+    this.slot("name").textContent = this.peerName;
+    this._labelButtons();
+    const initials = this.slot("initials");
+    if (initials && !initials.hidden) this._setAvatar(null);
   }
 
   setStatus(text) {
@@ -223,14 +427,21 @@ export class Screens extends EventTarget {
   }
 
   setReconnecting(on) {
-    if (this.screen === "ongoing") this.setStatus(on ? this.label("reconnecting") : "");
+    if (this.screen !== "ongoing") return;
+    const was = this.reconnecting;
+    this.reconnecting = on;
+    this.setStatus(on ? this.t("reconnecting") : "");
+    if (on && !was) this.announce(this.t("reconnecting"));
+    else if (!on && was) this.announce(this.t("announceReconnected"));
   }
 
   setMuted(muted) {
     const button = this.root.querySelector('[data-action="mute"]');
     if (!button) return;
-    button.setAttribute("aria-pressed", String(muted));
-    button.textContent = muted ? this.label("unmute") : this.label("mute");
+    // The button names what it does next (Mute / Unmute); the change is announced.
+    button.setAttribute("data-muted", String(muted));
+    button.textContent = muted ? this.t("unmute") : this.t("mute");
+    button.setAttribute("aria-label", muted ? this.t("unmuteLabel") : this.t("muteLabel"));
   }
 
   /** Loop a tone ("ringtone", "ringback") or play one once ("end"). */
@@ -281,11 +492,14 @@ export class Screens extends EventTarget {
   hide() {
     this.stopTone();
     this.stopTimer();
+    if (this.screen === "prompt") return; // a prompt shown after the call stays until closed
     this.overlay.hidden = true;
-    this.screen = null;
     this.remoteBlocked = false;
+    this.reconnecting = false;
     this._refreshEnableAudio();
     this.setMuted(false);
+    if (this.screen !== null) this._setScreen(null);
+    this._restoreFocus();
   }
 
   /** The ongoing screen of `call`: the callee sees the caller's context and picture; the caller
@@ -296,6 +510,7 @@ export class Screens extends EventTarget {
       name: call.peer.name,
       context: callee ? call.context : "",
       image: callee || !keepImage ? call.image : undefined,
+      call,
     });
     this.startTimer(call.answeredAt);
   }
@@ -303,26 +518,34 @@ export class Screens extends EventTarget {
   /**
    * Follow a call (call.js): "outgoing", "incoming" and "resumed" (a call taken back after a
    * reload) open its screen; the Call's events ("placed", "statechange", "connecting",
-   * "answered", "reconnecting", "mute", "audioblocked", "end") move it on.
+   * "answered", "reconnecting", "mute", "audioblocked", "end") move it on. Each change is
+   * said in the live region.
    */
   update(call, type, detail = {}) {
+    const name = call.peer.name;
     if (type === "outgoing") {
-      const status = this.label("calling");
-      this.show("outgoing", { name: call.peer.name, context: "", image: call.image, status });
+      const status = this.t("calling");
+      this.show("outgoing", { name, context: "", image: call.image, status, call });
+      this.announce(this.t("announceCalling", { name }));
     } else if (type === "incoming") {
-      this.show("incoming", { name: call.peer.name, context: call.context, image: call.image });
+      this.show("incoming", { name, context: call.context, image: call.image, status: this.t("incoming"), call });
+      this.announce(this.t("announceIncoming", { name }));
       this.play("ringtone");
     } else if (type === "placed") {
-      this.setName(call.peer.name);
+      this.setName(name);
       if (call.status === "initiated") this.play("ringback");
     } else if (type === "statechange") {
-      if (detail.status === "ringing" && call.role === "caller") this.setStatus(this.label("ringing"));
+      if (detail.status === "ringing" && call.role === "caller") {
+        this.setStatus(this.t("ringing"));
+        this.announce(this.t("ringing"));
+      }
     } else if (type === "connecting") {
       this.stopTone();
-      this.setStatus(this.label("connecting"));
+      this.setStatus(this.t("connecting"));
     } else if (type === "answered") {
       this.stopTone();
       this._showOngoing(call, { keepImage: true });
+      this.announce(this.t("announceConnected", { name }));
     } else if (type === "resumed") {
       this._showOngoing(call);
       this.setReconnecting(true);
@@ -332,14 +555,26 @@ export class Screens extends EventTarget {
       this.setReconnecting(detail.on);
     } else if (type === "mute") {
       this.setMuted(detail.muted);
+      this.announce(this.t(detail.muted ? "announceMuted" : "announceUnmuted"));
     } else if (type === "end") {
       this.hide();
+      this.announce(this.t("announceEnded"));
       if (call.answeredAt) this.play("end");
     }
   }
 
   destroy() {
+    if (this.closePrompt) this.closePrompt();
     this.hide();
     this.host.remove();
   }
+}
+
+/** The labels of a template made before the strings JSON (`data-label-calling` …). */
+function legacyLabels(dataset) {
+  const labels = {};
+  for (const [key, value] of Object.entries(dataset || {})) {
+    if (key.startsWith("label") && key.length > 5) labels[key[5].toLowerCase() + key.slice(6)] = value;
+  }
+  return labels;
 }
