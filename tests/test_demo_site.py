@@ -376,3 +376,32 @@ async def test_the_call_page_key_cannot_sign_in_as_a_logged_in_tutor(settings):
     assert not [f for f in sam_socket.inbox + jane_socket.inbox if f["type"] != "pong"]
     for client in (visitor_socket, sam_socket, jane_socket):
         await client.close()
+
+
+def test_demo_setup_points_a_webhook_endpoint_at_the_demos_receiver(caplog):
+    import json
+    import logging
+
+    from directcall.webhooks import signing
+    from directcall.webhooks.models import WebhookEndpoint
+
+    output = setup_output("--url", "http://127.0.0.1:8123/")
+    setup_output("--url", "http://127.0.0.1:8123/")  # a second start: still one endpoint
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.account.account_id == demo.SESSION_ACCOUNT_ID
+    assert endpoint.url == printed(output, "receiver") == "http://127.0.0.1:8123/demo-webhooks/"
+    body = json.dumps({"type": "call.ended", "data": {"id": "c1", "status": "over"}}).encode()
+    headers = signing.headers([endpoint.secret], "msg_demo", body)
+    client = Client()
+    with caplog.at_level(logging.INFO, logger="example_project"):
+        ok = client.post(
+            "/demo-webhooks/",
+            body,
+            content_type="application/json",
+            headers={**headers, "Origin": "http://elsewhere.example"},
+        )
+        forged = client.post(
+            "/demo-webhooks/", body + b" ", content_type="application/json", headers=headers
+        )
+    assert ok.status_code == 204 and forged.status_code == 401
+    assert "webhook msg_demo call.ended: call c1 over" in caplog.text

@@ -8,7 +8,9 @@ from urllib.parse import urljoin
 from django.core.management.base import BaseCommand
 from django.urls import reverse
 
-from example_project import demo
+from directcall.models import Account
+from directcall.webhooks.models import WebhookEndpoint
+from example_project import demo, webhooks
 
 
 class Command(BaseCommand):
@@ -29,6 +31,13 @@ class Command(BaseCommand):
         def url(name: str) -> str:
             return urljoin(base, reverse(name).lstrip("/"))
 
+        receiver = url("demo_webhooks")
+        WebhookEndpoint.objects.update_or_create(
+            account=Account.objects.get(account_id=demo.SESSION_ACCOUNT_ID),
+            description=webhooks.DESCRIPTION,
+            defaults={"url": receiver},
+        )
+
         people = ", ".join(user.username for user in made.people)
         lines = [
             "",
@@ -45,6 +54,10 @@ class Command(BaseCommand):
             f"    dashboard:      {url('admin:directcall_call_dashboard')}",
             f"    username:       {made.admin_username}",
             f"    password:       {made.admin_password}",
+            "",
+            "  Webhooks: the logged-in people's call events, signed, logged by the demo's receiver",
+            f"    receiver:       {receiver}",
+            f"    deliveries:     {url('admin:directcall_webhookdelivery_changelist')}",
             "",
             "  API-key mode: the original SDK's initDirectCall, with the key in the page",
             f"    call page:      {url('call')}  (open it in two tabs)",
