@@ -351,3 +351,31 @@ def test_following_a_link_mid_call_keeps_the_call(new_user, e2e_server, session_
     assert (call.status, call.end_reason) == (CallStatus.OVER, "user_hangup")
     sam.assert_no_errors()
     jane.assert_no_errors()
+
+
+def test_each_clevertap_event_is_pushed_by_one_tab(new_user, account):
+    """Both tabs ring and both end when the caller cancels; DCIncoming and DCEnd are pushed
+    once for the device (Web Locks + localStorage), not once per tab."""
+    acct, key = account
+    jane, sam = new_user("jane"), new_user("sam")
+    sam2 = open_tab(sam, "sam-tab2")
+    assert sign_in(jane, acct, key, "tutor_jane", clevertap="recorder") == {"ok": True}
+    for tab in (sam, sam2):
+        assert sign_in(tab, acct, key, "student_sam", clevertap="recorder") == {"ok": True}
+    start_call(jane, "student_sam", "Homework")
+    for tab in (sam, sam2):
+        expect(screen(tab, "incoming")).to_be_visible()
+    click(jane, "cancel")
+    assert outcome(jane) == {"rejected": "cancelled"}
+    for tab in (sam, sam2):
+        assert wait_event(tab, "callend")["status"] == "cancelled"
+    # Whichever tab reports notes it in the shared localStorage, then pushes.
+    sam.page.wait_for_function(
+        """() => ["DCIncoming", "DCEnd"].every((name) => (
+             localStorage.getItem("directcall.reported") || "").includes(`student_sam:${name}:`))"""
+    )
+    pushed = lambda tab: tab.page.evaluate("() => window.ctEvents.map((e) => e[0])")  # noqa: E731
+    both = sorted(pushed(sam) + pushed(sam2))
+    assert both == ["DCEnd", "DCIncoming"], both
+    assert pushed(jane) == ["DCOutgoing", "DCEnd"]
+    sam.assert_no_errors()

@@ -33,10 +33,40 @@ export function pushEvent(clevertap, name, props) {
   }
 }
 
-/** Push a Direct Call event `name` about `call` with the signed-in client's ids (if tracking). */
+// Every tab of a device rings for an incoming call and ends with it when it is cancelled or
+// missed; one of them reports each event: the tabs take turns through a Web Lock
+// (exclusive across the tabs of an origin) and keep the last events reported in
+// localStorage. Without Web Locks (or storage) each tab reports.
+export const REPORTED_ITEM = "directcall.reported";
+const REPORTED_KEEP = 50;
+
+function firstReport(key) {
+  try {
+    const seen = JSON.parse(localStorage.getItem(REPORTED_ITEM) || "[]");
+    const list = Array.isArray(seen) ? seen : [];
+    if (list.includes(key)) return false;
+    localStorage.setItem(REPORTED_ITEM, JSON.stringify([...list, key].slice(-REPORTED_KEEP)));
+  } catch {
+    /* no storage: this tab reports */
+  }
+  return true;
+}
+
+/** Run `report` in the first tab of this device to get here with `key`, in no other. */
+export function oncePerDevice(key, report) {
+  const run = () => {
+    if (firstReport(key)) report();
+  };
+  const locks = globalThis.navigator && globalThis.navigator.locks;
+  if (!locks || typeof locks.request !== "function") return Promise.resolve(run());
+  return locks.request(`directcall.report.${key}`, run).catch(run);
+}
+
+/** Push a Direct Call event `name` about `call` with the signed-in client's ids (if tracking),
+ * once per device however many tabs see it. */
 export function trackCall(config, session, name, call, extra = {}) {
   if (!config.clevertap) return;
-  pushEvent(config.clevertap, name, {
+  const push = () => pushEvent(config.clevertap, name, {
     dc_account_id: session ? session.accountId : config.accountId,
     ct_account_id: config.ctAccountId,
     guid: config.ctId,
@@ -46,4 +76,6 @@ export function trackCall(config, session, name, call, extra = {}) {
     context: call.context,
     ...extra,
   });
+  if (call.id) oncePerDevice(`${config.cuid}:${name}:${call.id}`, push);
+  else push();
 }
