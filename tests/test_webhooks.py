@@ -449,3 +449,22 @@ def test_the_documented_verifier_checks_real_deliveries(hooked, receiver):
     stale = signing.headers([new], "msg_x", b"{}", timestamp=int(time.time()) - 600)
     with pytest.raises(ValueError, match="timestamp"):
         verify_webhook(new, stale, b"{}")
+
+
+def test_requeue_queues_overdue_deliveries_whose_task_went_missing(hooked, receiver):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    account, _endpoint, _key = hooked
+    msg_id = emit(account)
+    DBTaskResult.objects.all().delete()  # as if the queue (elsewhere) lost the task
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=10))
+    out = StringIO()
+    call_command("directcall_webhooks", "requeue", "--older-than", "60", stdout=out)
+    assert "Queued 1 overdue" in out.getvalue()
+    with running_worker():
+        delivery = wait_until(lambda: settled(msg_id))
+    assert delivery.status == DeliveryStatus.SUCCEEDED and len(receiver.received) == 1
+    call_command("directcall_webhooks", "requeue", stdout=out)  # nothing pending any more
+    assert out.getvalue().endswith("Queued 0 overdue webhook deliveries again.\n")
