@@ -35,6 +35,7 @@ COLUMNS = [
     "duration_seconds",
     "status",
     "end_reason",
+    "mos",
     "quality",
 ]
 CHUNK = 500
@@ -57,8 +58,8 @@ def _moment(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.3f}"
+def _number(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def row(call: Call) -> list[str]:
@@ -81,6 +82,7 @@ def row(call: Call) -> list[str]:
         _number(seconds(call.duration)),
         call.status,
         call.end_reason,
+        _number(getattr(call, "quality_mos", None), 2),
         safe(json.dumps(quality, sort_keys=True, separators=(",", ":"))) if quality else "",
     ]
 

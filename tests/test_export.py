@@ -101,7 +101,7 @@ def test_the_columns_and_the_filters_of_the_changelist(admin_client, many_calls)
     assert newest["caller_cuid"] == "student_sam" and newest["caller_name"] == "'=HYPERLINK(1)"
     assert newest["context"] == "'-2+3"  # no formula for a spreadsheet to run
     assert newest["duration_seconds"] == "61.500" and newest["ring_seconds"] == "4.000"
-    assert newest["end_reason"] == "user_hangup" and newest["quality"] == ""
+    assert newest["end_reason"] == "user_hangup" and newest["quality"] == newest["mos"] == ""
     call = Call.objects.get(pk=newest["call_id"])
     assert newest["created_at"] == call.created_at.isoformat()
     searched = _rows(admin_client.get(reverse(EXPORT), {"q": "mallory_m"}))
@@ -126,5 +126,8 @@ def test_quality_is_a_json_cell(many_calls, monkeypatch):
     from directcall.api import records
 
     call = Call.objects.select_related("account", "caller", "callee").first()
-    setattr(call, records.QUALITY_FIELD, {"mos": 4.1})
-    assert export.row(call)[export.COLUMNS.index("quality")] == '{"mos":4.1}'
+    setattr(call, records.QUALITY_FIELD, {"caller": {"mosAvg": 4.1}})
+    call.quality_mos = 4.1
+    cells = export.row(call)
+    assert cells[export.COLUMNS.index("quality")] == '{"caller":{"mosAvg":4.1}}'
+    assert cells[export.COLUMNS.index("mos")] == "4.10"

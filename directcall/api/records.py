@@ -15,9 +15,10 @@ from rest_framework import serializers
 from ..models import Call, CallStatus, EndReason, Registration
 
 # -- the quality summary of a call (issue 15) ---------------------------------------------
-# QUALITY_FIELD names the Call attribute holding the per-call quality summary (a JSON
-# object) once it exists. Until then every call's quality is null. tests/test_api_calls.py
-# (test_quality_is_read_from_the_call) pins this one place.
+# QUALITY_FIELD names the Call attribute holding the per-call quality summaries, a JSON
+# object {"caller": {...}, "callee": {...}} with a side only once it reported
+# (directcall.quality); a call without one, or a model without the field, gives null.
+# tests/test_api_calls.py (test_quality_is_read_from_the_call) pins this one place.
 QUALITY_FIELD = "quality"
 
 
