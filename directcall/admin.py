@@ -9,13 +9,14 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import dashboard, export
-from .models import Account, Block, Call, Identity, Registration
+from .models import Account, Block, Call, CallFeedback, Identity, Registration
 from .webhooks.admin import render_shown_once  # also registers the webhook admin
 
 
@@ -72,7 +73,10 @@ class AccountAdmin(admin.ModelAdmin):
     ]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
-        (None, {"fields": ["name", "account_id", "is_active", "require_clevertap"]}),
+        (
+            None,
+            {"fields": ["name", "account_id", "is_active", "require_clevertap", "ask_feedback"]},
+        ),
         (
             _("Security"),
             {
@@ -225,6 +229,90 @@ class BlockAdmin(admin.ModelAdmin):
         return False
 
 
+# The rows of a call's quality table: (label, summary key, unit) — docs/protocol.md.
+QUALITY_ROWS = [
+    (_("MOS, average"), "mosAvg", ""),
+    (_("MOS, lowest"), "mosMin", ""),
+    (_("Round trip, average"), "rttAvg", " ms"),
+    (_("Round trip, highest"), "rttMax", " ms"),
+    (_("Jitter, average"), "jitterAvg", " ms"),
+    (_("Jitter, highest"), "jitterMax", " ms"),
+    (_("Packet loss, whole call"), "lossAvg", " %"),
+    (_("Packet loss, worst second"), "lossMax", " %"),
+    (_("Seconds sampled"), "samples", ""),
+]
+
+
+def _quality_value(summary: dict | None, key: str, unit: str) -> str:
+    value = summary.get(key) if summary else None
+    if value is None:
+        return "—"
+    return f"{value:g}{unit}" if isinstance(value, int | float) else str(value)
+
+
+def quality_table(quality: dict | None) -> str:
+    """A call's quality reports as an HTML table, a column per party (escaped template)."""
+    sides = [(role, (quality or {}).get(role)) for role in ("caller", "callee")]
+    rows = [
+        (label, [_quality_value(summary, key, unit) for _role, summary in sides])
+        for label, key, unit in QUALITY_ROWS
+    ]
+
+    def path(summary: dict | None) -> str:
+        if not summary or summary.get("relayed") is None:
+            return "—"
+        how = _("through TURN") if summary["relayed"] else _("direct")
+        pair = f"{summary.get('localCandidate') or '?'} → {summary.get('remoteCandidate') or '?'}"
+        return f"{how} ({pair})"
+
+    extra = [
+        (_("Media path"), [path(summary) for _role, summary in sides]),
+        (_("Codec"), [_quality_value(summary, "codec", "") for _role, summary in sides]),
+        (
+            _("Warnings"),
+            [", ".join((summary or {}).get("warnings") or ["—"]) for _r, summary in sides],
+        ),
+    ]
+    context = {"rows": rows + extra, "reported": [summary is not None for _r, summary in sides]}
+    return render_to_string("directcall/admin/call_quality.html", context)
+
+
+class CallFeedbackInline(admin.TabularInline):
+    """The parties' ratings of a call, read-only."""
+
+    model = CallFeedback
+    extra = 0
+    can_delete = False
+    fields = ["role", "registration", "score", "issue_list", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description=_("issues"))
+    def issue_list(self, obj: CallFeedback) -> str:
+        """The issues the party named, in words."""
+        return ", ".join(obj.issue_labels) or "—"
+
+    def has_add_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+        return False
+
+
+@admin.register(CallFeedback)
+class CallFeedbackAdmin(admin.ModelAdmin):
+    """Every rating the parties gave (accounts that ask for feedback), read-only."""
+
+    list_display = ["created_at", "call", "role", "registration", "score", "issue_list", "account"]
+    list_filter = ["score", "role", "created_at", "account"]
+    search_fields = ["registration__cuid", "=call__id"]
+    list_select_related = ["call__caller", "call__callee", "registration", "account"]
+    readonly_fields = ["call", "account", "registration", "role", "score", "issues", "created_at"]
+    issue_list = CallFeedbackInline.issue_list
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CallFeedback | None = None) -> bool:
+        return False
+
+
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
     """The call log: read-only (superusers may delete), filterable, searchable by cuid.
@@ -241,9 +329,17 @@ class CallAdmin(admin.ModelAdmin):
         "status",
         "end_reason",
         "talk_time",
+        "mos",
         "account",
     ]
-    list_filter = ["status", "end_reason", "created_at", "account"]
+    list_filter = [
+        "status",
+        "end_reason",
+        "created_at",
+        "account",
+        "quality_relayed",
+        "quality_warned",
+    ]
     date_hierarchy = "created_at"
     search_fields = ["caller__cuid", "callee__cuid", "=id"]
     list_select_related = ["account", "caller", "callee"]
@@ -261,12 +357,24 @@ class CallAdmin(admin.ModelAdmin):
         "answered_at",
         "ended_at",
         "talk_time",
+        "quality_report",
     ]
+    inlines = [CallFeedbackInline]
 
     @admin.display(description=_("duration"))
     def talk_time(self, obj: Call) -> str:
         """Talk time of the call."""
         return format_duration(obj.duration)
+
+    @admin.display(description=_("MOS"), ordering="quality_mos")
+    def mos(self, obj: Call) -> str:
+        """The lower of the parties' average MOS, when they reported one."""
+        return "—" if obj.quality_mos is None else f"{obj.quality_mos:.2f}"
+
+    @admin.display(description=_("quality"))
+    def quality_report(self, obj: Call) -> str:
+        """What each party's browser measured (docs/protocol.md, "Quality and feedback")."""
+        return quality_table(obj.quality)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -317,6 +425,7 @@ class CallAdmin(admin.ModelAdmin):
             if account is None:
                 raise Http404(_("No such account."))
         stats = dashboard.call_stats(account)
+        quality = dashboard.quality_stats(account)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -330,6 +439,17 @@ class CallAdmin(admin.ModelAdmin):
             "answer_rate": format_rate(stats["answer_rate"]),
             "talk_time_total": format_duration(stats["talk_time_total"]),
             "talk_time_average": format_duration(stats["talk_time_average"]),
+            "quality": quality,
+            "quality_rates": {
+                "relayed": format_rate(quality["relayed_share"]),
+                "warned": format_rate(quality["warned_share"]),
+                "mos_average": "—"
+                if quality["mos_average"] is None
+                else f"{quality['mos_average']:.2f}",
+                "bands": [
+                    {**band, "share": format_rate(band["share"])} for band in quality["bands"]
+                ],
+            },
             "online": dashboard.online_registrations(account),
             "online_hours": int(dashboard.ONLINE_SEEN_WITHIN.total_seconds() // 3600),
         }

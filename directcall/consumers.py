@@ -27,7 +27,18 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 
-from . import blocks, calls, errors, iplimit, presence, protocol, revocation, signin, transport
+from . import (
+    blocks,
+    calls,
+    errors,
+    iplimit,
+    presence,
+    protocol,
+    quality,
+    revocation,
+    signin,
+    transport,
+)
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import CallStatus, EndReason
@@ -323,9 +334,20 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         await self._leave(call_id, EndReason.USER_HANGUP)
 
     async def on_hangup(self, frame: dict[str, Any]) -> None:
-        """``hangup {call_id, reason?}`` from either party."""
-        call_id, _route = self.party.find(frame)
+        """``hangup {call_id, reason?, quality?}`` from either party.
+
+        ``quality``: the party's summary of an answered call, stored before the call ends
+        (so that ``call_ended`` carries it). One the server refuses is dropped and logged:
+        the hangup goes ahead all the same.
+        """
+        call_id, route = self.party.find(frame)
         reason = protocol.reason_of(frame, protocol.HANGUP_REASONS, EndReason.USER_HANGUP)
+        if "quality" in frame and route.status == CallStatus.ANSWERED:
+            try:
+                summary = protocol.summary_of(frame)
+                await database_sync_to_async(quality.report)(call_id, self.party.pk, summary)
+            except DirectCallError as exc:
+                logger.info("call %s: quality of %s not kept: %s", call_id, self.party.who, exc)
         await self._leave(call_id, reason)
 
     async def _leave(self, call_id: str, reason: str) -> None:
@@ -345,6 +367,22 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             raise DirectCallError(errors.CALL_STATE, "Only an answered call can renegotiate.")
         payload = protocol.renegotiation_of(frame)
         await self.party.tell_peer(route, protocol.relay_message(call_id, self.party.pk, payload))
+
+    async def on_quality(self, frame: dict[str, Any]) -> None:
+        """``quality {call_id, quality, ref?}``: a party's summary of an answered call (once
+        per side; after the end, when its hangup did not carry it); answered ``saved``."""
+        call_id, ref = protocol.call_id_of(frame), protocol.ref_of(frame)
+        summary = protocol.summary_of(frame)
+        await database_sync_to_async(quality.report)(call_id, self.party.pk, summary)
+        await self._send(protocol.saved_frame(ref, call_id))
+
+    async def on_feedback(self, frame: dict[str, Any]) -> None:
+        """``feedback {call_id, score, issues?, ref?}``: a party rates an answered call that
+        ended (accounts that ask for feedback); answered ``saved``."""
+        call_id, ref = protocol.call_id_of(frame), protocol.ref_of(frame)
+        score, issues = protocol.feedback_of(frame)
+        await database_sync_to_async(quality.post_feedback)(call_id, self.party.pk, score, issues)
+        await self._send(protocol.saved_frame(ref, call_id))
 
     async def on_leaving(self, frame: dict[str, Any]) -> None:
         """``leaving``: the page is going away (reload, link, closed tab), sent on ``pagehide``.

@@ -53,16 +53,19 @@ _BAR_WIDTH = 16
 _LABEL_EVERY = 5
 
 
-def call_stats(account: Account | None = None, days: int = 30, today: date | None = None) -> dict:
-    """Calls of the last ``days`` UTC dates up to ``today`` (included), by day and outcome.
+# The MOS bands of the quality panel, best first: preflight's grades (quality.js gradeOf)
+# applied to a call's MOS, the lower of its parties' averages.
+MOS_BANDS = (
+    ("excellent", "> 4.2", Q(quality_mos__gt=4.2)),
+    ("great", "4.1 – 4.2", Q(quality_mos__gte=4.1, quality_mos__lte=4.2)),
+    ("good", "3.7 – 4.1", Q(quality_mos__gte=3.7, quality_mos__lt=4.1)),
+    ("fair", "3.1 – 3.7", Q(quality_mos__gte=3.1, quality_mos__lt=3.7)),
+    ("degraded", "< 3.1", Q(quality_mos__lt=3.1)),
+)
 
-    ``account`` None counts every account. Returns a dict with ``start`` and ``end``
-    (dates), ``days`` (oldest first, each ``{"date", "counts", "total"}`` where ``counts``
-    maps every outcome in :data:`OUTCOMES` to a number), ``totals`` (per outcome),
-    ``ended``, ``in_progress``, ``answered``, ``answer_rate`` (answered / ended, None
-    without ended calls), ``talked``, ``talk_time_total`` and ``talk_time_average`` (None
-    without talked calls). A call belongs to the day it was created.
-    """
+
+def _period(account: Account | None, days: int, today: date | None) -> tuple[date, date, Any]:
+    """The first and last UTC dates of the period and the calls placed in it."""
     if days < 1:
         raise ValueError("days must be at least 1")
     if today is None:
@@ -74,7 +77,69 @@ def call_stats(account: Account | None = None, days: int = 30, today: date | Non
     )
     if account is not None:
         calls = calls.filter(account=account)
+    return start, today, calls
 
+
+def quality_stats(
+    account: Account | None = None, days: int = 30, today: date | None = None
+) -> dict:
+    """The quality panel over the same period as :func:`call_stats` (one query).
+
+    Counts the answered calls that ended and, of those, the ones with a quality report
+    (``reported``); the MOS distribution over :data:`MOS_BANDS` (``bands``: each
+    ``{"name", "count", "share"}``, share of the calls with a MOS), the calls whose media
+    went through TURN (``relayed``, share of the calls that know), the calls with a quality
+    warning (``warned``, share of the reported ones) and the average MOS.
+    """
+    _start, _end, calls = _period(account, days, today)
+    answered = calls.ended().filter(answered_at__isnull=False)
+    counts = answered.aggregate(
+        answered=Count("pk"),
+        reported=Count("pk", filter=Q(quality__isnull=False)),
+        with_mos=Count("pk", filter=Q(quality_mos__isnull=False)),
+        relay_known=Count("pk", filter=Q(quality_relayed__isnull=False)),
+        relayed=Count("pk", filter=Q(quality_relayed=True)),
+        warned=Count("pk", filter=Q(quality_warned=True)),
+        mos_average=Avg("quality_mos"),
+        **{f"band_{name}": Count("pk", filter=band) for name, _range, band in MOS_BANDS},
+    )
+
+    def share(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    return {
+        "answered": counts["answered"],
+        "reported": counts["reported"],
+        "bands": [
+            {
+                "name": name,
+                "range": mos_range,
+                "count": counts[f"band_{name}"],
+                "share": share(counts[f"band_{name}"], counts["with_mos"]),
+            }
+            for name, mos_range, _band in MOS_BANDS
+        ],
+        "with_mos": counts["with_mos"],
+        "mos_average": counts["mos_average"],
+        "relayed": counts["relayed"],
+        "relay_known": counts["relay_known"],
+        "relayed_share": share(counts["relayed"], counts["relay_known"]),
+        "warned": counts["warned"],
+        "warned_share": share(counts["warned"], counts["reported"]),
+    }
+
+
+def call_stats(account: Account | None = None, days: int = 30, today: date | None = None) -> dict:
+    """Calls of the last ``days`` UTC dates up to ``today`` (included), by day and outcome.
+
+    ``account`` None counts every account. Returns a dict with ``start`` and ``end``
+    (dates), ``days`` (oldest first, each ``{"date", "counts", "total"}`` where ``counts``
+    maps every outcome in :data:`OUTCOMES` to a number), ``totals`` (per outcome),
+    ``ended``, ``in_progress``, ``answered``, ``answer_rate`` (answered / ended, None
+    without ended calls), ``talked``, ``talk_time_total`` and ``talk_time_average`` (None
+    without talked calls). A call belongs to the day it was created.
+    """
+    start, today, calls = _period(account, days, today)
     per_day = (
         calls.order_by()
         .annotate(day=TruncDate("created_at", tzinfo=UTC))

@@ -43,6 +43,7 @@ NOT_SIGNED_IN = "ERR_NOT_SIGNED_IN"
 SERVICE_UNAVAILABLE = "ERR_SERVICE_UNAVAILABLE"
 INVALID_PARAMETERS = "ERR_INVALID_PARAMETERS"
 NOT_FOUND = "ERR_NOT_FOUND"
+FEEDBACK_DISABLED = "ERR_FEEDBACK_DISABLED"
 
 MESSAGES: dict[str | int, str] = {
     MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
@@ -73,6 +74,7 @@ MESSAGES: dict[str | int, str] = {
     SERVICE_UNAVAILABLE: "The service is briefly unavailable; try again in a few seconds.",
     INVALID_PARAMETERS: "The request's parameters are not valid.",
     NOT_FOUND: "Not found.",
+    FEEDBACK_DISABLED: "This account does not collect call feedback.",
 }
 
 

@@ -10,7 +10,12 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator, URLValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+    URLValidator,
+)
 from django.db import models
 from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
@@ -173,6 +178,15 @@ class Account(models.Model):
         validators=[MinValueValidator(1)],
         help_text=_(
             "Overrides DIRECTCALL['MAX_CALL_DURATION'] for this account. Empty: use the setting."
+        ),
+    )
+    ask_feedback = models.BooleanField(
+        _("ask for feedback"),
+        default=False,
+        help_text=_(
+            "After an answered call, the call screens ask each party to rate it (1 to 5 "
+            "and what went wrong); ratings are kept with the call. Also allows "
+            "client.postFeedback()."
         ),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -501,6 +515,23 @@ class Call(models.Model):
     # presents the key to get the call back (docs/protocol.md). Empty until there is one.
     caller_key_hash = models.CharField(max_length=64, blank=True, editable=False)
     callee_key_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # What each party's browser measured, reported once per side after an answered call
+    # (directcall.quality): {"caller": {...}, "callee": {...}}, a side absent until it
+    # reported. The three fields after it are read from it for the dashboard.
+    quality = models.JSONField(_("quality"), null=True, blank=True, editable=False)
+    quality_mos = models.FloatField(
+        _("MOS"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("The lower of the parties' average MOS (1 to 4.5)."),
+    )
+    quality_relayed = models.BooleanField(
+        _("relayed through TURN"), null=True, blank=True, editable=False
+    )
+    quality_warned = models.BooleanField(
+        _("quality warnings"), null=True, blank=True, editable=False
+    )
 
     objects = CallQuerySet.as_manager()
 
@@ -519,6 +550,61 @@ class Call(models.Model):
         if self.answered_at and self.ended_at:
             return self.ended_at - self.answered_at
         return None
+
+
+class FeedbackIssue(models.TextChoices):
+    """What went wrong in a call, as a party's feedback says (Twilio's ``postFeedback`` issues)."""
+
+    AUDIO_LATENCY = "audio-latency", _("audio delay")
+    CHOPPY_AUDIO = "choppy-audio", _("choppy audio")
+    DROPPED_CALL = "dropped-call", _("dropped call")
+    ECHO = "echo", _("echo")
+    NOISY_CALL = "noisy-call", _("noisy call")
+    ONE_WAY_AUDIO = "one-way-audio", _("one-way audio")
+
+
+class CallFeedback(models.Model):
+    """A party's rating of an answered call (1 to 5) and the issues it names.
+
+    One per party and call; a second rating from the same party replaces the first.
+    """
+
+    class Role(models.TextChoices):
+        CALLER = "caller", _("caller")
+        CALLEE = "callee", _("callee")
+
+    call = models.ForeignKey(
+        Call, on_delete=models.CASCADE, related_name="feedback", verbose_name=_("call")
+    )
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="+", verbose_name=_("account")
+    )
+    registration = models.ForeignKey(
+        Registration, on_delete=models.CASCADE, related_name="+", verbose_name=_("from")
+    )
+    role = models.CharField(_("role"), max_length=8, choices=Role)
+    score = models.PositiveSmallIntegerField(
+        _("score"), validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    issues = models.JSONField(_("issues"), default=list, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("call feedback")
+        verbose_name_plural = _("call feedback")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "role"], name="directcall_unique_feedback")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.score}/5 from {self.registration}"
+
+    @property
+    def issue_labels(self) -> list[str]:
+        """The issues in words (unknown values as they are)."""
+        labels = dict(FeedbackIssue.choices)
+        return [str(labels.get(issue, issue)) for issue in self.issues or []]
 
 
 class Block(models.Model):

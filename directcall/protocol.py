@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import errors
+from . import errors, quality
 from .errors import DirectCallError
 from .models import Call, EndReason
 from .validation import CallParams, clean_call_params, is_valid_cuid
@@ -51,6 +51,8 @@ CLIENT_FRAMES = (
     "candidates",
     "renegotiate",
     "leaving",
+    "quality",
+    "feedback",
 )
 
 MAX_SDP_CHARS = 32_768
@@ -333,10 +335,12 @@ def ready_frame(
     reconnect_grace: float,
     page_grace: float,
     device_key: str | None = None,
+    feedback: bool = False,
 ) -> dict[str, Any]:
     """``ready``: who the connection signed in as, and the live calls it was handed.
 
-    ``device_key`` only when the server issued one (the first tab of this device).
+    ``device_key`` only when the server issued one (the first tab of this device);
+    ``feedback``: the account asks for a rating after each answered call.
     """
     frame = {
         "type": "ready",
@@ -345,6 +349,7 @@ def ready_frame(
         "calls": calls,
         "reconnect_grace": reconnect_grace,
         "page_grace": page_grace,
+        "feedback": feedback,
     }
     if device_key is not None:
         frame["device_key"] = device_key
@@ -429,6 +434,21 @@ def answered_elsewhere(frame: dict[str, Any]) -> dict[str, Any]:
 def peer_frame(call_id: str, connected: bool) -> dict[str, Any]:
     """``peer``: the other party's connection dropped or came back."""
     return {"type": "peer", "call_id": call_id, "connected": connected}
+
+
+def saved_frame(ref: str | None, call_id: str) -> dict[str, Any]:
+    """``saved``: the answer to ``quality`` and ``feedback``: the server kept it."""
+    return {"type": "saved", "ref": ref, "call_id": call_id}
+
+
+def summary_of(frame: dict[str, Any]) -> dict[str, Any]:
+    """The ``quality`` field of a ``hangup`` or ``quality`` frame, checked (directcall.quality)."""
+    return quality.clean_summary(frame.get("quality"))
+
+
+def feedback_of(frame: dict[str, Any]) -> tuple[int, list[str]]:
+    """A ``feedback`` frame's ``score`` and ``issues``, checked."""
+    return quality.clean_feedback(frame.get("score"), frame.get("issues"))
 
 
 PONG = {"type": "pong"}

@@ -22,3 +22,14 @@ call_answered = Signal()
 # Arguments: call (Call), status (str, a CallStatus value), reason (str, an EndReason
 # value), duration (datetime.timedelta or None: talk time of an answered call).
 call_ended = Signal()
+
+# A party's browser reported what it measured during an answered call (its quality
+# summary, docs/protocol.md "Quality and feedback"), stored on ``call.quality[role]``.
+# The party that hangs up reports with its hangup: this signal comes just before that
+# call's call_ended, whose call carries the summary too; the other party's comes after.
+# Arguments: call (Call), role ("caller" or "callee"), summary (dict).
+call_quality_reported = Signal()
+
+# A party rated an answered call that ended (accounts that ask for feedback).
+# Arguments: call (Call), feedback (CallFeedback: role, score 1-5, issues).
+call_feedback_posted = Signal()

@@ -139,6 +139,7 @@ async def hand_back(
             conf.RECONNECT_GRACE,
             conf.PAGE_GRACE,
             issued,
+            feedback=registration.account.ask_feedback,
         )
     )
     for item in rejoined:

@@ -123,6 +123,7 @@ async def test_ready_tells_who_you_are(people, clients):
         "calls": [],
         "reconnect_grace": 1.0,
         "page_grace": 8.0,
+        "feedback": False,
     }
     await jane.alive()
 
