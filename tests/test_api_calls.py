@@ -113,8 +113,7 @@ def test_refused_without_a_right_key(api_client, world, header):
 def test_a_wrong_secret_of_a_real_prefix_and_the_api_key_are_refused(api_client, world):
     prefix = world["a"]["key"].partition(".")[0]
     assert get(api_client, CALLS, f"{prefix}.not-the-secret").status_code == 401
-    account, api_key = world["a"]["account"], None
-    api_key = account.rotate_api_key()  # the page's key opens nothing here
+    api_key = world["a"]["account"].rotate_api_key()  # the page's key opens nothing here
     assert get(api_client, CALLS, api_key).status_code == 401
 
 
@@ -291,7 +290,7 @@ def test_my_calls_are_mine_only_with_the_other_partys_name(api_client, session_w
 
 
 def test_my_calls_paginated(api_client, session_world):
-    world, jane_user, _sam = session_world
+    _world, jane_user, _sam = session_world
     api_client.force_login(jane_user)
     first = api_client.get(MY_CALLS, {"limit": 3}).json()
     assert len(first["results"]) == 3 and first["next"]
@@ -316,7 +315,7 @@ def test_my_calls_do_not_take_a_server_key(api_client, world):
     assert response.status_code == 403
 
 
-# -- the quality summary (issue 15) -----------------------------------------------------------------
+# -- the quality summary (issue 15) ---------------------------------------------------------------
 
 
 def test_quality_is_read_from_the_call(world):
