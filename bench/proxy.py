@@ -54,6 +54,7 @@ class ProxiedWorkers:
             redis_url=redis_url,
             prepare=False,
             turn=False,
+            tasks=False,
             ready_path="/bench/blank",
             env={"DIRECTCALL_REDIS_PREFIX": prefix},
             logs=workdir / "logs",

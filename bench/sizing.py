@@ -350,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             asgi_app="bench.asgi:application",
             postgres_url=args.postgres,
             turn=False,
+            tasks=False,
             ready_path="/bench/blank",
         )
         try:

@@ -271,8 +271,9 @@ class Topology:
     ``env`` adds to their environment. ``redis_url`` None starts a private redis-server;
     ``database_url`` None makes a database of its own on the PostgreSQL server
     ``postgres_url`` (dropped again at the end). ``prepare`` runs ``migrate`` and
-    ``collectstatic`` before the workers start. ``up()`` returns once ``ready_path``
-    answers 200 through nginx.
+    ``collectstatic`` before the workers start; ``tasks`` runs the webhook deliveries'
+    worker (``manage.py db_worker``, docs/webhooks.md). ``up()`` returns once
+    ``ready_path`` answers 200 through nginx.
     """
 
     workdir: Path
@@ -287,6 +288,7 @@ class Topology:
     prepare: bool = True
     ready_path: str = "/"
     turn: bool = True
+    tasks: bool = True
     ice_policy: str = "all"
     env: dict[str, str] = field(default_factory=dict)
     logs: Path | None = None
@@ -431,6 +433,15 @@ class Topology:
             self.worker_services.append(worker)
         for worker in self.worker_services:
             worker.wait_port(60)
+        if self.tasks:
+            tasks = Service(
+                "tasks",
+                [PY, str(ROOT / "manage.py"), "db_worker", "--no-reload"],
+                self.logs / "tasks.log",
+                env=env,
+            )
+            tasks.start()
+            self.services.append(tasks)
 
         self.https_port = free_port()
         prefix = self.workdir / "nginx"
@@ -503,11 +514,14 @@ class Topology:
             try:
                 status, _headers, _body = self.get(self.ready_path)
                 if status == 200:
-                    return
+                    break
             except OSError as exc:
                 if time.monotonic() > deadline:
                     raise TopologyError(f"no page through nginx at {self.url}: {exc}") from exc
             time.sleep(0.1)
+        dead = [service for service in self.services if not service.alive()]
+        if dead:
+            raise TopologyError(f"{dead[0].name} exited:\n{dead[0].tail()}")
 
     def _launch(self, service: Service, timeout: float = 30) -> None:
         service.start()
@@ -599,6 +613,8 @@ class Topology:
         ]
         if self.turn:
             lines.append(f"  coturn:             turn:127.0.0.1:{self.turn_port} (udp, tcp)")
+        if self.tasks:
+            lines.append("  webhook deliveries: manage.py db_worker")
         lines.append(f"  logs:               {self.logs}")
         return "\n".join(lines)
 

@@ -20,6 +20,7 @@ does not come back ends it for the other side with ``connection_lost`` within
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -125,17 +126,66 @@ class Sockets:
         return self.workers[count - 1]
 
 
-def _user(browser, topology: Topology, name: str) -> tuple[BrowserUser, Sockets]:
-    context = browser.new_context(base_url=topology.url, ignore_https_errors=True)
-    context.grant_permissions(["microphone"], origin=topology.url)
-    context.set_default_timeout(15_000)
-    context.add_init_script(INIT_SCRIPT)
-    page = context.new_page()
-    user = BrowserUser(name, context, page)
-    user.watch(page)
-    sockets = Sockets(topology, user)
-    page.goto("/")
-    return user, sockets
+class Scene:
+    """The browsers and killed workers of one test; see the ``scene`` fixture."""
+
+    def __init__(self, browser, topology: Topology) -> None:
+        self.browser = browser
+        self.topology = topology
+        self.users: list[BrowserUser] = []
+        self.killed: list[int] = []
+
+    def user(self, name: str) -> tuple[BrowserUser, Sockets]:
+        """A fresh browser context on the site's https:// origin, its page loaded."""
+        context = self.browser.new_context(base_url=self.topology.url, ignore_https_errors=True)
+        context.grant_permissions(["microphone"], origin=self.topology.url)
+        context.set_default_timeout(15_000)
+        context.add_init_script(INIT_SCRIPT)
+        page = context.new_page()
+        user = BrowserUser(name, context, page)
+        user.watch(page)
+        self.users.append(user)
+        sockets = Sockets(self.topology, user)
+        page.goto("/")
+        return user, sockets
+
+    def kill_worker(self, index: int) -> None:
+        self.topology.kill_worker(index)
+        self.killed.append(index)
+
+    def diagnostics(self) -> str:
+        """The topology's logs and the browser consoles (printed when a test fails)."""
+        parts = [
+            f"--- {path}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(Path(self.topology.logs).glob("*.log"))
+        ]
+        parts += [f"--- browser console: {u.name}\n" + "\n".join(u.console) for u in self.users]
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def scene(browser, topology: Topology) -> Iterator[Scene]:
+    """Opens browsers and kills workers for a test; afterwards closes the browsers and
+    starts the killed workers again (as a supervisor would)."""
+    scene = Scene(browser, topology)
+    try:
+        yield scene
+    finally:
+        for user in scene.users:
+            with contextlib.suppress(Exception):
+                user.context.close()
+        for index in scene.killed:
+            topology.restart_worker(index)
+
+
+@contextlib.contextmanager
+def diagnosed(scene: Scene) -> Iterator[None]:
+    """Print the topology's logs and the browser consoles if the block fails."""
+    try:
+        yield
+    except BaseException:
+        print(scene.diagnostics())
+        raise
 
 
 def _call_row(topology: Topology, call_id: str) -> tuple[str, str]:
@@ -167,13 +217,6 @@ def _selected_candidate_type(user: BrowserUser) -> str | None:
     )
 
 
-def _logs(topology: Topology) -> str:
-    return "\n".join(
-        f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-        for path in sorted(Path(topology.logs).glob("*.log"))
-    )
-
-
 def test_requests_are_spread_over_the_workers(topology: Topology):
     """Plain HTTP through nginx reaches every worker (no socket open: round robin on ties)."""
     seen = set()
@@ -190,13 +233,14 @@ def test_requests_are_spread_over_the_workers(topology: Topology):
 
 
 def _answered_call_across_workers(
-    browser, topology: Topology, account, caller: str, callee: str
+    scene: Scene, account, caller: str, callee: str
 ) -> tuple[BrowserUser, Sockets, BrowserUser, Sockets, str]:
     """Two browsers signed in on different workers; the caller calls, the callee answers,
     audio flows both ways through coturn. Returns both users, their sockets and the call id."""
     acct, key = account
-    jane, jane_sockets = _user(browser, topology, caller)
-    sam, sam_sockets = _user(browser, topology, callee)
+    topology = scene.topology
+    jane, jane_sockets = scene.user(caller)
+    sam, sam_sockets = scene.user(callee)
     assert jane.page.evaluate("() => window.isSecureContext") is True
     assert sign_in(jane, acct, key, caller) == {"ok": True}
     assert sign_in(sam, acct, key, callee) == {"ok": True}
@@ -229,18 +273,19 @@ def _wait_until_every_worker_answers(topology: Topology, timeout: float = 15) ->
         seen.add(topology.worker_index(headers["X-DirectCall-Worker"]))
 
 
-def test_a_call_goes_on_when_a_worker_is_killed_and_the_sdk_reconnects(browser, topology, account):
-    jane, jane_sockets, sam, sam_sockets, call_id = _answered_call_across_workers(
-        browser, topology, account, "tutor_jane", "student_sam"
-    )
-    try:
+def test_a_call_goes_on_when_a_worker_is_killed_and_the_sdk_reconnects(scene, account):
+    topology = scene.topology
+    with diagnosed(scene):
+        jane, jane_sockets, sam, sam_sockets, call_id = _answered_call_across_workers(
+            scene, account, "tutor_jane", "student_sam"
+        )
         jane_worker, sam_worker = jane_sockets.wait(1), sam_sockets.wait(1)
         # The worker holding the caller's socket dies without a goodbye.
-        topology.kill_worker(jane_worker)
+        scene.kill_worker(jane_worker)
         killed = time.monotonic()
         # Jane's SDK signs in again through nginx, which can only reach the other worker,
         # and gets the call back with its key; Sam is told that his peer is connected.
-        assert jane_sockets.wait(2, timeout=RECONNECT_GRACE) == sam_worker, _logs(topology)
+        assert jane_sockets.wait(2, timeout=RECONNECT_GRACE) == sam_worker
         sam.page.wait_for_function(
             """() => window.dcEvents.some((e) => e[0] === "peer" && e[1].connected)""",
             timeout=RECONNECT_GRACE * 1000,
@@ -269,23 +314,20 @@ def test_a_call_goes_on_when_a_worker_is_killed_and_the_sdk_reconnects(browser, 
         assert _call_row(topology, call_id) == ("over", "user_hangup")
         jane.assert_no_errors()
         sam.assert_no_errors()
-    finally:
-        jane.context.close()
-        sam.context.close()
-        topology.restart_worker(jane_worker)
 
 
-def test_a_call_ends_within_the_bound_when_its_party_does_not_come_back(browser, topology, account):
-    _wait_until_every_worker_answers(topology)
-    jane, jane_sockets, sam, sam_sockets, call_id = _answered_call_across_workers(
-        browser, topology, account, "tutor_tess", "student_stu"
-    )
-    sam_worker = sam_sockets.wait(1)
-    try:
+def test_a_call_ends_within_the_bound_when_its_party_does_not_come_back(scene, account):
+    topology = scene.topology
+    with diagnosed(scene):
+        _wait_until_every_worker_answers(topology)
+        jane, jane_sockets, sam, sam_sockets, call_id = _answered_call_across_workers(
+            scene, account, "tutor_tess", "student_stu"
+        )
+        sam_worker = sam_sockets.wait(1)
         # From now on Sam's signaling cannot come back (as if his network went with the
         # worker); then the worker holding his socket dies.
         sam.page.route_web_socket("**/ws/directcall/**", lambda ws: ws.close())
-        topology.kill_worker(sam_worker)
+        scene.kill_worker(sam_worker)
         killed = time.monotonic()
         bound = PRESENCE_TTL + RECONNECT_GRACE + 2 * SWEEP_INTERVAL
         jane.page.wait_for_function(
@@ -300,7 +342,3 @@ def test_a_call_ends_within_the_bound_when_its_party_does_not_come_back(browser,
         assert outcome(jane) == {"resolved": "over"}
         assert _call_row(topology, call_id) == ("over", "connection_lost")
         assert jane_sockets.workers == [jane_sockets.wait(1)]  # Jane's socket never moved
-    finally:
-        jane.context.close()
-        sam.context.close()
-        topology.restart_worker(sam_worker)
