@@ -29,21 +29,22 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import backoff, errors, presence, signals
-from .adapter import get_adapter
+from . import backoff, callsql, errors, presence, signals
+from .adapter import DefaultCallAdapter, get_adapter
 from .conf import get_settings
 from .errors import DirectCallError
 from .identity import invite_images
-from .models import LIVE_STATUSES, Call, CallStatus, EndReason, Registration
+from .models import LIVE_STATUSES, Account, Call, CallStatus, EndReason, Registration
 from .origins import Origin
 from .tokens import Session
 from .validation import CallParams
@@ -75,30 +76,65 @@ def _send_signal(call: Call) -> None:
         )
 
 
+def _won(call: Call, created: bool = False) -> None:
+    """The transition that put ``call`` in its status won: runs INSIDE its transaction.
+
+    The one place where a transition's winner is known before it commits: work that must
+    commit with the state change or not at all (a transactional outbox) goes here. ``call``
+    is the row as the winning statement left it, with ``account``, ``caller`` and ``callee`` set
+    and ``call.account.has_webhooks`` read by that same statement. ``created``: the call
+    was just recorded (:func:`_record`). Losers never get here; the signal is sent after
+    the commit, once per winner.
+    """
+
+
+def _with_parties(call: Call, known: Call) -> Call:
+    """``call`` (a row just read) with the account and parties of ``known`` (no query)."""
+    cache_ = call._state.fields_cache
+    cache_["account"], cache_["caller"], cache_["callee"] = (
+        known.account,
+        known.caller,
+        known.callee,
+    )
+    return call
+
+
 def _transition(
     call_id: UUID | str,
     to: CallStatus,
     sources: tuple[str, ...],
-    where: Q | None = None,
+    party: tuple[str, int] | None = None,
     reason: str = "",
     now: datetime | None = None,
+    due: tuple[str, datetime] | None = None,
+    known: Call | None = None,
     **fields: Any,
 ) -> Call | None:
     """Move a call from one of ``sources`` to ``to`` in one conditional UPDATE.
 
-    Return the updated call, or None when another transition got there first (or the
-    ``where`` condition — who may do this — does not hold).
+    ``party``: who asks, ``(side, registration pk)`` with side ``caller``, ``callee`` or
+    ``either``; ``due``: ``("<" or ">=", when)``, a condition on the call's deadline.
+    ``known``: the call as its party already holds it (its account and parties are taken
+    from it instead of read again). Return the updated call, or None when another
+    transition got there first (or who asks may not do this, or the deadline says no).
     """
     now = now or timezone.now()
     values: dict[str, Any] = {"status": to, **fields}
     if to not in LIVE_STATUSES:
         values.update(ended_at=now, end_reason=reason, deadline=None)
-    rows = Call.objects.filter(pk=call_id, status__in=sources)
-    if where is not None:
-        rows = rows.filter(where)
-    if rows.update(**values) != 1:
-        return None
-    call = _load(call_id)
+    if known is not None and str(known.pk) != str(call_id):
+        known = None
+    with transaction.atomic():
+        changed = callsql.update(call_id, sources, values, party, due)
+        if changed is None:
+            return None
+        call, has_webhooks = changed
+        if known is not None:
+            call = _with_parties(call, known)
+        else:  # nobody passed the call along: its account and parties, read once
+            call = _with_parties(call, _load(call_id))
+        call.account.has_webhooks = has_webhooks
+        _won(call)
     _send_signal(call)
     return call
 
@@ -173,18 +209,22 @@ def place_call(
     offer: str,
     key_hash: str = "",
     site_origin: Origin | None = None,
+    caller_row: Registration | None = None,
 ) -> Placed:
     """The invite rules: the invite rate, who may be called, the receiver online, the call
     recorded (:func:`start`, with the hash of the inviting tab's call key), the offer kept
     while it rings.
 
+    ``caller_row``: the caller's registration (with its account) as loaded when the
+    connection signed in, reused instead of read again (a change to the registration or
+    the account that matters revokes the session, docs/security.md#revocation).
     Raises ``ERR_RATE_LIMITED``, what :func:`parties` raises, ``404`` when the receiver
     is not online, and ``ERR_OUTGOING_CALL_IN_PROGRESS``; nothing is recorded then. The
     presence lookup comes after ``can_call``, so that a refusal does not tell whether the
     receiver is online.
     """
     check_invite_rate(caller.account_pk, caller.cuid)
-    caller_row, callee_row = parties(caller.registration_pk, params.receiver)
+    caller_row, callee_row = parties(caller.registration_pk, params.receiver, caller_row)
     # After the refusals (saying nothing of presence), before presence (nor does this).
     backoff.check(caller_row, callee_row)
     # Only pictures the callee's browser may load as it rings (before any answer): the
@@ -208,21 +248,30 @@ def place_call(
     return Placed(call, tuple(callee.channels))
 
 
-def parties(caller_pk: int, receiver: str) -> tuple[Registration, Registration]:
+def parties(
+    caller_pk: int, receiver: str, caller: Registration | None = None
+) -> tuple[Registration, Registration]:
     """The caller and the registration of ``receiver`` in its account, if it may be called.
 
-    Raises ``ERR_INVALID_CALL_PARAMETERS`` (calling yourself), ``404`` (no such cuid in
-    this account) or ``ERR_CALL_NOT_ALLOWED`` (the callee blocked the caller, or the
-    adapter's ``can_call`` says no: the same answer, so a caller cannot tell which).
+    ``caller``: the caller's registration with its account, if already loaded. Raises
+    ``ERR_INVALID_CALL_PARAMETERS`` (calling yourself), ``404`` (no such cuid in this
+    account) or ``ERR_CALL_NOT_ALLOWED`` (the callee blocked the caller, or the adapter's
+    ``can_call`` says no: the same answer, so a caller cannot tell which).
     """
-    caller = Registration.objects.select_related("account").get(pk=caller_pk)
+    if caller is None or caller.pk != caller_pk:
+        caller = Registration.objects.select_related("account").get(pk=caller_pk)
     if receiver == caller.cuid:
         raise DirectCallError(errors.INVALID_CALL_PARAMETERS, "You cannot call yourself.")
-    callee = Registration.objects.filter(account_id=caller.account_id, cuid=receiver).first()
-    if callee is None:
-        raise DirectCallError(errors.RECEIVER_OFFLINE)
     adapter = get_adapter()
-    if adapter.is_blocked(caller, callee) or not adapter.can_call(caller, callee):
+    # The callee and, for the default adapter, whether it blocked the caller: one query.
+    found = callsql.callee_of(caller.account_id, receiver, caller.pk)
+    if found is None:
+        raise DirectCallError(errors.RECEIVER_OFFLINE)
+    callee, blocked = found
+    callee._state.fields_cache["account"] = caller.account  # the same account
+    if type(adapter).is_blocked is not DefaultCallAdapter.is_blocked:
+        blocked = adapter.is_blocked(caller, callee)
+    if blocked or not adapter.can_call(caller, callee):
         raise DirectCallError(errors.CALL_NOT_ALLOWED)
     return caller, callee
 
@@ -239,39 +288,35 @@ def start(caller_pk: int, params: CallParams) -> Call:
 def _record(
     caller: Registration, callee: Registration, params: CallParams, key_hash: str = ""
 ) -> Call:
+    now = timezone.now()
+    call = Call(
+        account=caller.account,
+        caller=caller,
+        callee=callee,
+        context=params.context,
+        caller_image=params.initiator_image or "",
+        receiver_image=params.receiver_image or "",
+        created_at=now,
+        caller_key_hash=key_hash,
+    )
     with transaction.atomic():
         # Lock both parties (in pk order, so two invites crossing cannot deadlock): of two
         # invites to one callee, the second sees the first's live call and gets "busy".
-        list(
-            Registration.objects.select_for_update()
-            .filter(pk__in=[caller.pk, callee.pk])
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        if Call.objects.live().involving(caller).exists():
+        callsql.lock_parties([caller.pk, callee.pk])
+        busy = callsql.in_live_calls([caller.pk, callee.pk])
+        if caller.pk in busy:
             raise DirectCallError(errors.OUTGOING_CALL_IN_PROGRESS)
-        now = timezone.now()
-        common = {
-            "account": caller.account,
-            "caller": caller,
-            "callee": callee,
-            "context": params.context,
-            "caller_image": params.initiator_image or "",
-            "receiver_image": params.receiver_image or "",
-            "created_at": now,
-            "caller_key_hash": key_hash,
-        }
-        if Call.objects.live().involving(callee).exists():
-            call = Call.objects.create(
-                **common,
-                status=CallStatus.BUSY,
-                end_reason=EndReason.USER_BUSY,
-                ended_at=now,
+        if callee.pk in busy:
+            call.status, call.end_reason, call.ended_at = (
+                CallStatus.BUSY,
+                EndReason.USER_BUSY,
+                now,
             )
         else:
             ring = timedelta(seconds=caller.account.effective_ring_timeout())
-            call = Call.objects.create(**common, status=CallStatus.INITIATED, deadline=now + ring)
-    call = _load(call.pk)
+            call.status, call.deadline = CallStatus.INITIATED, now + ring
+        callsql.insert(call)
+        _won(call, created=True)
     _send_signal(call)
     return call
 
@@ -279,92 +324,159 @@ def _record(
 # -- transitions requested by a party -------------------------------------------------
 
 
-def ring(call_id: UUID | str, callee_pk: int) -> Call | None:
-    """The callee's client is ringing."""
-    return _transition(call_id, CallStatus.RINGING, (CallStatus.INITIATED,), Q(callee_id=callee_pk))
+def ring(call_id: UUID | str, callee_pk: int, *, call: Call | None = None) -> Call | None:
+    """The callee's client is ringing (``call``: the call as the callee holds it)."""
+    return _transition(
+        call_id, CallStatus.RINGING, (CallStatus.INITIATED,), ("callee", callee_pk), known=call
+    )
 
 
-def accept(call_id: UUID | str, callee_pk: int, key_hash: str = "") -> Call | None:
+def accept(
+    call_id: UUID | str, callee_pk: int, key_hash: str = "", *, call: Call | None = None
+) -> Call | None:
     """The callee answers, if the call still rings and its ring deadline has not passed;
-    ``key_hash``: the hash of the call key of the tab that answers (:func:`new_call_key`)."""
+    ``key_hash``: the hash of the call key of the tab that answers (:func:`new_call_key`).
+
+    The maximum duration is the account's as loaded with ``call`` (when the call was
+    placed or handed to this connection), or read now without it.
+    """
     now = timezone.now()
-    call = Call.objects.filter(pk=call_id).select_related("account").first()
-    if call is None:
-        return None
+    if call is None or str(call.pk) != str(call_id):
+        call = Call.objects.filter(pk=call_id).select_related("account", "caller", "callee").first()
+        if call is None:
+            return None
     limit = call.account.effective_max_call_duration()
     return _transition(
         call_id,
         CallStatus.ANSWERED,
         RINGING_STATUSES,
-        Q(callee_id=callee_pk) & Q(deadline__gte=now),
+        ("callee", callee_pk),
         now=now,
+        due=(">=", now),  # the ring deadline, as the row had it before this UPDATE
+        known=call,
         answered_at=now,
-        deadline=now + timedelta(seconds=limit) if limit else None,
         callee_key_hash=key_hash,
+        deadline=now + timedelta(seconds=limit) if limit else None,
     )
 
 
 def decline(
-    call_id: UUID | str, callee_pk: int, reason: str = EndReason.USER_DECLINED
+    call_id: UUID | str,
+    callee_pk: int,
+    reason: str = EndReason.USER_DECLINED,
+    *,
+    call: Call | None = None,
 ) -> Call | None:
     """The callee declines a ringing call (``user_declined``, ``user_media_failed``, ...)."""
     return _transition(
-        call_id, CallStatus.DECLINED, RINGING_STATUSES, Q(callee_id=callee_pk), reason=reason
+        call_id,
+        CallStatus.DECLINED,
+        RINGING_STATUSES,
+        ("callee", callee_pk),
+        reason=reason,
+        known=call,
     )
 
 
 def cancel(
-    call_id: UUID | str, caller_pk: int, reason: str = EndReason.CALLER_CANCELLED
+    call_id: UUID | str,
+    caller_pk: int,
+    reason: str = EndReason.CALLER_CANCELLED,
+    *,
+    call: Call | None = None,
 ) -> Call | None:
     """The caller gives up before an answer."""
     return _transition(
-        call_id, CallStatus.CANCELLED, RINGING_STATUSES, Q(caller_id=caller_pk), reason=reason
+        call_id,
+        CallStatus.CANCELLED,
+        RINGING_STATUSES,
+        ("caller", caller_pk),
+        reason=reason,
+        known=call,
     )
 
 
-def hang_up(call_id: UUID | str, party_pk: int, reason: str = EndReason.USER_HANGUP) -> Call | None:
+def hang_up(
+    call_id: UUID | str,
+    party_pk: int,
+    reason: str = EndReason.USER_HANGUP,
+    *,
+    call: Call | None = None,
+) -> Call | None:
     """A party ends an answered call; a media failure ends it as ``failed``."""
     status = CallStatus.FAILED if reason in _FAILURE_REASONS else CallStatus.OVER
     return _transition(
         call_id,
         status,
         (CallStatus.ANSWERED,),
-        Q(caller_id=party_pk) | Q(callee_id=party_pk),
+        ("either", party_pk),
         reason=reason,
+        known=call,
     )
 
 
-def leave(call_id: UUID | str, party_pk: int, reason: str = EndReason.USER_HANGUP) -> Call | None:
+def leave(
+    call_id: UUID | str,
+    party_pk: int,
+    reason: str = EndReason.USER_HANGUP,
+    *,
+    call: Call | None = None,
+    status: str | None = None,
+) -> Call | None:
     """A party wants out, whatever the state: cancel, decline or hang up as fits.
 
     The state may change under the request (the callee answers as the caller cancels),
-    so each fitting transition is tried in turn; at most one succeeds.
+    so each fitting transition is tried in turn; at most one succeeds. ``call``: the call
+    as the party holds it (its parties are not read again); ``status``: the state the
+    party last heard, which picks the transition tried first.
     """
-    call = Call.objects.filter(pk=call_id).values("caller_id", "callee_id").first()
-    if call is None:
-        return None
-    if call["caller_id"] == party_pk:
+    if call is not None and str(call.pk) == str(call_id):
+        caller_id, callee_id = call.caller_id, call.callee_id
+    else:
+        call = None
+        row = Call.objects.filter(pk=call_id).values("caller_id", "callee_id").first()
+        if row is None:
+            return None
+        caller_id, callee_id = row["caller_id"], row["callee_id"]
+    if caller_id == party_pk:
         ringing_reason = EndReason.CALLER_CANCELLED if reason == EndReason.USER_HANGUP else reason
-        result = cancel(call_id, party_pk, ringing_reason)
-    elif call["callee_id"] == party_pk:
+        ringing = partial(cancel, call_id, party_pk, ringing_reason, call=call)
+    elif callee_id == party_pk:
         ringing_reason = EndReason.USER_DECLINED if reason == EndReason.USER_HANGUP else reason
-        result = decline(call_id, party_pk, ringing_reason)
+        ringing = partial(decline, call_id, party_pk, ringing_reason, call=call)
     else:
         return None
-    return result or hang_up(call_id, party_pk, reason)
+    answered = partial(hang_up, call_id, party_pk, reason, call=call)
+    if status == CallStatus.ANSWERED:
+        return answered() or ringing()
+    return ringing() or answered()
 
 
 # -- transitions the server makes -------------------------------------------------------
 
 
-def expire(call_id: UUID | str, now: datetime | None = None) -> Call | None:
+def expire(
+    call_id: UUID | str, now: datetime | None = None, *, call: Call | None = None
+) -> Call | None:
     """Enforce a passed deadline: a ringing call is missed, an answered one is over."""
     now = now or timezone.now()
-    overdue = Q(deadline__lt=now)
+    overdue = ("<", now)
     return _transition(
-        call_id, CallStatus.MISSED, RINGING_STATUSES, overdue, EndReason.INVITE_TIMEOUT, now
+        call_id,
+        CallStatus.MISSED,
+        RINGING_STATUSES,
+        reason=EndReason.INVITE_TIMEOUT,
+        now=now,
+        due=overdue,
+        known=call,
     ) or _transition(
-        call_id, CallStatus.OVER, (CallStatus.ANSWERED,), overdue, EndReason.MAX_DURATION, now
+        call_id,
+        CallStatus.OVER,
+        (CallStatus.ANSWERED,),
+        reason=EndReason.MAX_DURATION,
+        now=now,
+        due=overdue,
+        known=call,
     )
 
 
@@ -382,6 +494,68 @@ def live_calls_of(registration_pk: int) -> list[Call]:
         .filter(Q(caller_id=registration_pk) | Q(callee_id=registration_pk))
         .select_related("account", "caller", "callee")
     )
+
+
+# -- a call passed along in messages -----------------------------------------------------------
+# The ``dc.incoming`` message carries what the callee's connection needs of the call, so that
+# it does not read it back: the ids, status and deadline, and the fields of the account and
+# the parties that signaling reads. Anything else of them is loaded if someone asks (the
+# instances are built with Django's deferred fields).
+
+_CARRIED = {
+    Account: ("id", "account_id", "ring_timeout", "max_call_duration", "has_webhooks"),
+    Registration: ("id", "account_id", "cuid", "name", "image_url"),
+}
+
+
+def _values(instance: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in names}
+
+
+def _deferred(model: type, values: dict[str, Any]) -> Any:
+    fields = model._meta.concrete_fields
+    names = [f.attname for f in fields if f.attname in values]
+    return model.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names])
+
+
+def carried(call: Call) -> dict[str, Any]:
+    """The call as plain values for a channel-layer message (see :func:`from_carried`)."""
+    return {
+        "id": str(call.pk),
+        "status": call.status,
+        "deadline": call.deadline.timestamp() if call.deadline else None,
+        "account": _values(call.account, _CARRIED[Account]),
+        "caller": _values(call.caller, _CARRIED[Registration]),
+        "callee": _values(call.callee, _CARRIED[Registration]),
+    }
+
+
+def from_carried(data: dict[str, Any]) -> Call | None:
+    """The call of :func:`carried` (other fields deferred), or None if ``data`` is not one."""
+    try:
+        deadline = data["deadline"]
+        call = _deferred(
+            Call,
+            {
+                "id": UUID(data["id"]),
+                "account_id": data["account"]["id"],
+                "caller_id": data["caller"]["id"],
+                "callee_id": data["callee"]["id"],
+                "status": data["status"],
+                "deadline": (
+                    datetime.fromtimestamp(deadline, tz=UTC) if deadline is not None else None
+                ),
+            },
+        )
+        account = _deferred(Account, data["account"])
+        caller = _deferred(Registration, data["caller"])
+        callee = _deferred(Registration, data["callee"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    for party in (caller, callee):
+        party._state.fields_cache["account"] = account
+    call._state.fields_cache.update(account=account, caller=caller, callee=callee)
+    return call
 
 
 def get_call(call_id: UUID | str) -> Call | None:

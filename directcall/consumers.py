@@ -17,7 +17,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -43,7 +44,7 @@ from .conf import get_settings
 from .errors import DirectCallError
 from .models import CallStatus, EndReason
 from .origins import site_origin
-from .party import Party
+from .party import CallRoute, Party
 from .ratelimit import TokenBucket
 from .sweeper import Sweeper, running_sweeper
 from .tokens import Session
@@ -69,6 +70,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         # answered call then waits PAGE_GRACE for it, not RECONNECT_GRACE.
         self.close_code: int | None = None
         self.leaving = False
+        # The same-process path (transport.send): how many of this connection's handlers
+        # are running, and the messages delivered meanwhile, which wait for them.
+        self.handling = 0
+        self.backlog: deque[dict[str, Any]] = deque()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         """channels' ``AsyncConsumer.__call__``, changed in two ways.
@@ -83,6 +88,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
+        transport.register(self.channel_name, self)
         try:
             from_layer = functools.partial(transport.receive, self.channel_name)
             await await_many_dispatch([receive, from_layer], self.dispatch)
@@ -111,7 +117,59 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        self.handling += 1
+        try:
+            await handler(message)
+        finally:
+            await self._handled()
+
+    # -- the same-process path (directcall.transport) ---------------------------------
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """A ``dc.*`` message from a connection of this process, without the channel layer.
+
+        Handled at once, in the sender's task, by the handler the channel layer would have
+        run (with the same checks), when this connection is between messages: as with
+        channels, no two of its handlers interleave. While one runs, the message waits in
+        order and is handled right after it, in this connection's task. A handler that
+        must wait (its socket's write buffer is full) goes on in a task of this connection,
+        so that the sender never waits for the receiver.
+        """
+        if self.finished:
+            return
+        if self.handling:
+            self.backlog.append(message)
+            return
+        step = self._handle(message)
+        try:
+            waiting = step.send(None)
+        except StopIteration:
+            return
+        self.handling += 1
+        self._spawn(self._go_on(step, waiting))
+
+    async def _go_on(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            await _GoOn(step, waiting)
+        finally:
+            await self._handled()
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        try:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message.get('type')}")
+            await handler(message)
+        except Exception:
+            logger.exception("a %s message failed", message.get("type"))
+
+    async def _handled(self) -> None:
+        """A handler ended: handle what was delivered meanwhile, then be free again."""
+        try:
+            while self.backlog and self.handling == 1:
+                await self._handle(self.backlog.popleft())
+        finally:
+            self.handling -= 1
 
     # -- connection lifecycle ---------------------------------------------------------
 
@@ -150,6 +208,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if self.finished:
             return
         self.finished = True
+        transport.unregister(self.channel_name)
+        self.backlog.clear()
         if self.counted_address is not None:
             iplimit.connections.release(self.counted_address)
             self.counted_address = None
@@ -251,7 +311,12 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 session, device_key, self.channel_name, self.scope
             )
             self.party = Party(
-                session, self.channel_name, self.sweeper, self._send, conn=self.holder.conn
+                session,
+                self.channel_name,
+                self.sweeper,
+                self._send,
+                conn=self.holder.conn,
+                registration=registration,
             )
             await signin.join_revocation_groups(session, self.channel_name)
         except signin.Refusal as refusal:
@@ -283,7 +348,12 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         invite = protocol.invite_of(frame)
         call_key, key_hash = calls.new_call_key()  # this tab holds the call on its side
         placed = await database_sync_to_async(calls.place_call)(
-            party.session, invite.params, invite.sdp, key_hash, site_origin=self.site_origin
+            party.session,
+            invite.params,
+            invite.sdp,
+            key_hash,
+            site_origin=self.site_origin,
+            caller_row=party.registration,
         )
         call = placed.call
         if call.status == CallStatus.BUSY:
@@ -295,13 +365,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         # It rings in every tab of the callee; relays reach them through presence until
         # one answers (a tab opened meanwhile rings and hears them too).
         incoming = protocol.incoming_frame(call, invite.sdp)
-        message = protocol.incoming_message(call, self.channel_name, incoming)
+        message = protocol.incoming_message(call, self.channel_name, incoming, calls.carried(call))
         await transport.send_all(placed.callee_channels, message, transport.STATE_RETRY_DELAYS)
 
     async def on_ringing(self, frame: dict[str, Any]) -> None:
         """``ringing {call_id}`` from the callee (a repeat changes nothing)."""
-        call_id, _route = self.party.find(frame, role="callee")
-        if await self.party.change(calls.ring, call_id, self.party.pk) is None:
+        call_id, route = self.party.find(frame, role="callee")
+        if await self.party.change(calls.ring, call_id, self.party.pk, call=route.call) is None:
             await self.party.check([call_id])
 
     async def on_accept(self, frame: dict[str, Any]) -> None:
@@ -316,22 +386,29 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             route.call_key = calls.new_call_key()[0]
         key_hash = calls.call_key_hash(route.call_key)
         accepted = await self.party.change(
-            calls.accept, call_id, self.party.pk, key_hash, extra=extra, bound=self.channel_name
+            calls.accept,
+            call_id,
+            self.party.pk,
+            key_hash,
+            extra=extra,
+            bound=self.channel_name,
+            call=route.call,
         )
         if accepted is None:
             await self.party.refused(call_id, "The call is no longer ringing.")
 
     async def on_decline(self, frame: dict[str, Any]) -> None:
         """``decline {call_id, reason?}`` from the callee."""
-        call_id, _route = self.party.find(frame, role="callee")
+        call_id, route = self.party.find(frame, role="callee")
         reason = protocol.reason_of(frame, protocol.DECLINE_REASONS, EndReason.USER_DECLINED)
-        if await self.party.change(calls.decline, call_id, self.party.pk, reason) is None:
+        change = self.party.change(calls.decline, call_id, self.party.pk, reason, call=route.call)
+        if await change is None:
             await self.party.refused(call_id, "The call is no longer ringing.")
 
     async def on_cancel(self, frame: dict[str, Any]) -> None:
         """``cancel {call_id}`` from the caller (an already answered call is hung up)."""
-        call_id, _route = self.party.find(frame, role="caller")
-        await self._leave(call_id, EndReason.USER_HANGUP)
+        call_id, route = self.party.find(frame, role="caller")
+        await self._leave(call_id, route, EndReason.USER_HANGUP)
 
     async def on_hangup(self, frame: dict[str, Any]) -> None:
         """``hangup {call_id, reason?, quality?}`` from either party.
@@ -348,10 +425,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 await database_sync_to_async(quality.report)(call_id, self.party.pk, summary)
             except DirectCallError as exc:
                 logger.info("call %s: quality of %s not kept: %s", call_id, self.party.who, exc)
-        await self._leave(call_id, reason)
+        await self._leave(call_id, route, reason)
 
-    async def _leave(self, call_id: str, reason: str) -> None:
-        if await self.party.change(calls.leave, call_id, self.party.pk, reason) is None:
+    async def _leave(self, call_id: str, route: CallRoute, reason: str) -> None:
+        change = self.party.change(
+            calls.leave, call_id, self.party.pk, reason, call=route.call, status=route.status
+        )
+        if await change is None:
             await self.party.refused(call_id, "The call has already ended.")
 
     async def on_candidates(self, frame: dict[str, Any]) -> None:
@@ -437,3 +517,16 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def _send(self, frame: dict[str, Any]) -> None:
         if not self.finished:
             await self.send(text_data=protocol.dumps(frame))
+
+
+class _GoOn:
+    """Awaitable: a handler coroutine stepped once by hand, waiting on ``waiting``, finished
+    in the task that awaits this (see :meth:`SignalingConsumer.deliver`)."""
+
+    def __init__(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.step = step
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self.waiting  # what the handler waits on: the task resumes us once it is done
+        return (yield from self.step.__await__())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from channels.db import database_sync_to_async
 
 from . import calls, errors, presence, protocol, transport
 from .errors import DirectCallError
-from .models import LIVE_STATUSES, Call, CallStatus
+from .models import LIVE_STATUSES, Call, CallStatus, Registration
 from .sweeper import Sweeper
 from .tokens import Session
 
@@ -53,15 +54,33 @@ class CallRoute:
     bound: bool = False
     # The call key this tab sent an ``accept`` with, until the answered state says whose won.
     call_key: str | None = field(default=None, repr=False)
+    # The call as this connection was given it (its account and parties), passed to the
+    # transitions so that they do not read it again.
+    call: Call | None = field(default=None, repr=False)
+
+
+# How many ended calls a connection remembers (see Party.apply).
+_ENDED_KEPT = 32
 
 
 class Party:
-    """A signed-in connection's live calls; ``send`` sends a frame to its client."""
+    """A signed-in connection's live calls; ``send`` sends a frame to its client.
+
+    ``registration``: the registration (with its account) loaded when it signed in, reused
+    when it places a call.
+    """
 
     def __init__(
-        self, session: Session, channel: str, sweeper: Sweeper, send: Send, conn: str = ""
+        self,
+        session: Session,
+        channel: str,
+        sweeper: Sweeper,
+        send: Send,
+        conn: str = "",
+        registration: Registration | None = None,
     ) -> None:
         self.session = session
+        self.registration = registration
         self.pk = session.registration_pk
         self.channel = channel
         self.conn = conn  # the connection's id in presence
@@ -70,6 +89,10 @@ class Party:
         self._routes: dict[str, CallRoute] = {}
         self._timers: set[asyncio.Task] = set()
         self.left = False
+        # Calls whose final state reached this connection before it knew them: an
+        # ``incoming`` for one of them that comes later (messages of two processes are not
+        # ordered) is not shown.
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     def get(self, call_id: Any) -> CallRoute | None:
         """The route of a call this connection holds, or None."""
@@ -80,7 +103,12 @@ class Party:
         role = protocol.role_in(call, self.pk)
         peer = call.callee if role == "caller" else call.caller
         route = CallRoute(
-            role=role, peer_pk=peer.pk, peer_cuid=peer.cuid, status=call.status, bound=bound
+            role=role,
+            peer_pk=peer.pk,
+            peer_cuid=peer.cuid,
+            status=call.status,
+            bound=bound,
+            call=call,
         )
         self._drop(str(call.pk))
         self._routes[str(call.pk)] = route
@@ -88,12 +116,21 @@ class Party:
         return route
 
     async def ringing(self, message: dict[str, Any]) -> bool:
-        """Take part in the call of a ``dc.incoming`` message; False if known or not live."""
+        """Take part in the call of a ``dc.incoming`` message; False if known or not live.
+
+        The message carries the call (:func:`protocol.incoming_message`): it is read from
+        the database only when the message was sent again after a failure (its end may
+        have been told in between) or carries none.
+        """
         call_id = message["frame"]["call_id"]
-        if self.get(call_id) is not None:
-            return False  # told already (a repeated message)
-        call = await database_sync_to_async(calls.get_call)(call_id)
-        if call is None or call.status not in LIVE_STATUSES:
+        if self.get(call_id) is not None or call_id in self._ended:
+            return False  # told already (a repeated message), or ended already
+        call = (message.get(transport.LOCAL_ONLY) or {}).get("call")
+        if call is None and not message.get("attempt") and message.get("call"):
+            call = calls.from_carried(message["call"])
+        if call is None:
+            call = await database_sync_to_async(calls.get_call)(call_id)
+        if call is None or call.status not in LIVE_STATUSES or str(call.pk) != call_id:
             return False
         channel = message.get("channel")
         self.add(call).peer_channels = (channel,) if isinstance(channel, str) else ()
@@ -136,6 +173,10 @@ class Party:
         frame = message["frame"]
         route = self._routes.get(frame["call_id"])
         if route is None:
+            if frame["status"] not in LIVE_STATUSES:
+                self._ended[frame["call_id"]] = None
+                while len(self._ended) > _ENDED_KEPT:
+                    self._ended.popitem(last=False)
             return
         if frame["status"] == CallStatus.ANSWERED and not route.bound and route.role == "callee":
             if message.get("bound") != self.channel or route.call_key is None:
@@ -163,14 +204,16 @@ class Party:
         *args: Any,
         extra: dict[str, dict[str, Any]] | None = None,
         bound: str | None = None,
+        **kwargs: Any,
     ) -> Call | None:
         """Make a transition and tell the parties, as one unit no cancellation splits.
 
-        ``bound``: the channel of the connection that now holds the call (an ``accept``).
+        ``bound``: the channel of the connection that now holds the call (an ``accept``);
+        ``kwargs`` go to the transition (``call``: the call as this connection holds it).
         """
 
         async def change_and_tell() -> Call | None:
-            call = await database_sync_to_async(transition)(*args)
+            call = await database_sync_to_async(transition)(*args, **kwargs)
             if call is not None:
                 await self.tell(call, extra, bound)
             return call
@@ -252,7 +295,9 @@ class Party:
         route.timer.add_done_callback(self._timers.discard)
 
     async def _expire(self, call_id: str) -> None:
-        expired = await database_sync_to_async(calls.expire)(call_id)
+        route = self._routes.get(call_id)
+        known = route.call if route is not None else None
+        expired = await database_sync_to_async(calls.expire)(call_id, call=known)
         if expired is not None:
             await self.tell(expired)
         else:  # ended elsewhere (or not due yet): make sure this client knows

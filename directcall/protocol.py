@@ -459,14 +459,28 @@ PONG = {"type": "pong"}
 # cannot send these: frame types are checked against CLIENT_FRAMES first.
 
 
-def incoming_message(call: Call, caller_channel: str, frame: dict[str, Any]) -> dict[str, Any]:
-    """``dc.incoming`` to the callee's connection; ``channel`` is the caller's."""
-    return {
+def incoming_message(
+    call: Call,
+    caller_channel: str,
+    frame: dict[str, Any],
+    carried: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``dc.incoming`` to the callee's connection; ``channel`` is the caller's.
+
+    ``carried``: the call's parties and deadline as plain values
+    (:func:`directcall.calls.carried`), so that the callee's connection need not read the
+    call; a connection of the same process gets the call itself (``_local``).
+    """
+    message = {
         "type": "dc.incoming",
         "registration": call.callee_id,
         "channel": caller_channel,
         "frame": frame,
+        "_local": {"call": call},
     }
+    if carried is not None:
+        message["call"] = carried
+    return message
 
 
 def state_message(

@@ -7,6 +7,17 @@ few times, then given up and logged. No function here raises: a party that misse
 state still converges — its connection checks its calls against the database when the
 sweep runs, when a frame about the call is refused, when its deadline passes and when
 it signs in again (docs/protocol.md, "Delivery").
+
+**The same-process path.** A connection served by this very process is reached without the
+channel layer: :func:`send` hands the message to its consumer (registered here while it is
+connected), which runs the same handler the channel layer's message would have run, with
+the same checks (the receiver only takes a relay from the other party of a live call it
+holds; the sender's frame passed the allow-list and the size limits before anything was
+sent). The consumer keeps channels' one-message-at-a-time order: a message that arrives
+while it is busy with another waits for it (:meth:`SignalingConsumer.deliver`). A channel
+not registered here — another process's, or one that just closed — goes through the
+channel layer as before; nothing correct depends on the registry, it only saves the trip
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
@@ -29,17 +40,59 @@ logger = logging.getLogger("directcall.transport")
 # channels_redis reconnect after a Redis restart and short next to a ring timeout.
 STATE_RETRY_DELAYS = (0.05, 0.2, 0.5, 0.75)
 
+# Keys of a message that only a consumer of this process gets (objects the channel layer
+# cannot serialise, such as the Call itself); they are left out of what the layer carries.
+LOCAL_ONLY = "_local"
+
+
+class Receiver(Protocol):
+    """A connection of this process that takes messages on the same-process path."""
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Handle ``message`` as if the channel layer had brought it (never raises)."""
+
+
+_local: dict[str, Receiver] = {}
+# Off: every message goes through the channel layer (the tests that check the layer
+# itself turn it off; connections registered before keep it).
+same_process_path = True
+
+
+def register(channel: str, receiver: Receiver) -> None:
+    """Reach ``channel`` on the same-process path while its connection lasts."""
+    if same_process_path:
+        _local[channel] = receiver
+
+
+def unregister(channel: str) -> None:
+    """``channel``'s connection ended: messages to it go through the channel layer again."""
+    _local.pop(channel, None)
+
+
+def local_count() -> int:
+    """How many connections of this process take messages on the same-process path."""
+    return len(_local)
+
 
 async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float, ...] = ()) -> bool:
-    """Hand ``message`` to the channel layer for ``channel``; False if it could not be.
+    """Hand ``message`` to ``channel``'s connection; False if it could not be.
 
-    Each delay in ``retry_delays`` allows one more attempt after a failure. redis-py drops
-    a connection that failed, so a retry goes out on a fresh one.
+    A connection of this process gets it at once (the same-process path, see the module
+    docstring); any other through the channel layer. Each delay in ``retry_delays`` allows
+    one more attempt after a failure of the channel layer, with the message marked
+    ``attempt``: n. redis-py drops a connection that failed, so a retry goes out on a
+    fresh one.
     """
+    receiver = _local.get(channel)
+    if receiver is not None:
+        receiver.deliver(message)
+        return True
+    if LOCAL_ONLY in message:
+        message = {key: value for key, value in message.items() if key != LOCAL_ONLY}
     layer = get_channel_layer()
     for attempt in range(len(retry_delays) + 1):
         try:
-            await layer.send(channel, message)
+            await layer.send(channel, message if not attempt else {**message, "attempt": attempt})
             return True
         except ChannelFull:
             problem = "channel full"
@@ -83,17 +136,21 @@ async def announce(
                 targets.setdefault(party.pk, set()).update(found[party.cuid].channels)
     except Exception as exc:
         logger.warning("presence unreadable while telling call %s's state: %r", call.pk, exc)
-    sends = {
-        channel: send(
-            channel,
-            protocol.state_message(call, party.pk, {**frame, **(extra or {}).get(side, {})}, bound),
-            STATE_RETRY_DELAYS,
+    reached = set()
+    remote = {}
+    for side, party in parties:
+        message = protocol.state_message(
+            call, party.pk, {**frame, **(extra or {}).get(side, {})}, bound
         )
-        for side, party in parties
-        for channel in sorted(targets.get(party.pk, ()))
-    }
-    results = await asyncio.gather(*sends.values())
-    return {channel for channel, sent in zip(sends, results, strict=True) if sent}
+        for channel in sorted(targets.get(party.pk, ())):
+            receiver = _local.get(channel)
+            if receiver is not None:  # the same-process path: no task, no layer
+                receiver.deliver(message)
+                reached.add(channel)
+            else:
+                remote[channel] = send(channel, message, STATE_RETRY_DELAYS)
+    results = await asyncio.gather(*remote.values()) if remote else []
+    return reached | {channel for channel, sent in zip(remote, results, strict=True) if sent}
 
 
 async def send_all(
@@ -102,6 +159,8 @@ async def send_all(
     retry_delays: tuple[float, ...] = (),
 ) -> bool:
     """:func:`send` one message to several connections; True if it reached any."""
+    if len(channels) == 1:
+        return await send(channels[0], message, retry_delays)
     results = await asyncio.gather(*(send(c, message, retry_delays) for c in channels))
     return any(results)
 

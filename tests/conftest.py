@@ -87,9 +87,18 @@ SIGNALING_SETTINGS = {
 
 
 @pytest.fixture(params=["memory", "redis"])
-def channel_backend(request, settings):
-    """Run a signaling test on the in-memory layer + local cache, then on Redis for both."""
+def channel_backend(request, settings, monkeypatch):
+    """Run a signaling test on the in-memory layer + local cache, then on Redis for both.
+
+    In-memory, messages between the test's connections (all in this process) take the
+    same-process path (directcall.transport); on Redis the path is off, so that every
+    message crosses the channel layer as between two server processes.
+    """
     import os
+
+    from directcall import transport
+
+    monkeypatch.setattr(transport, "same_process_path", request.param == "memory")
 
     if request.param == "redis":
         url = os.environ.get("REDIS_URL")

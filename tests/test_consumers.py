@@ -835,9 +835,14 @@ def test_channels_code_copied_into_the_consumer_is_unchanged(method):
 
 
 @pytest.fixture
-def faulty_layer(channel_backend, settings):
-    """The backend's real channel layer, failing where the test says (tests/layers.py)."""
+def faulty_layer(channel_backend, settings, monkeypatch):
+    """The backend's real channel layer, failing where the test says (tests/layers.py);
+    every message goes through it (no same-process path)."""
     from channels.layers import get_channel_layer
+
+    from directcall import transport
+
+    monkeypatch.setattr(transport, "same_process_path", False)
 
     kind = "FaultyInMemoryLayer" if channel_backend == "memory" else "FaultyRedisLayer"
     backend = {**settings.CHANNEL_LAYERS["default"], "BACKEND": f"tests.layers.{kind}"}

@@ -1,0 +1,259 @@
+"""The statements of the call state machine's hot path, as SQL built once per database.
+
+:mod:`directcall.calls` makes every transition of a call with :func:`update`: one
+conditional ``UPDATE ... WHERE status IN (...) RETURNING ...`` that changes the row only if
+the transition may still happen, and gives back the row as that very statement left it
+(with the account's ``has_webhooks``, read by a scalar subquery of the same statement).
+Of two processes racing, the database lets one change the row; the other gets no row.
+
+Why raw SQL: Django 5.2 has no ``UPDATE ... RETURNING``, and an update followed by a
+select is two round trips that can also read a later transition's row (in autocommit the
+select may see what another process changed in between). And building and compiling a
+queryset costs about ten times the statement itself on SQLite (~300 µs against ~30 µs of
+CPU per query on the benchmark machine, docs/performance.md), several times per call.
+The SQL is written from the models' metadata (tables, columns, field conversions), so it
+follows the models; values go through the fields' own ``get_db_prep_*`` and converters.
+
+``RETURNING`` is used on SQLite (3.35+) and PostgreSQL. On other backends :func:`update`
+falls back to the ORM's update and one select of the row, inside the caller's transaction
+(the row stays locked by the update until it commits, so the select reads this
+transition's row).
+"""
+
+# Only identifiers from the models' metadata, quoted by the backend, are formatted into the
+# SQL; every value is a %s parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+from uuid import UUID
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+
+from .models import LIVE_STATUSES, Account, Block, Call, Registration
+
+# Who may make a transition: the caller, the callee, either of them.
+SIDES = ("caller", "callee", "either")
+
+
+def supports_returning(connection: BaseDatabaseWrapper) -> bool:
+    """Whether ``UPDATE ... RETURNING`` is used on this connection."""
+    return connection.vendor in ("sqlite", "postgresql") and bool(
+        connection.features.can_return_columns_from_insert
+    )
+
+
+def _q(connection: BaseDatabaseWrapper, name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+@cache
+def _columns(model: type[Model], vendor: str, alias: str) -> str:
+    connection = connections[alias]
+    return ", ".join(_q(connection, f.column) for f in model._meta.concrete_fields)
+
+
+@cache
+def _converters(model: type[Model], alias: str) -> list[tuple[Any, list[Callable]]]:
+    connection = connections[alias]
+    table = model._meta.db_table
+    result = []
+    for field in model._meta.concrete_fields:
+        col = field.get_col(table)
+        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        result.append((col, converters))
+    return result
+
+
+def from_row(model: type[Model], row: Sequence[Any], alias: str) -> Model:
+    """A model instance from a row of all its concrete columns (in field order)."""
+    connection = connections[alias]
+    values = []
+    for value, (col, converters) in zip(row, _converters(model, alias), strict=False):
+        for converter in converters:
+            value = converter(value, col, connection)
+        values.append(value)
+    return model.from_db(alias, [f.attname for f in model._meta.concrete_fields], values)
+
+
+def _prep(model: type[Model], name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+# -- the conditional update of a transition -------------------------------------------------
+
+
+@cache
+def _update_sql(
+    alias: str,
+    names: tuple[str, ...],
+    n_sources: int,
+    side: str | None,
+    deadline_op: str | None,
+) -> str:
+    connection = connections[alias]
+    meta = Call._meta
+    table = _q(connection, meta.db_table)
+    column = {name: _q(connection, meta.get_field(name).column) for name in names}
+    sets = ", ".join(f"{column[name]} = %s" for name in names)
+    where = [f"{_q(connection, 'id')} = %s"]
+    where.append(f"{_q(connection, 'status')} IN ({', '.join(['%s'] * n_sources)})")
+    caller, callee = _q(connection, "caller_id"), _q(connection, "callee_id")
+    if side == "caller":
+        where.append(f"{caller} = %s")
+    elif side == "callee":
+        where.append(f"{callee} = %s")
+    elif side == "either":
+        where.append(f"({caller} = %s OR {callee} = %s)")
+    if deadline_op is not None:
+        where.append(f"{_q(connection, 'deadline')} {deadline_op} %s")
+    returning = ""
+    if supports_returning(connection):
+        account = _q(connection, Account._meta.db_table)
+        webhooks = (
+            f"(SELECT {account}.{_q(connection, 'has_webhooks')} FROM {account} "
+            f"WHERE {account}.{_q(connection, 'id')} = {table}.{_q(connection, 'account_id')})"
+        )
+        returning = f" RETURNING {_columns(Call, connection.vendor, alias)}, {webhooks}"
+    return f"UPDATE {table} SET {sets} WHERE {' AND '.join(where)}{returning}"
+
+
+def update(
+    call_id: UUID | str,
+    sources: tuple[str, ...],
+    values: dict[str, Any],
+    party: tuple[str, int] | None = None,
+    deadline: tuple[str, datetime] | None = None,
+    using: str = "default",
+) -> tuple[Call, bool] | None:
+    """Set ``values`` on the call if its status is one of ``sources`` (and ``party``: who
+    asks is ``(side, registration pk)``; ``deadline``: ``("<" or ">=", when)``).
+
+    Return the row as changed and the account's ``has_webhooks``, or None when the row
+    did not change (another transition won, or the conditions do not hold). Run inside a
+    transaction (``transaction.atomic``) that the caller commits.
+    """
+    connection = connections[using]
+    names = tuple(values)
+    side = party[0] if party else None
+    if side is not None and side not in SIDES:
+        raise ValueError(f"unknown side {side!r}")
+    op = deadline[0] if deadline else None
+    if op not in (None, "<", ">="):
+        raise ValueError(f"unknown deadline comparison {op!r}")
+    sql = _update_sql(using, names, len(sources), side, op)
+    params = [_prep(Call, name, values[name], connection) for name in names]
+    params.append(
+        _prep(Call, "id", call_id if isinstance(call_id, UUID) else UUID(str(call_id)), connection)
+    )
+    params.extend(str(s) for s in sources)
+    if party is not None:
+        params.extend([party[1]] * (2 if side == "either" else 1))
+    if deadline is not None:
+        params.append(_prep(Call, "deadline", deadline[1], connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if supports_returning(connection):
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            return from_row(Call, row[:-1], using), bool(row[-1])
+        if cursor.rowcount != 1:
+            return None
+    call = Call.objects.using(using).select_related("account").get(pk=call_id)
+    return call, call.account.has_webhooks
+
+
+# -- placing a call ---------------------------------------------------------------------------
+
+
+def callee_of(
+    account_pk: int, cuid: str, caller_pk: int, using: str = "default"
+) -> tuple[Registration, bool] | None:
+    """The registration of ``cuid`` in the account and whether it blocked ``caller_pk``."""
+    connection = connections[using]
+    sql = _callee_sql(using)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [caller_pk, account_pk, cuid])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return from_row(Registration, row[:-1], using), bool(row[-1])
+
+
+@cache
+def _callee_sql(alias: str) -> str:
+    connection = connections[alias]
+    registration = _q(connection, Registration._meta.db_table)
+    block = _q(connection, Block._meta.db_table)
+    blocked = (
+        f"EXISTS (SELECT 1 FROM {block} WHERE {block}.{_q(connection, 'blocker_id')} = "
+        f"{registration}.{_q(connection, 'id')} AND {block}.{_q(connection, 'blocked_id')} = %s)"
+    )
+    columns = ", ".join(
+        f"{registration}.{_q(connection, f.column)}" for f in Registration._meta.concrete_fields
+    )
+    return (
+        f"SELECT {columns}, {blocked} FROM {registration} "
+        f"WHERE {registration}.{_q(connection, 'account_id')} = %s "
+        f"AND {registration}.{_q(connection, 'cuid')} = %s"
+    )
+
+
+def lock_parties(pks: list[int], using: str = "default") -> None:
+    """Lock the registrations (``SELECT ... FOR UPDATE``, in pk order); nothing on SQLite.
+
+    SQLite has no row locks: a transaction there takes the database's write lock at
+    ``BEGIN IMMEDIATE`` (example_project's ``transaction_mode``), which serialises call
+    set-ups the same way; Django would send the select without ``FOR UPDATE`` anyway.
+    """
+    connection = connections[using]
+    if not connection.features.has_select_for_update:
+        return
+    table = _q(connection, Registration._meta.db_table)
+    pk = _q(connection, "id")
+    marks = ", ".join(["%s"] * len(pks))
+    sql = f"SELECT {pk} FROM {table} WHERE {pk} IN ({marks}) ORDER BY {pk} FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, sorted(pks))
+        cursor.fetchall()
+
+
+def in_live_calls(pks: list[int], using: str = "default") -> set[int]:
+    """Which of the registrations ``pks`` are a party of a live call (one query)."""
+    connection = connections[using]
+    table = _q(connection, Call._meta.db_table)
+    caller, callee = _q(connection, "caller_id"), _q(connection, "callee_id")
+    marks = ", ".join(["%s"] * len(pks))
+    live = ", ".join(["%s"] * len(LIVE_STATUSES))
+    sql = (
+        f"SELECT {caller}, {callee} FROM {table} WHERE {_q(connection, 'status')} IN ({live}) "
+        f"AND ({caller} IN ({marks}) OR {callee} IN ({marks}))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*(str(s) for s in LIVE_STATUSES), *pks, *pks])
+        rows = cursor.fetchall()
+    wanted = set(pks)
+    return {pk for row in rows for pk in row if pk in wanted}
+
+
+def insert(call: Call, using: str = "default") -> None:
+    """Insert a new call row (every column, the values the model's fields prepare)."""
+    connection = connections[using]
+    fields = Call._meta.concrete_fields
+    marks = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"INSERT INTO {_q(connection, Call._meta.db_table)} "
+        f"({_columns(Call, connection.vendor, using)}) VALUES ({marks})"
+    )
+    params = [f.get_db_prep_save(f.pre_save(call, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    call._state.adding = False
+    call._state.db = using
