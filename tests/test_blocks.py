@@ -36,7 +36,7 @@ async def invite_code(client, receiver: str, ref: str) -> str | int:
             if seen.get("ref") == ref and seen.get("type") in ("invited", "error"):
                 client.inbox.pop(index)
                 return "invited" if seen["type"] == "invited" else seen["code"]
-        frame = await client._receive(5)
+        frame = await client._recv_frame(5)
         assert frame is not None, f"{client.cuid}: closed"
         client.inbox.append(frame)
 

@@ -194,7 +194,7 @@ async def until(client: Client, done: Callable[[dict], bool], timeout: float = 1
     while True:
         remaining = deadline - loop.time()
         assert remaining > 0, f"{client.cuid}: no sentinel; got {got}"
-        frame = await client._receive(remaining)
+        frame = await client._recv_frame(remaining)
         assert frame is not None, f"{client.cuid}: closed by the server ({client.closed_code})"
         if done(frame):
             return got
@@ -1191,7 +1191,7 @@ def test_floods_of_hostile_frames(loop, people, settings, server_errors):
             deadline = loop_.time() + 0.25
             while (remaining := deadline - loop_.time()) > 0:
                 try:
-                    frame = await client._receive(remaining)
+                    frame = await client._recv_frame(remaining)
                 except TimeoutError:
                     break
                 assert frame is not None, f"closed by the server ({client.closed_code})"
