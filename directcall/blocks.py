@@ -18,8 +18,9 @@ from .models import Registration
 logger = logging.getLogger("directcall.blocks")
 
 
-def block(blocker_pk: int, cuid: str) -> None:
-    """``blocker_pk`` refuses calls from ``cuid`` of its account from now on.
+def block(blocker_pk: int, cuid: str) -> int | None:
+    """``blocker_pk`` refuses calls from ``cuid`` of its account from now on; return the
+    blocked registration's pk (None for a cuid never seen).
 
     A cuid that has never signed in under the account is answered the same way (nothing
     is recorded: it cannot call anyone yet), so that blocking tells nobody which cuids
@@ -30,8 +31,9 @@ def block(blocker_pk: int, cuid: str) -> None:
         raise DirectCallError(errors.INVALID_CALL_PARAMETERS, "You cannot block yourself.")
     blocked = Registration.objects.filter(account_id=blocker.account_id, cuid=cuid).first()
     if blocked is None:
-        return
+        return None
     get_adapter().block(blocker, blocked)
     logger.info(
         "%s blocked %s (account %s)", blocker.cuid, blocked.cuid, blocker.account.account_id
     )
+    return blocked.pk

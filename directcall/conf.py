@@ -95,6 +95,10 @@ DEFAULTS: dict[str, Any] = {
     # Signaling sockets one client IP may hold open at once on one server process
     # (None: no limit).
     "MAX_CONNECTIONS_PER_IP": 50,
+    # Who is online (client.watch()): how many cuids one connection may watch, and how many
+    # watch frames one cuid may send, as "N/period" across all processes (None: no limit).
+    "WATCH_MAX": 100,
+    "WATCH_RATE": "30/min",
     # "relay" makes browsers use only TURN relay candidates (hides users' IP addresses from
     # each other; needs a TURN server); "all" also allows direct and STUN candidates.
     "ICE_TRANSPORT_POLICY": "all",
@@ -385,6 +389,8 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "RING_BACKOFF_MAX": _seconds,
     "RING_BACKOFF_RESET": _seconds,
     "MAX_CONNECTIONS_PER_IP": _optional_positive_int,
+    "WATCH_MAX": _positive_int,
+    "WATCH_RATE": _call_rate,
     "ICE_TRANSPORT_POLICY": _ice_transport_policy,
     "ADAPTER": _dotted_path,
     "SESSION_ACCOUNT": _account_id,
@@ -439,6 +445,8 @@ class Settings:
     RING_BACKOFF_MAX: float
     RING_BACKOFF_RESET: float
     MAX_CONNECTIONS_PER_IP: int | None
+    WATCH_MAX: int
+    WATCH_RATE: Rate | None
     ICE_TRANSPORT_POLICY: str
     ADAPTER: str
     SESSION_ACCOUNT: str | None

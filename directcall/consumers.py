@@ -39,6 +39,7 @@ from . import (
     revocation,
     signin,
     transport,
+    watch,
 )
 from .conf import get_settings
 from .errors import DirectCallError
@@ -60,6 +61,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.party: Party | None = None  # set by a successful auth
+        self.watching: watch.Watching | None = None  # the cuids it watches (who is online)
         self.holder: presence.Holder | None = None
         self.counted_address: str | None = None  # counted against MAX_CONNECTIONS_PER_IP
         self.refused = False  # closed before sign-in: frames still in flight are ignored
@@ -215,9 +217,15 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             self.counted_address = None
         for task in self.tasks:
             task.cancel()
+        if self.watching is not None:
+            self.watching.close()
         if self.party is not None:
             layer, code = self.channel_layer, self.close_code
             await signin.sign_out(self.party, self.holder, self.sweeper, layer, code, self.leaving)
+            # Watchers look again now, and once a reservation for a reload has run out.
+            await watch.changed(self.party.pk)
+            if code != protocol.CLOSE_NORMAL:
+                self.sweeper.spawn(watch.changed_later(get_settings().DEVICE_HOLD, self.party.pk))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -326,6 +334,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self._spawn(self._keep_presence(session, self.holder))
         self._spawn(self._close_when_idle())
         self.sweeper.watch(self.party)
+        self.watching = watch.Watching(session, self._send)
+        await watch.changed(session.registration_pk)
         resume = protocol.resume_of(frame)
         await signin.hand_back(self.party, registration, resume, issued, self._send)
 
@@ -337,8 +347,20 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         """``block {cuid, ref?}``: this user refuses calls from ``cuid``; answered ``blocked``."""
         cuid = protocol.block_of(frame)
         ref = protocol.ref_of(frame)
-        await database_sync_to_async(blocks.block)(self.party.pk, cuid)
+        blocked_pk = await database_sync_to_async(blocks.block)(self.party.pk, cuid)
         await self._send(protocol.blocked_frame(ref, cuid))
+        if blocked_pk is not None:  # its connections stop watching this user
+            with contextlib.suppress(Exception):
+                group = revocation.registration_group(blocked_pk)
+                await self.channel_layer.group_send(group, protocol.blocked_message(self.party.pk))
+
+    async def on_watch(self, frame: dict[str, Any]) -> None:
+        """``watch {ref?, cuids}``: follow who of ``cuids`` is online; answered ``watching``."""
+        await self.watching.watch(frame)
+
+    async def on_unwatch(self, frame: dict[str, Any]) -> None:
+        """``unwatch {ref?, cuids?}``: stop following them (all of them without ``cuids``)."""
+        await self.watching.unwatch(frame)
 
     async def on_invite(self, frame: dict[str, Any]) -> None:
         """``invite {ref, receiver, context, receiver_image?, initiator_image?, sdp}``."""
@@ -500,6 +522,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         route.peer_channels = (channel,) if connected else ()
         if route.status == CallStatus.ANSWERED:
             await self._send(protocol.peer_frame(message["call_id"], message["connected"]))
+
+    async def dc_blocked(self, message: dict[str, Any]) -> None:
+        """A user this connection watches blocked it: it is no longer told of them."""
+        if self.watching is not None and isinstance(message.get("blocker"), int):
+            await self.watching.blocked_by(message["blocker"])
 
     async def dc_revoke(self, message: dict[str, Any]) -> None:
         """This connection's session was revoked: its calls end (``revoked``), it closes."""

@@ -44,6 +44,7 @@ SERVICE_UNAVAILABLE = "ERR_SERVICE_UNAVAILABLE"
 INVALID_PARAMETERS = "ERR_INVALID_PARAMETERS"
 NOT_FOUND = "ERR_NOT_FOUND"
 FEEDBACK_DISABLED = "ERR_FEEDBACK_DISABLED"
+WATCH_LIMIT = "ERR_WATCH_LIMIT"
 
 MESSAGES: dict[str | int, str] = {
     MISSING_INITPARAMETERS: "One or more mandatory initialization parameters are missing.",
@@ -75,6 +76,7 @@ MESSAGES: dict[str | int, str] = {
     INVALID_PARAMETERS: "The request's parameters are not valid.",
     NOT_FOUND: "Not found.",
     FEEDBACK_DISABLED: "This account does not collect call feedback.",
+    WATCH_LIMIT: "Too many people watched on one connection.",
 }
 
 

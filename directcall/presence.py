@@ -273,6 +273,16 @@ def online(people: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Presence]
     return result
 
 
+def held_many(people: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+    """The ``(account_pk, cuid)`` pairs that have an entry, connected or reserved for their
+    device during a reload (one cache round trip): who-is-online's *online*."""
+    keys = {_key(account_pk, cuid): (account_pk, cuid) for account_pk, cuid in people}
+    if not keys:
+        return set()
+    found = cache.get_many(list(keys))
+    return {person for key, person in keys.items() if _Entry.read(found.get(key)) is not None}
+
+
 # -- parties of answered calls who lost their connection ----------------------------------
 
 

@@ -48,6 +48,8 @@ CLIENT_FRAMES = (
     "cancel",
     "hangup",
     "block",
+    "watch",
+    "unwatch",
     "candidates",
     "renegotiate",
     "leaving",
@@ -157,6 +159,20 @@ def block_of(frame: dict[str, Any]) -> str:
     if not is_valid_cuid(cuid):
         raise DirectCallError(errors.BAD_FRAME, "Field 'cuid' must be a cuid.")
     return cuid
+
+
+def cuids_of(frame: dict[str, Any], limit: int, required: bool = True) -> list[str] | None:
+    """The ``cuids`` of a ``watch`` or ``unwatch`` frame: at most ``limit`` distinct cuids,
+    in order; None when the field is absent and not ``required`` (``unwatch`` of all)."""
+    cuids = frame.get("cuids")
+    if cuids is None and not required:
+        return None
+    if not isinstance(cuids, list) or not all(is_valid_cuid(cuid) for cuid in cuids):
+        raise DirectCallError(errors.BAD_FRAME, "Field 'cuids' must be a list of cuids.")
+    distinct = list(dict.fromkeys(cuids))
+    if len(distinct) > limit:
+        raise DirectCallError(errors.WATCH_LIMIT, f"At most {limit} cuids per connection.")
+    return distinct
 
 
 def ref_of(frame: dict[str, Any]) -> str | None:
@@ -313,6 +329,21 @@ def dumps(frame: dict[str, Any]) -> str:
 def blocked_frame(ref: str | None, cuid: str) -> dict[str, Any]:
     """``blocked``: the answer to ``block``; calls from ``cuid`` are refused from now on."""
     return {"type": "blocked", "ref": ref, "cuid": cuid}
+
+
+def watching_frame(ref: str | None, states: dict[str, str]) -> dict[str, Any]:
+    """``watching``: the answer to ``watch``, the state of each cuid it named."""
+    return {"type": "watching", "ref": ref, "presence": states}
+
+
+def unwatched_frame(ref: str | None, cuids: list[str]) -> dict[str, Any]:
+    """``unwatched``: the answer to ``unwatch``; no more ``presence`` about these cuids."""
+    return {"type": "unwatched", "ref": ref, "cuids": cuids}
+
+
+def presence_frame(states: dict[str, str]) -> dict[str, Any]:
+    """``presence``: watched cuids whose state changed (``online``, ``offline``, ``busy``)."""
+    return {"type": "presence", "presence": states}
 
 
 def error_frame(exc: DirectCallError, frame: Any = None) -> dict[str, Any]:
@@ -517,3 +548,14 @@ def peer_message(
     if channel is not None:
         message["channel"] = channel
     return message
+
+
+def watched_message(registration_pk: int) -> dict[str, Any]:
+    """``dc.watched``: ``registration_pk`` signed in or out, or a call of theirs began or
+    ended; sent to its watch group, where each process looks its state up again."""
+    return {"type": "dc.watched", "registration": registration_pk}
+
+
+def blocked_message(blocker_pk: int) -> dict[str, Any]:
+    """``dc.blocked``: to the blocked user's connections; they stop watching the blocker."""
+    return {"type": "dc.blocked", "blocker": blocker_pk}

@@ -1,4 +1,5 @@
-"""Signal receivers of directcall (connected in ``DirectCallConfig.ready()``): revocation.
+"""Signal receivers of directcall (connected in ``DirectCallConfig.ready()``): revocation,
+and who is online (a call placed or ended tells the parties' watchers, :mod:`directcall.watch`).
 
 What revokes sessions (docs/security.md#revocation):
 
@@ -20,8 +21,9 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from . import revocation
-from .models import WATCHED_FIELDS, Account, Identity, Registration
+from . import revocation, watch
+from .models import WATCHED_FIELDS, Account, Call, Identity, Registration
+from .signals import call_ended, call_initiated
 
 
 def account_change_reason(before: dict[str, Any], account: Account) -> str | None:
@@ -87,3 +89,10 @@ def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
     revocation.revoke_user_tokens(
         user, reason=revocation.LOGGED_OUT, session_key=session_key, request=request
     )
+
+
+@receiver(call_initiated, sender=Call, dispatch_uid="directcall.watch.call_initiated")
+@receiver(call_ended, sender=Call, dispatch_uid="directcall.watch.call_ended")
+def call_started_or_ended(sender: type, call: Call, **kwargs: Any) -> None:
+    """Both parties are busy now, or no longer: their watchers look again."""
+    watch.call_changed(call)

@@ -304,6 +304,7 @@ FIELDS = [
     "resume",
     "device_key",
     "replace",
+    "cuids",
     # identity a client might claim, and the channel-layer message fields it might forge
     "cuid",
     "caller",
@@ -453,6 +454,7 @@ def field_values(key: str, ids: list[str]) -> st.SearchStrategy:
         "device_key": keys,
         "replace": st.booleans(),
         "registration": st.integers(0, 20),
+        "cuids": st.lists(st.sampled_from(CUIDS), max_size=12),
     }
     if key in plausible:
         return plausible[key] | json_values
@@ -492,6 +494,13 @@ def templates(ids: list[str]) -> dict[str, st.SearchStrategy[dict]]:
         "cancel": st.fixed_dictionaries(call),
         "block": st.fixed_dictionaries(
             {"cuid": st.sampled_from(CUIDS)}, optional={"ref": st.text(max_size=8)}
+        ),
+        "watch": st.fixed_dictionaries(
+            {"cuids": st.lists(st.sampled_from(CUIDS), max_size=6)},
+            optional={"ref": st.text(max_size=8)},
+        ),
+        "unwatch": st.fixed_dictionaries(
+            {}, optional={"cuids": st.lists(st.sampled_from(CUIDS)), "ref": st.text(max_size=8)}
         ),
         "hangup": st.fixed_dictionaries(call, optional={"reason": st.just("user_hangup")}),
         "candidates": st.fixed_dictionaries(
@@ -711,6 +720,8 @@ def expected_parsed(frame: dict, kind: str, authenticated: bool) -> tuple[str, A
         return "invite", frame
     if kind == "block":
         return "block", frame  # blocked, or refused (a bad cuid or ref, one's own cuid)
+    if kind in ("watch", "unwatch"):
+        return kind, frame  # answered, or refused (bad cuids or ref, limits)
     if kind == "auth":
         return "error", {"ERR_BAD_FRAME"}
     # Every other type names a call, and the fuzzing client is a party of none.
@@ -775,6 +786,8 @@ def test_hostile_frames_from_a_signed_in_client(loop, people, server_errors):
             sentinel = f"sentinel-{index}-{uuid.uuid4()}"
             await gil.send(type="accept", ref=sentinel)
             got = await until(gil, lambda f, s=sentinel: f.get("ref") == s)
+            # Who-is-online pushes may come at any time (a bystander Gil watches changed).
+            got = [frame for frame in got if frame["type"] != "presence"]
             assert_alive(gil)
             for frame in got:
                 if frame["type"] == "error":
@@ -793,6 +806,21 @@ def test_hostile_frames_from_a_signed_in_client(loop, people, server_errors):
                     assert got[0]["code"] in {"ERR_BAD_FRAME", "ERR_INVALID_CALL_PARAMETERS"}
                 else:
                     assert got[0]["type"] == "blocked" and got[0]["cuid"] == sent["cuid"], got
+            elif outcome in ("watch", "unwatch"):
+                assert len(got) == 1, got
+                answer = {"watch": "watching", "unwatch": "unwatched"}[outcome]
+                if got[0]["type"] == "error":
+                    refusals = {"ERR_BAD_FRAME", "ERR_WATCH_LIMIT", "ERR_RATE_LIMITED"}
+                    assert got[0]["code"] in refusals, got
+                elif outcome == "watch":
+                    assert got[0]["type"] == answer, got
+                    assert list(got[0]["presence"]) == list(dict.fromkeys(sent["cuids"]))
+                    assert set(got[0]["presence"].values()) <= {"online", "offline", "busy"}
+                    # Another account's cuid, and one nobody uses, are offline.
+                    for cuid in ("mallory_m", "nobody_here"):
+                        assert got[0]["presence"].get(cuid, "offline") == "offline"
+                else:
+                    assert got[0]["type"] == answer, got
             elif outcome == "pong":
                 assert got == [{"type": "pong"}], got
             elif outcome == "nothing":

@@ -10,7 +10,8 @@ otherwise a SQLite file in a temporary directory).
 
 Servers: ``s1`` and ``s2`` carry the full call; ``s3`` is the caller's server that dies
 while a call rings; ``s4`` and ``s5`` are callees' servers that die during answered calls
-(the callee of ``s5`` comes back on ``s1`` within the grace). Each test uses its own
+(the callee of ``s5`` comes back on ``s1`` within the grace); ``s6`` dies under a watched
+user (who is online). Each test uses its own
 victim server and cuids, so the tests do not depend on their order. The last test keeps a
 connection idle past channels_redis's 5 s blocking read (the redis-py 8 timeout bug).
 """
@@ -321,12 +322,12 @@ def start_cluster(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    """Five daphne servers on the shared Redis, with a database of their own."""
+    """Six daphne servers on the shared Redis, with a database of their own."""
     prefix = f"dcmp{uuid.uuid4().hex[:8]}"
     try:
         with start_cluster(
             tmp_path_factory.mktemp("multiprocess"),
-            ("s1", "s2", "s3", "s4", "s5"),
+            ("s1", "s2", "s3", "s4", "s5", "s6"),
             redis_url=REDIS_URL,
             prefix=prefix,
         ) as running:
@@ -623,3 +624,51 @@ async def test_idle_connection_keeps_receiving(cluster: Cluster) -> None:
         for peer in (callee, caller):
             if peer is not None:
                 await peer.close()
+
+
+async def _changes(peer: Peer, count: int, timeout: float = 5) -> dict[str, str]:
+    """``presence`` frames until ``count`` cuids changed; their latest states."""
+    changes: dict[str, str] = {}
+    while len(changes) < count:
+        changes |= (await peer.next("presence", timeout=timeout))["presence"]
+    return changes
+
+
+@_show_server_logs
+async def test_watchers_hear_other_processes_and_a_process_that_dies(cluster: Cluster) -> None:
+    """Who is online across processes: the watcher is on s1, the watched on s2 and s6.
+
+    Signing out and in, and a call, reach the watcher through the channel layer; s6 is
+    SIGKILLed under Alice, who said nothing: her presence expires (PRESENCE_TTL) and the
+    watcher's process, looking its watched people up again every PRESENCE_TTL / 2, says so.
+    """
+    s1, s2, s6 = cluster.servers["s1"], cluster.servers["s2"], cluster.servers["s6"]
+    alice, bob = _cuid("alice"), _cuid("bob")
+    peers = [
+        await Peer.sign_in(cluster, s2, alice, "Alice"),
+        await Peer.sign_in(cluster, s2, bob, "Bob"),
+        await Peer.sign_in(cluster, s1, _cuid("watcher"), "Wendy"),
+    ]
+    alice_s2, bob_s2, watcher = peers
+    try:
+        await watcher.send(type="watch", ref="w", cuids=[alice, bob])
+        answer = await watcher.next("watching", ref="w")
+        assert answer["presence"] == {alice: "online", bob: "online"}
+        await alice_s2.close()  # a logout
+        assert await _changes(watcher, 1) == {alice: "offline"}
+        alice_s6 = await Peer.sign_in(cluster, s6, alice, "Alice")
+        peers.append(alice_s6)
+        assert await _changes(watcher, 1) == {alice: "online"}
+        call_id = await _ring(bob_s2, alice_s6)
+        assert await _changes(watcher, 2) == {alice: "busy", bob: "busy"}
+        await bob_s2.send(type="cancel", call_id=call_id)
+        assert await _changes(watcher, 2) == {alice: "online", bob: "online"}
+        killed = time.monotonic()
+        s6.kill()
+        assert await _changes(watcher, 1, PRESENCE_TTL * 1.5 + MARGIN) == {alice: "offline"}
+        took = time.monotonic() - killed
+        print(f"[multiprocess] a killed process's user seen offline after {took:.2f} s")
+        assert (await watcher.quiet(0.5)) == []
+    finally:
+        for peer in peers:
+            await peer.close()

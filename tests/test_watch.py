@@ -1,0 +1,239 @@
+"""Who is online (issue 15): ``watch`` answers the state of a list of cuids in one batch and
+pushes ``presence`` as people sign in and out and enter and leave calls; a watcher learns
+nothing of people it may not call. Run on the in-memory layer and on Redis (conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from directcall import watch
+from directcall.adapter import DefaultCallAdapter
+from directcall.models import Block
+
+from .wsclient import ANSWER, Client, answered_call
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def slow_look_ups(settings, channel_backend):
+    """The hub looks everyone up again only every PRESENCE_TTL / 2 = 15 s: each change these
+    tests wait for (5 s at most) has to be pushed. (A dead process's users, whose presence
+    just expires, are seen by that periodic look-up: tests/test_multiprocess.py.)"""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "PRESENCE_TTL": 30}
+
+
+async def watching(client: Client, *cuids: str, ref: str = "w") -> dict[str, str]:
+    """Send ``watch`` for ``cuids``; return the ``watching`` answer's states."""
+    await client.send(type="watch", ref=ref, cuids=list(cuids))
+    return (await client.next("watching", ref=ref))["presence"]
+
+
+async def pushed(client: Client, timeout: float = 5) -> dict[str, str]:
+    """The next ``presence`` frame's changes."""
+    return (await client.next("presence", timeout=timeout))["presence"]
+
+
+async def no_presence(client: Client) -> None:
+    """No ``presence`` frame reached ``client`` (everything sent so far was handled)."""
+    frames = await client.drain()
+    assert [f for f in frames if f["type"] == "presence"] == []
+
+
+async def test_a_batch_of_cuids_is_answered_at_once(clients, people):
+    jane = await clients.sign_in(people["tutor_jane"])
+    await clients.sign_in(people["student_sam"])
+    await clients.sign_in(people["mallory_m"])  # another account's
+    states = await watching(jane, "student_sam", "grocer_gil", "nobody_here", "mallory_m")
+    assert states == {
+        "student_sam": "online",
+        "grocer_gil": "offline",
+        "nobody_here": "offline",
+        "mallory_m": "offline",  # only the watcher's account is looked at
+    }
+
+
+async def test_signing_in_and_out_is_pushed(clients, people):
+    jane = await clients.sign_in(people["tutor_jane"])
+    assert await watching(jane, "grocer_gil") == {"grocer_gil": "offline"}
+    gil = await clients.sign_in(people["grocer_gil"])
+    assert await pushed(jane) == {"grocer_gil": "online"}
+    # A second tab of the same device changes nothing.
+    second = await clients.sign_in(people["grocer_gil"])
+    await second.close()
+    await gil.alive()
+    await no_presence(jane)
+    await gil.close(1000)  # logout: offline at once
+    assert await pushed(jane) == {"grocer_gil": "offline"}
+
+
+async def test_a_reload_keeps_a_person_online_until_the_reservation_ends(clients, people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "DEVICE_HOLD": 1}
+    jane = await clients.sign_in(people["tutor_jane"])
+    gil = await clients.sign_in(people["grocer_gil"])
+    assert await watching(jane, "grocer_gil") == {"grocer_gil": "online"}
+    started = asyncio.get_running_loop().time()
+    await gil.close(1001)  # a page going away: its device holds the cuid for DEVICE_HOLD
+    assert await pushed(jane) == {"grocer_gil": "offline"}
+    assert asyncio.get_running_loop().time() - started >= 1
+
+
+async def test_calls_make_both_parties_busy_until_they_end(clients, people):
+    jane = await clients.sign_in(people["tutor_jane"])
+    sam = await clients.sign_in(people["student_sam"])
+    gil = await clients.sign_in(people["grocer_gil"])
+    assert await watching(jane, "student_sam", "grocer_gil") == {
+        "student_sam": "online",
+        "grocer_gil": "online",
+    }
+    call_id = (await sam.invite("grocer_gil"))["call_id"]
+    changes = await pushed(jane)
+    if len(changes) < 2:
+        changes |= await pushed(jane)
+    assert changes == {"student_sam": "busy", "grocer_gil": "busy"}
+    await gil.next("incoming", call_id=call_id)
+    await gil.send(type="accept", call_id=call_id, sdp=ANSWER)
+    await sam.next("state", call_id=call_id, status="answered")
+    await no_presence(jane)  # answered: still busy
+    await sam.send(type="hangup", call_id=call_id)
+    changes = await pushed(jane)
+    if len(changes) < 2:
+        changes |= await pushed(jane)
+    assert changes == {"student_sam": "online", "grocer_gil": "online"}
+
+
+async def test_a_person_already_in_a_call_is_busy(clients, people):
+    jane = await clients.sign_in(people["tutor_jane"])
+    sam = await clients.sign_in(people["student_sam"])
+    gil = await clients.sign_in(people["grocer_gil"])
+    await answered_call(sam, gil)
+    assert await watching(jane, "student_sam", "grocer_gil") == {
+        "student_sam": "busy",
+        "grocer_gil": "busy",
+    }
+
+
+class NobodyCallsGil(DefaultCallAdapter):
+    def can_call(self, caller, callee):
+        return callee.cuid != "grocer_gil"
+
+
+async def test_a_cuid_one_may_not_call_is_offline_whatever_it_does(clients, people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "ADAPTER": f"{__name__}.NobodyCallsGil"}
+    jane = await clients.sign_in(people["tutor_jane"])
+    # Offline, then online: the same answer as a cuid nobody uses.
+    assert await watching(jane, "grocer_gil", "nobody_here", ref="a") == {
+        "grocer_gil": "offline",
+        "nobody_here": "offline",
+    }
+    gil = await clients.sign_in(people["grocer_gil"])
+    assert await watching(jane, "grocer_gil", "nobody_here", ref="b") == {
+        "grocer_gil": "offline",
+        "nobody_here": "offline",
+    }
+    # Nothing Gil does reaches Jane: signing in again, calls, signing out.
+    sam = await clients.sign_in(people["student_sam"])
+    call_id = (await gil.invite("student_sam"))["call_id"]
+    await sam.next("incoming", call_id=call_id)
+    await gil.send(type="cancel", call_id=call_id)
+    await gil.next("state", call_id=call_id, status="cancelled")
+    await gil.close(1000)
+    await sam.alive()
+    await no_presence(jane)
+
+
+async def test_a_block_turns_the_blocker_offline_for_the_blocked(clients, people):
+    jane = await clients.sign_in(people["tutor_jane"])
+    sam = await clients.sign_in(people["student_sam"])
+    assert await watching(jane, "student_sam") == {"student_sam": "online"}
+    await sam.send(type="block", ref="b", cuid="tutor_jane")
+    await sam.next("blocked", ref="b")
+    assert await pushed(jane) == {"student_sam": "offline"}
+    # From now on Jane hears nothing of Sam, and a new watch says the same.
+    await sam.close(1000)
+    await clients.sign_in(people["student_sam"])
+    await no_presence(jane)
+    assert await watching(jane, "student_sam", ref="again") == {"student_sam": "offline"}
+    assert await sync_to_async(Block.objects.count)() == 1
+
+
+async def test_unwatch_stops_the_pushes(clients, people):
+    jane = await clients.sign_in(people["tutor_jane"])
+    assert await watching(jane, "grocer_gil", "student_sam") == {
+        "grocer_gil": "offline",
+        "student_sam": "offline",
+    }
+    await jane.send(type="unwatch", ref="u", cuids=["grocer_gil"])
+    assert (await jane.next("unwatched", ref="u"))["cuids"] == ["grocer_gil"]
+    await clients.sign_in(people["grocer_gil"])
+    await clients.sign_in(people["student_sam"])
+    assert await pushed(jane) == {"student_sam": "online"}
+    await jane.send(type="unwatch", ref="all")
+    assert (await jane.next("unwatched", ref="all"))["cuids"] == ["student_sam"]
+
+
+async def test_a_connection_watches_a_bounded_number_of_cuids(clients, people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "WATCH_MAX": 3}
+    jane = await clients.sign_in(people["tutor_jane"])
+    await jane.send(type="watch", ref="big", cuids=["user_aaa1", "user_aaa2", "b_x1x", "c_y1y"])
+    error = await jane.next("error", ref="big")
+    assert error["code"] == "ERR_WATCH_LIMIT" and error["in_reply_to"] == "watch"
+    assert len(await watching(jane, "student_sam", "grocer_gil")) == 2
+    await jane.send(type="watch", ref="more", cuids=["nobody_1", "nobody_2"])
+    assert (await jane.next("error", ref="more"))["code"] == "ERR_WATCH_LIMIT"
+    # Duplicates count once; a cuid watched already is answered again.
+    assert await watching(jane, "grocer_gil", "grocer_gil", "nobody_1", ref="dup") == {
+        "grocer_gil": "offline",
+        "nobody_1": "offline",
+    }
+
+
+@pytest.mark.parametrize(
+    "cuids", [None, "student_sam", ["student_sam", 5], ["12_34"], ["x" * 51], [{"cuid": "a"}]]
+)
+async def test_malformed_watch_frames_are_refused(clients, people, cuids):
+    jane = await clients.sign_in(people["tutor_jane"])
+    await jane.send(type="watch", ref="bad", cuids=cuids)
+    assert (await jane.next("error", ref="bad"))["code"] == "ERR_BAD_FRAME"
+    await jane.alive()
+
+
+async def test_watch_frames_are_rate_limited_per_cuid(clients, people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "WATCH_RATE": "2/day"}
+    jane = await clients.sign_in(people["tutor_jane"])
+    other_tab = await clients.sign_in(people["tutor_jane"])
+    await watching(jane, "student_sam", ref="1")
+    await watching(other_tab, "student_sam", ref="2")  # counted across tabs
+    await jane.send(type="watch", ref="3", cuids=["student_sam"])
+    error = await jane.next("error", ref="3")
+    assert error["code"] == "ERR_RATE_LIMITED"
+
+
+async def test_a_connection_that_ends_leaves_nothing_behind(clients, people):
+    jane = await clients.sign_in(people["tutor_jane"])
+    await watching(jane, "student_sam")
+    assert watch.hub().people
+    await jane.close()
+    await asyncio.sleep(0)
+    assert watch.hub().people == {} and watch.hub()._tasks == []
+
+
+def test_states_are_looked_up_in_one_query(people, django_assert_num_queries):
+    everyone = {p.pk: (p.account_id, p.cuid) for p in people.values()}
+    with django_assert_num_queries(1):
+        found = watch.states(everyone)
+    assert set(found.values()) == {"offline"}
+
+
+def test_who_may_be_watched_takes_a_fixed_number_of_queries(people):
+    jane = people["tutor_jane"]
+    cuids = ["student_sam", "grocer_gil", "mallory_m", "nobody"] + [f"x_y{n}z" for n in range(50)]
+    with CaptureQueriesContext(connection) as queries:
+        found = watch.callable_people(jane.pk, cuids)
+    assert found == {"student_sam": people["student_sam"].pk, "grocer_gil": people["grocer_gil"].pk}
+    assert len(queries) == 3  # the watcher, the registrations, the blocks
