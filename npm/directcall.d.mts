@@ -27,6 +27,7 @@ export type DirectCallErrorCode =
   | "ERR_INVALID_USER_TOKEN"
   | "ERR_SERVICE_UNAVAILABLE"
   | "ERR_INVALID_TOKEN"
+  | "ERR_WATCH_LIMIT"
   | 404
   // Codes a newer server may add; compare against the names above.
   | (string & {});
@@ -88,6 +89,11 @@ interface CommonInitOptions {
   assetsUrl?: string;
   /** `false` to draw your own UI from the client's events. */
   showScreens?: boolean;
+  /**
+   * The call screens' language, a BCP 47 tag (`"es"`, `"hi"`, `"ar"`, `"es-MX"`). Default:
+   * the page's `<html lang>`; the server answers its closest catalog (Arabic right to left).
+   */
+  language?: string;
 }
 
 /** Signing in with the account's API key (the original SDK's way). */
@@ -160,7 +166,21 @@ export interface CallEndDetail {
   duration: number | null;
 }
 
+/** Whether a watched person can be called now (`client.watch()`). */
+export type PresenceState = "online" | "offline" | "busy";
+
+export interface PresenceDetail {
+  cuid: string;
+  state: PresenceState;
+}
+
 export interface DirectCallEventMap {
+  /** A watched cuid is online (signed in, not in a call). */
+  online: CustomEvent<PresenceDetail>;
+  /** A watched cuid is offline, or one this user may not call (always offline). */
+  offline: CustomEvent<PresenceDetail>;
+  /** A watched cuid is in a call (ringing or answered): a call would get `"busy"`. */
+  busy: CustomEvent<PresenceDetail>;
   /** Cancelable: `preventDefault()` keeps the SDK's incoming screen and ringtone away. */
   incoming: CustomEvent<IncomingDetail>;
   statechange: CustomEvent<StateChangeDetail>;
@@ -222,6 +242,15 @@ export declare class DirectCallClient extends EventTarget {
    * ERR_NOT_INITIALIZED, ERR_INTERNET_LOST).
    */
   block(cuid: string): Promise<void>;
+  /**
+   * Follow who of `cuids` is online: resolves each one's {@link PresenceState} (one request),
+   * then `online`, `offline` and `busy` events as they change. A cuid this user may not call
+   * is `"offline"` for good. Rejects ERR_INVALID_CALL_PARAMETERS, ERR_WATCH_LIMIT (more than
+   * the server's WATCH_MAX), ERR_RATE_LIMITED, ERR_NOT_INITIALIZED, ERR_INTERNET_LOST.
+   */
+  watch(cuids: readonly string[]): Promise<Record<string, PresenceState>>;
+  /** Stop following `cuids` (every watched cuid without an argument). */
+  unwatch(cuids?: readonly string[]): Promise<void>;
   mute(): void;
   unmute(): void;
 

@@ -5,6 +5,7 @@ import {
   type DirectCallClient,
   type DirectCallError,
   ERR,
+  type PresenceState,
   initDirectCall,
 } from "@directcall/web-sdk";
 
@@ -44,6 +45,7 @@ export async function ownUi(): Promise<void> {
     serverUrl: "https://api.example.com/directcall/",
     assetsUrl: "/static/directcall-audio/",
     showScreens: false,
+    language: "ar",
   });
   client.addEventListener("incoming", (event) => {
     event.preventDefault();
@@ -79,6 +81,13 @@ export async function ownUi(): Promise<void> {
   // The callee's side refuses a caller from now on (issue 13).
   const blocked: Promise<void> = client.block("student_sam");
   blocked.catch((error: DirectCallError) => console.log(error.code === "ERR_INVALID_CALL_PARAMETERS"));
+  // Who is online (issue 15): one request, then events as people come and go.
+  const states: Record<string, PresenceState> = await client.watch(["tutor_jane", "tutor_joe"]);
+  console.log(states.tutor_jane === "busy");
+  client.addEventListener("online", (event) => console.log(event.detail.cuid, event.detail.state));
+  client.addEventListener("busy", (event) => console.log(`${event.detail.cuid} is in a call`));
+  await client.unwatch(["tutor_joe"]);
+  await client.unwatch();
   const active = client.activeCall;
   if (active) console.log(active.callId, active.role, active.peer.cuid);
   const cuid: string = client.cuid;
@@ -105,6 +114,10 @@ export async function refused(client: DirectCallClient): Promise<void> {
   await client.call(42, "context");
   // @ts-expect-error: call options are an object
   await client.call("tutor_jane", "context", "options");
+  // @ts-expect-error: watch() takes a list of cuids
+  await client.watch("tutor_jane");
+  // @ts-expect-error: presence states are online, offline and busy
+  client.addEventListener("offline", (event) => console.log(event.detail.state === "away"));
   // @ts-expect-error: the detail of "incoming" has no status
   client.addEventListener("incoming", (event) => console.log(event.detail.status));
   // @ts-expect-error: the client is made by initDirectCall only

@@ -16,6 +16,7 @@ import { Signaling } from "./signaling.js";
 import { newDeviceKey, readDeviceKey, writeDeviceKey } from "./storage.js";
 import { adoptCall, enableAudio, mountScreens } from "./ui.js";
 import { isValidCuid, isValidUrl } from "./validation.js";
+import { Watcher } from "./watch.js";
 
 // Refused as ERR_ALREADY_SIGNEDIN without a device key: another tab of this browser may be
 // signing in for the first time right now, and its key (shared through localStorage) is
@@ -101,6 +102,7 @@ export class DirectCallClient extends EventTarget {
       throw error;
     }
     this.screens = mountScreens(this, markup, session);
+    this.watcher = new Watcher(this);
     this.signaling.addEventListener("frame", (e) => this._onFrame(e.detail));
     this.signaling.addEventListener("down", (e) => this._onSignalingDown(e.detail));
     this.signaling.addEventListener("up", (e) => this._onSignalingUp(e.detail));
@@ -306,6 +308,16 @@ export class DirectCallClient extends EventTarget {
       return Promise.reject(dcError(ERR.INVALID_CALL_PARAMETERS, "block() takes another user's cuid."));
     }
     return this.signaling.request({ type: "block", cuid }).then(() => undefined);
+  }
+
+  /** Follow who of `cuids` is online: resolves `{cuid: state}`; `online`/`offline`/`busy` events follow. */
+  watch(cuids) {
+    return this.watcher.watch(cuids);
+  }
+
+  /** Stop following `cuids` (all without an argument). */
+  unwatch(cuids) {
+    return this.watcher.unwatch(cuids);
   }
 
   /** Mute or unmute the microphone during a call. */

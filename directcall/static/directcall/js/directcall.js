@@ -13,6 +13,7 @@
 
 import { DirectCallClient, initDirectCall } from "./client.js";
 import { dcError, ERR } from "./errors.js";
+import { followButtons } from "./watch.js";
 
 export { DirectCallClient, ERR, initDirectCall };
 
@@ -70,7 +71,8 @@ function wireButtons(clientPromise, nonce) {
       return;
     }
     event.preventDefault();
-    if (button.getAttribute("aria-busy") === "true") return;
+    // Busy placing a call, or the receiver is offline or in a call (watch.js followButtons).
+    if (button.getAttribute("aria-busy") === "true" || button.getAttribute("aria-disabled") === "true") return;
     button.setAttribute("aria-busy", "true");
     let detail;
     try {
@@ -94,12 +96,15 @@ function wireButtons(clientPromise, nonce) {
 if (typeof window !== "undefined") {
   const api = { initDirectCall, ERR, version: "0.1.0", client: null };
   const config = readConfig();
+  const nonce = readButtonNonce();
   if (config) {
     api.client = autoInit(config);
     api.client.catch(() => {}); // reported through the directcall:error event
+    // The call buttons show whether their receivers are online (watch.js).
+    api.client.then((client) => followButtons(client, nonce), () => {});
   }
   // Without a config (an anonymous visitor) a call button answers ERR_NOT_INITIALIZED.
-  wireButtons(api.client, readButtonNonce());
+  wireButtons(api.client, nonce);
   window.DirectCall = Object.freeze(api);
   window.dispatchEvent(new CustomEvent("directcall:ready"));
 }

@@ -138,7 +138,7 @@ export class Signaling extends EventTarget {
   }
 
   _dispatch(frame) {
-    const reply = frame.type === "invited" || frame.type === "blocked" || frame.type === "error";
+    const reply = ["invited", "blocked", "watching", "unwatched", "error"].includes(frame.type);
     if (frame.ref != null && this.pending.has(frame.ref) && reply) {
       const { resolve, reject } = this.pending.get(frame.ref);
       this.pending.delete(frame.ref);
