@@ -36,7 +36,7 @@ BENCH_LAYER = os.environ.get("BENCH_LAYER", "memory")
 BENCH_PREFIX = os.environ.get("BENCH_PREFIX", "dcbench")
 
 if BENCH_LAYER == "memory":
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "directcall.layers.InMemoryChannelLayer"}}
     # MAX_ENTRIES: LocMemCache's default (300) culls a third of the entries when full, and
     # presence lives in the cache: past ~300 signed-in users, online users would look
     # offline (invites answered 404) until their next renewal.

@@ -18,7 +18,10 @@ _PROCESS_LOCAL_CACHES = (
     "django.core.cache.backends.dummy.DummyCache",
     "django.core.cache.backends.filebased.FileBasedCache",
 )
-_IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+_IN_MEMORY_LAYERS = (
+    "channels.layers.InMemoryChannelLayer",
+    "directcall.layers.InMemoryChannelLayer",
+)
 
 
 def _layer_backend() -> str | None:
@@ -78,8 +81,8 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
         problems.append(
             Error(
                 "No default channel layer is configured; calls cannot be signaled.",
-                hint="Set CHANNEL_LAYERS: channels_redis.core.RedisChannelLayer in production, "
-                "channels.layers.InMemoryChannelLayer for a single process.",
+                hint="Set CHANNEL_LAYERS: channels_redis.pubsub.RedisPubSubChannelLayer in "
+                "production, directcall.layers.InMemoryChannelLayer for a single process.",
                 id="directcall.E003",
             )
         )
@@ -101,7 +104,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
                 id="directcall.W002",
             )
         )
-    if layer == _IN_MEMORY_LAYER and cache not in _PROCESS_LOCAL_CACHES:
+    if layer in _IN_MEMORY_LAYERS and cache not in _PROCESS_LOCAL_CACHES:
         problems.append(
             Warning(
                 "The default cache is shared between processes but the channel layer is "

@@ -65,15 +65,27 @@ TEMPLATES = [
     },
 ]
 
+# Persistent connections: the signaling consumer's queries all run in the one thread of
+# channels' database_sync_to_async, which would otherwise open and close a connection
+# around each of them (a third of a call set-up's CPU, docs/performance.md). No health
+# checks: on PostgreSQL they cost a SELECT 1 before every one of those calls; after a
+# database restart the first query on the old connection fails (the client is answered
+# ERR_SERVICE_UNAVAILABLE and tries again) and Django replaces the connection.
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=600
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Transactions take SQLite's write lock at BEGIN, so concurrent call set-ups serialise
     # (PostgreSQL gets the same from SELECT ... FOR UPDATE in directcall.calls.start).
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    # WAL with synchronous=NORMAL: a commit appends to the log without an fsync (readers
+    # never wait for the writer); a power cut may lose the last commits, never the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
@@ -97,7 +109,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "directcall.layers.InMemoryChannelLayer"}}
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",

@@ -122,7 +122,7 @@ def channel_backend(request, settings, monkeypatch):
             }
         }
     else:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "directcall.layers.InMemoryChannelLayer"}}
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.DIRECTCALL = dict(SIGNALING_SETTINGS)
     _clear_cache()

@@ -42,6 +42,10 @@ LOGGING = {
     "loggers": {"directcall": {"level": "DEBUG", "propagate": True}},
 }
 
+# A connection per test, as before: persistent ones (the demo's) would stay open in the
+# sync thread between tests and keep PostgreSQL from dropping the test database.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: signaling tests reach the database from several
     # threads at once, and SQLite's busy timeout only works between connections to a file.
