@@ -223,9 +223,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             layer, code = self.channel_layer, self.close_code
             await signin.sign_out(self.party, self.holder, self.sweeper, layer, code, self.leaving)
             # Watchers look again now, and once a reservation for a reload has run out.
-            await watch.changed(self.party.pk)
+            person = (self.party.session.account_pk, self.party.session.cuid)
+            await watch.changed(person)
             if code != protocol.CLOSE_NORMAL:
-                self.sweeper.spawn(watch.changed_later(get_settings().DEVICE_HOLD, self.party.pk))
+                self.sweeper.spawn(watch.changed_later(get_settings().DEVICE_HOLD, person))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -335,7 +336,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self._spawn(self._close_when_idle())
         self.sweeper.watch(self.party)
         self.watching = watch.Watching(session, self._send)
-        await watch.changed(session.registration_pk)
+        await watch.changed((session.account_pk, session.cuid))
         resume = protocol.resume_of(frame)
         await signin.hand_back(self.party, registration, resume, issued, self._send)
 

@@ -550,10 +550,10 @@ def peer_message(
     return message
 
 
-def watched_message(registration_pk: int) -> dict[str, Any]:
-    """``dc.watched``: ``registration_pk`` signed in or out, or a call of theirs began or
-    ended; sent to its watch group, where each process looks its state up again."""
-    return {"type": "dc.watched", "registration": registration_pk}
+def watched_message(account_pk: int, cuid: str) -> dict[str, Any]:
+    """``dc.watched``: ``cuid`` signed in or out, or a call of theirs began or ended; sent
+    to its watch group, where each process looks its state up again."""
+    return {"type": "dc.watched", "account": account_pk, "cuid": cuid}
 
 
 def blocked_message(blocker_pk: int) -> dict[str, Any]:

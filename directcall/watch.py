@@ -9,13 +9,15 @@ A watched person's state is, in this order:
 - ``offline``: anything else.
 
 Only people the watcher may call are looked up (the adapter's ``callable_among``:
-``can_call`` and not blocked by them). Any other cuid — refused, of nobody in the account,
-the watcher's own — is answered ``offline`` and never changes: the same answer whether
-that person exists or is online, so a watch tells nothing an invite would not.
+``can_call`` and not blocked by them). Any other cuid — refused, another account's, the
+watcher's own — is answered ``offline`` and never changes: the same answer whether that
+person is online or not, and the same as for a cuid nobody uses yet, so a watch tells
+nothing an invite would not. (A cuid nobody uses is followed: once someone signs in as
+it and the watcher may call them, they are looked up like the others.)
 
 Across processes: every change that can move a state (a sign-in or sign-out, a call placed
 or ended: the ``call_initiated`` and ``call_ended`` signals, from whichever process or
-command made it) sends ``dc.watched`` to the group ``directcall.watch.<registration pk>``. Each
+command made it) sends ``dc.watched`` to the group ``directcall.watch.<account pk>.<cuid>``. Each
 process has one :class:`Hub` per event loop, which joins the groups of the people its
 connections watch (one message per process, not per watcher), looks the nudged people up
 again in one batch (one cache round trip, one query) and tells the watchers whose state
@@ -59,25 +61,26 @@ _REJOIN_AFTER = 3600.0
 Person = tuple[int, str]  # (account pk, cuid)
 
 
-def group(registration_pk: int) -> str:
-    """The channel-layer group that hears about changes of ``registration_pk``."""
-    return f"directcall.watch.{registration_pk}"
+def group(person: Person) -> str:
+    """The channel-layer group that hears about changes of ``(account pk, cuid)``."""
+    account_pk, cuid = person
+    return f"directcall.watch.{account_pk}.{cuid}"
 
 
-async def changed(*registration_pks: int) -> None:
+async def changed(*people: Person) -> None:
     """Tell the processes that watch these people to look them up again. Never raises."""
     layer = get_channel_layer()
-    for pk in dict.fromkeys(registration_pks):
+    for person in dict.fromkeys(people):
         try:
-            await layer.group_send(group(pk), protocol.watched_message(pk))
+            await layer.group_send(group(person), protocol.watched_message(*person))
         except Exception as exc:  # the periodic look-up catches up
-            logger.info("could not announce a presence change of %s: %r", pk, exc)
+            logger.info("could not announce a presence change of %s: %r", person, exc)
 
 
-async def changed_later(delay: float, *registration_pks: int) -> None:
+async def changed_later(delay: float, *people: Person) -> None:
     """:func:`changed`, ``delay`` seconds from now (when a reservation has run out)."""
     await asyncio.sleep(delay + 0.25)
-    await changed(*registration_pks)
+    await changed(*people)
 
 
 def call_changed(call: Call) -> None:
@@ -85,23 +88,22 @@ def call_changed(call: Call) -> None:
     watchers look again once the transaction commits. Called in the ORM's thread."""
     if call.status == CallStatus.BUSY:
         return  # recorded already over: nobody's state moved
-    pks = (call.caller_id, call.callee_id)
-    transaction.on_commit(lambda: async_to_sync(changed)(*pks))
+    people = ((call.account_id, call.caller.cuid), (call.account_id, call.callee.cuid))
+    transaction.on_commit(lambda: async_to_sync(changed)(*people))
 
 
 # -- looking people up (synchronous: cache and ORM) -------------------------------------------
 
 
-def callable_people(watcher_pk: int, cuids: list[str]) -> dict[str, int]:
-    """The cuids (of ``cuids``) that the watcher may call, with their registration pks."""
+def callable_people(watcher_pk: int, cuids: list[str]) -> tuple[dict[str, int], set[str]]:
+    """Of ``cuids``: those the watcher may call (with their registration pks), and those
+    that have no registration in its account (yet)."""
     watcher = Registration.objects.select_related("account").get(pk=watcher_pk)
-    rows = list(
-        Registration.objects.filter(account_id=watcher.account_id, cuid__in=cuids).exclude(
-            pk=watcher.pk
-        )
-    )
-    allowed = get_adapter().callable_among(watcher, rows) if rows else set()
-    return {row.cuid: row.pk for row in rows if row.pk in allowed}
+    rows = list(Registration.objects.filter(account_id=watcher.account_id, cuid__in=cuids))
+    others = [row for row in rows if row.pk != watcher.pk]
+    allowed = get_adapter().callable_among(watcher, others) if others else set()
+    unknown = set(cuids) - {row.cuid for row in rows}
+    return {row.cuid: row.pk for row in others if row.pk in allowed}, unknown
 
 
 def states(people: dict[int, Person]) -> dict[int, str]:
@@ -124,19 +126,21 @@ def states(people: dict[int, Person]) -> dict[int, str]:
 
 
 class Watching:
-    """The cuids one signed-in connection watches, and what its client was told of them."""
+    """The cuids one signed-in connection watches, and what its client was told of them.
+
+    A cuid nobody has signed in as yet is followed too: when someone does, it is looked up
+    like any other (and told only if the watcher may call it).
+    """
 
     def __init__(self, session: Session, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         self.session = session
         self._send = send
         self.cuids: dict[str, int | None] = {}  # watched cuid -> pk, None if not callable
+        self.unknown: set[str] = set()  # watched cuids without a registration (yet)
         self.told: dict[int, str] = {}  # pk -> the state its client has
 
-    @property
-    def people(self) -> dict[int, Person]:
-        """The callable people watched: registration pk → (account pk, cuid)."""
-        account = self.session.account_pk
-        return {pk: (account, cuid) for cuid, pk in self.cuids.items() if pk is not None}
+    def _person(self, cuid: str) -> Person:
+        return (self.session.account_pk, cuid)
 
     async def watch(self, frame: dict[str, Any]) -> None:
         """``watch {ref?, cuids}``: add cuids; answer ``watching`` with each one's state."""
@@ -154,21 +158,30 @@ class Watching:
             raise DirectCallError(errors.RATE_LIMITED, "Too many watch frames; try again later.")
         new = [cuid for cuid in cuids if cuid not in self.cuids]
         if new:
-            found = await database_sync_to_async(callable_people)(self.session.registration_pk, new)
+            allowed, unknown = await database_sync_to_async(callable_people)(
+                self.session.registration_pk, new
+            )
             for cuid in new:
-                self.cuids[cuid] = found.get(cuid)
-        people = {pk: p for pk, p in self.people.items() if p[1] in cuids}
+                self.cuids[cuid] = allowed.get(cuid)
+            self.unknown |= unknown
+        followed = {
+            self._person(cuid): self.cuids[cuid]
+            for cuid in cuids
+            if self.cuids[cuid] is not None or cuid in self.unknown
+        }
         # Joined before the look-up: a change after it is heard.
-        await hub().add(self, people)
-        found_states = await database_sync_to_async(states)(people)
-        answer = {}
-        for cuid in cuids:
-            pk = self.cuids[cuid]
-            state = found_states.get(pk, OFFLINE) if pk is not None else OFFLINE
-            if pk is not None:
-                self.told[pk] = state
-            answer[cuid] = state
+        await hub().add(self, followed)
+        found = await self._look_up([cuid for cuid in cuids if self.cuids[cuid] is not None])
+        answer = {cuid: found.get(cuid, OFFLINE) for cuid in cuids}
         await self._send(protocol.watching_frame(ref, answer))
+
+    async def _look_up(self, cuids: list[str]) -> dict[str, str]:
+        """The states of callable watched cuids, now; what the client is told from here on."""
+        pks = {self.cuids[cuid]: cuid for cuid in cuids}
+        people = {pk: self._person(cuid) for pk, cuid in pks.items()}
+        found = await database_sync_to_async(states)(people)
+        self.told.update(found)
+        return {pks[pk]: state for pk, state in found.items()}
 
     async def unwatch(self, frame: dict[str, Any]) -> None:
         """``unwatch {ref?, cuids?}``: stop watching these cuids (all without ``cuids``)."""
@@ -179,27 +192,49 @@ class Watching:
         await self._send(protocol.unwatched_frame(ref, dropped if cuids is None else cuids))
 
     def _forget(self, cuids: Iterable[str]) -> None:
-        pks = []
         for cuid in cuids:
             pk = self.cuids.pop(cuid, None)
+            self.unknown.discard(cuid)
             if pk is not None:
                 self.told.pop(pk, None)
-                pks.append(pk)
-        if pks:
-            hub().remove(self, pks)
+        if cuids:
+            hub().remove(self, [self._person(cuid) for cuid in cuids])
 
-    async def update(self, found: dict[int, str]) -> None:
+    async def update(self, found: dict[Person, str]) -> None:
         """New states from the hub: tell the client those that changed (``presence``)."""
         changes = {}
-        for cuid, pk in self.cuids.items():
+        for (_account, cuid), state in found.items():
+            pk = self.cuids.get(cuid)
             # Not told yet: its watch is being answered with a fresher look-up.
-            if pk is None or pk not in found or pk not in self.told:
+            if pk is None or pk not in self.told or self.told[pk] == state:
                 continue
-            if self.told[pk] != found[pk]:
-                self.told[pk] = found[pk]
-                changes[cuid] = found[pk]
+            self.told[pk] = state
+            changes[cuid] = state
         if changes:
             await self._send(protocol.presence_frame(changes))
+
+    async def appeared(self, cuids: list[str]) -> dict[Person, int]:
+        """Watched cuids that had no registration may have one now (someone signed in as
+        them): those the watcher may call are looked up and told; return them (person → pk)."""
+        cuids = [cuid for cuid in cuids if cuid in self.unknown]
+        if not cuids:
+            return {}
+        allowed, unknown = await database_sync_to_async(callable_people)(
+            self.session.registration_pk, cuids
+        )
+        for cuid in cuids:
+            if cuid not in unknown:  # it exists now: callable, or refused for good
+                self.unknown.discard(cuid)
+                self.cuids[cuid] = allowed.get(cuid)
+                if cuid not in allowed:
+                    hub().remove(self, [self._person(cuid)])
+        if not allowed:
+            return {}
+        found = await self._look_up(list(allowed))
+        changes = {cuid: state for cuid, state in found.items() if state != OFFLINE}
+        if changes:  # the client was told offline when it watched
+            await self._send(protocol.presence_frame(changes))
+        return {self._person(cuid): pk for cuid, pk in allowed.items()}
 
     async def blocked_by(self, blocker_pk: int) -> None:
         """The watched person ``blocker_pk`` blocked this user: no longer callable, offline."""
@@ -225,43 +260,44 @@ class Hub:
     """The watched people of one event loop's connections, kept up to date."""
 
     def __init__(self) -> None:
-        self.watchers: dict[int, weakref.WeakSet[Watching]] = {}
-        self.people: dict[int, Person] = {}
-        self.joined: dict[int, float] = {}  # pk -> when its group was joined
+        self.watchers: dict[Person, weakref.WeakSet[Watching]] = {}
+        self.pks: dict[Person, int | None] = {}  # None: no registration known yet
+        self.joined: dict[Person, float] = {}  # when its group was joined
         self.channel: str | None = None
-        self.nudged: set[int] = set()
+        self.nudged: set[Person] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._leaving: set[asyncio.Task] = set()
 
-    async def add(self, watcher: Watching, people: dict[int, Person]) -> None:
-        """``watcher`` watches ``people`` (pk → person); join their groups."""
+    async def add(self, watcher: Watching, people: dict[Person, int | None]) -> None:
+        """``watcher`` follows ``people`` (person → registration pk); join their groups."""
         if not self._tasks:
             await self._start()
         joins = []
-        for pk, person in people.items():
-            self.watchers.setdefault(pk, weakref.WeakSet()).add(watcher)
-            self.people[pk] = person
-            if pk not in self.joined:
-                self.joined[pk] = time.monotonic()
-                joins.append(transport.join(group(pk), self.channel))
+        for person, pk in people.items():
+            self.watchers.setdefault(person, weakref.WeakSet()).add(watcher)
+            if pk is not None or person not in self.pks:
+                self.pks[person] = pk
+            if person not in self.joined:
+                self.joined[person] = time.monotonic()
+                joins.append(transport.join(group(person), self.channel))
         await asyncio.gather(*joins)
 
-    def remove(self, watcher: Watching, pks: Iterable[int]) -> None:
-        """``watcher`` stops watching ``pks``; groups nobody here needs are left."""
+    def remove(self, watcher: Watching, people: Iterable[Person]) -> None:
+        """``watcher`` stops following ``people``; groups nobody here needs are left."""
         gone = []
-        for pk in pks:
-            watchers = self.watchers.get(pk)
+        for person in people:
+            watchers = self.watchers.get(person)
             if watchers is not None:
                 watchers.discard(watcher)
                 if not watchers:
-                    gone.append(pk)
-        for pk in gone:
-            del self.watchers[pk]
-            self.people.pop(pk, None)
-            self.nudged.discard(pk)
-            if self.joined.pop(pk, None) is not None and self.channel is not None:
-                task = asyncio.ensure_future(self._leave(group(pk), self.channel))
+                    gone.append(person)
+        for person in gone:
+            del self.watchers[person]
+            self.pks.pop(person, None)
+            self.nudged.discard(person)
+            if self.joined.pop(person, None) is not None and self.channel is not None:
+                task = asyncio.ensure_future(self._leave(group(person), self.channel))
                 self._leaving.add(task)
                 task.add_done_callback(self._leaving.discard)
         if not self.watchers:
@@ -287,9 +323,9 @@ class Hub:
         self.channel = None
         self.joined.clear()
 
-    def nudge(self, pks: Iterable[int]) -> None:
+    def nudge(self, people: Iterable[Person]) -> None:
         """Look these people up again soon (batched with others nudged meanwhile)."""
-        self.nudged.update(pk for pk in pks if pk in self.people)
+        self.nudged.update(person for person in people if person in self.watchers)
         if self.nudged:
             self._wake.set()
 
@@ -303,8 +339,9 @@ class Hub:
                 logger.warning("watch channel unreadable: %r", exc)
                 await asyncio.sleep(1)
                 continue
-            if message.get("type") == "dc.watched" and isinstance(message.get("registration"), int):
-                self.nudge([message["registration"]])
+            account, cuid = message.get("account"), message.get("cuid")
+            if message.get("type") == "dc.watched" and isinstance(account, int):
+                self.nudge([(account, cuid)])
 
     async def _look_up_loop(self) -> None:
         every = max(0.5, get_settings().PRESENCE_TTL / 2)
@@ -315,7 +352,8 @@ class Hub:
             self._wake.clear()
             if time.monotonic() >= next_full:
                 next_full = time.monotonic() + every
-                self.nudged.update(self.people)
+                # Everyone known, for the users of a process that died (no message came).
+                self.nudged.update(p for p, pk in self.pks.items() if pk is not None)
                 await self._rejoin()
             try:
                 await self.flush()
@@ -327,21 +365,26 @@ class Hub:
 
     async def flush(self) -> None:
         """Look the nudged people up in one batch and tell their watchers."""
-        pks, self.nudged = self.nudged, set()
-        people = {pk: self.people[pk] for pk in pks if pk in self.people}
+        nudged, self.nudged = self.nudged, set()
+        for person in nudged:  # someone signed in as a cuid that had no registration before?
+            for watcher in [w for w in self.watchers.get(person, ()) if person[1] in w.unknown]:
+                for found, pk in (await watcher.appeared([person[1]])).items():
+                    self.pks[found] = pk
+        people = {self.pks[p]: p for p in nudged if self.pks.get(p) is not None}
         if not people:
             return
         found = await database_sync_to_async(states)(people)
-        watchers = {w for pk in found for w in self.watchers.get(pk, ())}
+        by_person = {people[pk]: state for pk, state in found.items()}
+        watchers = {w for person in by_person for w in self.watchers.get(person, ())}
         for watcher in watchers:
-            await watcher.update(found)
+            await watcher.update(by_person)
 
     async def _rejoin(self) -> None:
         old = time.monotonic() - _REJOIN_AFTER
-        for pk in [pk for pk, at in self.joined.items() if at < old]:
+        for person in [person for person, at in self.joined.items() if at < old]:
             with contextlib.suppress(Exception):
-                await transport.join(group(pk), self.channel)
-                self.joined[pk] = time.monotonic()
+                await transport.join(group(person), self.channel)
+                self.joined[person] = time.monotonic()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

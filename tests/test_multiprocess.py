@@ -645,15 +645,18 @@ async def test_watchers_hear_other_processes_and_a_process_that_dies(cluster: Cl
     s1, s2, s6 = cluster.servers["s1"], cluster.servers["s2"], cluster.servers["s6"]
     alice, bob = _cuid("alice"), _cuid("bob")
     peers = [
-        await Peer.sign_in(cluster, s2, alice, "Alice"),
         await Peer.sign_in(cluster, s2, bob, "Bob"),
         await Peer.sign_in(cluster, s1, _cuid("watcher"), "Wendy"),
     ]
-    alice_s2, bob_s2, watcher = peers
+    bob_s2, watcher = peers
     try:
         await watcher.send(type="watch", ref="w", cuids=[alice, bob])
         answer = await watcher.next("watching", ref="w")
-        assert answer["presence"] == {alice: "online", bob: "online"}
+        assert answer["presence"] == {alice: "offline", bob: "online"}
+        # Alice signs in for the first time (her registration is made now).
+        alice_s2 = await Peer.sign_in(cluster, s2, alice, "Alice")
+        peers.append(alice_s2)
+        assert await _changes(watcher, 1) == {alice: "online"}
         await alice_s2.close()  # a logout
         assert await _changes(watcher, 1) == {alice: "offline"}
         alice_s6 = await Peer.sign_in(cluster, s6, alice, "Alice")

@@ -15,9 +15,14 @@ from directcall import watch
 from directcall.adapter import DefaultCallAdapter
 from directcall.models import Block
 
-from .wsclient import ANSWER, Client, answered_call
+from .wsclient import ANSWER, Client, answered_call, make_registration
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+class NobodyCallsGil(DefaultCallAdapter):
+    def can_call(self, caller, callee):
+        return not callee.cuid.startswith("grocer_")
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +77,26 @@ async def test_signing_in_and_out_is_pushed(clients, people):
     assert await pushed(jane) == {"grocer_gil": "offline"}
 
 
+async def test_a_cuid_nobody_used_yet_is_followed_once_someone_signs_in_as_it(
+    clients, people, settings
+):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "ADAPTER": f"{__name__}.NobodyCallsGil"}
+    jane = await clients.sign_in(people["tutor_jane"])
+    assert await watching(jane, "new_user_nina", "grocer_gus") == {
+        "new_user_nina": "offline",
+        "grocer_gus": "offline",
+    }
+    nina = await sync_to_async(make_registration)(people["tutor_jane"].account, "new_user_nina")
+    await clients.sign_in(nina)
+    assert await pushed(jane) == {"new_user_nina": "online"}
+    # One the watcher may not call (NobodyCallsGil: no grocer_* either) stays offline.
+    gus = await sync_to_async(make_registration)(people["tutor_jane"].account, "grocer_gus")
+    gus_client = await clients.sign_in(gus)
+    await gus_client.close(1000)
+    await clients.sign_in(gus)
+    await no_presence(jane)
+
+
 async def test_a_reload_keeps_a_person_online_until_the_reservation_ends(clients, people, settings):
     settings.DIRECTCALL = {**settings.DIRECTCALL, "DEVICE_HOLD": 1}
     jane = await clients.sign_in(people["tutor_jane"])
@@ -116,11 +141,6 @@ async def test_a_person_already_in_a_call_is_busy(clients, people):
         "student_sam": "busy",
         "grocer_gil": "busy",
     }
-
-
-class NobodyCallsGil(DefaultCallAdapter):
-    def can_call(self, caller, callee):
-        return callee.cuid != "grocer_gil"
 
 
 async def test_a_cuid_one_may_not_call_is_offline_whatever_it_does(clients, people, settings):
@@ -217,10 +237,10 @@ async def test_watch_frames_are_rate_limited_per_cuid(clients, people, settings)
 async def test_a_connection_that_ends_leaves_nothing_behind(clients, people):
     jane = await clients.sign_in(people["tutor_jane"])
     await watching(jane, "student_sam")
-    assert watch.hub().people
+    assert watch.hub().watchers
     await jane.close()
     await asyncio.sleep(0)
-    assert watch.hub().people == {} and watch.hub()._tasks == []
+    assert watch.hub().watchers == {} and watch.hub()._tasks == []
 
 
 def test_states_are_looked_up_in_one_query(people, django_assert_num_queries):
@@ -234,6 +254,10 @@ def test_who_may_be_watched_takes_a_fixed_number_of_queries(people):
     jane = people["tutor_jane"]
     cuids = ["student_sam", "grocer_gil", "mallory_m", "nobody"] + [f"x_y{n}z" for n in range(50)]
     with CaptureQueriesContext(connection) as queries:
-        found = watch.callable_people(jane.pk, cuids)
-    assert found == {"student_sam": people["student_sam"].pk, "grocer_gil": people["grocer_gil"].pk}
+        allowed, unknown = watch.callable_people(jane.pk, [*cuids, "tutor_jane"])
+    assert allowed == {
+        "student_sam": people["student_sam"].pk,
+        "grocer_gil": people["grocer_gil"].pk,
+    }
+    assert unknown == {"mallory_m", "nobody"} | set(cuids[4:])  # mallory is another account's
     assert len(queries) == 3  # the watcher, the registrations, the blocks
