@@ -48,6 +48,7 @@ from .models import LIVE_STATUSES, Account, Call, CallStatus, EndReason, Registr
 from .origins import Origin
 from .tokens import Session
 from .validation import CallParams
+from .webhooks import outbox as webhooks
 
 logger = logging.getLogger("directcall.calls")
 
@@ -85,7 +86,12 @@ def _won(call: Call, created: bool = False) -> None:
     and ``call.account.has_webhooks`` read by that same statement. ``created``: the call
     was just recorded (:func:`_record`). Losers never get here; the signal is sent after
     the commit, once per winner.
+
+    The ``call.*`` webhooks are queued here (a transactional outbox, docs/webhooks.md);
+    an account without an active endpoint costs nothing.
     """
+    if call.account.has_webhooks:
+        webhooks.emit_call(call)
 
 
 def _with_parties(call: Call, known: Call) -> Call:

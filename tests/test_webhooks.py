@@ -468,3 +468,23 @@ def test_requeue_queues_overdue_deliveries_whose_task_went_missing(hooked, recei
     assert delivery.status == DeliveryStatus.SUCCEEDED and len(receiver.received) == 1
     call_command("directcall_webhooks", "requeue", stdout=out)  # nothing pending any more
     assert out.getvalue().endswith("Queued 0 overdue webhook deliveries again.\n")
+
+
+def test_the_calls_hook_costs_no_query_without_endpoints(db, make_account):
+    from directcall import calls
+    from directcall.models import Call
+
+    account, _key = make_account()
+    jane = Registration.objects.create(account=account, cuid="tutor_jane")
+    sam = Registration.objects.create(account=account, cuid="student_sam")
+    Call.objects.create(account=account, caller=jane, callee=sam, context="x")
+    call = Call.objects.select_related("account", "caller", "callee").get()
+    with CaptureQueriesContext(connection) as queries:
+        calls._won(call, created=True)
+    assert len(queries) == 0
+    WebhookEndpoint.objects.create(account=account, url="https://hooks.example.com/")
+    call = Call.objects.select_related("account", "caller", "callee").get()
+    with transaction.atomic():
+        calls._won(call, created=True)
+    message = WebhookMessage.objects.get()
+    assert message.event_type == "call.initiated" and str(call.pk) in message.body

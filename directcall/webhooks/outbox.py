@@ -97,3 +97,23 @@ def _in_database(backend: Any) -> bool:
     except ImportError:  # pragma: no cover - django-tasks-db is a dependency
         return False
     return isinstance(backend, DatabaseBackend)
+
+
+def emit_call(call: Any) -> int:
+    """Queue the event of a call's new state (``call.initiated`` … ``call.ended``).
+
+    Call it where a transition is known to have won, inside its transaction, with the call
+    as the winning statement left it and its ``account``, ``caller`` and ``callee`` loaded:
+    no query when the account has no active endpoint.
+    """
+    if not call.account.has_webhooks:
+        return 0
+    from ..api.records import CallSerializer  # the API's shape: one definition of a call
+    from ..models import CallStatus
+
+    event = {
+        CallStatus.INITIATED: Event.CALL_INITIATED,
+        CallStatus.RINGING: Event.CALL_RINGING,
+        CallStatus.ANSWERED: Event.CALL_ANSWERED,
+    }.get(call.status, Event.CALL_ENDED)
+    return emit(call.account, event, dict(CallSerializer(call).data))
