@@ -91,6 +91,19 @@ if ! command -v turnserver >/dev/null 2>&1; then
   fi
 fi
 
+# nftables and iproute2: the call-quality tests (tests/e2e/test_quality.py) build a network
+# namespace with a veth pair (ip) and drop a share of its packets (nft); they run as root.
+if ! PATH="$PATH:/usr/sbin:/sbin" command -v nft >/dev/null 2>&1 ||
+  ! PATH="$PATH:/usr/sbin:/sbin" command -v ip >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing nftables and iproute2"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2) \
+      >/dev/null || die "could not install nftables/iproute2 (the call-quality tests need them)"
+  else
+    die "the call-quality tests need nft and ip, as root (Debian: apt-get install nftables iproute2)"
+  fi
+fi
+
 # nginx: the topology test (tests/e2e/test_topology.py) runs Debian's nginx in front of the
 # ASGI workers, with its own configuration in a temporary directory (never /etc/nginx's).
 if ! PATH="$PATH:/usr/sbin:/sbin" command -v nginx >/dev/null 2>&1; then

@@ -81,7 +81,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_tcp(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 15) -> None:
+def _wait_tcp(
+    port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 15, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -89,7 +91,7 @@ def _wait_tcp(port: int, proc: subprocess.Popen, log_path: Path, timeout: float 
                 f"turnserver exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}"
             )
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)  # polling a port that is not open yet
@@ -97,11 +99,19 @@ def _wait_tcp(port: int, proc: subprocess.Popen, log_path: Path, timeout: float 
 
 
 def start_coturn(
-    name: str, workdir: Path, secret: str, extra: list[str] = (), relay_ips: list[str] = ()
+    name: str,
+    workdir: Path,
+    secret: str,
+    extra: list[str] = (),
+    relay_ips: list[str] = (),
+    listen_ip: str = "127.0.0.1",
+    prefix: list[str] = (),
 ) -> Coturn:
     """Start coturn on 127.0.0.1 with the shipped configuration plus ``extra`` lines.
 
     ``relay_ips``: the relay addresses (default 127.0.0.1; add ``::1`` for IPv6 relays).
+    ``listen_ip``: where it listens instead of 127.0.0.1; ``prefix``: a command it runs
+    under (``ip netns exec NAME``: in a network namespace; tests/impairment.py).
     The file it ran with is ``workdir/<name>.conf``; its log ``tests/artifacts/coturn-<name>.log``.
     """
     binary = shutil.which("turnserver")
@@ -113,7 +123,7 @@ def start_coturn(
     port = _free_port()
     relay_min = 20000 + (port * 7) % 40000  # apart from other instances' ranges
     local = [
-        "listening-ip=127.0.0.1",
+        f"listening-ip={listen_ip}",
         *[f"relay-ip={ip}" for ip in (relay_ips or ["127.0.0.1"])],
         f"listening-port={port}",
         f"min-port={relay_min}",
@@ -135,11 +145,11 @@ def start_coturn(
     with log_path.open("wb") as log:
         # -c: only this file (never /etc/turnserver.conf).
         proc = subprocess.Popen(
-            [binary, "-c", str(conf_path)], stdout=log, stderr=subprocess.STDOUT
+            [*prefix, binary, "-c", str(conf_path)], stdout=log, stderr=subprocess.STDOUT
         )
     server = Coturn(proc, port, secret, config, log_path)
     try:
-        _wait_tcp(port, proc, log_path)
+        _wait_tcp(port, proc, log_path, host=listen_ip)
     except BaseException:
         server.stop()
         raise

@@ -195,7 +195,7 @@ def test_feedback_is_kept_once_per_side_of_an_ended_answered_call(answered):
     call, jane, sam, gil = (answered[k] for k in ("call", "jane", "sam", "gil"))
     posted = []
     signals.call_feedback_posted.connect(
-        receiver := lambda sender, call, feedback, **kw: posted.append(feedback)  # noqa: ARG005
+        receiver := lambda sender, call, feedback, **kw: posted.append(feedback)
     )
     try:
         with pytest.raises(DirectCallError) as live:
@@ -248,7 +248,11 @@ async def test_the_hangup_carries_a_summary_call_ended_sees_it_the_other_side_re
         assert ended == [{"caller": SUMMARY}]
         late = {**SUMMARY, "relayed": True, "localCandidate": "relay"}
         await sam.send(type="quality", call_id=call_id, quality=late, ref="q1")
-        assert await sam.next("saved", ref="q1") == {"type": "saved", "ref": "q1", "call_id": call_id}
+        assert await sam.next("saved", ref="q1") == {
+            "type": "saved",
+            "ref": "q1",
+            "call_id": call_id,
+        }
         call = await database_sync_to_async(Call.objects.get)(pk=call_id)
         assert call.quality == {"caller": SUMMARY, "callee": late}
         assert call.quality_relayed is True

@@ -8,10 +8,11 @@ import { dcError, ERR } from "../../directcall/static/directcall/js/errors.js";
 import { FakeMedia, FakeSignaling, flush, makeStream } from "./fakes.mjs";
 
 /** A call with fake surroundings; `events` records every event the call emits, in order. */
-function makeCall(init, { fail = {}, microphone = async () => makeStream() } = {}) {
+function makeCall(init, { fail = {}, microphone = async () => makeStream(), sendLater } = {}) {
   const signaling = new FakeSignaling();
   const env = {
     signaling,
+    sendLater,
     getMicrophone: microphone,
     createMedia: (mic, onCandidates) => {
       env.media = new FakeMedia(mic, onCandidates, fail);
@@ -64,7 +65,7 @@ test("finish() ends a call once, with a final status only", () => {
   call.finish("declined", "user_declined");
   call.finish("over", "user_hangup");
   call.handleFrame({ type: "state", status: "answered" });
-  assert.deepEqual(named("end"), [{ callId: "call-1", role: "callee", status: "declined", reason: "user_declined", duration: null }]);
+  assert.deepEqual(named("end"), [{ callId: "call-1", role: "callee", status: "declined", reason: "user_declined", duration: null, quality: null }]);
   assert.equal(call.isOver, true);
   assert.equal(call.mediaStatus, "closed");
 });
@@ -172,7 +173,9 @@ test("a refused microphone declines with user_media_failed and ERR_MIC_UNAVAILAB
 test("an answer that cannot be used hangs up with ice_failed and an error event", async () => {
   const { call, signaling, named } = await answeredCaller({ fail: { setAnswer: true } });
   assert.equal(named("error")[0].code, ERR.MEDIA_FAILED);
-  assert.deepEqual(signaling.sent.at(-1), { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  const { quality, ...hangup } = signaling.sent.at(-1);
+  assert.deepEqual(hangup, { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  assert.equal(quality.mosAvg, null); // no media was measured
   assert.deepEqual(named("answered"), []);
   call.handleFrame({ type: "state", status: "failed", reason: "ice_failed" });
   await assert.rejects(call.result, (error) => error.code === ERR.INTERNET_LOST);
@@ -197,7 +200,9 @@ test("a renegotiation that fails while media is down follows the ICE failure pat
   await flush();
   assert.equal(env.media.restarts, 2); // tried again after a pause
   t.mock.timers.tick(ICE_GIVE_UP_MS);
-  assert.deepEqual(signaling.sent.at(-1), { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  const { quality, ...hangup } = signaling.sent.at(-1);
+  assert.deepEqual(hangup, { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  assert.equal(quality.samples, 0); // an answered call's hangup carries its quality summary
   assert.deepEqual(
     named("end").map((d) => [d.status, d.reason]),
     [["failed", "ice_failed"]],
@@ -297,4 +302,39 @@ test("an answered call is not ended by the ring bound", async (t) => {
   t.mock.timers.tick((1 + RING_BOUND_MARGIN_S) * 1000);
   assert.equal(call.isOver, false);
   assert.deepEqual(named("end"), []);
+});
+
+// -- quality (quality.js) ------------------------------------------------------------------------
+
+test("the party that hangs up reports its quality with the hangup; the other side after the end", async () => {
+  const { call, signaling, named } = await answeredCaller();
+  call.hangup();
+  const hangup = signaling.sent.at(-1);
+  assert.equal(hangup.type, "hangup");
+  assert.deepEqual(Object.keys(hangup.quality).sort(), [
+    "codec", "jitterAvg", "jitterMax", "localCandidate", "lossAvg", "lossMax", "mosAvg", "mosMin",
+    "relayed", "remoteCandidate", "rttAvg", "rttMax", "samples", "warnings",
+  ]);
+  call.handleFrame({ type: "state", call_id: "call-1", status: "over", reason: "user_hangup" });
+  assert.equal(signaling.sent.filter((f) => f.type === "quality").length, 0); // sent once, with the hangup
+  assert.deepEqual(named("end")[0].quality, hangup.quality);
+
+  const other = await answeredCaller();
+  other.call.handleFrame({ type: "state", call_id: "call-1", status: "over", reason: "user_hangup" });
+  const late = other.signaling.sent.at(-1);
+  assert.equal(late.type, "quality");
+  assert.equal(late.call_id, "call-1");
+  assert.deepEqual(other.named("end")[0].quality, late.quality);
+});
+
+test("a quality summary that cannot go out now waits for the connection (sendLater)", async () => {
+  const later = [];
+  const { call, signaling } = makeCall(
+    { role: "caller", id: "call-3", status: "answered", answeredAt: Date.now(), peer: { cuid: "s", name: "S" }, context: "c" },
+    { sendLater: (frame) => later.push(frame) },
+  );
+  signaling.ready = false;
+  call.hangup(); // cannot be sent: ends here at once
+  assert.equal(call.status, "over");
+  assert.deepEqual(later.map((f) => [f.type, f.call_id]), [["quality", "call-3"]]);
 });

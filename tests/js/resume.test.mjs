@@ -130,7 +130,9 @@ test("a resumed call whose connection never comes up ends with ice_failed", asyn
   const { call, signaling, named } = resumed("caller");
   await call.resume();
   t.mock.timers.tick(ICE_GIVE_UP_MS);
-  assert.deepEqual(signaling.sent.at(-1), { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  const { quality, ...hangup } = signaling.sent.at(-1);
+  assert.deepEqual(hangup, { type: "hangup", call_id: "call-1", reason: "ice_failed" });
+  assert.equal(quality.samples, 0);
   assert.deepEqual(named("end").map((e) => [e.status, e.reason]), [["failed", "ice_failed"]]);
 });
 
@@ -141,7 +143,10 @@ test("a resumed call without a microphone hangs up with user_media_failed", asyn
     },
   });
   await call.resume();
-  assert.deepEqual(signaling.sent, [{ type: "hangup", call_id: "call-1", reason: "user_media_failed" }]);
+  assert.deepEqual(
+    signaling.sent.map(({ quality, ...frame }) => frame),
+    [{ type: "hangup", call_id: "call-1", reason: "user_media_failed" }],
+  );
   assert.equal(named("error")[0].code, ERR.MIC_UNAVAILABLE);
   assert.deepEqual(named("end").map((e) => [e.status, e.reason]), [["failed", "user_media_failed"]]);
 });
@@ -257,7 +262,7 @@ test("answered elsewhere: a ringing tab stops, ends as answered_elsewhere, nothi
   });
   call.handleFrame({ type: "state", call_id: "call-1", status: "answered", elsewhere: true });
   assert.deepEqual(named("end"), [
-    { callId: "call-1", role: "callee", status: "answered_elsewhere", reason: "answered_elsewhere", duration: null },
+    { callId: "call-1", role: "callee", status: "answered_elsewhere", reason: "answered_elsewhere", duration: null, quality: null },
   ]);
   assert.deepEqual(named("statechange"), []);
   assert.deepEqual(signaling.sent, []);

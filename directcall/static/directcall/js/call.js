@@ -25,11 +25,15 @@
 //                                   without a user gesture; a click may retry (media.playRemote)
 //   error {code, message}           something about this call failed that did not end it by
 //                                   itself (ERR_MIC_UNAVAILABLE, ERR_MEDIA_FAILED, …)
-//   end {callId, role, status, reason, duration}   once, from finish()
+//   quality {callId, rtt, jitter, loss, mos, inputLevel, bars}   each second of media
+//   warning {callId, name, value, threshold} / warningcleared {callId, name}   (quality.js)
+//   end {callId, role, status, reason, duration, quality}   once, from finish(); quality: the
+//                                   summary this side reports (null for an unanswered call)
 
 import { dcError, ERR, toError } from "./errors.js";
 import { getMicrophone, Media } from "./media.js";
 import { ANSWERED_ELSEWHERE, callOutcome, isFinal } from "./outcome.js";
+import { QualityMonitor } from "./quality.js";
 
 export const ICE_RESTART_AFTER_MS = 2000;
 export const ICE_GIVE_UP_MS = 20000;
@@ -115,6 +119,13 @@ export class Call extends EventTarget {
     this.heldCandidates = []; // ours, until the caller's invite has an id
     this.cancelWhenPlaced = false; // hung up while the invite was in flight
     this.timers = new Map(); // name -> timeout id; finish() clears them all
+    // Measures the media each second (quality.js); its summary goes to the server at the end.
+    this.quality = new QualityMonitor({ isMuted: () => this.muted });
+    for (const type of ["sample", "warning", "warningcleared"]) {
+      this.quality.addEventListener(type, (e) => this._emit(type === "sample" ? "quality" : type, { callId: this.id, ...e.detail }));
+    }
+    this.reportedQuality = null; // the quality summary, once sent with our hangup
+    this.sendLater = env.sendLater || ((frame) => this.signaling.send(frame));
     // What call() settles with (the caller's only; see outcome.js).
     this.result = new Promise((resolve, reject) => {
       this._settle = { resolve, reject };
@@ -159,7 +170,12 @@ export class Call extends EventTarget {
   }
 
   _send(frame) {
-    return this.signaling.send({ ...frame, call_id: this.id });
+    // The party that hangs up an answered call reports its quality with it (docs/protocol.md).
+    const report = frame.type === "hangup" && this.answeredAt !== null && !this.reportedQuality;
+    const full = report ? { ...frame, call_id: this.id, quality: this.quality.summary() } : { ...frame, call_id: this.id };
+    const sent = this.signaling.send(full);
+    if (sent && report) this.reportedQuality = full.quality;
+    return sent;
   }
 
   // -- placing (caller) ----------------------------------------------------------------------
@@ -208,6 +224,7 @@ export class Call extends EventTarget {
       if (this.media === media) this._emit("audioblocked", { callId: this.id, kind: "remote" });
     });
     this.media = media;
+    if (media.pc) this.quality.attach(media.pc);
     return media;
   }
 
@@ -499,6 +516,7 @@ export class Call extends EventTarget {
     if (state === "connected" || state === "completed") {
       this._clearTimer("iceGiveUp");
       this.mediaStatus = "open";
+      this.quality.start();
       if (this.signaling.ready) this._emit("reconnecting", { on: false });
       this._emit("media", { callId: this.id, state });
     } else if (state === "disconnected" || state === "failed") {
@@ -589,11 +607,15 @@ export class Call extends EventTarget {
     this.reason = reason;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    this.quality.stop();
     if (this.media) this.media.close();
     this.mediaStatus = "closed";
     if (this.notification) this.notification.close();
     const duration = this.answeredAt ? (Date.now() - this.answeredAt) / 1000 : null;
-    this._emit("end", { callId: this.id, role: this.role, status, reason, duration });
+    // An answered call's quality: sent with our hangup, or now (kept until the connection is back).
+    const quality = this.answeredAt ? this.reportedQuality || this.quality.summary() : null;
+    if (quality && !this.reportedQuality && this.id) this.sendLater({ type: "quality", call_id: this.id, quality });
+    this._emit("end", { callId: this.id, role: this.role, status, reason, duration, quality });
     const answered = this.answeredAt !== null;
     const outcome = callOutcome({ status, reason, answered, lostLocally, signalingDown, error });
     if ("resolve" in outcome) this._settle.resolve(outcome.resolve);

@@ -4,11 +4,14 @@
 
 import { Call } from "./call.js";
 import { trackCall } from "./clevertap.js";
+import { Devices, listDevices, speakerSelectionSupported } from "./devices.js";
 import { dcError, ERR, fromServer } from "./errors.js";
+import { postFeedback } from "./feedback.js";
 import { wantedLanguage } from "./i18n.js";
-import { getMicrophone, Media } from "./media.js";
+import { Media } from "./media.js";
 import { askNotificationPermission, notifyIncoming } from "./notify.js";
 import { readCallOptions, readInitOptions } from "./options.js";
+import { preflight } from "./preflight.js";
 import { loadScreensMarkup } from "./screens.js";
 import { resumedCall, resumeList, saveCallRecord } from "./resume.js";
 import { fetchSession } from "./session.js";
@@ -63,6 +66,10 @@ export class DirectCallClient extends EventTarget {
     this.early = new Map(); // frames for a call id we do not know yet (invite in flight)
     this.presentedKey = null; // the device key the last auth frame carried
     this.resumedCall = null; // the call this page took back at sign-in (announced by `resumed`)
+    this.lastAnsweredCall = null; // the id postFeedback() rates by default
+    this.outbox = []; // frames sent when the connection is back (a call's quality summary)
+    this.devices = new Devices(() => this.current && this.current.media);
+    this.devices.addEventListener("devicechange", (e) => this._emit("devicechange", e.detail));
   }
 
   /** The cuid this client is signed in as. */
@@ -175,6 +182,7 @@ export class DirectCallClient extends EventTarget {
     this.signedIn = true;
     this.name = ready.name;
     this.reconnectGrace = Number(ready.reconnect_grace) || 20;
+    this.feedback = ready.feedback === true; // the account asks for a rating after each call
     // The first tab of this device to sign in is given the key the others present.
     if (typeof ready.device_key === "string") writeDeviceKey(ready.device_key);
   }
@@ -185,13 +193,16 @@ export class DirectCallClient extends EventTarget {
   _callEnv() {
     return {
       signaling: this.signaling,
-      getMicrophone,
+      getMicrophone: () => this.devices.openMicrophone(),
+      sendLater: (frame) => this.signaling.send(frame) || this.outbox.push(frame),
       createMedia: (stream, onCandidates) =>
-        new Media(stream, {
-          iceServers: this.session.iceServers,
-          iceTransportPolicy: this.session.iceTransportPolicy,
-          onCandidates,
-        }),
+        this.devices.adopt(
+          new Media(stream, {
+            iceServers: this.session.iceServers,
+            iceTransportPolicy: this.session.iceTransportPolicy,
+            onCandidates,
+          }),
+        ),
     };
   }
 
@@ -285,6 +296,7 @@ export class DirectCallClient extends EventTarget {
     this._release();
     if (this.signaling) this.signaling.close();
     if (this.screens) this.screens.destroy();
+    this.devices.close();
     window.removeEventListener("online", this._onlineHandler);
     window.removeEventListener("pagehide", this._pageHideHandler);
     this._emit("logout", detail);
@@ -318,6 +330,38 @@ export class DirectCallClient extends EventTarget {
   /** Stop following `cuids` (all without an argument). */
   unwatch(cuids) {
     return this.watcher.unwatch(cuids);
+  }
+
+  // -- devices, feedback, preflight (devices.js, feedback.js, preflight.js) ---------------------
+
+  /** `{microphones, speakers, speakerSelection}`: the devices this page can use. */
+  listDevices() {
+    return listDevices();
+  }
+
+  /** Whether this browser can choose the speaker (setSpeaker()). */
+  get speakerSelection() {
+    return speakerSelectionSupported();
+  }
+
+  /** Use microphone `deviceId` (null: the default), at once during a call (no renegotiation). */
+  setMicrophone(deviceId) {
+    return this.devices.setMicrophone(deviceId);
+  }
+
+  /** Play calls through speaker `deviceId` (null: the default); ERR_NOT_SUPPORTED without setSinkId. */
+  setSpeaker(deviceId) {
+    return this.devices.setSpeaker(deviceId);
+  }
+
+  /** Rate an answered call that ended (default: the last one): score 1-5 and issues. */
+  postFeedback(score, issues, callId) {
+    return postFeedback(this, score, issues, callId);
+  }
+
+  /** Check the microphone, signaling and a media path through TURN; resolves a report. */
+  preflight(options) {
+    return preflight(this, options);
   }
 
   /** Mute or unmute the microphone during a call. */
@@ -381,6 +425,7 @@ export class DirectCallClient extends EventTarget {
 
   _onSignalingUp(ready) {
     this._onReady(ready);
+    for (const frame of this.outbox.splice(0)) this.signaling.send(frame);
     this._emit("connection", { state: "up" });
     const call = this.current;
     if (call) call.signalingBack((ready.calls || []).some((c) => c.call_id === call.id));

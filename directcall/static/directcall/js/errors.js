@@ -18,6 +18,11 @@ export const ERR = Object.freeze({
   NOT_INITIALIZED: "ERR_NOT_INITIALIZED",
   MEDIA_FAILED: "ERR_MEDIA_FAILED",
   INTERNAL: "ERR_INTERNAL",
+  INVALID_PARAMETERS: "ERR_INVALID_PARAMETERS",
+  UNKNOWN_CALL: "ERR_UNKNOWN_CALL",
+  FEEDBACK_DISABLED: "ERR_FEEDBACK_DISABLED",
+  DEVICE_UNAVAILABLE: "ERR_DEVICE_UNAVAILABLE",
+  NOT_SUPPORTED: "ERR_NOT_SUPPORTED",
 });
 
 const MESSAGES = {
@@ -38,6 +43,11 @@ const MESSAGES = {
   ERR_NOT_INITIALIZED: "The client is logged out; call initDirectCall again.",
   ERR_MEDIA_FAILED: "The call's audio connection could not be set up.",
   ERR_INTERNAL: "The server could not handle this frame.",
+  ERR_INVALID_PARAMETERS: "The request's parameters are not valid.",
+  ERR_UNKNOWN_CALL: "No such call for this connection.",
+  ERR_FEEDBACK_DISABLED: "This account does not collect call feedback.",
+  ERR_DEVICE_UNAVAILABLE: "That microphone or speaker cannot be used.",
+  ERR_NOT_SUPPORTED: "This browser cannot do that.",
 };
 
 // Close codes of the signaling socket that say why it closed (docs/protocol.md), as the

@@ -8,16 +8,18 @@ import { dcError, ERR } from "./errors.js";
 
 const CANDIDATE_BATCH_MS = 40;
 
-/** Ask for the microphone; rejects with `ERR_MIC_UNAVAILABLE`. */
-export async function getMicrophone() {
+/**
+ * Ask for the microphone (`deviceId`: that one, else the default); rejects with
+ * `ERR_MIC_UNAVAILABLE`.
+ */
+export async function getMicrophone(deviceId = null) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     throw dcError(ERR.MIC_UNAVAILABLE, "This browser cannot capture audio.");
   }
+  const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+  if (deviceId) audio.deviceId = { exact: deviceId };
   try {
-    return await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-      video: false,
-    });
+    return await navigator.mediaDevices.getUserMedia({ audio, video: false });
   } catch (err) {
     throw dcError(ERR.MIC_UNAVAILABLE, `Microphone unavailable: ${(err && err.name) || err}`);
   }
@@ -182,6 +184,24 @@ export class Media extends EventTarget {
 
   setMuted(muted) {
     for (const track of this.stream.getAudioTracks()) track.enabled = !muted;
+  }
+
+  /**
+   * Send `stream`'s audio instead of the current microphone's: the sender's track is
+   * replaced (no renegotiation), then the old microphone is stopped.
+   */
+  async replaceMicrophone(stream) {
+    const track = stream.getAudioTracks()[0];
+    const sender = this.pc.getSenders().find((s) => !s.track || s.track.kind === "audio");
+    if (sender) await sender.replaceTrack(track);
+    const old = this.stream;
+    this.stream = stream;
+    for (const t of old.getTracks()) if (t !== track) t.stop();
+  }
+
+  /** Play the other party through the speaker `deviceId` ("" is the default). */
+  async setSpeaker(deviceId) {
+    if (typeof this.audio.setSinkId === "function") await this.audio.setSinkId(deviceId || "");
   }
 
   /** Close the peer connection; the microphone too unless `keepStream` (a replacement). */

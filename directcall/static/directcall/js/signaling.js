@@ -138,7 +138,7 @@ export class Signaling extends EventTarget {
   }
 
   _dispatch(frame) {
-    const reply = ["invited", "blocked", "watching", "unwatched", "error"].includes(frame.type);
+    const reply = ["invited", "blocked", "saved", "watching", "unwatched", "error"].includes(frame.type);
     if (frame.ref != null && this.pending.has(frame.ref) && reply) {
       const { resolve, reject } = this.pending.get(frame.ref);
       this.pending.delete(frame.ref);

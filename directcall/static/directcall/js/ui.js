@@ -8,6 +8,7 @@ import { ANSWERED_ELSEWHERE } from "./outcome.js";
 import { clearCallRecord } from "./storage.js";
 import { saveCallRecord } from "./resume.js";
 import { Screens } from "./screens.js";
+import { mountWidgets } from "./widgets.js";
 
 // A Call's events (call.js) that the page sees, under their public names.
 const PUBLIC_EVENTS = {
@@ -17,6 +18,9 @@ const PUBLIC_EVENTS = {
   mute: "mute",
   audioblocked: "audioblocked",
   error: "error",
+  quality: "quality",
+  warning: "warning",
+  warningcleared: "warningcleared",
   end: "callend",
 };
 const CALL_EVENTS = ["placed", "connecting", "answered", "reconnecting", ...Object.keys(PUBLIC_EVENTS)];
@@ -32,6 +36,8 @@ export function mountScreens(client, markup, session) {
   screens.addEventListener("audioblocked", (e) => {
     if (client.current) client._emit("audioblocked", { callId: client.current.id, kind: e.detail.kind });
   });
+  // The connection indicator, weak-connection notice, device picker and rating prompt.
+  client.widgets = mountWidgets(client, screens);
   return screens;
 }
 
@@ -67,7 +73,10 @@ export function adoptCall(client, call) {
 
 function relay(client, call, type, detail) {
   const { config, session, screens } = client;
-  if (screens && call.showScreens) screens.update(call, type, detail);
+  if (screens && call.showScreens) {
+    screens.update(call, type, detail);
+    client.widgets.update(call, type, detail);
+  }
   if (type === "placed") {
     saveCallRecord(config.cuid, call);
     trackCall(config, session, "DCOutgoing", call);
@@ -75,6 +84,7 @@ function relay(client, call, type, detail) {
   if (type === "answered") saveCallRecord(config.cuid, call);
   if (type === "end") {
     if (client.current === call) client.current = null;
+    if (detail.duration !== null && call.id) client.lastAnsweredCall = call.id; // postFeedback()
     if (client.resumedCall === call) client.resumedCall = null;
     clearCallRecord(call.id);
     // The tab that answered reports the call; the others only stop ringing.

@@ -1,0 +1,275 @@
+"""Call quality and preflight under real packet-level impairment (issue 15).
+
+The browsers' only TURN server sits behind an impaired path (``tests/impairment.py``): a
+network namespace with coturn and a delaying UDP relay in front of it, and nftables
+dropping a share of the packets. ICE is relay-only, so every media packet crosses it.
+Nothing fakes getStats(): the warnings come from what the browsers measure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e import timings
+from tests.e2e.harness import INIT_SCRIPT, BrowserUser, env_var, start_server, wait_for_audio
+from tests.e2e.sdk import click, outcome, screen, sign_in, start_call
+from tests.impairment import ImpairedTurn
+
+SECRET = "impaired-turn-static-secret"
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_PASSWORD = "quality-admin-pw-1"
+
+# Listens for the quality events of the signed-in client (window.dc) into window.qEvents.
+_RECORD = """() => {
+  window.qEvents = [];
+  for (const type of ["quality", "warning", "warningcleared", "callend"]) {
+    window.dc.addEventListener(type, (e) => window.qEvents.push([type, e.detail]));
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def impaired(tmp_path_factory) -> Iterator[ImpairedTurn]:
+    path = ImpairedTurn(tmp_path_factory.mktemp("impaired"), SECRET)
+    try:
+        yield path
+    finally:
+        path.close()
+
+
+@pytest.fixture(scope="module")
+def quality_server(impaired, tmp_path_factory):
+    """A directcall server whose only ICE server is the impaired TURN, relay-only ICE.
+
+    A database of its own (as in test_turn.py), an account asking for feedback, and an
+    admin. Yields ``(server, account, api_key, db_path)``.
+    """
+    from django.conf import settings
+
+    db = tmp_path_factory.mktemp("quality") / "quality.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.e2e_settings",
+        "DATABASE_URL": f"sqlite:///{db}",
+        "DIRECTCALL_E2E_DB_NAME": str(db),
+        "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    manage("migrate", "--noinput", "-v", "0")
+    out = manage(
+        "directcall_account", "create", "--name", "Quality", "--no-clevertap", "--identity", "page"
+    )
+    account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
+    api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
+    manage("createsuperuser", "--noinput", "--username", "qadmin", "--email", "q@example.com")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE directcall_account SET ask_feedback = 1")
+    directcall = {
+        **timings.DIRECTCALL,
+        "ICE_SERVERS": [{"urls": [impaired.url]}],
+        "TURN_SECRET": SECRET,
+        "TURN_TTL": 600,
+        "ICE_TRANSPORT_POLICY": "relay",
+    }
+    with env_var("DATABASE_URL", f"sqlite:///{db}"):
+        server = start_server(
+            str(db),
+            run_prefix=settings.RUN_PREFIX + "quality",
+            directcall=directcall,
+            name="quality",
+        )
+    yield server, SimpleNamespace(account_id=account_id), api_key, db
+    server.stop()
+
+
+@pytest.fixture
+def users(browser, quality_server) -> Iterator[list[BrowserUser]]:
+    made: list[BrowserUser] = []
+
+    def make(name: str) -> BrowserUser:
+        context = browser.new_context(base_url=quality_server[0].url)
+        context.grant_permissions(["microphone"], origin=quality_server[0].url)
+        context.set_default_timeout(15_000)
+        context.add_init_script(INIT_SCRIPT)
+        page = context.new_page()
+        user = BrowserUser(name, context, page)
+        user.watch(page)
+        page.goto("/")
+        made.append(user)
+        return user
+
+    yield make
+    for user in made:
+        user.context.close()
+
+
+@pytest.fixture
+def clean_path(impaired) -> Iterator[ImpairedTurn]:
+    impaired.set_loss(0)
+    impaired.set_delay(0)
+    yield impaired
+    impaired.set_loss(0)
+    impaired.set_delay(0)
+
+
+def _names(user, kind: str) -> set[str]:
+    return set(
+        user.page.evaluate(
+            "(kind) => window.qEvents.filter((e) => e[0] === kind).map((e) => e[1].name)", kind
+        )
+    )
+
+
+def _wait_names(user, kind: str, names: set[str], timeout_ms: int) -> None:
+    user.page.wait_for_function(
+        """([kind, names]) => {
+          const seen = new Set(window.qEvents.filter((e) => e[0] === kind).map((e) => e[1].name));
+          return names.every((n) => seen.has(n));
+        }""",
+        arg=[kind, sorted(names)],
+        timeout=timeout_ms,
+        polling=200,
+    )
+
+
+def test_preflight_through_the_turn_server(users, quality_server, clean_path):
+    _server, account, key, _db = quality_server
+    user = users("tester")
+    assert sign_in(user, account, key, "setup_tester") == {"ok": True}
+    report = user.page.evaluate("() => window.dc.preflight({duration: 3000})")
+    assert report["ok"] is True, report
+    assert report["grade"] in ("excellent", "great"), report
+    assert report["microphone"]["ok"] and report["microphone"]["level"] > 0.001, report
+    assert report["signaling"]["ok"] and 0 < report["signaling"]["rtt"] < 500, report
+    media = report["media"]
+    assert media["turn"] is True and media["relayed"] is True, media
+    assert media["samples"] == 3 and media["codec"] == "opus", media
+    assert media["mos"]["avg"] > 4.1 and media["rtt"]["avg"] < 100 and media["loss"] == 0, media
+    assert report["warnings"] == []
+    user.assert_no_errors()
+
+
+def test_preflight_with_the_turn_server_unreachable(users, quality_server, clean_path):
+    _server, account, key, _db = quality_server
+    clean_path.set_loss(100)  # nothing reaches the TURN server any more
+    user = users("tester2")
+    assert sign_in(user, account, key, "setup_tester2") == {"ok": True}
+    report = user.page.evaluate("() => window.dc.preflight({duration: 2000, timeout: 4000})")
+    assert report["ok"] is False and report["grade"] is None, report
+    assert report["signaling"]["ok"] is True, report  # the signaling server is fine
+    media = report["media"]
+    assert media["ok"] is False and media["turn"] is True, media
+    assert "the TURN server could not be reached" in media["error"], media
+    assert report["microphone"]["error"], report  # its sound could not be measured
+
+
+def test_warnings_raised_and_cleared_under_real_loss_and_delay(users, quality_server, clean_path):
+    """A call through the impaired TURN: 25 % loss and ~300 ms more each way raise the
+    network warnings and the weak-connection notice on both sides; a clean path clears
+    them. The summaries are stored with the call and shown in the admin."""
+    _server, account, key, db = quality_server
+    jane, sam = users("jane"), users("sam")
+    assert sign_in(jane, account, key, "tutor_jane") == {"ok": True}
+    assert sign_in(sam, account, key, "student_sam") == {"ok": True}
+    for user in (jane, sam):
+        user.page.evaluate(_RECORD)
+    start_call(jane, "student_sam")
+    click(sam, "answer")
+    expect(screen(jane, "ongoing")).to_be_visible()
+    wait_for_audio(jane.page)
+    wait_for_audio(sam.page)
+    # The indicator shows once a MOS is measured; a clean path raises nothing.
+    indicator = jane.page.locator("[data-directcall-screens] .dc-signal")
+    expect(indicator).to_have_attribute("data-bars", "5", timeout=8000)
+    assert _names(jane, "warning") == set()
+
+    clean_path.set_loss(25)
+    clean_path.set_delay(150, 30)  # each pass through the relay; a packet passes twice each way
+    raised = {"high-packet-loss", "high-rtt", "low-mos"}
+    for user in (jane, sam):
+        _wait_names(user, "warning", raised, 15_000)
+    notice = jane.page.locator("[data-directcall-screens] .dc-weak")
+    expect(notice).to_be_visible()
+    expect(notice).to_have_text("Weak connection")
+    expect(indicator).not_to_have_attribute("data-bars", "5")
+    detail = jane.page.evaluate(
+        "() => window.qEvents.find((e) => e[0] === 'warning' && e[1].name === 'high-rtt')[1]"
+    )
+    assert detail["value"] > 400 and detail["threshold"] == 400, detail
+
+    clean_path.set_loss(0)
+    clean_path.set_delay(0)
+    for user in (jane, sam):
+        _wait_names(user, "warningcleared", _names(user, "warning"), 25_000)
+    expect(notice).to_be_hidden()
+
+    call_id = jane.page.evaluate("() => window.dc.activeCall.callId")
+    click(jane, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    end = jane.page.evaluate("() => window.qEvents.find((e) => e[0] === 'callend')[1]")
+    assert raised <= set(end["quality"]["warnings"]), end
+
+    def stored() -> dict:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute(
+                "SELECT quality, quality_relayed, quality_warned FROM directcall_call WHERE id = ?",
+                (call_id.replace("-", ""),),
+            ).fetchone()
+        return {
+            "quality": json.loads(row[0]) if row[0] else None,
+            "relayed": row[1],
+            "warned": row[2],
+        }
+
+    sam.page.wait_for_function(
+        "() => window.qEvents.some((e) => e[0] === 'callend')", timeout=10_000
+    )
+    # The caller's came with its hangup, the callee's just after the end.
+    for _ in range(50):
+        row = stored()
+        if row["quality"] and len(row["quality"]) == 2:
+            break
+        jane.page.wait_for_timeout(100)
+    assert set(row["quality"]) == {"caller", "callee"}, row
+    assert row["relayed"] == 1 and row["warned"] == 1, row
+    for side in row["quality"].values():
+        assert side["relayed"] is True and side["localCandidate"] == "relay", side
+        assert side["codec"] == "opus" and side["lossMax"] > 5 and side["rttMax"] > 400, side
+        assert raised <= set(side["warnings"]), side
+
+    # The admin's call page shows both reports.
+    admin = users("admin")
+    admin.page.goto("/admin/login/?next=/admin/")
+    admin.page.fill("#id_username", "qadmin")
+    admin.page.fill("#id_password", ADMIN_PASSWORD)
+    admin.page.click("input[type=submit]")
+    admin.page.goto(f"/admin/directcall/call/{call_id}/change/")
+    table = admin.page.locator("table.directcall-quality")
+    expect(table).to_contain_text("through TURN (relay → relay)")
+    expect(table).to_contain_text("high-packet-loss")
+    expect(table.locator("thead")).not_to_contain_text("not reported")
