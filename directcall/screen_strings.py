@@ -49,6 +49,31 @@ SCREEN_STRINGS: dict[str, Promise] = {
     "announceUnmuted": pgettext_lazy("call screen", "Microphone on"),
     "announceReconnected": pgettext_lazy("call screen", "Connection restored"),
     "announceEnded": pgettext_lazy("call screen", "Call ended"),
+    # Quality, devices and feedback (widgets.js, issue 15). The indicator's accessible name:
+    "connectionLabel": pgettext_lazy("call screen", "Connection quality: %(bars)s of 5"),
+    # A short notice while a quality warning is up (network; or a silent microphone).
+    "weakConnection": pgettext_lazy("call screen", "Weak connection"),
+    "silentMicrophone": pgettext_lazy("call screen", "Your microphone seems silent"),
+    # The device picker of the ongoing screen.
+    "audioDevices": pgettext_lazy("call screen", "Audio devices"),
+    "microphone": pgettext_lazy("call screen", "Microphone"),
+    "speaker": pgettext_lazy("call screen", "Speaker"),
+    "defaultDevice": pgettext_lazy("call screen", "Default"),
+    "announceMicrophone": pgettext_lazy("call screen", "Microphone: %(name)s"),
+    "announceSpeaker": pgettext_lazy("call screen", "Speaker: %(name)s"),
+    # The rating prompt after a call (accounts that ask for feedback).
+    "rateCall": pgettext_lazy("call screen", "How was the call with %(name)s?"),
+    "rateScore": pgettext_lazy("call screen", "%(score)s of 5"),
+    "feedbackIssues": pgettext_lazy("call screen", "What went wrong?"),
+    "issueAudioLatency": pgettext_lazy("call screen", "Audio delay"),
+    "issueChoppyAudio": pgettext_lazy("call screen", "Choppy audio"),
+    "issueDroppedCall": pgettext_lazy("call screen", "Dropped call"),
+    "issueEcho": pgettext_lazy("call screen", "Echo"),
+    "issueNoisyCall": pgettext_lazy("call screen", "Noise"),
+    "issueOneWayAudio": pgettext_lazy("call screen", "Only one of us could hear"),
+    "sendFeedback": pgettext_lazy("call screen", "Send"),
+    "skipFeedback": pgettext_lazy("call screen", "Not now"),
+    "announceFeedbackThanks": pgettext_lazy("call screen", "Thank you for your feedback"),
 }
 
 

@@ -23,16 +23,19 @@ export const WIDGET_STRINGS = Object.freeze({
   rateCall: "How was the call with %(name)s?",
   rateScore: "%(score)s of 5",
   feedbackIssues: "What went wrong?",
-  "issue:audio-latency": "Audio delay",
-  "issue:choppy-audio": "Choppy audio",
-  "issue:dropped-call": "Dropped call",
-  "issue:echo": "Echo",
-  "issue:noisy-call": "Noise",
-  "issue:one-way-audio": "Only one of us could hear",
+  issueAudioLatency: "Audio delay",
+  issueChoppyAudio: "Choppy audio",
+  issueDroppedCall: "Dropped call",
+  issueEcho: "Echo",
+  issueNoisyCall: "Noise",
+  issueOneWayAudio: "Only one of us could hear",
   sendFeedback: "Send",
   skipFeedback: "Not now",
   announceFeedbackThanks: "Thank you for your feedback",
 });
+
+/** "one-way-audio" -> "issueOneWayAudio": the screen string of a feedback issue. */
+const issueKey = (issue) => `issue${issue.replace(/(^|-)([a-z])/g, (_, _dash, c) => c.toUpperCase())}`;
 
 function element(tag, props = {}, children = []) {
   const el = document.createElement(tag);
@@ -189,7 +192,7 @@ class Widgets {
     const boxes = FEEDBACK_ISSUES.map((issue) => element("input", { type: "checkbox", value: issue }));
     const issues = element("fieldset", { className: "dc-issues" }, [
       element("legend", { text: this.t("feedbackIssues") }),
-      ...boxes.map((box) => element("label", { className: "dc-issue" }, [box, this.t(`issue:${box.value}`)])),
+      ...boxes.map((box) => element("label", { className: "dc-issue" }, [box, this.t(issueKey(box.value))])),
     ]);
     const send = element("button", { type: "button", className: "dc-btn dc-green", disabled: "", text: this.t("sendFeedback") });
     const skip = element("button", { type: "button", className: "dc-btn dc-plain", text: this.t("skipFeedback") });
