@@ -488,3 +488,22 @@ def test_the_calls_hook_costs_no_query_without_endpoints(db, make_account):
         calls._won(call, created=True)
     message = WebhookMessage.objects.get()
     assert message.event_type == "call.initiated" and str(call.pk) in message.body
+
+
+def test_prune_deletes_old_settled_messages_only(hooked):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    account, _endpoint, _key = hooked
+    old_done, old_pending, recent = emit(account), emit(account), emit(account)
+    WebhookDelivery.objects.filter(message_id__in=[old_done, recent]).update(
+        status=DeliveryStatus.SUCCEEDED
+    )
+    long_ago = timezone.now() - timedelta(days=40)
+    WebhookMessage.objects.filter(pk__in=[old_done, old_pending]).update(created_at=long_ago)
+    out = StringIO()
+    call_command("directcall_webhooks", "prune", "--days", "30", stdout=out)
+    assert "Deleted 1 settled webhook messages" in out.getvalue()
+    assert set(WebhookMessage.objects.values_list("pk", flat=True)) == {old_pending, recent}
+    assert not WebhookDelivery.objects.filter(message_id=old_done).exists()

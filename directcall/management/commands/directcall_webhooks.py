@@ -1,4 +1,11 @@
-"""``manage.py directcall_webhooks requeue``: queue again deliveries whose task went missing.
+"""``manage.py directcall_webhooks requeue|prune``: the upkeep of the webhook outbox.
+
+``prune --days N`` deletes the messages older than N days (30) whose deliveries have all
+settled (delivered or failed), with their deliveries and attempts: the delivery log does
+not grow for ever. (django-tasks-db's ``prune_db_task_results`` does the same for its
+task rows.)
+
+``requeue``: queue again deliveries whose task went missing.
 
 With django-tasks-db's database backend a delivery and its task are written in one
 transaction, so none goes missing. With a task backend elsewhere (Redis, a cloud queue)
@@ -16,25 +23,37 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from directcall.webhooks.models import DeliveryStatus, WebhookDelivery
+from directcall.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookMessage
 from directcall.webhooks.outbox import enqueue
 
 
 class Command(BaseCommand):
     """Requeue stale pending webhook deliveries."""
 
-    help = "Queue again pending webhook deliveries that are overdue (their task went missing)."
+    help = (
+        "requeue: queue again pending webhook deliveries that are overdue (their task went "
+        "missing). prune: delete settled webhook messages older than --days."
+    )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("action", choices=["requeue"])
+        parser.add_argument("action", choices=["requeue", "prune"])
         parser.add_argument(
             "--older-than",
             type=float,
             default=300,
-            help="Seconds a delivery must be overdue to be queued again (default 300).",
+            help="requeue: seconds a delivery must be overdue to be queued again (default 300).",
+        )
+        parser.add_argument(
+            "--days",
+            type=float,
+            default=30,
+            help="prune: delete settled messages older than this many days (default 30).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "prune":
+            self.prune(options["days"])
+            return
         cutoff = timezone.now() - timedelta(seconds=options["older_than"])
         stale = WebhookDelivery.objects.filter(
             status=DeliveryStatus.PENDING, next_attempt_at__lte=cutoff
@@ -44,3 +63,13 @@ class Command(BaseCommand):
             enqueue(pk, attempts + 1)
             count += 1
         self.stdout.write(f"Queued {count} overdue webhook deliveries again.")
+
+    def prune(self, days: float) -> None:
+        """Delete settled messages older than ``days`` (their deliveries and attempts too)."""
+        cutoff = timezone.now() - timedelta(days=days)
+        old = WebhookMessage.objects.filter(created_at__lt=cutoff).exclude(
+            deliveries__status=DeliveryStatus.PENDING
+        )
+        deleted, _by_model = old.delete()
+        count = _by_model.get(WebhookMessage._meta.label, 0)
+        self.stdout.write(f"Deleted {count} settled webhook messages ({deleted} rows).")
