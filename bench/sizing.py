@@ -15,10 +15,12 @@ process with the signaling benchmark's clients (``bench/loadgen.py``), every one
    exactly those calls: calls per second; CPU of the workers, nginx and Redis
    (``/proc``, ``INFO cpu``); Redis ``INFO commandstats`` and network bytes;
    ``pg_stat_database`` (transactions, rows) of the topology's database.
-2. **idle**: ``--idle`` more users sign in and stay connected, pinging every 15 s as the
-   SDK does: RSS growth of the workers and of nginx per connection; then ``--idle-seconds``
-   of quiet: what those connections cost per second (worker CPU, Redis commands, database
-   transactions: presence renewals, pings, sweeps).
+2. **sign-ins**: ``--idle`` more users sign in as a page does (``POST v1/init``, then the
+   socket's ``auth``): CPU, Redis commands and database transactions per sign-in.
+3. **idle**: those users stay connected, pinging every 15 s as the SDK does: RSS growth of
+   the workers and of nginx per connection; then ``--idle-seconds`` of quiet: what those
+   connections cost per second (worker CPU, Redis commands, database transactions:
+   presence renewals, pings, sweeps).
 
 Only 127.0.0.1; every wait bounded. Needs nginx, redis-server and a PostgreSQL server
 (``--postgres``, default DATABASE_URL's server or the local one).
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -67,6 +70,9 @@ class Counters:
             urlunsplit(parts._replace(scheme="postgresql", path="/postgres")), autocommit=True
         )
         self.database = topology.database
+        self.tables = psycopg.connect(
+            urlunsplit(parts._replace(scheme="postgresql")), autocommit=True
+        )
 
     def sample(self) -> dict[str, Any]:
         stats = self.redis.info("commandstats")
@@ -76,7 +82,13 @@ class Counters:
             "tup_returned, tup_fetched FROM pg_stat_database WHERE datname = %s",
             (self.database,),
         ).fetchone()
+        scans = self.tables.execute(
+            "SELECT t.relname, t.seq_tup_read + coalesce(sum(i.idx_tup_read), 0) "
+            "FROM pg_stat_user_tables t LEFT JOIN pg_stat_user_indexes i USING (relid) "
+            "GROUP BY t.relname, t.seq_tup_read"
+        ).fetchall()
         return {
+            "rows_read": Counter({name: int(count) for name, count in scans}),
             "commands": Counter({k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}),
             # The probes' own INFO calls are counted by Redis too: left out below.
             "redis_cpu": float(other["used_cpu_user"]) + float(other["used_cpu_sys"]),
@@ -101,6 +113,7 @@ class Counters:
         commands = after["commands"] - before["commands"]
         commands.pop("info", None)
         return {
+            "rows_read": after["rows_read"] - before["rows_read"],
             "commands": commands,
             "redis_cpu": after["redis_cpu"] - before["redis_cpu"],
             "net_in": after["net_in"] - before["net_in"],
@@ -111,6 +124,7 @@ class Counters:
     def close(self) -> None:
         self.redis.close()
         self.pg.close()
+        self.tables.close()
 
 
 def _specs(topology: Topology, tokens: dict[str, str], ids: list[str]) -> list[dict[str, Any]]:
@@ -133,8 +147,13 @@ async def _pinging(clients: list[Client], stop: asyncio.Event) -> None:
     await asyncio.gather(*(one(c) for c in clients))
 
 
-async def drive(topology: Topology, args: argparse.Namespace, tokens: dict[str, str]) -> dict:
-    """The two phases; returns the raw figures."""
+async def drive(
+    topology: Topology,
+    args: argparse.Namespace,
+    tokens: dict[str, str],
+    mint: Callable[[list[str]], dict[str, str]],
+) -> dict:
+    """The phases; returns the raw figures. ``mint`` signs users in over HTTP."""
     worker_pids = [w.pid for w in topology.worker_services]
     nginx_pids = [p for p in topology.server_pids if p not in worker_pids]
     workers_cpu = CpuMeter(worker_pids, None)
@@ -165,12 +184,23 @@ async def drive(topology: Topology, args: argparse.Namespace, tokens: dict[str, 
         for failure in result["failures"]:
             log(f"  failed: {failure}")
 
+        # Signing in, as a page does: POST v1/init, then the socket's auth frame.
+        marks = [(counters.settled(), workers_cpu.sample(), nginx_cpu.sample())]
+        tokens = {**tokens, **await asyncio.to_thread(mint, idle_ids)}
+        marks.append((counters.settled(), workers_cpu.sample(), nginx_cpu.sample()))
         rss_before = {pid: rss_kb(pid) for pid in worker_pids + nginx_pids}
         t0 = time.monotonic()
-        sign_in = (workers_cpu.sample(), nginx_cpu.sample())
         idle = await open_all(_specs(topology, tokens, idle_ids), "directcall", 60, width=64)
-        signed_in = (workers_cpu.sample(), nginx_cpu.sample())
         log(f"{len(idle)} idle connections open in {time.monotonic() - t0:.1f}s")
+        marks.append((counters.settled(), workers_cpu.sample(), nginx_cpu.sample()))
+        out["sign_in"] = {
+            step: {
+                "counters": Counters.delta(a[0], b[0]),
+                "workers_cpu_s": CpuMeter.delta(a[1], b[1])["cpu_s"],
+                "nginx_cpu_s": CpuMeter.delta(a[2], b[2])["cpu_s"],
+            }
+            for step, a, b in (("init", marks[0], marks[1]), ("auth", marks[1], marks[2]))
+        }
         pinger = asyncio.create_task(_pinging(idle, stop))
         await asyncio.sleep(min(5.0, args.idle_seconds))  # the first renewals, the allocator
         before = (counters.settled(), workers_cpu.sample(), nginx_cpu.sample(), time.monotonic())
@@ -186,8 +216,6 @@ async def drive(topology: Topology, args: argparse.Namespace, tokens: dict[str, 
             "worker_rss_kb": sum(rss_after[p] - rss_before[p] for p in worker_pids),
             "nginx_rss_kb": sum(rss_after[p] - rss_before[p] for p in nginx_pids),
             "per_worker_rss_mb": [rss_after[p] / 1024 for p in worker_pids],
-            "sign_in_workers_cpu_s": CpuMeter.delta(sign_in[0], signed_in[0])["cpu_s"],
-            "sign_in_nginx_cpu_s": CpuMeter.delta(sign_in[1], signed_in[1])["cpu_s"],
         }
     finally:
         stop.set()
@@ -239,14 +267,6 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
                     f"{1000 / workers_ms:.0f}" if workers_ms else "?",
                 ],
                 ["nginx CPU per full call (TLS, proxying)", f"{nginx_ms:.2f} ms"],
-                [
-                    "worker CPU per sign-in (socket + auth)",
-                    f"{i['sign_in_workers_cpu_s'] * 1000 / conns:.1f} ms",
-                ],
-                [
-                    "nginx CPU per sign-in (TLS handshake, upgrade)",
-                    f"{i['sign_in_nginx_cpu_s'] * 1000 / conns:.2f} ms",
-                ],
                 ["worker memory per idle connection", f"{worker_kib:.1f} KiB"],
                 [
                     "→ idle connections per GiB of worker memory",
@@ -261,6 +281,33 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
                     "worker RSS after the run",
                     ", ".join(f"{mb:.0f} MiB" for mb in i["per_worker_rss_mb"]),
                 ],
+            ],
+        ),
+        "",
+        "### A sign-in (each page that loads the SDK)",
+        "",
+        table(
+            [
+                "step",
+                "worker CPU",
+                "nginx CPU",
+                "Redis commands",
+                "Redis CPU",
+                "PostgreSQL transactions",
+            ],
+            [
+                [
+                    label,
+                    f"{step['workers_cpu_s'] * 1000 / conns:.1f} ms",
+                    f"{step['nginx_cpu_s'] * 1000 / conns:.2f} ms",
+                    f"{sum(step['counters']['commands'].values()) / conns:.1f}",
+                    f"{step['counters']['redis_cpu'] * 1e6 / conns:.0f} µs",
+                    f"{step['counters']['db']['commit'] / conns:.1f}",
+                ]
+                for label, step in (
+                    ("POST v1/init (a new TLS connection each)", out["sign_in"]["init"]),
+                    ("socket: TLS, upgrade, auth", out["sign_in"]["auth"]),
+                )
             ],
         ),
         "",
@@ -295,6 +342,16 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
                     "PostgreSQL rows inserted / updated / deleted",
                     f"{db['inserted'] * per_k:,.0f} / {db['updated'] * per_k:,.0f} / "
                     f"{db['deleted'] * per_k:,.0f}",
+                    "",
+                ],
+                [
+                    "PostgreSQL rows read (scans and indexes), by table",
+                    ", ".join(
+                        f"{name} {count * per_k:,.0f}"
+                        for name, count in c["counters"]["rows_read"].most_common(3)
+                        if count
+                    )
+                    or "none",
                     "",
                 ],
                 [
@@ -352,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             turn=False,
             tasks=False,
             ready_path="/bench/blank",
+            env={"BENCH_DATABASE": "production"},
         )
         try:
             stack.enter_context(topology)
@@ -372,12 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
         account_id, api_key = fields["accountId"].strip(), fields["apikey"].strip()
-        ids = [f"load_{i:05d}" for i in range(2 * args.pairs)]
-        ids += [f"idle_{i:05d}" for i in range(args.idle)]
-        t0 = time.monotonic()
-        tokens = init_tokens(topology.url, account_id, api_key, ids)
-        log(f"{len(tokens)} users signed in through nginx in {time.monotonic() - t0:.1f}s")
-        figures = asyncio.run(drive(topology, args, tokens))
+
+        def mint(ids: list[str]) -> dict[str, str]:
+            return init_tokens(topology.url, account_id, api_key, ids)
+
+        tokens = mint([f"load_{i:05d}" for i in range(2 * args.pairs)])
+        figures = asyncio.run(drive(topology, args, tokens, mint))
     print(report(figures, args, topology))
     print(f"\n(total {time.monotonic() - started:.0f}s)")
     return 1 if figures["calls"]["failed"] else 0

@@ -217,6 +217,12 @@ def _selected_candidate_type(user: BrowserUser) -> str | None:
     )
 
 
+def test_the_production_settings_pass_the_deployment_checks(topology: Topology):
+    """deploy/settings.py as the workers run it: Django's and directcall's checks are quiet."""
+    out = topology.manage("check", "--deploy", "--fail-level", "WARNING")
+    assert "no issues" in out, out
+
+
 def test_requests_are_spread_over_the_workers(topology: Topology):
     """Plain HTTP through nginx reaches every worker (no socket open: round robin on ties)."""
     seen = set()
