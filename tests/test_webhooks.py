@@ -507,3 +507,23 @@ def test_prune_deletes_old_settled_messages_only(hooked):
     assert "Deleted 1 settled webhook messages" in out.getvalue()
     assert set(WebhookMessage.objects.values_list("pk", flat=True)) == {old_pending, recent}
     assert not WebhookDelivery.objects.filter(message_id=old_done).exists()
+
+
+def test_an_attempt_whose_worker_died_is_requeued_after_its_lease(hooked, receiver):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    account, _endpoint, _key = hooked
+    msg_id = emit(account)
+    # Attempt 1 was claimed (its lease set), then the worker died: no log entry, no task.
+    DBTaskResult.objects.all().delete()
+    WebhookDelivery.objects.update(attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1))
+    call_command("directcall_webhooks", "requeue", stdout=StringIO())
+    assert not DBTaskResult.objects.exists()  # still within its lease
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=10))
+    call_command("directcall_webhooks", "requeue", stdout=StringIO())
+    with running_worker():
+        delivery = wait_until(lambda: settled(msg_id))
+    assert delivery.status == DeliveryStatus.SUCCEEDED and delivery.attempts == 2
+    assert delivery.next_attempt_at is None and len(receiver.received) == 1

@@ -27,6 +27,7 @@ from .outbox import enqueue
 logger = logging.getLogger("directcall.webhooks")
 
 USER_AGENT = "directcall-webhooks/1"
+LEASE_MARGIN = 60  # seconds beyond WEBHOOK_TIMEOUT before a running attempt counts as lost
 
 
 def backoff(attempt: int) -> float:
@@ -44,13 +45,16 @@ def attempt(delivery_id: int, number: int) -> str:
     ``"skipped"`` (delivered, failed, or this attempt already made by another task),
     ``"succeeded"``, ``"retrying"`` or ``"failed"``.
     """
+    conf = get_settings()
+    # While the attempt runs, next_attempt_at is its lease: should the worker die in the
+    # middle, `directcall_webhooks requeue` finds the delivery overdue after that.
+    lease = timezone.now() + timedelta(seconds=conf.WEBHOOK_TIMEOUT + LEASE_MARGIN)
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, status=DeliveryStatus.PENDING, attempts=number - 1
-    ).update(attempts=number, next_attempt_at=None)
+    ).update(attempts=number, next_attempt_at=lease)
     if not claimed:
         return "skipped"
     delivery = WebhookDelivery.objects.select_related("message", "endpoint").get(pk=delivery_id)
-    conf = get_settings()
     endpoint, message = delivery.endpoint, delivery.message
     body = message.body.encode()
     started_at = timezone.now()
@@ -91,7 +95,12 @@ def _record(
     final: bool,
 ) -> str:
     now = timezone.now()
-    fields = {"last_response_code": code, "last_latency_ms": latency, "last_error": error}
+    fields = {
+        "last_response_code": code,
+        "last_latency_ms": latency,
+        "last_error": error,
+        "next_attempt_at": None,
+    }
     if not error:
         outcome, fields = "succeeded", {**fields, "status": DeliveryStatus.SUCCEEDED}
         fields["delivered_at"] = now
