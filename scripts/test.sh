@@ -128,6 +128,18 @@ if ! command -v msgfmt >/dev/null 2>&1; then
   fi
 fi
 
+# A Devanagari font: the browser tests photograph the call screens in Hindi for the docs
+# (Debian's Chromium draws missing glyphs as boxes; Arabic is in DejaVu already).
+if ! fc-list 2>/dev/null | grep -qi devanagari; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing fonts-lohit-deva"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-lohit-deva) \
+      >/dev/null || die "could not install fonts-lohit-deva (the Hindi screenshots need it)"
+  else
+    echo "==> no Devanagari font (apt-get install fonts-lohit-deva): Hindi screenshots show boxes"
+  fi
+fi
+
 # node runs the SDK's unit tests; npm fetches the real CleverTap Web SDK that the browser
 # tests load (into .cache/, never committed).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -191,14 +191,18 @@ def test_logged_in_users_call_from_the_tag_built_page(
 def test_a_refusal_of_the_adapter_reaches_the_button(new_user, e2e_server, session_account, people):
     sam, _ = log_in(new_user, "sam")
     gil, _ = log_in(new_user, "gil")
-    # The demo adapter: students may call tutors only.
-    button = call_button(sam, people["gil"])
-    button.click()
-    [result] = results(sam)
-    assert result["cuid"] == f"user_{people['gil'].pk}"
-    assert result["detail"]["error"]["code"] == "ERR_CALL_NOT_ALLOWED"
-    assert result["detail"]["error"]["message"]
-    expect(button).not_to_have_attribute("aria-busy", "true")
+    # The demo adapter: students may call tutors only. Sam's button for Gil says he is
+    # offline (who is online answers only about people one may call) and does nothing;
+    # a call() anyway is refused.
+    button = sam.page.locator(f'[data-directcall-call="user_{people["gil"].pk}"]')
+    expect(button).to_have_attribute("data-directcall-presence", "offline")
+    expect(button).to_have_attribute("aria-disabled", "true")
+    refused = sam.page.evaluate(
+        """(cuid) => window.DirectCall.client.then((c) => c.call(cuid, "Student is calling"))
+             .then((value) => ({ value }), (error) => ({ error }))""",
+        f"user_{people['gil'].pk}",
+    )
+    assert refused["error"]["code"] == "ERR_CALL_NOT_ALLOWED" and refused["error"]["message"]
     expect(overlay(sam)).to_be_hidden()
     expect(overlay(gil)).to_be_hidden()
     assert not Call.objects.exists()

@@ -367,6 +367,8 @@ export class Screens extends EventTarget {
       const button = this.root.querySelector(`[data-action="${action}"]`);
       if (button) button.setAttribute("aria-label", this.t(`${action}Label`, { name }));
     }
+    const mute = this.root.querySelector('[data-action="mute"]');
+    if (mute) this.setMuted(mute.getAttribute("data-muted") === "true");
   }
 
   /** Show one screen: "outgoing", "incoming" or "ongoing". */
@@ -526,19 +528,17 @@ export class Screens extends EventTarget {
     if (type === "outgoing") {
       const status = this.t("calling");
       this.show("outgoing", { name, context: "", image: call.image, status, call });
-      this.announce(this.t("announceCalling", { name }));
     } else if (type === "incoming") {
       this.show("incoming", { name, context: call.context, image: call.image, status: this.t("incoming"), call });
       this.announce(this.t("announceIncoming", { name }));
       this.play("ringtone");
     } else if (type === "placed") {
+      // Said now, with the name the server gave (until then the screen shows the cuid).
       this.setName(name);
+      this.announce(this.t("announceCalling", { name }));
       if (call.status === "initiated") this.play("ringback");
     } else if (type === "statechange") {
-      if (detail.status === "ringing" && call.role === "caller") {
-        this.setStatus(this.t("ringing"));
-        this.announce(this.t("ringing"));
-      }
+      if (detail.status === "ringing" && call.role === "caller") this.setStatus(this.t("ringing"));
     } else if (type === "connecting") {
       this.stopTone();
       this.setStatus(this.t("connecting"));
