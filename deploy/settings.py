@@ -12,6 +12,7 @@ file:
   ``DIRECTCALL_TURN_SECRET`` (coturn's ``static-auth-secret``): TURN with ephemeral
   credentials. ``DIRECTCALL_STUN_URLS`` adds STUN servers.
 - ``DIRECTCALL_ICE_TRANSPORT_POLICY``: ``all`` (default) or ``relay``.
+- ``DIRECTCALL_WEBHOOK_ALLOW_PRIVATE=1``: let webhooks reach private addresses (off).
 - ``DJANGO_STATIC_ROOT``: where ``collectstatic`` puts the files the proxy serves.
 - ``DIRECTCALL_REDIS_PREFIX``: a prefix for every Redis key and channel (several sites,
   or a benchmark, sharing one Redis).
@@ -102,6 +103,9 @@ DIRECTCALL = {
     "ICE_SERVERS": _ice,
     "TURN_SECRET": os.environ.get("DIRECTCALL_TURN_SECRET") or None,
     "ICE_TRANSPORT_POLICY": os.environ.get("DIRECTCALL_ICE_TRANSPORT_POLICY", "all"),
+    # Webhooks to private, loopback and link-local addresses are refused in production
+    # (the demo's settings allow them for its own receiver on this machine).
+    "WEBHOOK_ALLOW_PRIVATE": os.environ.get("DIRECTCALL_WEBHOOK_ALLOW_PRIVATE") == "1",
 }
 
 LOGGING = {
