@@ -28,6 +28,10 @@ export type DirectCallErrorCode =
   | "ERR_SERVICE_UNAVAILABLE"
   | "ERR_INVALID_TOKEN"
   | "ERR_WATCH_LIMIT"
+  | "ERR_INVALID_PARAMETERS"
+  | "ERR_FEEDBACK_DISABLED"
+  | "ERR_DEVICE_UNAVAILABLE"
+  | "ERR_NOT_SUPPORTED"
   | 404
   // Codes a newer server may add; compare against the names above.
   | (string & {});
@@ -60,6 +64,11 @@ export declare const ERR: Readonly<{
   ORIGIN_NOT_ALLOWED: "ERR_ORIGIN_NOT_ALLOWED";
   SESSION_REVOKED: "ERR_SESSION_REVOKED";
   INVALID_TOKEN: "ERR_INVALID_TOKEN";
+  INVALID_PARAMETERS: "ERR_INVALID_PARAMETERS";
+  UNKNOWN_CALL: "ERR_UNKNOWN_CALL";
+  FEEDBACK_DISABLED: "ERR_FEEDBACK_DISABLED";
+  DEVICE_UNAVAILABLE: "ERR_DEVICE_UNAVAILABLE";
+  NOT_SUPPORTED: "ERR_NOT_SUPPORTED";
 }>;
 
 /** The parts of a CleverTap Web SDK instance that are read (ids) and used (events). */
@@ -164,6 +173,137 @@ export interface CallEndDetail {
   reason: string | null;
   /** Seconds since the call was answered; null when it never was. */
   duration: number | null;
+  /** What this side measured and reported to the server; null when it was never answered. */
+  quality: QualitySummary | null;
+}
+
+/** The quality warnings, with Twilio Voice's documented thresholds (docs/js-api.md). */
+export type QualityWarningName =
+  | "high-rtt"
+  | "high-jitter"
+  | "high-packet-loss"
+  | "low-mos"
+  | "constant-audio-input-level";
+
+/** ICE candidate types of the selected pair: `relay` means through the TURN server. */
+export type CandidateType = "host" | "srflx" | "prflx" | "relay";
+
+/** One second of a call's media (`quality` event); null where the browser did not say. */
+export interface QualitySample {
+  callId: string | null;
+  /** Round-trip time, ms. */
+  rtt: number | null;
+  /** Jitter of the received audio, ms. */
+  jitter: number | null;
+  /** Packets lost in the last second, percent. */
+  loss: number | null;
+  /** Estimated MOS (E-model), 1 to about 4.5. */
+  mos: number | null;
+  /** The microphone's level, 0 to 1. */
+  inputLevel: number | null;
+  /** For a connection indicator: 5 (excellent) to 1 (degraded); 0 without a MOS. */
+  bars: 0 | 1 | 2 | 3 | 4 | 5;
+}
+
+export interface QualityWarningDetail {
+  callId: string | null;
+  name: QualityWarningName;
+  /** The value that crossed the threshold (ms, percent, MOS, or the level's deviation). */
+  value: number;
+  threshold: number;
+}
+
+/** What a party reports at the end of an answered call (stored with the call). */
+export interface QualitySummary {
+  /** Seconds sampled. */
+  samples: number;
+  mosAvg: number | null;
+  mosMin: number | null;
+  rttAvg: number | null;
+  rttMax: number | null;
+  jitterAvg: number | null;
+  jitterMax: number | null;
+  /** Packet loss over the whole call, percent. */
+  lossAvg: number | null;
+  /** The worst second's loss, percent. */
+  lossMax: number | null;
+  /** Whether media went through the TURN server; null when unknown. */
+  relayed: boolean | null;
+  localCandidate: CandidateType | null;
+  remoteCandidate: CandidateType | null;
+  /** e.g. `"opus"`. */
+  codec: string | null;
+  /** The warnings raised during the call. */
+  warnings: QualityWarningName[];
+}
+
+export interface MediaDevice {
+  deviceId: string;
+  groupId: string;
+  /** Empty until the page has used the microphone (a call, or preflight()). */
+  label: string;
+}
+
+export interface DeviceList {
+  microphones: MediaDevice[];
+  /** Empty where a speaker cannot be chosen (see `speakerSelection`). */
+  speakers: MediaDevice[];
+  speakerSelection: boolean;
+}
+
+export interface DeviceChangeDetail {
+  kind: "microphone" | "speaker";
+  /** The device now in use; null for the default. */
+  deviceId: string | null;
+  label: string;
+  /** `selected`: by setMicrophone()/setSpeaker(); `lost`: it went away and the default took over. */
+  reason: "selected" | "lost";
+}
+
+/** Twilio Voice's postFeedback issues. */
+export type FeedbackIssue =
+  | "audio-latency"
+  | "choppy-audio"
+  | "dropped-call"
+  | "echo"
+  | "noisy-call"
+  | "one-way-audio";
+
+export type FeedbackScore = 1 | 2 | 3 | 4 | 5;
+
+/** Twilio's preflight grades, by the average MOS of the media test. */
+export type PreflightGrade = "excellent" | "great" | "good" | "fair" | "degraded";
+
+export interface PreflightOptions {
+  /** How long the media test measures, ms (1 000 to 30 000; default 5 000). */
+  duration?: number;
+  /** How long connecting may take, ms (default 10 000). */
+  timeout?: number;
+}
+
+export interface PreflightReport {
+  /** Every check passed. */
+  ok: boolean;
+  /** Null when the media test did not run. */
+  grade: PreflightGrade | null;
+  microphone: { ok: boolean; label: string | null; level: number | null; error: string | null };
+  signaling: { ok: boolean; rtt: number | null; error: string | null };
+  media: {
+    ok: boolean;
+    /** The account has a TURN server (the test was relay-only through it). */
+    turn: boolean;
+    relayed: boolean | null;
+    rtt: { avg: number | null; max: number | null } | null;
+    jitter: { avg: number | null; max: number | null } | null;
+    loss: number | null;
+    mos: { avg: number | null; min: number | null } | null;
+    codec: string | null;
+    samples: number;
+    error: string | null;
+  };
+  warnings: QualityWarningName[];
+  /** How long the whole check took, ms. */
+  duration: number;
 }
 
 /** Whether a watched person can be called now (`client.watch()`). */
@@ -208,6 +348,14 @@ export interface DirectCallEventMap {
    * show a "Tap to enable audio" button; your own UI calls `client.enableAudio()` from a click.
    */
   audioblocked: CustomEvent<{ callId: string | null; kind: "remote" | "ringtone" | "ringback" | (string & {}) }>;
+  /** Each second of an answered call's media. */
+  quality: CustomEvent<QualitySample>;
+  /** A quality warning was raised (docs/js-api.md, "Call quality")... */
+  warning: CustomEvent<QualityWarningDetail>;
+  /** ...and cleared. */
+  warningcleared: CustomEvent<{ callId: string | null; name: QualityWarningName }>;
+  /** A microphone or speaker was chosen, or the chosen one went away. */
+  devicechange: CustomEvent<DeviceChangeDetail>;
 }
 
 /** The signed-in client that initDirectCall resolves. */
@@ -253,6 +401,28 @@ export declare class DirectCallClient extends EventTarget {
   unwatch(cuids?: readonly string[]): Promise<void>;
   mute(): void;
   unmute(): void;
+  /** The microphones and speakers this page can use. */
+  listDevices(): Promise<DeviceList>;
+  /** Whether this browser can choose the speaker (HTMLMediaElement.setSinkId). */
+  readonly speakerSelection: boolean;
+  /**
+   * Use this microphone (null: the default) now and for the next calls; during a call it
+   * is switched without renegotiating. Rejects ERR_DEVICE_UNAVAILABLE.
+   */
+  setMicrophone(deviceId: string | null): Promise<void>;
+  /** Play calls through this speaker (null: the default). Rejects ERR_NOT_SUPPORTED, ERR_DEVICE_UNAVAILABLE. */
+  setSpeaker(deviceId: string | null): Promise<void>;
+  /**
+   * Rate an answered call that ended (default: this page's last one). Rejects
+   * ERR_INVALID_PARAMETERS, ERR_UNKNOWN_CALL, ERR_FEEDBACK_DISABLED, ERR_CALL_STATE.
+   */
+  postFeedback(score: FeedbackScore, issues?: readonly FeedbackIssue[] | null, callId?: string): Promise<void>;
+  /**
+   * Check the microphone, the signaling round trip and a media path through the account's
+   * TURN server. Resolves a report (failed checks are in it); rejects only
+   * ERR_OUTGOING_CALL_IN_PROGRESS or ERR_NOT_INITIALIZED.
+   */
+  preflight(options?: PreflightOptions): Promise<PreflightReport>;
 
   addEventListener<K extends keyof DirectCallEventMap>(
     type: K,

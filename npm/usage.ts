@@ -5,7 +5,9 @@ import {
   type DirectCallClient,
   type DirectCallError,
   ERR,
+  type PreflightGrade,
   type PresenceState,
+  type QualitySummary,
   initDirectCall,
 } from "@directcall/web-sdk";
 
@@ -92,6 +94,48 @@ export async function ownUi(): Promise<void> {
   if (active) console.log(active.callId, active.role, active.peer.cuid);
   const cuid: string = client.cuid;
   console.log(cuid, ERR.RECEIVER_OFFLINE === 404);
+}
+
+export async function qualityDevicesFeedbackPreflight(client: DirectCallClient): Promise<void> {
+  // Call quality (issue 15): per-second samples, warnings with their thresholds, the summary.
+  client.addEventListener("quality", (event) => {
+    const bars: number = event.detail.bars;
+    const mos: number | null = event.detail.mos;
+    console.log(bars, mos, event.detail.rtt, event.detail.jitter, event.detail.loss);
+  });
+  client.addEventListener("warning", (event) => {
+    if (event.detail.name === "high-packet-loss") console.log(event.detail.value > event.detail.threshold);
+  });
+  client.addEventListener("warningcleared", (event) => console.log(event.detail.name));
+  client.addEventListener("callend", (event) => {
+    const summary: QualitySummary | null = event.detail.quality;
+    if (summary && summary.relayed) console.log(summary.mosAvg, summary.codec, summary.warnings.includes("low-mos"));
+  });
+  // Devices.
+  const devices = await client.listDevices();
+  const first = devices.microphones[0];
+  if (first) await client.setMicrophone(first.deviceId);
+  if (client.speakerSelection) await client.setSpeaker(null);
+  client.addEventListener("devicechange", (event) => {
+    if (event.detail.reason === "lost") console.log(event.detail.kind, event.detail.label);
+  });
+  // Feedback and preflight.
+  await client.postFeedback(4, ["echo", "choppy-audio"]);
+  await client.postFeedback(1, null, "3f8e0a52-6f0e-4c1e-9d2b-5c7a1e0b9f11");
+  const report = await client.preflight({ duration: 3000 });
+  const grade: PreflightGrade | null = report.grade;
+  console.log(grade, report.ok, report.media.relayed, report.signaling.rtt, report.microphone.level);
+  console.log(ERR.FEEDBACK_DISABLED === "ERR_FEEDBACK_DISABLED", ERR.NOT_SUPPORTED);
+  // @ts-expect-error: a score is 1 to 5
+  await client.postFeedback(6);
+  // @ts-expect-error: issues are Twilio's names
+  await client.postFeedback(3, ["too-quiet"]);
+  client.addEventListener("warning", (event) => {
+    // @ts-expect-error: not a warning name
+    if (event.detail.name === "high-latency") console.log("never");
+  });
+  // @ts-expect-error: a device id is a string (or null)
+  await client.setMicrophone(3);
 }
 
 export async function verified(): Promise<void> {
