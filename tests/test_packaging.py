@@ -56,7 +56,7 @@ def test_wheel_contains_static_files(wheel_names):
 
 def test_wheel_contains_every_template_and_static_file(wheel_names):
     package = REPO / "directcall"
-    for folder in ("templates", "static"):
+    for folder in ("templates", "static", "locale"):  # locale: the compiled catalogs too
         for path in (package / folder).rglob("*"):
             if path.is_file():
                 assert path.relative_to(REPO).as_posix() in wheel_names
