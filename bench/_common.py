@@ -32,6 +32,7 @@ CACHE = BENCH / ".cache"
 PY = sys.executable
 PEERJS_VERSION = "1.0.2"
 WS_PATH = "/ws/directcall/v1/"
+BLANK_PATH = "/bench/blank"  # bench/asgi.py's empty page: the application answers
 # The servers' ASGI application; BENCH_ASGI_APP=module:attr runs another one (an A/B
 # experiment that wraps or patches it), on PYTHONPATH.
 ASGI_APP = os.environ.get("BENCH_ASGI_APP", "bench.asgi:application")
@@ -83,10 +84,27 @@ class Proc:
     log: Path
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     proc: subprocess.Popen | None = None
+    # An HTTP path answered once the application is loaded (servers that load it in worker
+    # processes of their own listen before that).
+    probe: str | None = None
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The process and its descendants (granian and hypercorn serve from children)."""
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            with contextlib.suppress(OSError):
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with contextlib.suppress(OSError, ValueError):
+                        children = Path(f"/proc/{pid}/task/{task}/children").read_text()
+                        todo.extend(int(c) for c in children.split())
+        return found
 
     def start(self, timeout: float = 30) -> Proc:
         with self.log.open("ab") as log:
@@ -105,7 +123,12 @@ class Proc:
                 raise BenchError(f"{self.name} exited ({self.proc.returncode}):\n{self.tail()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    pass
+                if self.probe:
+                    url = f"http://127.0.0.1:{self.port}{self.probe}"
+                    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                        response.read()
+                return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
@@ -151,10 +174,12 @@ def daphne(name: str, env: dict[str, str], log: Path) -> Proc:
     # A twisted endpoint string, for a listen backlog that takes thousands of connects.
     endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=4096"
     cmd = [PY, "-m", "daphne", "-e", endpoint, ASGI_APP]
-    return Proc(name, cmd, port, log, env)
+    return Proc(name, cmd, port, log, env, probe=BLANK_PATH)
 
 
-def uvicorn(name: str, env: dict[str, str], log: Path) -> Proc:
+def uvicorn(name: str, env: dict[str, str], log: Path, ws: str = "websockets") -> Proc:
+    """uvicorn with one of its WebSocket implementations (websockets, websockets-sansio,
+    wsproto)."""
     port = free_port()
     cmd = [
         PY,
@@ -170,9 +195,50 @@ def uvicorn(name: str, env: dict[str, str], log: Path) -> Proc:
         "--lifespan",
         "off",
         "--ws",
-        "websockets",
+        ws,
     ]
-    return Proc(name, cmd, port, log, env)
+    return Proc(name, cmd, port, log, env, probe=BLANK_PATH)
+
+
+def hypercorn(name: str, env: dict[str, str], log: Path) -> Proc:
+    """Hypercorn (h11 + wsproto on asyncio)."""
+    port = free_port()
+    cmd = [PY, "-m", "hypercorn", "-b", f"127.0.0.1:{port}", "--backlog", "4096", ASGI_APP]
+    return Proc(name, cmd, port, log, env, probe=BLANK_PATH)
+
+
+def granian(name: str, env: dict[str, str], log: Path) -> Proc:
+    """Granian (Rust HTTP and WebSocket, the application on an asyncio loop)."""
+    port = free_port()
+    cmd = [
+        PY,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backlog",
+        "4096",
+        "--loop",
+        "asyncio",
+        "--ws",
+        ASGI_APP,
+    ]
+    return Proc(name, cmd, port, log, env, probe=BLANK_PATH)
+
+
+# Server kinds of the benchmarks: a name → how to start one process of it.
+SERVERS = {
+    "daphne": daphne,
+    "uvicorn": uvicorn,
+    "uvicorn-sansio": lambda name, env, log: uvicorn(name, env, log, "websockets-sansio"),
+    "uvicorn-wsproto": lambda name, env, log: uvicorn(name, env, log, "wsproto"),
+    "hypercorn": hypercorn,
+    "granian": granian,
+}
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:

@@ -49,6 +49,7 @@ from bench._common import (
     PEERJS_VERSION,
     PY,
     ROOT,
+    SERVERS,
     WS_PATH,
     BenchError,
     Database,
@@ -66,7 +67,6 @@ from bench._common import (
     redis_cpu_s,
     redis_ok,
     table,
-    uvicorn,
 )
 from bench.proxy import LAYER, SERVER, ProxiedWorkers, nginx_installed
 
@@ -78,7 +78,7 @@ class Config:
     name: str
     label: str
     protocol: str  # "directcall" or "peer" (PeerJS's wire protocol)
-    server: str  # daphne | uvicorn | peerjs | relay
+    server: str  # peerjs | relay | a key of bench._common.SERVERS (daphne, uvicorn, ...)
     procs: int = 1
     layer: str | None = None  # memory | redis | pubsub
     proxy: bool = False  # behind nginx terminating TLS (deploy/topology.py)
@@ -92,10 +92,37 @@ CONFIGS = [
     Config("peerjs", f"PeerJS server {PEERJS_VERSION} (Node)", "peer", "peerjs"),
     Config("relay", "plain Python websockets relay", "peer", "relay"),
     Config("daphne", "1 daphne, InMemoryChannelLayer", "directcall", "daphne", 1, "memory"),
-    Config("uvicorn", "1 uvicorn, InMemoryChannelLayer", "directcall", "uvicorn", 1, "memory"),
+    Config("uvicorn", "1 uvicorn (websockets), in-memory", "directcall", "uvicorn", 1, "memory"),
+    Config(
+        "uvicorn-sansio",
+        "1 uvicorn (websockets-sansio), in-memory",
+        "directcall",
+        "uvicorn-sansio",
+        1,
+        "memory",
+    ),
+    Config(
+        "uvicorn-wsproto",
+        "1 uvicorn (wsproto), in-memory",
+        "directcall",
+        "uvicorn-wsproto",
+        1,
+        "memory",
+    ),
+    Config("hypercorn", "1 hypercorn, in-memory", "directcall", "hypercorn", 1, "memory"),
+    Config("granian", "1 granian, in-memory", "directcall", "granian", 1, "memory"),
     Config("daphne-redis", "2 daphne, RedisChannelLayer", "directcall", "daphne", 2, "redis"),
     Config(
         "daphne-pubsub", "2 daphne, RedisPubSubChannelLayer", "directcall", "daphne", 2, "pubsub"
+    ),
+    Config("uvicorn-redis", "2 uvicorn, RedisChannelLayer", "directcall", "uvicorn", 2, "redis"),
+    Config(
+        "uvicorn-pubsub",
+        "2 uvicorn, RedisPubSubChannelLayer",
+        "directcall",
+        "uvicorn",
+        2,
+        "pubsub",
     ),
     # The production topology (deploy/topology.py, its SERVER and LAYER): wss:// to nginx,
     # which spreads the sockets over the workers, so about half the calls cross processes.
@@ -227,7 +254,7 @@ class Run:
                     layer=config.layer,
                 )
             ]
-        make = daphne if config.server == "daphne" else uvicorn
+        make = SERVERS[config.server]
         return [
             make(f"{config.name}-{i}", env, logs / f"{config.name}-{i}.log")
             for i in range(config.procs)
@@ -785,9 +812,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configs = args.config_list
-    if any(c.server == "uvicorn" for c in configs) and importlib.util.find_spec("uvicorn") is None:
-        log("uvicorn is not installed (pip install 'uvicorn[standard]'): skipping it")
-        configs = [c for c in configs if c.server != "uvicorn"]
+    # The Python package each server needs (besides the project's own).
+    needs = {"uvicorn": "uvicorn", "uvicorn-sansio": "uvicorn", "uvicorn-wsproto": "wsproto"}
+    needs.update(hypercorn="hypercorn", granian="granian")
+    for config in list(configs):
+        package = needs.get(config.server)
+        if package and importlib.util.find_spec(package) is None:
+            log(
+                f"{package} is not installed (the test dependency group has it): skip {config.name}"
+            )
+            configs.remove(config)
     if any(c.proxy for c in configs) and not nginx_installed():
         log("nginx is not installed (apt-get install nginx): skipping the proxy configuration")
         configs = [c for c in configs if not c.proxy]

@@ -75,7 +75,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         # The same-process path (transport.send): how many of this connection's handlers
         # are running, and the messages delivered meanwhile, which wait for them.
         self.handling = 0
-        self.backlog: deque[dict[str, Any]] = deque()
+        self.backlog: deque[dict[str, Any]] | None = None  # made when first needed
+        self.auth_deadline: asyncio.Task | None = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         """channels' ``AsyncConsumer.__call__``, changed in two ways.
@@ -140,6 +141,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if self.finished:
             return
         if self.handling:
+            if self.backlog is None:
+                self.backlog = deque()
             self.backlog.append(message)
             return
         step = self._handle(message)
@@ -193,7 +196,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             return
         # The site this socket was opened on: pictures it serves may show as a call rings.
         self.site_origin = site_origin(self.scope)
-        self._spawn(self._auth_deadline(conf.AUTH_TIMEOUT))
+        self.auth_deadline = self._spawn(self._auth_deadline(conf.AUTH_TIMEOUT))
 
     async def _refuse(self, error: DirectCallError, close_code: int) -> None:
         """Before sign-in: say why, close, and handle nothing more from this socket."""
@@ -211,7 +214,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             return
         self.finished = True
         transport.unregister(self.channel_name)
-        self.backlog.clear()
+        self.backlog = None
         if self.counted_address is not None:
             iplimit.connections.release(self.counted_address)
             self.counted_address = None
@@ -239,18 +242,34 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if self.party is None:
             await self._reject(errors.NOT_AUTHENTICATED, protocol.CLOSE_AUTH_FAILED)
 
-    async def _keep_presence(self, session: Session, holder: presence.Holder) -> None:
-        await presence.akeep(session.account_pk, session.cuid, holder)
-        # Another device holds the cuid now (this device's entry lapsed: a cache outage
-        # longer than PRESENCE_TTL, or an eviction, and another device signed in).
-        logger.warning("%s: presence taken by another device; closing", self.party.who)
-        await self._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
-
-    async def _close_when_idle(self) -> None:
-        idle = get_settings().IDLE_TIMEOUT
-        while (left := self.last_frame_at + idle - time.monotonic()) > 0:
-            await asyncio.sleep(left)
-        await self.close(protocol.CLOSE_IDLE)
+    async def _upkeep(self, session: Session, holder: presence.Holder) -> None:
+        """A signed-in connection's one timer task: renew its presence every PRESENCE_TTL/3
+        (:func:`presence.akeep`'s rules) and close it once idle for IDLE_TIMEOUT."""
+        conf = get_settings()
+        every = max(0.2, conf.PRESENCE_TTL / 3)
+        renew_at = time.monotonic() + every
+        while True:
+            now = time.monotonic()
+            idle_at = self.last_frame_at + conf.IDLE_TIMEOUT
+            if now >= idle_at:
+                await self.close(protocol.CLOSE_IDLE)
+                return
+            if now < renew_at:
+                await asyncio.sleep(min(idle_at, renew_at) - now)
+                continue
+            renew_at = now + every
+            try:
+                kept = await presence.arenew(session.account_pk, session.cuid, holder)
+            except Exception as exc:  # the cache is unreachable: try again next time
+                logger.warning("presence renewal failed for %s: %r", self.party.who, exc)
+                continue
+            if not kept:
+                # Another device holds the cuid now (this device's entry lapsed: a cache
+                # outage longer than PRESENCE_TTL, or an eviction, and another device
+                # signed in).
+                logger.warning("%s: presence taken by another device; closing", self.party.who)
+                await self._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
+                return
 
     # -- frames from the browser --------------------------------------------------------
 
@@ -332,8 +351,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self._send(protocol.error_frame(refusal.error, frame if refusal.echo else None))
             await self.close(refusal.close_code)
             return
-        self._spawn(self._keep_presence(session, self.holder))
-        self._spawn(self._close_when_idle())
+        if self.auth_deadline is not None:
+            self.auth_deadline.cancel()  # signed in: one timer task is enough
+        self._spawn(self._upkeep(session, self.holder))
         self.sweeper.watch(self.party)
         self.watching = watch.Watching(session, self._send)
         await watch.changed((session.account_pk, session.cuid))

@@ -92,7 +92,7 @@ class Party:
         # Calls whose final state reached this connection before it knew them: an
         # ``incoming`` for one of them that comes later (messages of two processes are not
         # ordered) is not shown.
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended: OrderedDict[str, None] | None = None  # made when first needed
 
     def get(self, call_id: Any) -> CallRoute | None:
         """The route of a call this connection holds, or None."""
@@ -123,7 +123,7 @@ class Party:
         have been told in between) or carries none.
         """
         call_id = message["frame"]["call_id"]
-        if self.get(call_id) is not None or call_id in self._ended:
+        if self.get(call_id) is not None or (self._ended and call_id in self._ended):
             return False  # told already (a repeated message), or ended already
         call = (message.get(transport.LOCAL_ONLY) or {}).get("call")
         if call is None and not message.get("attempt") and message.get("call"):
@@ -174,6 +174,8 @@ class Party:
         route = self._routes.get(frame["call_id"])
         if route is None:
             if frame["status"] not in LIVE_STATUSES:
+                if self._ended is None:
+                    self._ended = OrderedDict()
                 self._ended[frame["call_id"]] = None
                 while len(self._ended) > _ENDED_KEPT:
                     self._ended.popitem(last=False)

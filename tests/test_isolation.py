@@ -603,3 +603,101 @@ async def test_a_flood_is_logged_once_with_who(people, caplog, settings):
     ]
     assert len(flood) == 1, [r.getMessage() for r in caplog.records]
     await gil.close()
+
+
+# -- the same-process path (directcall.transport) -------------------------------------------------
+# In-memory, the tests above run with every connection in this process: their messages take
+# the same-process path. These check the path itself: it is taken, and a message it carries
+# reaches a client only when the receiving connection's own checks pass.
+
+
+def channel_of(registration) -> str:
+    from directcall import presence
+
+    found = presence.lookup(registration.account_id, registration.cuid)
+    assert found is not None and len(found.channels) == 1
+    return found.channels[0]
+
+
+async def test_the_same_process_path_carries_relays_without_the_channel_layer(
+    people, channel_backend, monkeypatch
+):
+    """In one process a relayed frame never touches the channel layer (in-memory runs);
+    with the path off (the Redis runs), every one crosses it."""
+    from channels.layers import get_channel_layer
+
+    jane = await Client.signed_in(people["tutor_jane"])
+    sam = await Client.signed_in(people["student_sam"])
+    call_id = await answered_call(jane, sam)
+    layer = get_channel_layer()
+    carried = []
+    real_send = layer.send
+
+    async def counting_send(channel, message):
+        carried.append(message["type"])
+        await real_send(channel, message)
+
+    monkeypatch.setattr(layer, "send", counting_send)
+    for _ in range(3):
+        await jane.send(type="candidates", call_id=call_id, candidates=[CANDIDATE])
+        assert (await sam.next("candidates", call_id=call_id))["candidates"] == [CANDIDATE]
+    assert carried == ([] if channel_backend == "memory" else ["dc.relay"] * 3)
+    for client in (jane, sam):
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    "forged", ["stranger", "other_account", "wrong_call", "self", "peer_of_other_call"]
+)
+async def test_a_relay_delivered_in_process_reaches_only_the_other_party(people, forged):
+    """Messages handed straight to sam's connection (as the same-process path hands them)
+    that do not come from the other party of a live call he holds are dropped; the genuine
+    one still arrives."""
+    from directcall import protocol, transport
+
+    jane = await Client.signed_in(people["tutor_jane"])
+    sam = await Client.signed_in(people["student_sam"])
+    gil = await Client.signed_in(people["grocer_gil"])
+    tom = await Client.signed_in(people["tutor_tom"])
+    call_id = await answered_call(jane, sam)
+    other_call = await answered_call(gil, tom)
+    sam_channel = await database_sync_to_async(channel_of)(people["student_sam"])
+    payload = {"type": "candidates", "candidates": [CANDIDATE], "end": False}
+    sender, about = {
+        "stranger": (people["grocer_gil"].pk, call_id),
+        "other_account": (people["b_sam"].pk, call_id),
+        "wrong_call": (people["tutor_jane"].pk, other_call),
+        "self": (people["student_sam"].pk, call_id),
+        "peer_of_other_call": (people["tutor_tom"].pk, other_call),
+    }[forged]
+    assert await transport.send(sam_channel, protocol.relay_message(about, sender, payload))
+    assert await sam.quiet(0.2) == []
+    await transport.send(
+        sam_channel, protocol.relay_message(call_id, people["tutor_jane"].pk, payload)
+    )
+    assert (await sam.next("candidates", call_id=call_id))["candidates"] == [CANDIDATE]
+    for client in (jane, sam, gil, tom):
+        await client.close()
+
+
+async def test_after_the_call_ends_nothing_is_relayed_in_process(people):
+    """Once the call is over neither the peer's frames nor messages handed straight to the
+    connection reach the client: the route is gone with the call."""
+    from directcall import protocol, transport
+
+    jane = await Client.signed_in(people["tutor_jane"])
+    sam = await Client.signed_in(people["student_sam"])
+    call_id = await answered_call(jane, sam)
+    sam_channel = await database_sync_to_async(channel_of)(people["student_sam"])
+    await jane.send(type="hangup", call_id=call_id)
+    await sam.next("state", call_id=call_id, status="over")
+    await jane.next("state", call_id=call_id, status="over")
+    await jane.send(type="candidates", call_id=call_id, candidates=[CANDIDATE])
+    assert (await jane.next("error"))["code"] == "ERR_UNKNOWN_CALL"
+    payload = {"type": "candidates", "candidates": [CANDIDATE], "end": False}
+    await transport.send(
+        sam_channel, protocol.relay_message(call_id, people["tutor_jane"].pk, payload)
+    )
+    assert await sam.quiet(0.2) == []
+    for client in (jane, sam):
+        await client.close()
