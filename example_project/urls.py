@@ -14,6 +14,7 @@ urlpatterns = [
     path("login-as/", views.login_as, name="login_as"),
     path("logout/", LogoutView.as_view(next_page="home"), name="logout"),
     path("people/", views.people_page, name="people"),
+    path("setup/", views.setup_page, name="setup"),
     path("demo-webhooks/", webhooks.receive, name="demo_webhooks"),
     path("admin/", admin.site.urls),
     path("directcall/", include("directcall.urls")),

@@ -53,6 +53,12 @@ def calling_context(user, name: str) -> str:
 
 
 @login_required
+def setup_page(request: HttpRequest) -> HttpResponse:
+    """The "Test my setup" page: the logged-in person's browser runs client.preflight()."""
+    return render(request, "setup.html")
+
+
+@login_required
 def people_page(request: HttpRequest) -> HttpResponse:
     """Every other demo person with a call button: the template tags and nothing else."""
     adapter = get_adapter()

@@ -120,6 +120,16 @@ def test_the_admin_keeps_its_own_policy(admin_client):
     assert "Content-Security-Policy" not in admin_client.get("/admin/")
 
 
+def test_the_test_my_setup_page(client, people):
+    # Logged-in people only (it uses their session), linked from home and the people page.
+    assert client.get("/setup/").status_code == 302
+    html = logged_in(people["sam"]).get("/setup/").content.decode()
+    assert 'id="directcall-config"' in html and 'src="/static/demo/setup.js"' in html
+    assert re.search(r"<script(?![^>]*\b(src|type=\"application/json\")=?)[^>]*>", html) is None
+    assert 'href="/setup/"' in client.get("/").content.decode()
+    assert 'href="/setup/"' in logged_in(people["sam"]).get("/people/").content.decode()
+
+
 def test_debug_error_pages_keep_their_inline_styles(client, settings):
     assert client.get("/no-such-page/")["Content-Security-Policy"] == POLICY
     settings.DEBUG = True

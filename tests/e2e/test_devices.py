@@ -2,15 +2,19 @@
 three speakers) listed, chosen from the ongoing screen's picker during a call (the
 microphone by replacing the sender's track, no renegotiation; the speaker with
 setSinkId), the fall-back to the default microphone, and the rating prompt after the
-call on an account that asks for feedback."""
+call on an account that asks for feedback; the demo's "Test my setup" page."""
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import expect
 
 from directcall.models import CallFeedback
+from example_project.demo import ensure_demo_people
+from tests.e2e import timings
 from tests.e2e.harness import wait_for_audio
 from tests.e2e.sdk import click, outcome, screen, sign_in, start_call
+from tests.e2e.test_integration import log_in
 
 SHADOW = "[data-directcall-screens]"
 
@@ -157,3 +161,31 @@ def test_no_rating_prompt_when_the_account_does_not_ask(new_user, e2e_account):
     assert jane.page.locator(f"{SHADOW} .dc-rating").count() == 0
     refused = jane.page.evaluate("() => window.dc.postFeedback(5).catch((e) => e)")
     assert refused["code"] == "ERR_FEEDBACK_DISABLED", refused
+
+
+# -- the demo's "Test my setup" page ---------------------------------------------------------
+
+
+@pytest.fixture
+def demo_people(e2e_account, transactional_db):
+    """The demo's people, and the account their sessions belong to."""
+    e2e_account(account_id=timings.SESSION_ACCOUNT, name="Tutoring", identity="verified")
+    return ensure_demo_people()
+
+
+def test_the_demo_test_my_setup_page(new_user, demo_people):
+    sam, _ = log_in(new_user, "sam")
+    sam.page.goto("/setup/")
+    run = sam.page.get_by_role("button", name="Test my setup")
+    expect(run).to_be_enabled()
+    run.click()
+    status = sam.page.locator("#status")
+    expect(status).to_have_text("Your setup is ready for calls.", timeout=20_000)
+    report = sam.page.locator("#report")
+    expect(report).to_have_attribute("data-ok", "true")
+    # This test server has no TURN server: the audio test goes direct.
+    expect(sam.page.locator("#media")).to_contain_text("direct")
+    expect(sam.page.locator("#microphone")).to_contain_text("picking up sound")
+    expect(sam.page.locator("#grade")).to_have_text("Excellent")
+    assert sam.page.evaluate("() => window.__csp") == []
+    sam.assert_no_errors()

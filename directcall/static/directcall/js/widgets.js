@@ -149,7 +149,9 @@ class Widgets {
       };
       options(mic, found.microphones, this.client.devices.microphoneId);
       options(speaker, found.speakers, this.client.devices.speakerId);
-      speakerField.hidden = !found.speakerSelection;
+      // Firefox has setSinkId but lists a speaker only once the user picked it in its own
+      // prompt (selectAudioOutput): without any listed, there is nothing to choose.
+      speakerField.hidden = !found.speakerSelection || !found.speakers.length;
     };
     toggle.addEventListener("click", async () => {
       if (!panel.hidden) return close();
