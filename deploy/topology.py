@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import importlib.util
 import os
 import re
 import secrets
@@ -49,15 +50,30 @@ PY = sys.executable
 SERVER = "daphne"
 LAYER = "pubsub"
 
-# How each ASGI server is started on 127.0.0.1:PORT with the application APP.
+
+# How each ASGI server is started on 127.0.0.1:PORT with the application APP (the names
+# of bench/_common.py's SERVERS, which docs/performance.md measures).
+def _uvicorn(ws: str) -> Callable[[int, str], list[str]]:
+    return lambda port, app: [
+        *(PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
+        *("--lifespan", "off", "--backlog", "4096", "--no-server-header", "--ws", ws),
+    ]
+
+
 WORKER_COMMANDS: dict[str, Callable[[int, str], list[str]]] = {
     # A twisted endpoint string, for a listen backlog that takes bursts of reconnects.
     "daphne": lambda port, app: [
         *(PY, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096", app)
     ],
-    "uvicorn": lambda port, app: [
-        *(PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
-        *("--lifespan", "off", "--backlog", "4096", "--no-server-header"),
+    "uvicorn": _uvicorn("websockets"),
+    "uvicorn-sansio": _uvicorn("websockets-sansio"),
+    "uvicorn-wsproto": _uvicorn("wsproto"),
+    "hypercorn": lambda port, app: [
+        *(PY, "-m", "hypercorn", "-b", f"127.0.0.1:{port}", "--backlog", "4096", app)
+    ],
+    "granian": lambda port, app: [
+        *(PY, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"),
+        *("--port", str(port), "--backlog", "4096", "--loop", "asyncio", "--ws", app),
     ],
 }
 
@@ -393,6 +409,9 @@ class Topology:
             )
         if self.workers < 1:
             raise TopologyError("at least one worker")
+        package = self.server.split("-")[0]
+        if importlib.util.find_spec(package) is None:
+            raise TopologyError(f"the {self.server} workers need {package}: pip install {package}")
         nginx = require("nginx", "nginx")
         turnserver = require("turnserver", "coturn") if self.turn else ""
         self.workdir.mkdir(parents=True, exist_ok=True)
