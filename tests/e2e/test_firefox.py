@@ -133,6 +133,11 @@ def test_chromium_calls_firefox(new_user, ff_user, account, firefox):
     call = Call.objects.get()
     assert (call.status, call.end_reason) == (CallStatus.OVER, "user_hangup")
     assert (call.caller.cuid, call.callee.cuid) == ("tutor_jane", "student_sam")
+    # Firefox measured the call too (issue 15): its summary came with its hangup.
+    firefox_side = call.quality["callee"]
+    assert firefox_side["samples"] > 0 and firefox_side["codec"] == "opus", firefox_side
+    assert firefox_side["mosAvg"] > 4 and firefox_side["rttAvg"] is not None, firefox_side
+    assert firefox_side["relayed"] is False, firefox_side
     jane.assert_no_errors()
     sam.assert_no_errors()
 
