@@ -712,12 +712,14 @@ def test_relative_ringtone_and_images_resolve_against_the_page(new_user, account
 def test_screens_that_cannot_be_loaded_reject_init_with_a_code(new_user, account):
     acct, key = account
     user = new_user()
-    user.page.route("**/directcall/v1/screens", lambda route: route.abort())
+    # The SDK asks for the page's language (v1/screens?lang=en): any query string.
+    screens = "**/directcall/v1/screens*"
+    user.page.route(screens, lambda route: route.abort())
     error = sign_in(user, acct, key, "tutor_jane")["error"]
     assert sorted(error) == ["code", "message"]
     assert error["code"] == "ERR_INTERNET_LOST" and "screens" in error["message"]
-    user.page.unroute("**/directcall/v1/screens")
-    user.page.route("**/directcall/v1/screens", lambda route: route.fulfill(status=404, body="no"))
+    user.page.unroute(screens)
+    user.page.route(screens, lambda route: route.fulfill(status=404, body="no"))
     error = sign_in(user, acct, key, "tutor_jane")["error"]
     assert error["code"] == "ERR_INTERNET_LOST" and "HTTP 404" in error["message"]
 
