@@ -26,8 +26,6 @@ if os.environ.get("BENCH_DATABASE") != "production":
     DATABASES = bench.DATABASES
 DIRECTCALL = {
     **bench.DIRECTCALL,
-    # bench/sizing.py's pairs call each other back to back for longer than a minute.
-    "CALL_RATE": None,
     "ICE_SERVERS": PRODUCTION_DIRECTCALL["ICE_SERVERS"],
     "TURN_SECRET": PRODUCTION_DIRECTCALL["TURN_SECRET"],
 }

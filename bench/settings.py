@@ -98,6 +98,8 @@ DIRECTCALL = {
     # Thousands of sockets from 127.0.0.1, calling the same people again and again.
     "MAX_CONNECTIONS_PER_IP": None,
     "RING_BACKOFF": None,
+    # Pairs place calls back to back: a fast server passes CALL_RATE's 20 a minute.
+    "CALL_RATE": None,
     # ...and signing each of them in from there.
     "AUTH_RATE_IP": None,
     "AUTH_RATE_CUID": None,
