@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import deque
@@ -26,7 +25,6 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 
 from . import (
     blocks,
@@ -77,26 +75,48 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.handling = 0
         self.backlog: deque[dict[str, Any]] | None = None  # made when first needed
         self.auth_deadline: asyncio.Task | None = None
+        # The browser's next frame waits for a delivered message's handler to end.
+        self.idle_waiter: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        """channels' ``AsyncConsumer.__call__``, changed in two ways.
+        """channels' ``AsyncConsumer.__call__``, changed in three ways.
 
-        The channel layer's receive waits out a short outage (a Redis restart) instead of
-        killing the connection; and however the connection ends, its tasks end and its
-        presence goes (channels calls ``disconnect()`` only on a ``websocket.disconnect``).
-        tests/test_consumers.py fails when channels changes its own, so that this copy is
-        checked again.
+        The browser's frames are read and handled in this task, one at a time; the channel
+        layer's messages are read by a second task and handed over like same-process ones
+        (:meth:`deliver`), so no handler of this connection ever interleaves with another
+        and no message costs channels' ``await_many_dispatch`` round (a new task and an
+        ``asyncio.wait`` per message). The channel layer's receive waits out a short outage
+        (a Redis restart) instead of killing the connection; and however the connection
+        ends, its tasks end and its presence goes (channels calls ``disconnect()`` only on
+        a ``websocket.disconnect``). tests/test_consumers.py fails when channels changes
+        its own, so that this copy is checked again.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         transport.register(self.channel_name, self)
+        listener = asyncio.ensure_future(self._listen())
         try:
-            from_layer = functools.partial(transport.receive, self.channel_name)
-            await await_many_dispatch([receive, from_layer], self.dispatch)
+            while True:
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
+        except Exception:
+            logger.error("signaling connection ended by an error", exc_info=True)
+            with contextlib.suppress(Exception):
+                await self.close(protocol.CLOSE_UNAVAILABLE)
+        finally:
+            listener.cancel()
+            await self._finish()
+
+    async def _listen(self) -> None:
+        """The channel layer's messages for this connection, handed to :meth:`deliver`."""
+        try:
+            while True:
+                self.deliver(await transport.receive(self.channel_name))
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             # The channel layer stayed unreachable: end in order; the client reconnects.
             if errors.is_unavailable(exc):
@@ -105,8 +125,6 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 logger.error("signaling connection ended by an error", exc_info=True)
             with contextlib.suppress(Exception):
                 await self.close(protocol.CLOSE_UNAVAILABLE)
-        finally:
-            await self._finish()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a message to its handler, without channels' per-message connection clean-up.
@@ -120,6 +138,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
+        while self.handling:  # a delivered message's handler is waiting on its socket
+            self.idle_waiter = asyncio.get_running_loop().create_future()
+            await self.idle_waiter
         self.handling += 1
         try:
             await handler(message)
@@ -175,6 +196,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 await self._handle(self.backlog.popleft())
         finally:
             self.handling -= 1
+            waiter, self.idle_waiter = self.idle_waiter, None
+            if not self.handling and waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     # -- connection lifecycle ---------------------------------------------------------
 

@@ -85,7 +85,7 @@ def decode(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> A
         frame = json.loads(text_data)
     except (ValueError, RecursionError):
         raise DirectCallError(errors.BAD_FRAME, "The frame is not JSON.") from None
-    if not _is_text(frame):
+    if _MAY_HOLD_SURROGATES.search(text_data) and not _is_text(frame):
         error = DirectCallError(errors.BAD_FRAME, "The frame is not UTF-8 text.")
         # The reply still names the frame (its ref and call id, where those are text), so
         # that a client waiting on that ref hears about it.
@@ -116,6 +116,10 @@ def frame_type(frame: Any) -> str:
 
 
 _ECHOED = ("ref", "call_id", "type")
+# A lone surrogate can only come from a "\ud800"-style escape (or, from a server that let
+# one through, the character itself): frames without either skip _is_text's second
+# JSON encoding of the whole frame.
+_MAY_HOLD_SURROGATES = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _is_text(frame: Any) -> bool:
