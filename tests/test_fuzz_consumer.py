@@ -461,6 +461,25 @@ def field_values(key: str, ids: list[str]) -> st.SearchStrategy:
     return json_values
 
 
+# A well-formed quality summary (docs/protocol.md), as the SDK sends at the end of a call.
+SUMMARY = {
+    "samples": 12,
+    "mosAvg": 4.3,
+    "mosMin": 4.1,
+    "rttAvg": 20.0,
+    "rttMax": 35.0,
+    "jitterAvg": 2.0,
+    "jitterMax": 5.0,
+    "lossAvg": 0.0,
+    "lossMax": 0.0,
+    "relayed": False,
+    "localCandidate": "host",
+    "remoteCandidate": "host",
+    "codec": "opus",
+    "warnings": [],
+}
+
+
 def templates(ids: list[str]) -> dict[str, st.SearchStrategy[dict]]:
     """A well-formed frame of each known type (the fuzzing then breaks a few fields)."""
     candidate = {
@@ -502,7 +521,19 @@ def templates(ids: list[str]) -> dict[str, st.SearchStrategy[dict]]:
         "unwatch": st.fixed_dictionaries(
             {}, optional={"cuids": st.lists(st.sampled_from(CUIDS)), "ref": st.text(max_size=8)}
         ),
-        "hangup": st.fixed_dictionaries(call, optional={"reason": st.just("user_hangup")}),
+        "hangup": st.fixed_dictionaries(
+            call, optional={"reason": st.just("user_hangup"), "quality": st.just(SUMMARY)}
+        ),
+        "quality": st.fixed_dictionaries(
+            {**call, "quality": st.just(SUMMARY)}, optional={"ref": st.text(max_size=8)}
+        ),
+        "feedback": st.fixed_dictionaries(
+            {**call, "score": st.integers(1, 5)},
+            optional={
+                "issues": st.lists(st.sampled_from(["echo", "choppy-audio"]), unique=True),
+                "ref": st.text(max_size=8),
+            },
+        ),
         "candidates": st.fixed_dictionaries(
             {**call, "candidates": st.just([candidate])}, optional={"end": st.booleans()}
         ),
