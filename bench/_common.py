@@ -126,7 +126,7 @@ class Proc:
                     pass
                 if self.probe:
                     url = f"http://127.0.0.1:{self.port}{self.probe}"
-                    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                    with urllib.request.urlopen(url, timeout=5) as response:
                         response.read()
                 return self
             except OSError:

@@ -447,7 +447,8 @@ def test_html_in_name_and_context_shows_as_text(new_user, account, e2e_server):
         """() => {
           const root = document.querySelector('[data-directcall-screens]').shadowRoot;
           // Scripts besides the screens' texts (JSON data, never run).
-          const code = root.querySelectorAll('script:not([type="application/json"][data-directcall-strings])');
+          const code = root.querySelectorAll(
+            'script:not([type="application/json"][data-directcall-strings])');
           return [code.length, root.querySelectorAll('[onerror]').length,
                   root.querySelector('[data-slot="image"]').getAttribute('src')];
         }"""
