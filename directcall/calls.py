@@ -273,8 +273,11 @@ def parties(
     found = callsql.callee_of(caller.account_id, receiver, caller.pk)
     if found is None:
         raise DirectCallError(errors.RECEIVER_OFFLINE)
-    callee, blocked = found
-    callee._state.fields_cache["account"] = caller.account  # the same account
+    callee, blocked, has_webhooks = found
+    # The same account; its webhook switch as it is now (the caller's account may have
+    # been loaded at sign-in).
+    caller.account.has_webhooks = has_webhooks
+    callee._state.fields_cache["account"] = caller.account
     if type(adapter).is_blocked is not DefaultCallAdapter.is_blocked:
         blocked = adapter.is_blocked(caller, callee)
     if blocked or not adapter.can_call(caller, callee):

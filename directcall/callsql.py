@@ -175,8 +175,9 @@ def update(
 
 def callee_of(
     account_pk: int, cuid: str, caller_pk: int, using: str = "default"
-) -> tuple[Registration, bool] | None:
-    """The registration of ``cuid`` in the account and whether it blocked ``caller_pk``."""
+) -> tuple[Registration, bool, bool] | None:
+    """The registration of ``cuid`` in the account, whether it blocked ``caller_pk``, and
+    the account's ``has_webhooks`` as it is now (the invite's outbox reads it)."""
     connection = connections[using]
     sql = _callee_sql(using)
     with connection.cursor() as cursor:
@@ -184,7 +185,7 @@ def callee_of(
         row = cursor.fetchone()
     if row is None:
         return None
-    return from_row(Registration, row[:-1], using), bool(row[-1])
+    return from_row(Registration, row[:-2], using), bool(row[-2]), bool(row[-1])
 
 
 @cache
@@ -199,8 +200,13 @@ def _callee_sql(alias: str) -> str:
     columns = ", ".join(
         f"{registration}.{_q(connection, f.column)}" for f in Registration._meta.concrete_fields
     )
+    account = _q(connection, Account._meta.db_table)
+    webhooks = (
+        f"(SELECT {account}.{_q(connection, 'has_webhooks')} FROM {account} WHERE "
+        f"{account}.{_q(connection, 'id')} = {registration}.{_q(connection, 'account_id')})"
+    )
     return (
-        f"SELECT {columns}, {blocked} FROM {registration} "
+        f"SELECT {columns}, {blocked}, {webhooks} FROM {registration} "
         f"WHERE {registration}.{_q(connection, 'account_id')} = %s "
         f"AND {registration}.{_q(connection, 'cuid')} = %s"
     )

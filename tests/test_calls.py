@@ -207,6 +207,32 @@ def test_place_call_rings_an_online_receiver_and_keeps_the_offer(people, sent):
     assert calls.offer_of(placed.call.pk) == "v=0" and sent == ["call_initiated"]
 
 
+@pytest.mark.parametrize("has_webhooks", [False, True])
+def test_the_winner_hook_sees_the_accounts_webhook_switch_as_it_is_now(
+    people, monkeypatch, has_webhooks
+):
+    """The invite reuses the caller's registration loaded at sign-in, and a transition the
+    call its party holds; _won still sees has_webhooks as the database has it now (read by
+    the invite's callee query and by each UPDATE ... RETURNING), with no extra query."""
+    from directcall.models import Account
+
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    signed_in = Registration.objects.select_related("account").get(pk=jane.pk)
+    Account.objects.filter(pk=jane.account_id).update(has_webhooks=has_webhooks)
+    seen = []
+    monkeypatch.setattr(
+        calls,
+        "_won",
+        lambda call, created=False: seen.append((call.status, call.account.has_webhooks)),
+    )
+    online(sam)
+    params = clean_call_params("student_sam", "hi")
+    placed = calls.place_call(session_of(jane), params, "v=0", caller_row=signed_in)
+    Account.objects.filter(pk=jane.account_id).update(has_webhooks=not has_webhooks)
+    calls.ring(placed.call.pk, sam.pk, call=placed.call)
+    assert seen == [(INITIATED, has_webhooks), (RINGING, not has_webhooks)]
+
+
 def test_place_call_to_an_offline_or_unknown_receiver_is_404_and_records_nothing(people):
     for receiver in ("student_sam", "nobody_here"):
         with pytest.raises(DirectCallError) as refused:
