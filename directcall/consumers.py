@@ -166,10 +166,18 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 self.backlog = deque()
             self.backlog.append(message)
             return
-        step = self._handle(message)
+        try:
+            handler = getattr(self, get_handler_name(message), None)
+        except ValueError:
+            handler = None
+        # The handler itself (_handle only when there is none: it logs why).
+        step = handler(message) if handler is not None else self._handle(message)
         try:
             waiting = step.send(None)
         except StopIteration:
+            return
+        except Exception:
+            logger.exception("a %s message failed", message.get("type"))
             return
         self.handling += 1
         self._spawn(self._go_on(step, waiting))
@@ -177,6 +185,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def _go_on(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
         try:
             await _GoOn(step, waiting)
+        except Exception:
+            logger.exception("a delivered message failed")
         finally:
             await self._handled()
 
@@ -588,7 +598,16 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, frame: dict[str, Any]) -> None:
         if not self.finished:
-            await self.send(text_data=protocol.dumps(frame))
+            # What channels' send(text_data=...) sends, without its two wrapper coroutines.
+            await self.base_send({"type": "websocket.send", "text": protocol.dumps(frame)})
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        """channels' ``websocket_receive``: the frame's text or bytes to :meth:`receive`."""
+        text = message.get("text")
+        if text is not None:
+            await self.receive(text_data=text)
+        else:
+            await self.receive(bytes_data=message.get("bytes"))
 
 
 class _GoOn:

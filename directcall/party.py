@@ -145,8 +145,13 @@ class Party:
 
     def find(self, frame: dict[str, Any], role: str | None = None) -> tuple[str, CallRoute]:
         """The frame's call, if this connection holds it in ``role``; else ERR_UNKNOWN_CALL."""
-        call_id = protocol.call_id_of(frame)
-        route = self._routes.get(call_id)
+        call_id = frame.get("call_id")
+        # The routes are keyed by canonical call ids: a frame that spells one so is found
+        # without parsing it; any other spelling is parsed (or refused) as a call id.
+        route = self._routes.get(call_id) if type(call_id) is str else None
+        if route is None:
+            call_id = protocol.call_id_of(frame)
+            route = self._routes.get(call_id)
         if route is None or (role is not None and route.role != role):
             # INFO, not WARNING: honest clients hit this in races (accept as the caller cancels).
             logger.info(

@@ -103,8 +103,11 @@ def exceeds(text_data: str | None, max_bytes: int) -> bool:
     if text_data is None:
         return False
     # The length in characters first (never more than in bytes): a huge frame costs no
-    # encoding.
-    return len(text_data) > max_bytes or len(text_data.encode("utf-8", "surrogatepass")) > max_bytes
+    # encoding; nor does a short one (a character is at most 4 bytes of UTF-8).
+    length = len(text_data)
+    if length > max_bytes:
+        return True
+    return length * 4 > max_bytes and len(text_data.encode("utf-8", "surrogatepass")) > max_bytes
 
 
 def frame_type(frame: Any) -> str:
