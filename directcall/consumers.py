@@ -16,15 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 
 from . import (
     blocks,
@@ -40,18 +34,18 @@ from . import (
     watch,
 )
 from .conf import get_settings
+from .connection import OrderedConsumer
 from .errors import DirectCallError
 from .models import CallStatus, EndReason
 from .origins import site_origin
 from .party import CallRoute, Party
 from .ratelimit import TokenBucket
 from .sweeper import Sweeper, running_sweeper
-from .tokens import Session
 
 logger = logging.getLogger("directcall.signaling")
 
 
-class SignalingConsumer(AsyncWebsocketConsumer):
+class SignalingConsumer(OrderedConsumer):
     """One signed-in tab: frames from its browser, messages from the server's processes."""
 
     handlers: dict[str, str] = {kind: f"on_{kind}" for kind in protocol.CLIENT_FRAMES}
@@ -64,151 +58,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.counted_address: str | None = None  # counted against MAX_CONNECTIONS_PER_IP
         self.refused = False  # closed before sign-in: frames still in flight are ignored
         self.sweeper: Sweeper | None = None
-        self.tasks: set[asyncio.Task] = set()
-        self.finished = False
         # How the browser closed the socket, and whether the page said it is leaving: an
         # answered call then waits PAGE_GRACE for it, not RECONNECT_GRACE.
         self.close_code: int | None = None
         self.leaving = False
-        # The same-process path (transport.send): how many of this connection's handlers
-        # are running, and the messages delivered meanwhile, which wait for them.
-        self.handling = 0
-        self.backlog: deque[dict[str, Any]] | None = None  # made when first needed
         self.auth_deadline: asyncio.Task | None = None
-        # The browser's next frame waits for a delivered message's handler to end.
-        self.idle_waiter: asyncio.Future[None] | None = None
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        """channels' ``AsyncConsumer.__call__``, changed in three ways.
-
-        The browser's frames are read and handled in this task, one at a time; the channel
-        layer's messages are read by a second task and handed over like same-process ones
-        (:meth:`deliver`), so no handler of this connection ever interleaves with another
-        and no message costs channels' ``await_many_dispatch`` round (a new task and an
-        ``asyncio.wait`` per message). The channel layer's receive waits out a short outage
-        (a Redis restart) instead of killing the connection; and however the connection
-        ends, its tasks end and its presence goes (channels calls ``disconnect()`` only on
-        a ``websocket.disconnect``). tests/test_consumers.py fails when channels changes
-        its own, so that this copy is checked again.
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.base_send = send
-        transport.register(self.channel_name, self)
-        listener = asyncio.ensure_future(self._listen())
-        try:
-            while True:
-                await self.dispatch(await receive())
-        except StopConsumer:
-            pass
-        except Exception:
-            logger.error("signaling connection ended by an error", exc_info=True)
-            with contextlib.suppress(Exception):
-                await self.close(protocol.CLOSE_UNAVAILABLE)
-        finally:
-            listener.cancel()
-            await self._finish()
-
-    async def _listen(self) -> None:
-        """The channel layer's messages for this connection, handed to :meth:`deliver`."""
-        try:
-            while True:
-                self.deliver(await transport.receive(self.channel_name))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The channel layer stayed unreachable: end in order; the client reconnects.
-            if errors.is_unavailable(exc):
-                logger.warning("signaling connection ended: channel layer unreachable: %r", exc)
-            else:
-                logger.error("signaling connection ended by an error", exc_info=True)
-            with contextlib.suppress(Exception):
-                await self.close(protocol.CLOSE_UNAVAILABLE)
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Route a message to its handler, without channels' per-message connection clean-up.
-
-        channels runs ``aclose_old_connections()`` — a thread hop — before every handler.
-        Every ORM call here goes through ``database_sync_to_async``, which closes stale
-        connections around itself already, so that hop only cost time: about two thirds of
-        a relayed frame's server CPU (docs/performance.md). tests/test_consumers.py fails
-        when channels changes its own ``dispatch``, so that this copy is checked again.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        while self.handling:  # a delivered message's handler is waiting on its socket
-            self.idle_waiter = asyncio.get_running_loop().create_future()
-            await self.idle_waiter
-        self.handling += 1
-        try:
-            await handler(message)
-        finally:
-            await self._handled()
-
-    # -- the same-process path (directcall.transport) ---------------------------------
-
-    def deliver(self, message: dict[str, Any]) -> None:
-        """A ``dc.*`` message from a connection of this process, without the channel layer.
-
-        Handled at once, in the sender's task, by the handler the channel layer would have
-        run (with the same checks), when this connection is between messages: as with
-        channels, no two of its handlers interleave. While one runs, the message waits in
-        order and is handled right after it, in this connection's task. A handler that
-        must wait (its socket's write buffer is full) goes on in a task of this connection,
-        so that the sender never waits for the receiver.
-        """
-        if self.finished:
-            return
-        if self.handling:
-            if self.backlog is None:
-                self.backlog = deque()
-            self.backlog.append(message)
-            return
-        try:
-            handler = getattr(self, get_handler_name(message), None)
-        except ValueError:
-            handler = None
-        # The handler itself (_handle only when there is none: it logs why).
-        step = handler(message) if handler is not None else self._handle(message)
-        try:
-            waiting = step.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            logger.exception("a %s message failed", message.get("type"))
-            return
-        self.handling += 1
-        self._spawn(self._go_on(step, waiting))
-
-    async def _go_on(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
-        try:
-            await _GoOn(step, waiting)
-        except Exception:
-            logger.exception("a delivered message failed")
-        finally:
-            await self._handled()
-
-    async def _handle(self, message: dict[str, Any]) -> None:
-        try:
-            handler = getattr(self, get_handler_name(message), None)
-            if handler is None:
-                raise ValueError(f"No handler for message type {message.get('type')}")
-            await handler(message)
-        except Exception:
-            logger.exception("a %s message failed", message.get("type"))
-
-    async def _handled(self) -> None:
-        """A handler ended: handle what was delivered meanwhile, then be free again."""
-        try:
-            while self.backlog and self.handling == 1:
-                await self._handle(self.backlog.popleft())
-        finally:
-            self.handling -= 1
-            waiter, self.idle_waiter = self.idle_waiter, None
-            if not self.handling and waiter is not None and not waiter.done():
-                waiter.set_result(None)
 
     # -- connection lifecycle ---------------------------------------------------------
 
@@ -246,64 +100,20 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         """End the connection's work, once: its tasks, its presence, the rules for its calls."""
         if self.finished:
             return
-        self.finished = True
-        transport.unregister(self.channel_name)
-        self.backlog = None
+        await super()._finish()
         if self.counted_address is not None:
             iplimit.connections.release(self.counted_address)
             self.counted_address = None
-        for task in self.tasks:
-            task.cancel()
         if self.watching is not None:
             self.watching.close()
         if self.party is not None:
             layer, code = self.channel_layer, self.close_code
             await signin.sign_out(self.party, self.holder, self.sweeper, layer, code, self.leaving)
-            # Watchers look again now, and once a reservation for a reload has run out.
-            person = (self.party.session.account_pk, self.party.session.cuid)
-            await watch.changed(person)
-            if code != protocol.CLOSE_NORMAL:
-                self.sweeper.spawn(watch.changed_later(get_settings().DEVICE_HOLD, person))
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
     async def _auth_deadline(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         if self.party is None:
             await self._reject(errors.NOT_AUTHENTICATED, protocol.CLOSE_AUTH_FAILED)
-
-    async def _upkeep(self, session: Session, holder: presence.Holder) -> None:
-        """A signed-in connection's one timer task: renew its presence every PRESENCE_TTL/3
-        (:func:`presence.akeep`'s rules) and close it once idle for IDLE_TIMEOUT."""
-        conf = get_settings()
-        every = max(0.2, conf.PRESENCE_TTL / 3)
-        renew_at = time.monotonic() + every
-        while True:
-            now = time.monotonic()
-            idle_at = self.last_frame_at + conf.IDLE_TIMEOUT
-            if now >= idle_at:
-                await self.close(protocol.CLOSE_IDLE)
-                return
-            if now < renew_at:
-                await asyncio.sleep(min(idle_at, renew_at) - now)
-                continue
-            renew_at = now + every
-            try:
-                kept = await presence.arenew(session.account_pk, session.cuid, holder)
-            except Exception as exc:  # the cache is unreachable: try again next time
-                logger.warning("presence renewal failed for %s: %r", self.party.who, exc)
-                continue
-            if not kept:
-                # Another device holds the cuid now (this device's entry lapsed: a cache
-                # outage longer than PRESENCE_TTL, or an eviction, and another device
-                # signed in).
-                logger.warning("%s: presence taken by another device; closing", self.party.who)
-                await self._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
-                return
 
     # -- frames from the browser --------------------------------------------------------
 
@@ -387,7 +197,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             return
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()  # signed in: one timer task is enough
-        self._spawn(self._upkeep(session, self.holder))
+        self._spawn(signin.upkeep(self, session, self.holder))
         self.sweeper.watch(self.party)
         self.watching = watch.Watching(session, self._send)
         await watch.changed((session.account_pk, session.cuid))
@@ -600,24 +410,3 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if not self.finished:
             # What channels' send(text_data=...) sends, without its two wrapper coroutines.
             await self.base_send({"type": "websocket.send", "text": protocol.dumps(frame)})
-
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
-        """channels' ``websocket_receive``: the frame's text or bytes to :meth:`receive`."""
-        text = message.get("text")
-        if text is not None:
-            await self.receive(text_data=text)
-        else:
-            await self.receive(bytes_data=message.get("bytes"))
-
-
-class _GoOn:
-    """Awaitable: a handler coroutine stepped once by hand, waiting on ``waiting``, finished
-    in the task that awaits this (see :meth:`SignalingConsumer.deliver`)."""
-
-    def __init__(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self.step = step
-        self.waiting = waiting
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield self.waiting  # what the handler waits on: the task resumes us once it is done
-        return (yield from self.step.__await__())

@@ -9,9 +9,11 @@ reaches the socket; then :func:`hand_back` the calls named in ``resume`` and sen
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -19,7 +21,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 
-from . import calls, errors, iplimit, presence, protocol, revocation, tokens, transport
+from . import calls, errors, iplimit, presence, protocol, revocation, tokens, transport, watch
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, CallStatus, Registration
@@ -101,6 +103,42 @@ async def sign_out(
     with contextlib.suppress(Exception):  # memberships also expire on their own
         for group in revocation_groups(party.session):
             await layer.group_discard(group, party.channel)
+    # Watchers look again now, and once a reservation for a reload has run out.
+    person = (party.session.account_pk, party.session.cuid)
+    await watch.changed(person)
+    if hold:
+        sweeper.spawn(watch.changed_later(conf.DEVICE_HOLD, person))
+
+
+async def upkeep(conn: Any, session: tokens.Session, holder: presence.Holder) -> None:
+    """A signed-in connection's one timer task (``conn``: its SignalingConsumer): renew its
+    presence every PRESENCE_TTL/3 (:func:`presence.akeep`'s rules) and close the connection
+    once idle for IDLE_TIMEOUT."""
+    conf = get_settings()
+    every = max(0.2, conf.PRESENCE_TTL / 3)
+    renew_at = time.monotonic() + every
+    while True:
+        now = time.monotonic()
+        idle_at = conn.last_frame_at + conf.IDLE_TIMEOUT
+        if now >= idle_at:
+            await conn.close(protocol.CLOSE_IDLE)
+            return
+        if now < renew_at:
+            await asyncio.sleep(min(idle_at, renew_at) - now)
+            continue
+        renew_at = now + every
+        try:
+            kept = await presence.arenew(session.account_pk, session.cuid, holder)
+        except Exception as exc:  # the cache is unreachable: try again next time
+            logger.warning("presence renewal failed for %s: %r", conn.party.who, exc)
+            continue
+        if not kept:
+            # Another device holds the cuid now (this device's entry lapsed: a cache
+            # outage longer than PRESENCE_TTL, or an eviction, and another device
+            # signed in).
+            logger.warning("%s: presence taken by another device; closing", conn.party.who)
+            await conn._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
+            return
 
 
 def revocation_groups(session: tokens.Session) -> list[str]:

@@ -14,7 +14,8 @@ connected), which runs the same handler the channel layer's message would have r
 the same checks (the receiver only takes a relay from the other party of a live call it
 holds; the sender's frame passed the allow-list and the size limits before anything was
 sent). The consumer keeps channels' one-message-at-a-time order: a message that arrives
-while it is busy with another waits for it (:meth:`SignalingConsumer.deliver`). A channel
+while it is busy with another waits for it
+(:meth:`~directcall.connection.OrderedConsumer.deliver`). A channel
 not registered here — another process's, or one that just closed — goes through the
 channel layer as before; nothing correct depends on the registry, it only saves the trip
 (docs/performance.md).

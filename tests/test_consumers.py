@@ -806,9 +806,9 @@ async def test_invites_per_cuid_are_limited(people, settings, clients):
 
 # -- channels' code this consumer carries a copy of -------------------------------------------
 
-# sha256 of the source of channels 4.3's AsyncConsumer methods that SignalingConsumer
+# sha256 of the source of channels 4.3's AsyncConsumer methods that OrderedConsumer
 # replaces with its own copy. When channels changes one, compare the new code with ours
-# (consumers.SignalingConsumer.dispatch / __call__), carry the change over if it matters,
+# (connection.OrderedConsumer.dispatch / __call__), carry the change over if it matters,
 # then record the new hash here.
 CHANNELS_SOURCES = {
     "dispatch": "39f34e7d4fb0f6552de4ade665b943fe78137379702af6b58c79a14c49a75520",
@@ -825,8 +825,8 @@ def test_channels_code_copied_into_the_consumer_is_unchanged(method):
 
     source = inspect.getsource(getattr(AsyncConsumer, method))
     assert hashlib.sha256(source.encode()).hexdigest() == CHANNELS_SOURCES[method], (
-        f"channels changed AsyncConsumer.{method}. SignalingConsumer.{method} "
-        "(directcall/consumers.py) is a copy of it with changes of its own: read the new "
+        f"channels changed AsyncConsumer.{method}. OrderedConsumer.{method} "
+        "(directcall/connection.py) is a copy of it with changes of its own: read the new "
         "channels code, carry over what matters, then record the new hash in this test."
     )
 

@@ -1,0 +1,214 @@
+"""How a signaling connection runs: one handler at a time, whatever the message's source.
+
+:class:`OrderedConsumer` is channels' ``AsyncWebsocketConsumer`` with its own ``__call__``
+and ``dispatch`` (copies of channels' own, changed; tests/test_consumers.py fails when
+channels changes its code, so that the copies are checked again) and the same-process path
+of :mod:`directcall.transport`: a message from a connection of this process is handed to
+:meth:`OrderedConsumer.deliver` instead of going through the channel layer. The browser's
+frames, the channel layer's messages and the delivered ones are all handled in order, no
+two handlers of one connection interleaving. :class:`~directcall.consumers.SignalingConsumer`
+speaks the protocol on top of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+
+from . import errors, protocol, transport
+
+logger = logging.getLogger("directcall.signaling")
+
+
+class OrderedConsumer(AsyncWebsocketConsumer):
+    """A WebSocket consumer whose handlers never interleave, reachable without the layer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tasks: set[asyncio.Task] = set()
+        self.finished = False
+        # The same-process path (transport.send): how many of this connection's handlers
+        # are running, and the messages delivered meanwhile, which wait for them.
+        self.handling = 0
+        self.backlog: deque[dict[str, Any]] | None = None  # made when first needed
+        # The browser's next frame waits for a delivered message's handler to end.
+        self.idle_waiter: asyncio.Future[None] | None = None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """channels' ``AsyncConsumer.__call__``, changed in three ways.
+
+        The browser's frames are read and handled in this task, one at a time; the channel
+        layer's messages are read by a second task and handed over like same-process ones
+        (:meth:`deliver`), so no handler of this connection ever interleaves with another
+        and no message costs channels' ``await_many_dispatch`` round (a new task and an
+        ``asyncio.wait`` per message). The channel layer's receive waits out a short outage
+        (a Redis restart) instead of killing the connection; and however the connection
+        ends, its tasks end and its presence goes (channels calls ``disconnect()`` only on
+        a ``websocket.disconnect``). tests/test_consumers.py fails when channels changes
+        its own, so that this copy is checked again.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        transport.register(self.channel_name, self)
+        listener = asyncio.ensure_future(self._listen())
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        except Exception:
+            logger.error("signaling connection ended by an error", exc_info=True)
+            with contextlib.suppress(Exception):
+                await self.close(protocol.CLOSE_UNAVAILABLE)
+        finally:
+            listener.cancel()
+            await self._finish()
+
+    async def _listen(self) -> None:
+        """The channel layer's messages for this connection, handed to :meth:`deliver`."""
+        try:
+            while True:
+                self.deliver(await transport.receive(self.channel_name))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The channel layer stayed unreachable: end in order; the client reconnects.
+            if errors.is_unavailable(exc):
+                logger.warning("signaling connection ended: channel layer unreachable: %r", exc)
+            else:
+                logger.error("signaling connection ended by an error", exc_info=True)
+            with contextlib.suppress(Exception):
+                await self.close(protocol.CLOSE_UNAVAILABLE)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route a message to its handler, without channels' per-message connection clean-up.
+
+        channels runs ``aclose_old_connections()`` — a thread hop — before every handler.
+        Every ORM call here goes through ``database_sync_to_async``, which closes stale
+        connections around itself already, so that hop only cost time: about two thirds of
+        a relayed frame's server CPU (docs/performance.md). tests/test_consumers.py fails
+        when channels changes its own ``dispatch``, so that this copy is checked again.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        while self.handling:  # a delivered message's handler is waiting on its socket
+            self.idle_waiter = asyncio.get_running_loop().create_future()
+            await self.idle_waiter
+        self.handling += 1
+        try:
+            await handler(message)
+        finally:
+            await self._handled()
+
+    # -- the same-process path (directcall.transport) ---------------------------------
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """A ``dc.*`` message from a connection of this process, without the channel layer.
+
+        Handled at once, in the sender's task, by the handler the channel layer would have
+        run (with the same checks), when this connection is between messages: as with
+        channels, no two of its handlers interleave. While one runs, the message waits in
+        order and is handled right after it, in this connection's task. A handler that
+        must wait (its socket's write buffer is full) goes on in a task of this connection,
+        so that the sender never waits for the receiver.
+        """
+        if self.finished:
+            return
+        if self.handling:
+            if self.backlog is None:
+                self.backlog = deque()
+            self.backlog.append(message)
+            return
+        try:
+            handler = getattr(self, get_handler_name(message), None)
+        except ValueError:
+            handler = None
+        # The handler itself (_handle only when there is none: it logs why).
+        step = handler(message) if handler is not None else self._handle(message)
+        try:
+            waiting = step.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            logger.exception("a %s message failed", message.get("type"))
+            return
+        self.handling += 1
+        self._spawn(self._go_on(step, waiting))
+
+    async def _go_on(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            await _GoOn(step, waiting)
+        except Exception:
+            logger.exception("a delivered message failed")
+        finally:
+            await self._handled()
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        try:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message.get('type')}")
+            await handler(message)
+        except Exception:
+            logger.exception("a %s message failed", message.get("type"))
+
+    async def _handled(self) -> None:
+        """A handler ended: handle what was delivered meanwhile, then be free again."""
+        try:
+            while self.backlog and self.handling == 1:
+                await self._handle(self.backlog.popleft())
+        finally:
+            self.handling -= 1
+            waiter, self.idle_waiter = self.idle_waiter, None
+            if not self.handling and waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def _finish(self) -> None:
+        """End the connection's machinery, once: no more deliveries, its tasks cancelled.
+        Subclasses end their own work after calling this."""
+        if self.finished:
+            return
+        self.finished = True
+        transport.unregister(self.channel_name)
+        self.backlog = None
+        for task in self.tasks:
+            task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        """channels' ``websocket_receive``: the frame's text or bytes to :meth:`receive`."""
+        text = message.get("text")
+        if text is not None:
+            await self.receive(text_data=text)
+        else:
+            await self.receive(bytes_data=message.get("bytes"))
+
+
+class _GoOn:
+    """Awaitable: a handler coroutine stepped once by hand, waiting on ``waiting``, finished
+    in the task that awaits this (see :meth:`OrderedConsumer.deliver`)."""
+
+    def __init__(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.step = step
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self.waiting  # what the handler waits on: the task resumes us once it is done
+        return (yield from self.step.__await__())
