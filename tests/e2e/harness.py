@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -313,6 +314,50 @@ def start_server(
             continue
         return server
     pytest.fail(f"could not start the e2e daphne server: {last_error}", pytrace=False)
+
+
+@dataclass
+class SiteDatabase:
+    """A SQLite database of the e2e settings of its own, migrated, with one page-identity
+    account: ``manage(*args)`` runs ``manage.py`` on it (asserting success)."""
+
+    path: Path
+    env: dict[str, str]
+    account_id: str = ""
+    api_key: str = ""
+
+    @classmethod
+    def create(cls, path: Path, account_name: str, **extra_env: str) -> SiteDatabase:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+            "DATABASE_URL": f"sqlite:///{path}",
+            "DIRECTCALL_E2E_DB_NAME": str(path),
+            **extra_env,
+        }
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        site = cls(path, env)
+        site.manage("migrate", "--noinput", "-v", "0")
+        out = site.manage(
+            "directcall_account", "create", "--name", account_name, "--no-clevertap",
+            "--identity", "page",
+        )  # fmt: skip
+        site.account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
+        site.api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
+        return site
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
 
 
 @contextlib.contextmanager

@@ -9,11 +9,7 @@ Nothing fakes getStats(): the warnings come from what the browsers measure.
 from __future__ import annotations
 
 import json
-import os
-import re
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +18,14 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import timings
-from tests.e2e.harness import INIT_SCRIPT, BrowserUser, env_var, start_server, wait_for_audio
+from tests.e2e.harness import (
+    INIT_SCRIPT,
+    BrowserUser,
+    SiteDatabase,
+    env_var,
+    start_server,
+    wait_for_audio,
+)
 from tests.e2e.sdk import click, outcome, screen, sign_in, start_call
 from tests.impairment import ImpairedTurn
 
@@ -58,34 +61,8 @@ def quality_server(impaired, tmp_path_factory):
     from django.conf import settings
 
     db = tmp_path_factory.mktemp("quality") / "quality.sqlite3"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.e2e_settings",
-        "DATABASE_URL": f"sqlite:///{db}",
-        "DIRECTCALL_E2E_DB_NAME": str(db),
-        "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    manage("migrate", "--noinput", "-v", "0")
-    out = manage(
-        "directcall_account", "create", "--name", "Quality", "--no-clevertap", "--identity", "page"
-    )
-    account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
-    api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
+    site = SiteDatabase.create(db, "Quality", DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD)
+    manage, account_id, api_key = site.manage, site.account_id, site.api_key
     manage("createsuperuser", "--noinput", "--username", "qadmin", "--email", "q@example.com")
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE directcall_account SET ask_feedback = 1")

@@ -4,10 +4,6 @@ credentials are refused by the TURN server itself."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +18,7 @@ from tests.e2e import timings
 from tests.e2e.harness import (
     INIT_SCRIPT,
     BrowserUser,
+    SiteDatabase,
     env_var,
     start_server,
 )
@@ -62,33 +59,8 @@ def turn_server(coturn, tmp_path_factory):
     from django.conf import settings
 
     db = tmp_path_factory.mktemp("turn") / "turn.sqlite3"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.e2e_settings",
-        "DATABASE_URL": f"sqlite:///{db}",
-        "DIRECTCALL_E2E_DB_NAME": str(db),
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    manage("migrate", "--noinput", "-v", "0")
-    out = manage(
-        "directcall_account", "create", "--name", "TURN", "--no-clevertap", "--identity", "page"
-    )
-    account_id = re.search(r"accountId:\s*(\S+)", out).group(1)
-    api_key = re.search(r"apikey:\s*(\S+)", out).group(1)
+    site = SiteDatabase.create(db, "TURN")
+    account_id, api_key = site.account_id, site.api_key
     directcall = {
         **timings.DIRECTCALL,
         "ICE_SERVERS": [

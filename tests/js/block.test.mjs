@@ -4,35 +4,19 @@ import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { initDirectCall } from "../../directcall/static/directcall/js/client.js";
-import { flush, installTab } from "./fakes.mjs";
+import { flush, signedInSession } from "./fakes.mjs";
 
-const OPTIONS = {
-  accountId: "acct1",
-  apikey: "pre.secret",
-  cuid: "student_sam",
-  clevertap: null,
-  showScreens: false,
-  serverUrl: "http://127.0.0.1:8000/directcall/",
-};
-const READY = { type: "ready", cuid: "student_sam", name: "Sam", calls: [], reconnect_grace: 20 };
-
-let tab = null;
+let session = null;
 let client = null;
 afterEach(() => {
-  if (client) client.logout();
-  if (tab) tab.restore();
-  tab = client = null;
+  if (session) session.end();
+  session = client = null;
 });
 
 async function signedIn() {
-  tab = installTab();
-  const pending = initDirectCall({ ...OPTIONS });
-  for (let i = 0; i < 200 && tab.sockets.length === 0; i++) await flush();
-  const ws = tab.sockets[0];
-  ws.open();
-  ws.receive(READY);
-  client = await pending;
-  return ws;
+  session = await signedInSession(initDirectCall);
+  client = session.client;
+  return session.ws;
 }
 
 test("block() sends a block frame and resolves on the server's blocked reply", async () => {

@@ -175,3 +175,38 @@ export function installTab({ localStorage = new MemoryStorage(), sessionStorage 
     },
   };
 }
+
+/** The options of a client signed in as student_sam, and the `ready` its server answers. */
+export const CLIENT_OPTIONS = {
+  accountId: "acct1",
+  apikey: "pre.secret",
+  cuid: "student_sam",
+  clevertap: null,
+  showScreens: false,
+  serverUrl: "http://127.0.0.1:8000/directcall/",
+};
+export const READY = { type: "ready", cuid: "student_sam", name: "Sam", calls: [], reconnect_grace: 20 };
+
+/**
+ * A client signed in on a fresh fake tab: `{tab, client, ws}` (ws: its open socket);
+ * `end()` logs it out and restores the globals. `initDirectCall` comes from the test, so
+ * that this file does not load the SDK for tests that do not need it.
+ */
+export async function signedInSession(initDirectCall) {
+  const tab = installTab();
+  const pending = initDirectCall({ ...CLIENT_OPTIONS });
+  for (let i = 0; i < 200 && tab.sockets.length === 0; i++) await flush();
+  const ws = tab.sockets[0];
+  ws.open();
+  ws.receive(READY);
+  const client = await pending;
+  return {
+    tab,
+    client,
+    ws,
+    end() {
+      client.logout();
+      tab.restore();
+    },
+  };
+}
