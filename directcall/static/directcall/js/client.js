@@ -5,6 +5,7 @@
 import { Call } from "./call.js";
 import { trackCall } from "./clevertap.js";
 import { Devices, listDevices, speakerSelectionSupported } from "./devices.js";
+import { followConnection, revoked } from "./connectivity.js";
 import { dcError, ERR, fromServer } from "./errors.js";
 import { postFeedback } from "./feedback.js";
 import { wantedLanguage } from "./i18n.js";
@@ -111,17 +112,7 @@ export class DirectCallClient extends EventTarget {
     this.screens = mountScreens(this, markup, session);
     this.watcher = new Watcher(this);
     this.signaling.addEventListener("frame", (e) => this._onFrame(e.detail));
-    this.signaling.addEventListener("down", (e) => this._onSignalingDown(e.detail));
-    this.signaling.addEventListener("up", (e) => this._onSignalingUp(e.detail));
-    this._onlineHandler = () => this.current && this.current.restartIce();
-    window.addEventListener("online", this._onlineHandler);
-    // Leaving the page (reload, navigation, closing the tab) with an answered call: tell the
-    // server, so that the other side waits only PAGE_GRACE for this page to come back.
-    this._pageHideHandler = () => {
-      const call = this.current;
-      if (call && call.id && call.status === "answered" && !call.isOver) this.signaling.send({ type: "leaving" });
-    };
-    window.addEventListener("pagehide", this._pageHideHandler);
+    this._unfollow = followConnection(this);
     this._onReady(ready);
     this._resumeCall(ready);
   }
@@ -297,8 +288,7 @@ export class DirectCallClient extends EventTarget {
     if (this.signaling) this.signaling.close();
     if (this.screens) this.screens.destroy();
     this.devices.close();
-    window.removeEventListener("online", this._onlineHandler);
-    window.removeEventListener("pagehide", this._pageHideHandler);
+    if (this._unfollow) this._unfollow();
     this._emit("logout", detail);
   }
 
@@ -378,7 +368,7 @@ export class DirectCallClient extends EventTarget {
   _onFrame(frame) {
     if (frame.type === "incoming") return this._onIncoming(frame);
     if (frame.type === "replaced") return this._onReplaced();
-    if (frame.type === "error" && frame.code === ERR.SESSION_REVOKED) return this._onRevoked(fromServer(frame));
+    if (frame.type === "error" && frame.code === ERR.SESSION_REVOKED) return revoked(this, fromServer(frame));
     if (frame.type === "error") {
       // Another tab answered or declined first (or the ring ended): the `state` frame that
       // follows says how this call ended; the refusal itself is no error of the page's.
@@ -402,32 +392,5 @@ export class DirectCallClient extends EventTarget {
     // tab or a reload) and took over; step aside quietly. Current servers never send it.
     if (this.current) this.current.finish("over", "replaced");
     this._logout({ reason: "replaced" });
-  }
-
-  /** The host revoked this session (its user logged out, …): close 4011 follows. Signed out. */
-  _onRevoked(error) {
-    const call = this.current;
-    if (call) call.signalingLost({ final: true, error });
-    this._logout({ reason: "revoked", error });
-  }
-
-  _onSignalingDown(detail) {
-    const final = !!detail.final;
-    const error = detail.error || null;
-    this._emit("connection", { state: "down", final });
-    const call = this.current;
-    if (call) call.signalingLost({ final, graceMs: (this.reconnectGrace + 2) * 1000, error });
-    // Closed for good with a reason (revoked, origin refused, another device): signed out.
-    if (final && error && !this.loggedOut) {
-      this._logout(error.code === ERR.SESSION_REVOKED ? { reason: "revoked", error } : { reason: "refused", error });
-    }
-  }
-
-  _onSignalingUp(ready) {
-    this._onReady(ready);
-    for (const frame of this.outbox.splice(0)) this.signaling.send(frame);
-    this._emit("connection", { state: "up" });
-    const call = this.current;
-    if (call) call.signalingBack((ready.calls || []).some((c) => c.call_id === call.id));
   }
 }
