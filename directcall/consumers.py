@@ -58,8 +58,9 @@ class SignalingConsumer(OrderedConsumer):
         self.counted_address: str | None = None  # counted against MAX_CONNECTIONS_PER_IP
         self.refused = False  # closed before sign-in: frames still in flight are ignored
         self.sweeper: Sweeper | None = None
-        # How the browser closed the socket, and whether the page said it is leaving: an
-        # answered call then waits PAGE_GRACE for it, not RECONNECT_GRACE.
+        # How the socket closed (the browser's code; 4011 when its session was revoked
+        # here), and whether the page said it is leaving: an answered call then waits
+        # PAGE_GRACE for it, not RECONNECT_GRACE.
         self.close_code: int | None = None
         self.leaving = False
         self.auth_deadline: asyncio.Task | None = None
@@ -93,7 +94,8 @@ class SignalingConsumer(OrderedConsumer):
         await self.close(close_code)
 
     async def disconnect(self, code: int) -> None:
-        self.close_code = code
+        if self.close_code is None:  # not closed here for a revocation
+            self.close_code = code
         await self._finish()
 
     async def _finish(self) -> None:
@@ -399,6 +401,9 @@ class SignalingConsumer(OrderedConsumer):
             return
         for call_id in self.party.call_ids():
             await self.party.change(calls.leave, call_id, self.party.pk, EndReason.REVOKED)
+        # Signed out for good (the SDK does not come back with it): whatever code the
+        # browser's close echoes, the sign-out keeps no reservation for this device.
+        self.close_code = protocol.CLOSE_REVOKED
         await self._reject(errors.SESSION_REVOKED, protocol.CLOSE_REVOKED)
 
     # -- helpers ------------------------------------------------------------------------

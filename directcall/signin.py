@@ -96,9 +96,11 @@ async def sign_out(
     conf = get_settings()
     left_page = leaving or close_code == protocol.CLOSE_GOING_AWAY
     grace = conf.PAGE_GRACE if left_page else conf.RECONNECT_GRACE
-    # A logout (1000) gives the cuid up at once; any other end keeps it for this
-    # device for DEVICE_HOLD (a reload, a link, a network drop).
-    hold = close_code != protocol.CLOSE_NORMAL
+    # A logout gives the cuid up at once, and watchers see the user offline at once: the
+    # SDK's logout() (1000) or the host site's (the session revoked: 4011, and the SDK
+    # signs out for good). Any other end keeps it for this device for DEVICE_HOLD (a
+    # reload, a link, a network drop).
+    hold = close_code not in (protocol.CLOSE_NORMAL, protocol.CLOSE_REVOKED)
     await sweeper.shielded(party.leave(holder, grace, hold, left_page))
     with contextlib.suppress(Exception):  # memberships also expire on their own
         for group in revocation_groups(party.session):

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from directcall import watch
+from directcall import presence, revocation, watch
 from directcall.adapter import DefaultCallAdapter
 from directcall.models import Block
 
@@ -106,6 +106,25 @@ async def test_a_reload_keeps_a_person_online_until_the_reservation_ends(clients
     await gil.close(1001)  # a page going away: its device holds the cuid for DEVICE_HOLD
     assert await pushed(jane) == {"grocer_gil": "offline"}
     assert asyncio.get_running_loop().time() - started >= 1
+
+
+async def test_a_user_logged_out_of_the_site_is_offline_at_once(clients, people, settings):
+    """Issue 15: a user who logged out of the host site (the session revoked, the socket
+    closed with 4011) was still online to watchers for DEVICE_HOLD, as after a reload."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "DEVICE_HOLD": 30}
+    jane = await clients.sign_in(people["tutor_jane"])
+    gil = await clients.sign_in(people["grocer_gil"])
+    assert await watching(jane, "grocer_gil") == {"grocer_gil": "online"}
+    started = asyncio.get_running_loop().time()
+    logged_out = revocation.revoke_registration
+    await sync_to_async(logged_out)(people["grocer_gil"].pk, revocation.LOGGED_OUT, deny=False)
+    assert (await gil.next("error"))["code"] == "ERR_SESSION_REVOKED"
+    assert await gil.closed() == 4011
+    await gil.close(4011)  # the browser's side of the closing handshake
+    assert await pushed(jane) == {"grocer_gil": "offline"}
+    assert asyncio.get_running_loop().time() - started < 5  # not DEVICE_HOLD (30 s)
+    # Nothing is reserved for that device: the cuid is free, as after logout().
+    assert await presence.aheld(people["grocer_gil"].account_id, "grocer_gil") is None
 
 
 async def test_calls_make_both_parties_busy_until_they_end(clients, people):
