@@ -4,12 +4,17 @@ The browsers' only TURN server sits behind an impaired path (``tests/impairment.
 network namespace with coturn and a delaying UDP relay in front of it, and nftables
 dropping a share of the packets. ICE is relay-only, so every media packet crosses it.
 Nothing fakes getStats(): the warnings come from what the browsers measure.
+
+The dead-microphone warning comes from a real silent microphone: a second Chromium
+whose fake capture device plays a WAV file of silence.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +24,7 @@ from playwright.sync_api import expect
 
 from tests.e2e import timings
 from tests.e2e.harness import (
+    CHROMIUM_ARGS,
     INIT_SCRIPT,
     BrowserUser,
     SiteDatabase,
@@ -250,3 +256,121 @@ def test_warnings_raised_and_cleared_under_real_loss_and_delay(users, quality_se
     expect(table).to_contain_text("through TURN (relay → relay)")
     expect(table).to_contain_text("high-packet-loss")
     expect(table.locator("thead")).not_to_contain_text("not reported")
+
+
+# -- a dead microphone ---------------------------------------------------------------------------
+
+LEVEL_WARNING = "constant-audio-input-level"
+
+
+@pytest.fixture(scope="module")
+def silent_browser(browser, tmp_path_factory):
+    """A second Chromium whose fake microphone plays silence (a WAV file of zeros, looped).
+
+    Chromium's capture flags are per browser, not per context: one launch for this flag set.
+    """
+    path = tmp_path_factory.mktemp("silence") / "silence.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48_000)
+        out.writeframes(b"\0\0" * 48_000)  # one second, 16-bit zeros
+    silent = browser.browser_type.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={path}"],
+        headless=True,
+    )
+    yield silent
+    silent.close()
+
+
+def _levels(user) -> list:
+    return user.page.evaluate(
+        "() => window.qEvents.filter((e) => e[0] === 'quality').map((e) => e[1].inputLevel)"
+    )
+
+
+def test_a_silent_microphone_raises_the_level_warning_a_live_one_does_not(
+    silent_browser, e2e_server, e2e_account, new_user
+):
+    """Jane's microphone gives digital silence, Sam's is Chromium's beeping fake one. After
+    ten samples Jane gets constant-audio-input-level and the "microphone seems silent"
+    notice; Sam, as many samples in, gets nothing. Muting clears Jane's (a muted call is
+    silent on purpose). Her summary, stored with the call, names the warning; his does not."""
+    from directcall.models import Call
+
+    acct, key = e2e_account()
+    context = silent_browser.new_context(base_url=e2e_server.url)
+    context.grant_permissions(["microphone"], origin=e2e_server.url)
+    context.set_default_timeout(15_000)
+    context.add_init_script(INIT_SCRIPT)
+    jane = BrowserUser("jane", context, context.new_page())
+    jane.watch(jane.page)
+    jane.page.goto("/")
+    sam = new_user("sam")
+    try:
+        assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
+        assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+        for user in (jane, sam):
+            user.page.evaluate(_RECORD)
+        start_call(jane, "student_sam")
+        click(sam, "answer")
+        expect(screen(jane, "ongoing")).to_be_visible()
+        wait_for_audio(sam.page)  # Jane's silence is sent all the same
+
+        _wait_names(jane, "warning", {LEVEL_WARNING}, 20_000)
+        detail = jane.page.evaluate(
+            "(name) => window.qEvents.find((e) => e[0] === 'warning' && e[1].name === name)[1]",
+            LEVEL_WARNING,
+        )
+        assert detail["value"] == 0 and detail["threshold"] == 0.01, detail
+        levels = _levels(jane)
+        assert len(levels) >= 10 and set(levels) == {0}, levels  # the input really is silent
+        notice = jane.page.locator("[data-directcall-screens] .dc-weak")
+        expect(notice).to_be_visible()
+        expect(notice).to_have_text("Your microphone seems silent")
+        expect(notice).to_have_attribute("data-warning", "silentMicrophone")
+
+        # Sam's live microphone: as many samples in, its level varies and nothing is raised.
+        sam.page.wait_for_function(
+            """() => window.qEvents.filter((e) => e[0] === 'quality' && e[1].inputLevel !== null)
+                 .length >= 12""",
+            timeout=15_000,
+            polling=200,
+        )
+        sam_levels = [v for v in _levels(sam) if v is not None]
+        assert max(sam_levels) - min(sam_levels) > 0.05, sam_levels
+        assert LEVEL_WARNING not in _names(sam, "warning")
+        expect(sam.page.locator("[data-directcall-screens] .dc-weak")).to_be_hidden()
+
+        # Muting is silence on purpose: the warning clears at once and the notice goes.
+        click(jane, "mute")
+        _wait_names(jane, "warningcleared", {LEVEL_WARNING}, 5_000)
+        expect(notice).to_be_hidden()
+
+        call_id = jane.page.evaluate("() => window.dc.activeCall.callId")
+        click(jane, "hangup")
+        assert outcome(jane) == {"resolved": "over"}
+        for user in (jane, sam):
+            user.page.wait_for_function(
+                "() => window.qEvents.some((e) => e[0] === 'callend')", timeout=10_000
+            )
+        ends = [
+            user.page.evaluate("() => window.qEvents.find((e) => e[0] === 'callend')[1]")
+            for user in (jane, sam)
+        ]
+        assert LEVEL_WARNING in ends[0]["quality"]["warnings"], ends[0]
+        assert LEVEL_WARNING not in ends[1]["quality"]["warnings"], ends[1]
+
+        call = Call.objects.get(pk=call_id)
+        for _ in range(50):  # the callee's summary comes just after the end
+            if call.quality and len(call.quality) == 2:
+                break
+            jane.page.wait_for_timeout(100)
+            call.refresh_from_db()
+        assert LEVEL_WARNING in call.quality["caller"]["warnings"], call.quality
+        assert LEVEL_WARNING not in call.quality["callee"]["warnings"], call.quality
+        assert call.quality_warned is True
+        jane.assert_no_errors()
+    finally:
+        context.close()
