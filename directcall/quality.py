@@ -28,7 +28,15 @@ logger = logging.getLogger("directcall.quality")
 SUMMARY_MAX_BYTES = 2048
 ROLES = ("caller", "callee")
 CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
-WARNINGS = ("high-rtt", "high-jitter", "high-packet-loss", "low-mos", "constant-audio-input-level")
+# The SDK's warning names, in its order (quality.js WARNING_NAMES).
+WARNINGS = (
+    "high-rtt",
+    "high-jitter",
+    "high-packet-loss",
+    "high-packets-lost-fraction",
+    "low-mos",
+    "constant-audio-input-level",
+)
 MAX_FEEDBACK_ISSUES = len(FeedbackIssue.values)
 
 # The numbers of a summary and their bounds; each may also be null (not measured).

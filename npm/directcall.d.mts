@@ -182,6 +182,7 @@ export type QualityWarningName =
   | "high-rtt"
   | "high-jitter"
   | "high-packet-loss"
+  | "high-packets-lost-fraction"
   | "low-mos"
   | "constant-audio-input-level";
 

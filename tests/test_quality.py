@@ -4,7 +4,9 @@ side, the frames that carry them, the signals, the admin and the dashboard's pan
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
@@ -16,6 +18,8 @@ from directcall.errors import DirectCallError
 from directcall.models import Call, CallFeedback, CallStatus
 
 from .wsclient import answered_call, make_registration
+
+QUALITY_JS = "directcall/static/directcall/js/quality.js"
 
 SUMMARY = {
     "samples": 42,
@@ -71,6 +75,20 @@ def test_a_summary_that_breaks_the_schema_is_refused(change, words):
         quality.clean_summary({**SUMMARY, **change})
     assert refused.value.code == errors.BAD_FRAME
     assert words in refused.value.message
+
+
+def test_the_server_knows_every_warning_the_sdk_raises():
+    """quality.js's WARNING_NAMES and the schema's names are the same list."""
+    source = (Path(__file__).resolve().parents[1] / QUALITY_JS).read_text()
+    names = re.search(r"WARNING_NAMES = Object\.freeze\(\[(.*?)\]\)", source, re.S).group(1)
+    listed = [
+        "constant-audio-input-level" if name.strip() == "LEVEL_WARNING" else name.strip()[1:-1]
+        for name in names.split(",")
+        if name.strip()
+    ]
+    assert tuple(listed) == quality.WARNINGS
+    both = {**SUMMARY, "warnings": ["high-packet-loss", "high-packets-lost-fraction"]}
+    assert quality.clean_summary(both)["warnings"] == both["warnings"]
 
 
 def test_missing_fields_non_objects_and_oversized_summaries_are_refused():

@@ -97,7 +97,7 @@ test("each metric has its own rule: jitter > 30 ms, loss > 1 %, MOS < 3.5", () =
 });
 
 test("a warning clears once none of the last 5 samples crosses, and not within 5 s of being raised", () => {
-  const lossy = { ...GOOD, loss: 8 };
+  const lossy = { ...GOOD, loss: 2 }; // over 1 %, never 3 % on average over 7 samples
   const samples = [lossy, lossy, lossy, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD];
   const { log } = run(samples);
   // raised at 2; the last lossy sample (2) leaves the window of five at sample 7
@@ -111,7 +111,7 @@ test("the minimum time raised holds a warning even when the window is clean", ()
   // Samples every 500 ms: the window clears 5 samples (2.5 s) after the last bad one.
   let clock = 0;
   const warnings = new QualityWarnings({ now: () => clock });
-  const lossy = { ...GOOD, loss: 8 };
+  const lossy = { ...GOOD, loss: 2 };
   const changes = [];
   for (const [i, sample] of [lossy, lossy, lossy, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD].entries()) {
     clock = i * 500;
@@ -129,6 +129,52 @@ test("a gap in a metric decides nothing", () => {
   // raised, then a gap in every later window: never cleared by missing values
   const { log } = run([high, high, high, { ...GOOD, rtt: null }, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, GOOD]);
   assert.deepEqual(log, ["2:+high-rtt", "8:-high-rtt"]);
+});
+
+// Twilio's second packet-loss rule (statsMonitor.ts: packetsLostFraction {maxAverage: 3,
+// clearValue: 1, sampleCount: 7}; call.ts names it high-packets-lost-fraction).
+const AVERAGE = "high-packets-lost-fraction";
+const losses = (values) => values.map((loss) => ({ ...GOOD, loss }));
+
+test("an average loss over 3 % in the last 7 samples raises high-packets-lost-fraction", () => {
+  // Two lossy seconds in the last five: not the count rule; 22 / 7 = 3.14 % on average: this one.
+  const { log } = run(losses([5, 0, 0, 5, 0, 0, 12]));
+  assert.deepEqual(log, [`6:+${AVERAGE}`]);
+  const warnings = new QualityWarnings({ now: () => 0 });
+  const changes = losses([5, 0, 0, 5, 0, 0, 12]).flatMap((sample) => warnings.push(sample));
+  assert.deepEqual(changes, [{ name: AVERAGE, raised: true, value: 3.14, threshold: 3 }]);
+  // an average of exactly 3 % is not over it
+  assert.deepEqual(run(losses([0, 0, 0, 0, 0, 0, 21])).log, []);
+  // six samples are not enough, however lossy: only the count rule speaks
+  assert.deepEqual(run(losses([9, 9, 9, 9, 9, 9])).log, ["2:+high-packet-loss"]);
+  assert.deepEqual(run(losses([9, 9, 9, 9, 9, 9, 9])).log, ["2:+high-packet-loss", `6:+${AVERAGE}`]);
+});
+
+test("high-packets-lost-fraction holds between 1 % and 3 % and clears at an average of 1 % or less", () => {
+  // 4 % for 7 s, then 1.5 % (an average of 1.5 %: held), then nothing: 3 clean samples
+  // bring the average to 6 / 7 = 0.86 %, two only to 7.5 / 7 = 1.07 %.
+  const samples = losses([...Array(7).fill(4), ...Array(7).fill(1.5), ...Array(5).fill(0)]);
+  assert.deepEqual(run(samples).log, ["2:+high-packet-loss", `6:+${AVERAGE}`, `16:-${AVERAGE}`, "18:-high-packet-loss"]);
+  // and not sooner than 5 s after it was raised: samples every 500 ms
+  let clock = 0;
+  const warnings = new QualityWarnings({ now: () => clock });
+  const changes = [];
+  for (const [i, sample] of losses([...Array(7).fill(5), ...Array(12).fill(0)]).entries()) {
+    clock = i * 500;
+    for (const change of warnings.push(sample)) if (change.name === AVERAGE) changes.push([clock, change.raised]);
+  }
+  // raised at 3 s; the average is at 1 % or below from the fourth clean sample (5 s on)
+  // but it stays up until 8 s
+  assert.deepEqual(changes, [
+    [3000, true],
+    [3000 + MIN_RAISED_MS, false],
+  ]);
+});
+
+test("a gap in the last 7 losses decides nothing for the average rule", () => {
+  const { log } = run(losses([4, 4, 4, null, 4, 4, 4, 4, 4, 4, 4]));
+  // the count rule looks at 5 samples, the average rule waits until the gap is 7 behind
+  assert.deepEqual(log, ["2:+high-packet-loss", `10:+${AVERAGE}`]);
 });
 
 const level = (inputLevel) => ({ ...GOOD, inputLevel });

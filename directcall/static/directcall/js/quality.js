@@ -9,12 +9,17 @@
 //   high-rtt            round-trip time > 400 ms        in 3 of the last 5 samples
 //   high-jitter         jitter > 30 ms                  in 3 of the last 5 samples
 //   high-packet-loss    packet loss > 1 %               in 3 of the last 5 samples
+//   high-packets-lost-fraction   packet loss averaged over the last 7 samples > 3 %;
+//                       cleared once that average is at or below 1 % (Twilio's second
+//                       packetsLostFraction threshold: maxAverage 3, clearValue 1,
+//                       sampleCount 7, which its call.ts names high-packets-lost-fraction)
 //   low-mos             MOS < 3.5                       in 3 of the last 5 samples
 //   constant-audio-input-level   the microphone's level varies by less than 1 % of full
 //                       scale (standard deviation) over the last 10 samples: a dead or
 //                       muted-by-hardware microphone (never raised while the call is muted)
-// A warning clears when none of the last 5 samples crosses its threshold (the level one:
-// when the level varies again), and never sooner than 5 s after it was raised.
+// A count warning clears when none of the last 5 samples crosses its threshold (the level
+// one: when the level varies again), and no warning clears sooner than 5 s after it was
+// raised.
 
 export const SAMPLE_INTERVAL_MS = 1000;
 export const WINDOW = 5;
@@ -29,8 +34,21 @@ export const NETWORK_RULES = Object.freeze([
   Object.freeze({ name: "high-packet-loss", metric: "loss", above: 1 }),
   Object.freeze({ name: "low-mos", metric: "mos", below: 3.5 }),
 ]);
+// Rules on the average of the last `samples` samples: raised above `maxAverage`, cleared at
+// or below `clearValue`, held in between.
+export const AVERAGE_RULES = Object.freeze([
+  Object.freeze({ name: "high-packets-lost-fraction", metric: "loss", maxAverage: 3, clearValue: 1, samples: 7 }),
+]);
 export const LEVEL_WARNING = "constant-audio-input-level";
-export const WARNING_NAMES = Object.freeze([...NETWORK_RULES.map((rule) => rule.name), LEVEL_WARNING]);
+export const WARNING_NAMES = Object.freeze([
+  "high-rtt",
+  "high-jitter",
+  "high-packet-loss",
+  "high-packets-lost-fraction",
+  "low-mos",
+  LEVEL_WARNING,
+]);
+const KEPT_SAMPLES = Math.max(WINDOW, ...AVERAGE_RULES.map((rule) => rule.samples));
 
 // Preflight's grades (Twilio's PreflightTest.CallQuality), by average MOS: excellent above
 // 4.2, great from 4.1, good from 3.7, fair from 3.1, degraded below. Twilio's documented
@@ -103,21 +121,30 @@ export class QualityWarnings {
 
   push(sample, { muted = false } = {}) {
     this.samples.push(sample);
-    if (this.samples.length > WINDOW) this.samples.shift();
+    if (this.samples.length > KEPT_SAMPLES) this.samples.shift();
     const changes = [];
     for (const rule of NETWORK_RULES) this._network(rule, changes);
+    for (const rule of AVERAGE_RULES) this._average(rule, changes);
     this._level(sample.inputLevel, muted, changes);
     return changes;
   }
 
   _network(rule, changes) {
-    const values = this.samples.map((s) => s[rule.metric]);
+    const values = this.samples.slice(-WINDOW).map((s) => s[rule.metric]);
     if (values.some((v) => !finite(v))) return; // a gap: not enough to decide either way
     const threshold = rule.above !== undefined ? rule.above : rule.below;
     const crosses = (v) => (rule.above !== undefined ? v > rule.above : v < rule.below);
     const count = values.filter(crosses).length;
     if (count >= RAISE_AFTER) this._raise(rule.name, values[values.length - 1], threshold, changes);
     else if (count === 0) this._clear(rule.name, changes);
+  }
+
+  _average(rule, changes) {
+    const values = this.samples.slice(-rule.samples).map((s) => s[rule.metric]);
+    if (values.length < rule.samples || values.some((v) => !finite(v))) return;
+    const average = values.reduce((sum, v) => sum + v, 0) / values.length;
+    if (average > rule.maxAverage) this._raise(rule.name, round(average, 2), rule.maxAverage, changes);
+    else if (average <= rule.clearValue) this._clear(rule.name, changes);
   }
 
   _level(level, muted, changes) {
