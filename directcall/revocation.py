@@ -12,12 +12,14 @@ Each function does two things once the surrounding transaction has committed:
 The receivers in :mod:`directcall.receivers` call these for account deactivation, key
 rotation or revocation (page identities), signing-secret rotation, a change from page to
 verified identities, deleted accounts and registrations, and Django's ``user_logged_out``.
-Call them yourself for anything else (a banned user: ``revoke_user_tokens(user)``).
+Call them yourself for anything else (a banned user: ``revoke_user_tokens(user)``; a user
+of a non-Django backend logging out: ``revoke_user_token(account, jti, exp, cuid=cuid)``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +30,7 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from . import tokens
+from .conf import get_settings
 
 logger = logging.getLogger("directcall.revocation")
 
@@ -69,18 +72,23 @@ def registration_group(registration_pk: int) -> str:
     return f"directcall.registration.{int(registration_pk)}"
 
 
-def revoke_message(reason: str, sid: str = "") -> dict[str, str]:
-    """The ``dc.revoke`` message; with ``sid``, only connections of that Django session close."""
+def revoke_message(reason: str, sid: str = "", user_jti: str = "") -> dict[str, str]:
+    """The ``dc.revoke`` message; with ``sid``, only connections of that Django session
+    close; with ``user_jti``, only those signed in through that user token."""
     message = {"type": MESSAGE_TYPE, "reason": reason}
     if sid:
         message["sid"] = sid
+    if user_jti:
+        message["uj"] = user_jti
     return message
 
 
 def concerns(message: dict[str, Any], session: tokens.Session) -> bool:
     """Whether a ``dc.revoke`` message received by a connection applies to its session."""
-    sid = message.get("sid")
-    return not sid or sid == session.sid
+    sid, user_jti = message.get("sid"), message.get("uj")
+    if sid and sid != session.sid:
+        return False
+    return not user_jti or user_jti == session.user_jti
 
 
 def _after_commit(action: Callable[[], None]) -> None:
@@ -141,8 +149,6 @@ def user_registration_pks(user: Any, request: HttpRequest | None = None) -> list
     except (ImproperlyConfigured, ObjectDoesNotExist):
         return []  # this site gives its users no server-minted sessions
     if account is None:
-        from .conf import get_settings
-
         account_id = get_settings().SESSION_ACCOUNT
         account = Account.objects.filter(account_id=account_id).first() if account_id else None
     if account is None:
@@ -177,5 +183,41 @@ def revoke_user_tokens(
         for pk in registrations:
             _send(registration_group(pk), revoke_message(reason, sid))
         logger.info("sessions of user %s revoked: %s", user.pk, reason)
+
+    _after_commit(action)
+
+
+def revoke_user_token(account: Any, jti: str, exp: float, *, cuid: str | None = None) -> None:
+    """Revoke a user token: refuse it at ``v1/init`` and refuse every session token issued
+    for it, and close the sockets signed in with those (reason ``revoked``).
+
+    ``account``: the :class:`~directcall.models.Account` (or its pk) the token was minted
+    for; ``jti`` and ``exp``: the token's claims. A user token without a ``jti`` cannot be
+    revoked (it lives until ``exp``). With ``cuid`` (the token's ``sub``) the message goes
+    to that registration's sockets only; without it, to the account's, each of which
+    checks whether it was signed in through this token.
+    """
+    from .identity import LEEWAY
+    from .models import Registration
+
+    account_pk = getattr(account, "pk", account)
+    # Refused as long as the user token itself is accepted (exp plus the clock leeway),
+    # and as long as any session token issued for it before now lives.
+    until = max(float(exp) + LEEWAY, time.time() + get_settings().TOKEN_TTL)
+    if cuid is None:
+        groups = [account_group(account_pk)]
+    else:
+        groups = [
+            registration_group(pk)
+            for pk in Registration.objects.filter(account_id=account_pk, cuid=cuid).values_list(
+                "pk", flat=True
+            )
+        ]
+
+    def action() -> None:
+        tokens.revoke_token(jti, until)
+        for group in groups:
+            _send(group, revoke_message(REVOKED, user_jti=jti))
+        logger.info("user token of account %s revoked", account_pk)
 
     _after_commit(action)

@@ -3,11 +3,12 @@
 A token names the account, the registration and the device it was issued to; identity on
 the signaling connection comes from it alone, never from a frame. Each token has an id
 (``jti``) and its issue time; one issued by ``v1/session`` also carries a hash of the
-Django session it came from and the user's pk. Tokens can be revoked before they expire
-(:mod:`directcall.revocation`): a deny-list in the shared cache, checked by :func:`verify`,
-refuses a token by its id, by its Django session, or every token issued up to a moment
-to an account, a registration or a user. Entries live ``TOKEN_TTL`` seconds, as long as
-any token they could refuse.
+Django session it came from and the user's pk, one issued for a user token that token's
+``jti``. Tokens can be revoked before they expire (:mod:`directcall.revocation`): a
+deny-list in the shared cache, checked by :func:`verify`, refuses a token by its id, by
+the id of the user token it was issued for, by its Django session, or every token issued
+up to a moment to an account, a registration or a user. Entries live ``TOKEN_TTL``
+seconds, as long as any token they could refuse.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ class Session:
     cuid: str
     device_id: str
     # The token's id, its issue time (epoch seconds), whether the host vouched for the
-    # identity (v1/session or a user token), and for v1/session tokens the Django
-    # session's hash (see session_hash) and the user's pk.
+    # identity (v1/session or a user token), for v1/session tokens the Django session's
+    # hash (see session_hash) and the user's pk, and for tokens issued for a user token
+    # that user token's jti (revoking it reaches them too).
     jti: str = field(default="", compare=False)
     issued_at: float = field(default=0.0, compare=False)
     verified: bool = field(default=False, compare=False)
     sid: str = field(default="", compare=False)
     user_pk: str = field(default="", compare=False)
+    user_jti: str = field(default="", compare=False)
 
 
 def session_hash(session_key: str) -> str:
@@ -60,8 +63,14 @@ def issue(
     verified: bool = False,
     sid: str = "",
     user_pk: object = None,
+    user_jti: str = "",
 ) -> str:
-    """Return a signed, timestamped token for this registration and device."""
+    """Return a signed, timestamped token for this registration and device.
+
+    ``user_jti``: the ``jti`` of the user token this session was issued for, so that
+    revoking that user token (:func:`directcall.revocation.revoke_user_token`) refuses
+    this token too.
+    """
     payload: dict[str, object] = {
         "a": account_pk,
         "r": registration_pk,
@@ -78,6 +87,8 @@ def issue(
         payload["s"] = sid
     if user_pk is not None:
         payload["u"] = str(user_pk)
+    if user_jti:
+        payload["uj"] = user_jti
     return signing.dumps(payload, salt=_SALT, compress=True)
 
 
@@ -97,6 +108,7 @@ def decode(token: object) -> Session | None:
             verified=bool(data.get("v")),
             sid=str(data.get("s", "")),
             user_pk=str(data.get("u", "")),
+            user_jti=str(data.get("uj", "")),
         )
     except (signing.BadSignature, KeyError, TypeError, ValueError, AttributeError):
         return None
@@ -130,6 +142,9 @@ def _keys(session: Session) -> dict[str, str]:
     }
     if session.jti:
         keys[f"{_DENY}:jti:{session.jti}"] = "always"
+    if session.user_jti:
+        # The user token it was issued for: revoke_token() of that id refuses both.
+        keys[f"{_DENY}:jti:{session.user_jti}"] = "always"
     if session.sid:
         keys[f"{_DENY}:sid:{session.sid}"] = "always"
     if session.user_pk:

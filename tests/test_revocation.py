@@ -400,3 +400,78 @@ async def test_a_revocation_during_auth_is_not_lost(page, monkeypatch):
         assert await socket.closed() in (4001, 4011)
     finally:
         await socket.close()
+
+
+async def test_revoking_a_user_token_closes_the_sockets_it_signed_in(verified, api_client):
+    """A user token's logout reached nothing live: revoke_token(jti) only refused the next
+    v1/init, while the session tokens minted from it (each with its own id) and the sockets
+    using them kept working for up to TOKEN_TTL."""
+    import jwt
+
+    from directcall.identity import mint_user_token
+
+    account, key, jane, _listener = verified
+
+    def sign_in(cuid: str) -> tuple[str, dict, dict]:
+        user_token = mint_user_token(account, cuid, name=f"User {cuid}")
+        body = api_client.post(
+            "/directcall/v1/init",
+            {"accountId": account.account_id, "apikey": key, "cuid": cuid, "userToken": user_token},
+            format="json",
+        ).json()
+        return user_token, jwt.decode(user_token, options={"verify_signature": False}), body
+
+    user_token, claims, body = await sync_to_async(sign_in)(jane.cuid)
+    _other_token, _other_claims, sam_body = await sync_to_async(sign_in)("student_sam")
+    sam = await sync_to_async(Registration.objects.get)(account=account, cuid="student_sam")
+    sockets = []
+    try:
+        for registration, session in ((jane, body), (sam, sam_body)):
+            socket = Client(await Client.open(), registration.cuid, registration.pk)
+            sockets.append(socket)
+            await socket.send(type="auth", token=session["token"])
+            await socket.next("ready")
+        caller, callee = sockets
+        call_id = await answered_call(caller, callee)
+        started = time.monotonic()
+        await sync_to_async(revocation.revoke_user_token)(account, claims["jti"], claims["exp"])
+        assert (await caller.next("error"))["code"] == "ERR_SESSION_REVOKED"
+        assert await caller.closed() == 4011
+        assert time.monotonic() - started < 3
+        state = await callee.next("state", call_id=call_id)
+        assert (state["status"], state["reason"]) == ("over", "revoked")
+        await callee.alive()  # signed in through another user token: not concerned
+        call = await sync_to_async(Call.objects.get)(pk=call_id)
+        assert (call.status, call.end_reason) == ("over", "revoked")
+        # The session token is refused at the socket, the user token at v1/init.
+        assert tokens.verify(body["token"]) is None
+        assert tokens.verify(sam_body["token"]) is not None
+        again = await sync_to_async(api_client.post)(
+            "/directcall/v1/init",
+            {
+                "accountId": account.account_id,
+                "apikey": key,
+                "cuid": jane.cuid,
+                "userToken": user_token,
+            },
+            format="json",
+        )
+        assert again.json()["code"] == "ERR_INVALID_USER_TOKEN"
+    finally:
+        for socket in sockets:
+            await socket.close()
+
+
+async def test_revoking_a_user_token_by_cuid_reaches_that_registration_only(verified, api_client):
+    """With the token's cuid, the message goes to that registration's group alone."""
+    account, _key, jane, listener = verified
+    await sync_to_async(revocation.revoke_user_token)(
+        account, "user-token-1", time.time() + 60, cuid=jane.cuid
+    )
+    message = await listener.next()
+    assert message == {"type": "dc.revoke", "reason": "revoked", "uj": "user-token-1"}
+    session = tokens.decode(_token(jane, verified=True, user_jti="user-token-1"))
+    other = tokens.decode(_token(jane, verified=True, user_jti="user-token-2"))
+    assert revocation.concerns(message, session) and not revocation.concerns(message, other)
+    assert tokens.is_revoked(session) and not tokens.is_revoked(other)
+    await listener.nothing()  # one message: the registration's group, not the account's

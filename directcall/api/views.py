@@ -92,7 +92,8 @@ def session_body(
 ) -> dict:
     """What the SDK needs after signing in: token, socket URL, ICE servers, timings, branding.
 
-    ``token_fields`` go to :func:`directcall.tokens.issue` (``verified``, ``sid``, ``user_pk``).
+    ``token_fields`` go to :func:`directcall.tokens.issue` (``verified``, ``sid``, ``user_pk``,
+    ``user_jti``).
     """
     conf = get_settings()
     token = tokens.issue(account.pk, registration.pk, registration.cuid, device_id, **token_fields)
@@ -255,7 +256,14 @@ class InitView(DirectCallAPIView):
             device_id=device_id,
         )
         body = session_body(
-            request, account, registration, device_id, params.ringtone, verified=bool(claims)
+            request,
+            account,
+            registration,
+            device_id,
+            params.ringtone,
+            verified=bool(claims),
+            # Revoking the user token (revocation.revoke_user_token) reaches this session.
+            user_jti=(claims.jti if claims else None) or "",
         )
         return Response(body)
 
