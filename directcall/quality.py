@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from . import errors, signals
 from .errors import DirectCallError
 from .models import Call, CallFeedback, FeedbackIssue
+from .webhooks import outbox as webhooks
 
 logger = logging.getLogger("directcall.quality")
 
@@ -165,7 +166,9 @@ def report(call_id: UUID | str, party_pk: int, summary: dict[str, Any]) -> Call:
     """Store a party's checked summary of an answered call, once per side.
 
     The call may still be answered (the ``hangup`` frame's summary is stored just before
-    the call ends, so ``call_ended`` carries it) or have ended. Raises
+    the call ends, so ``call_ended`` and the ``call.ended`` webhook carry it) or have
+    ended: then the ``call.quality`` webhook is queued in the same transaction (the
+    outbox, docs/webhooks.md), so each summary reaches webhooks once. Raises
     ``ERR_UNKNOWN_CALL`` (no such call of this party) or ``ERR_CALL_STATE`` (never
     answered, or this side reported already). Sends ``call_quality_reported``.
 
@@ -193,10 +196,18 @@ def report(call_id: UUID | str, party_pk: int, summary: dict[str, Any]) -> Call:
             rows = rows.filter(quality__has_key=other).exclude(quality__has_key=role)
         else:
             rows = rows.filter(quality__isnull=True)
-        if rows.update(quality=quality, **_figures(quality)) == 1:
+        with transaction.atomic():
+            if rows.update(quality=quality, **_figures(quality)) != 1:
+                continue
+            # Read after the write, in its transaction: the row is this write's until it
+            # commits, so a transition ending the call either came before (ended_at is set:
+            # call.ended did not carry this summary, call.quality does) or comes after and
+            # its UPDATE ... RETURNING reads this summary into call.ended.
             call = Call.objects.select_related("account", "caller", "callee").get(pk=call_id)
-            signals.call_quality_reported.send(sender=Call, call=call, role=role, summary=summary)
-            return call
+            if call.ended_at is not None:
+                webhooks.emit_call_quality(call, role)
+        signals.call_quality_reported.send(sender=Call, call=call, role=role, summary=summary)
+        return call
     raise DirectCallError(errors.CALL_STATE, "The call's quality changed meanwhile; try again.")
 
 

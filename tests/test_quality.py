@@ -4,6 +4,7 @@ side, the frames that carry them, the signals, the admin and the dashboard's pan
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -131,6 +132,54 @@ def answered(make_account):
         answered_at=now - timedelta(seconds=50),
     )
     return {"call": call, "jane": jane, "sam": sam, "gil": gil, "account": account}
+
+
+def _ended(call: Call) -> None:
+    Call.objects.filter(pk=call.pk).update(status=CallStatus.OVER, ended_at=timezone.now())
+
+
+def test_a_summary_after_the_end_queues_call_quality_in_its_transaction(answered, monkeypatch):
+    """The call.quality webhook is written with the summary (the outbox): if queuing it
+    fails, the summary is not stored either. A summary stored before the end (which
+    call.ended carries) queues nothing."""
+    from directcall.webhooks import outbox
+    from directcall.webhooks.models import WebhookEndpoint, WebhookMessage
+
+    call, account = answered["call"], answered["account"]
+    WebhookEndpoint.objects.create(account=account, url="https://hooks.example.com/dc")
+    quality.report(call.pk, answered["jane"].pk, SUMMARY)  # still answered
+    assert not WebhookMessage.objects.exists()
+    _ended(call)
+
+    def broken(account, event_type, data):
+        raise RuntimeError("the outbox is down")
+
+    monkeypatch.setattr(outbox, "emit", broken)
+    with pytest.raises(RuntimeError):
+        quality.report(call.pk, answered["sam"].pk, SUMMARY)
+    call.refresh_from_db()
+    assert call.quality == {"caller": SUMMARY}  # rolled back with the event
+    monkeypatch.undo()
+
+    quality.report(call.pk, answered["sam"].pk, SUMMARY)
+    message = WebhookMessage.objects.get()
+    assert message.event_type == "call.quality" and message.deliveries.count() == 1
+    body = json.loads(message.body)
+    assert body["type"] == "call.quality" and body["data"]["reportedBy"] == "callee"
+    assert body["data"]["id"] == str(call.pk) and body["data"]["status"] == "over"
+    assert body["data"]["quality"] == {"caller": SUMMARY, "callee": SUMMARY}
+
+
+def test_an_endpoint_not_asking_for_call_quality_gets_none(answered):
+    from directcall.webhooks.models import WebhookEndpoint, WebhookMessage
+
+    call, account = answered["call"], answered["account"]
+    WebhookEndpoint.objects.create(
+        account=account, url="https://hooks.example.com/dc", events=["call.ended"]
+    )
+    _ended(call)
+    quality.report(call.pk, answered["sam"].pk, SUMMARY)
+    assert not WebhookMessage.objects.exists()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from directcall.webhooks.models import WebhookEndpoint, WebhookMessage
 
 from .test_quality import SUMMARY
 from .webhook_receiver import Receiver, running_worker
-from .wsclient import ANSWER
+from .wsclient import ANSWER, answered_call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("signaling")]
 
@@ -79,6 +79,41 @@ async def test_every_event_of_a_call_in_order_signed(people, clients, endpoint, 
     assert ended["context"] == "<b>Maths</b>"
     assert ended["quality"] == {"callee": SUMMARY}
     assert got[0].body["data"]["reason"] is None and got[0].body["data"]["answeredAt"] is None
+
+
+async def test_the_summary_sent_after_the_end_comes_as_call_quality(
+    people, clients, endpoint, receiver
+):
+    """Sam hangs up with his summary (in call.ended); Jane's comes after the end: it is sent
+    as call.quality, signed, with the call and both summaries. Each summary reaches the
+    receiver once: no call.quality for Sam's."""
+    late = {**SUMMARY, "mosAvg": 3.9, "relayed": True, "localCandidate": "relay"}
+    with running_worker():
+        jane = await clients.sign_in(people["tutor_jane"])
+        sam = await clients.sign_in(people["student_sam"])
+        call_id = await answered_call(jane, sam)
+        await sam.send(type="hangup", call_id=call_id, quality=SUMMARY)
+        await jane.next("state", call_id=call_id, status="over")
+        await jane.send(type="quality", call_id=call_id, quality=late, ref="q1")
+        await jane.next("saved", ref="q1")
+        got = await received(receiver, 4)  # initiated, answered, ended, quality
+    assert [r.type for r in got] == [
+        "call.initiated",
+        "call.answered",
+        "call.ended",
+        "call.quality",
+    ]
+    assert all(r.verified_with == [endpoint.secret] for r in got) and not receiver.unverified
+    assert got[2].body["data"]["quality"] == {"callee": SUMMARY}
+    data = got[3].body["data"]
+    assert data["id"] == call_id and data["status"] == "over" and data["reportedBy"] == "caller"
+    assert data["quality"] == {"callee": SUMMARY, "caller": late}
+    assert data["caller"] == {"cuid": "tutor_jane", "name": "Jane"}
+    assert data["duration"] >= 0 and data["reason"] == "user_hangup"
+    types = await database_sync_to_async(
+        lambda: list(WebhookMessage.objects.values_list("event_type", flat=True))
+    )()
+    assert sorted(types).count("call.quality") == 1
 
 
 async def test_only_the_events_an_endpoint_wants(people, clients, endpoint, receiver):

@@ -28,6 +28,7 @@ class Event(models.TextChoices):
     CALL_RINGING = "call.ringing", _("call ringing")
     CALL_ANSWERED = "call.answered", _("call answered")
     CALL_ENDED = "call.ended", _("call ended")
+    CALL_QUALITY = "call.quality", _("call quality reported")
     REGISTRATION_CREATED = "registration.created", _("registration created")
 
 

@@ -117,3 +117,19 @@ def emit_call(call: Any) -> int:
         CallStatus.ANSWERED: Event.CALL_ANSWERED,
     }.get(call.status, Event.CALL_ENDED)
     return emit(call.account, event, dict(CallSerializer(call).data))
+
+
+def emit_call_quality(call: Any, role: str) -> int:
+    """Queue ``call.quality``: ``role``'s summary, stored after the call ended.
+
+    Call it inside the transaction that stored the summary, with the call as read after
+    that write (its ``account``, ``caller`` and ``callee`` loaded). ``data`` is the call
+    (the API's shape, every side's summary so far) and ``reportedBy``, the side whose
+    summary this is. No query when the account has no active endpoint.
+    """
+    if not call.account.has_webhooks:
+        return 0
+    from ..api.records import CallSerializer
+
+    data = {**CallSerializer(call).data, "reportedBy": role}
+    return emit(call.account, Event.CALL_QUALITY, data)
