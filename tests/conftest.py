@@ -86,9 +86,11 @@ SIGNALING_SETTINGS = {
 }
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "dclayer"])
 def channel_backend(request, settings, monkeypatch):
-    """Run a signaling test on the in-memory layer + local cache, then on Redis for both.
+    """Run a signaling test on the in-memory layer + local cache, then on Redis for both:
+    with channels_redis's ``RedisChannelLayer`` ("redis") and with directcall's own pub/sub
+    layer ("dclayer", :mod:`directcall.redislayer`, the one production uses).
 
     In-memory, messages between the test's connections (all in this process) take the
     same-process path (directcall.transport); on Redis the path is off, so that every
@@ -100,13 +102,15 @@ def channel_backend(request, settings, monkeypatch):
 
     monkeypatch.setattr(transport, "same_process_path", request.param == "memory")
 
-    if request.param == "redis":
+    if request.param in ("redis", "dclayer"):
         url = os.environ.get("REDIS_URL")
         if not url:
             pytest.skip("REDIS_URL is not set (scripts/test.sh always sets it)")
         settings.CHANNEL_LAYERS = {
             "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "BACKEND": "channels_redis.core.RedisChannelLayer"
+                if request.param == "redis"
+                else "directcall.redislayer.RedisPubSubLayer",
                 # socket_timeout None: see example_project/settings.py (redis-py 8).
                 "CONFIG": {
                     "hosts": [{"address": url, "socket_timeout": None}],

@@ -17,6 +17,8 @@ from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from directcall.redislayer import RedisPubSubLayer
+
 Match = Callable[[str, dict[str, Any]], bool]
 
 
@@ -73,6 +75,10 @@ class FaultyInMemoryLayer(FaultsMixin, InMemoryChannelLayer):
 
 class FaultyRedisLayer(FaultsMixin, RedisChannelLayer):
     """channels_redis's layer with faults."""
+
+
+class FaultyPubSubLayer(FaultsMixin, RedisPubSubLayer):
+    """directcall's pub/sub layer with faults."""
 
 
 def state_to(registration_pk: int, status: str | None = None) -> Match:

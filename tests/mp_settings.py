@@ -4,6 +4,9 @@ The demo site's settings (``DATABASE_URL`` and ``REDIS_URL`` from the environmen
 short presence/sweep timings so that a killed process is noticed within seconds, and a
 Redis key/channel prefix from ``DIRECTCALL_MP_PREFIX`` so that parallel runs sharing one
 Redis do not see each other. Every process of one run gets the same prefix and key.
+``DIRECTCALL_MP_LAYER`` picks the channel layer: ``redis`` (channels_redis's
+``RedisChannelLayer``, the default) or ``dclayer`` (directcall's pub/sub layer,
+:mod:`directcall.redislayer`); the test modules run their servers on both.
 """
 
 import os
@@ -16,10 +19,15 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MP_PREFIX = os.environ.get("DIRECTCALL_MP_PREFIX", "dcmp")
 
+MP_LAYER = os.environ.get("DIRECTCALL_MP_LAYER", "redis")
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": {
+                "redis": "channels_redis.core.RedisChannelLayer",
+                "dclayer": "directcall.redislayer.RedisPubSubLayer",
+            }[MP_LAYER],
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": MP_PREFIX,

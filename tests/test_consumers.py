@@ -844,7 +844,11 @@ def faulty_layer(channel_backend, settings, monkeypatch):
 
     monkeypatch.setattr(transport, "same_process_path", False)
 
-    kind = "FaultyInMemoryLayer" if channel_backend == "memory" else "FaultyRedisLayer"
+    kind = {
+        "memory": "FaultyInMemoryLayer",
+        "redis": "FaultyRedisLayer",
+        "dclayer": "FaultyPubSubLayer",
+    }[channel_backend]
     backend = {**settings.CHANNEL_LAYERS["default"], "BACKEND": f"tests.layers.{kind}"}
     settings.CHANNEL_LAYERS = {"default": backend}
     return get_channel_layer()

@@ -70,8 +70,8 @@ class PrivateRedis:
             self.proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def faulty(tmp_path_factory) -> Iterator[tuple[mp.Cluster, PrivateRedis]]:
+@pytest.fixture(scope="module", params=mp.LAYERS)
+def faulty(request, tmp_path_factory) -> Iterator[tuple[mp.Cluster, PrivateRedis]]:
     tmp = tmp_path_factory.mktemp("faults")
     redis_server = PrivateRedis(tmp)
     redis_server.start()
@@ -81,7 +81,10 @@ def faulty(tmp_path_factory) -> Iterator[tuple[mp.Cluster, PrivateRedis]]:
             ("f1", "f2"),
             redis_url=redis_server.url,
             prefix=f"dcf{uuid.uuid4().hex[:8]}",
-            extra_env={"DIRECTCALL_MP_IDLE_TIMEOUT": str(IDLE_TIMEOUT)},
+            extra_env={
+                "DIRECTCALL_MP_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
+                "DIRECTCALL_MP_LAYER": request.param,
+            },
         ) as cluster:
             yield cluster, redis_server
     finally:

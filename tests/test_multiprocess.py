@@ -320,8 +320,13 @@ def start_cluster(
         db.drop()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
+# The servers' channel layer (tests/mp_settings.py): channels_redis's RedisChannelLayer and
+# directcall's own pub/sub layer (the production default).
+LAYERS = ["redis", "dclayer"]
+
+
+@pytest.fixture(scope="module", params=LAYERS)
+def cluster(request, tmp_path_factory) -> Iterator[Cluster]:
     """Six daphne servers on the shared Redis, with a database of their own."""
     prefix = f"dcmp{uuid.uuid4().hex[:8]}"
     try:
@@ -330,6 +335,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
             ("s1", "s2", "s3", "s4", "s5", "s6"),
             redis_url=REDIS_URL,
             prefix=prefix,
+            extra_env={"DIRECTCALL_MP_LAYER": request.param},
         ) as running:
             yield running
     finally:

@@ -132,8 +132,8 @@ async def test_a_change_made_after_a_restart_reaches_both_parties(private_redis,
 # -- daphne processes ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[tuple[object, KillableRedis]]:
+@pytest.fixture(params=["redis", "dclayer"])  # the servers' channel layer (mp.LAYERS)
+def cluster(request, tmp_path) -> Iterator[tuple[object, KillableRedis]]:
     """Two daphne servers (tests/mp_settings.py) on a private Redis and a database of theirs."""
     from . import test_multiprocess as mp
 
@@ -141,7 +141,11 @@ def cluster(tmp_path) -> Iterator[tuple[object, KillableRedis]]:
     redis_server.start()
     try:
         with mp.start_cluster(
-            tmp_path, ("o1", "o2"), redis_url=redis_server.url, prefix=f"dco{uuid.uuid4().hex[:8]}"
+            tmp_path,
+            ("o1", "o2"),
+            redis_url=redis_server.url,
+            prefix=f"dco{uuid.uuid4().hex[:8]}",
+            extra_env={"DIRECTCALL_MP_LAYER": request.param},
         ) as cluster:
             yield cluster, redis_server
     finally:
