@@ -6,7 +6,9 @@ throttles, flood limits, idle timeout, token lifetime) and the channel layer pic
 
 - ``memory``: ``InMemoryChannelLayer`` and the local-memory cache (one process only);
 - ``redis``: ``channels_redis.core.RedisChannelLayer`` and Redis's cache (``REDIS_URL``);
-- ``pubsub``: ``channels_redis.pubsub.RedisPubSubChannelLayer`` and Redis's cache.
+- ``pubsub``: ``channels_redis.pubsub.RedisPubSubChannelLayer`` and Redis's cache;
+- ``dclayer``: directcall's own pub/sub layer (``directcall.redislayer.RedisPubSubLayer``)
+  and Redis's cache.
 
 Redis keys and channels get the prefix in ``BENCH_PREFIX`` (one per run), so a run leaves
 the rest of a shared Redis alone and can delete its own keys afterwards. The database is
@@ -46,18 +48,19 @@ if BENCH_LAYER == "memory":
             "OPTIONS": {"MAX_ENTRIES": 1_000_000},
         }
     }
-elif BENCH_LAYER in ("redis", "pubsub"):
+elif BENCH_LAYER in ("redis", "pubsub", "dclayer"):
     if not REDIS_URL:
         raise ImproperlyConfigured(f"BENCH_LAYER={BENCH_LAYER} needs REDIS_URL")
     backend = {
         "redis": "channels_redis.core.RedisChannelLayer",
         "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "dclayer": "directcall.redislayer.RedisPubSubLayer",
     }[BENCH_LAYER]
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": backend,
             "CONFIG": {
-                # Both layers take the same hosts format (channels_redis.utils.decode_hosts);
+                # The layers take the same hosts format (channels_redis.utils.decode_hosts);
                 # socket_timeout None as in example_project/settings.py.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": f"{BENCH_PREFIX}-layer",
@@ -79,7 +82,9 @@ elif BENCH_LAYER in ("redis", "pubsub"):
         }
     }
 else:
-    raise ImproperlyConfigured(f"BENCH_LAYER must be memory, redis or pubsub, not {BENCH_LAYER!r}")
+    raise ImproperlyConfigured(
+        f"BENCH_LAYER must be memory, redis, pubsub or dclayer, not {BENCH_LAYER!r}"
+    )
 
 DIRECTCALL = {
     # A load generator signs thousands of users in from 127.0.0.1 within seconds.

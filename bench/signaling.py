@@ -80,12 +80,12 @@ class Config:
     protocol: str  # "directcall" or "peer" (PeerJS's wire protocol)
     server: str  # peerjs | relay | a key of bench._common.SERVERS (daphne, uvicorn, ...)
     procs: int = 1
-    layer: str | None = None  # memory | redis | pubsub
+    layer: str | None = None  # memory | redis | pubsub | dclayer
     proxy: bool = False  # behind nginx terminating TLS (deploy/topology.py)
 
     @property
     def redis(self) -> bool:
-        return self.layer in ("redis", "pubsub")
+        return self.layer in ("redis", "pubsub", "dclayer")
 
 
 CONFIGS = [
@@ -123,6 +123,22 @@ CONFIGS = [
         "uvicorn",
         2,
         "pubsub",
+    ),
+    Config(
+        "uvicorn-dclayer",
+        "2 uvicorn, directcall RedisPubSubLayer",
+        "directcall",
+        "uvicorn",
+        2,
+        "dclayer",
+    ),
+    Config(
+        "sansio-dclayer",
+        "2 uvicorn (websockets-sansio), directcall RedisPubSubLayer",
+        "directcall",
+        "uvicorn-sansio",
+        2,
+        "dclayer",
     ),
     # The production topology (deploy/topology.py, its SERVER and LAYER): wss:// to nginx,
     # which spreads the sockets over the workers, so about half the calls cross processes.
@@ -630,6 +646,7 @@ CATEGORIES = [
     ("candidate validation (candidates_of)", ("candidates_of (directcall/protocol.py",)),
     ("presence lookup (cache get + unpickle)", ("directcall/presence.py", "django/core/cache")),
     ("channel layer (in-memory send/receive)", ("channels/layers.py",)),
+    ("directcall pub/sub layer (redislayer, msgpack)", ("directcall/redislayer.py", "msgpack")),
     ("channels_redis / redis-py", ("channels_redis/", "redis/")),
     (
         "asgiref sync_to_async / thread hand-off",
@@ -673,6 +690,10 @@ WATCH = [
     ("receive", "channels/layers.py"),
     ("send", "channels_redis/core.py"),
     ("receive", "channels_redis/core.py"),
+    ("publish", "directcall/redislayer.py"),
+    ("flush", "directcall/redislayer.py"),
+    ("data_received", "directcall/redislayer.py"),
+    ("receive", "directcall/redislayer.py"),
     ("dumps", "json/__init__.py"),
     ("loads", "json/__init__.py"),
     ("execute", "django/db/backends/utils.py"),
