@@ -196,6 +196,40 @@ def test_one_call_per_cuid_across_tabs(pair, account):
     assert outcome(jane) == {"resolved": "over"}
 
 
+def test_a_copy_of_the_tab_holding_a_call_does_not_take_it(pair, account):
+    """``window.open(location.href)`` keeping the opener (like "Duplicate tab") copies the
+    tab's sessionStorage, call record and key included, while the page holding the call
+    lives on: the copy signs in without the call, the original keeps its audio."""
+    acct, key = account
+    jane, sam = pair
+    answered_call(jane, sam)
+    call_id = str(Call.objects.get().pk)
+    with sam.context.expect_page() as info:
+        sam.page.evaluate("() => { window.open(location.href); }")
+    copy = BrowserUser("sam-copy", sam.context, info.value)
+    copy.page.wait_for_load_state()
+    copied = "() => JSON.parse(sessionStorage.getItem('directcall.call') || 'null')"
+    assert copy.page.evaluate(copied)["call_id"] == call_id  # the key came along
+    assert sign_in(copy, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    # Signed in without the call, and the copied record is forgotten.
+    assert copy.page.evaluate("() => window.dc.activeCall") is None
+    assert copy.page.evaluate(copied) is None
+    # The original tab keeps the call: audio keeps flowing both ways on the same connections.
+    audio_keeps_flowing(sam)
+    audio_keeps_flowing(jane)
+    pcs = "() => (window.__pcs || []).map((pc) => pc.connectionState)"
+    assert jane.page.evaluate(pcs) == ["connected"]
+    assert sam.page.evaluate(pcs) == ["connected"]
+    assert copy.page.evaluate(pcs) == []
+    assert events(copy, "resumed") == []
+    expect(overlay(copy)).to_be_hidden()
+    assert sam.page.evaluate("() => window.dc.activeCall.status") == "answered"
+    assert sam.page.evaluate(copied)["call_id"] == call_id
+    click(sam, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    assert Call.objects.get().end_reason == "user_hangup"
+
+
 def test_hidden_tabs_show_one_notification_per_call(pair, account):
     acct, key = account
     jane, sam = pair

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 
 import { DirectCallClient, initDirectCall } from "../../directcall/static/directcall/js/client.js";
 import { ERR } from "../../directcall/static/directcall/js/errors.js";
+import { LOCK_WAIT_MS } from "../../directcall/static/directcall/js/resume.js";
 import { CALL_ITEM, DEVICE_KEY_ITEM } from "../../directcall/static/directcall/js/storage.js";
 import { FakeMedia, flush, installTab, makeStream, MemoryStorage } from "./fakes.mjs";
 
@@ -46,7 +47,7 @@ afterEach(() => {
 });
 
 async function until(predicate, what) {
-  for (let i = 0; i < 200; i++) {
+  for (const started = Date.now(); Date.now() - started < 5000; ) {
     if (predicate()) return;
     await flush();
   }
@@ -208,6 +209,7 @@ function keepCall(storage, record = {}) {
       answered_at: 1_700_000_000,
       peer: { cuid: "student_sam", name: "Sam", image: "https://img.example/sam.png" },
       context: "Homework",
+      left: Date.now() - 500, // the page before went away (pagehide) half a second ago
       ...record,
     }),
   );
@@ -235,6 +237,8 @@ test("after a reload: resume with the key, the call back answered, a replace off
   });
   assert.equal(client.current.answeredAt, 1_700_000_100_000);
   assert.equal(client.current.image, "https://img.example/sam.png");
+  // This page holds the call now: the record no longer says its page left.
+  assert.equal("left" in JSON.parse(tab.sessionStorage.getItem(CALL_ITEM)), false);
   await until(() => ws.sent.some((f) => f.type === "renegotiate"), "the replace offer");
   assert.deepEqual(ws.sent.find((f) => f.type === "renegotiate"), {
     type: "renegotiate",
@@ -288,8 +292,13 @@ test("pagehide with an answered call sends leaving; without one, nothing", async
   const { ws } = await signIn(tab, { ready: { ...READY, calls: [summary] } });
   tab.window.dispatchEvent(new Event("pagehide"));
   assert.deepEqual(ws.sent.at(-1), { type: "leaving" });
-  // The record stays for the page that comes next.
-  assert.equal(JSON.parse(tab.sessionStorage.getItem(CALL_ITEM)).call_id, "call-1");
+  // The record stays for the page that comes next, marked: its page left.
+  const kept = JSON.parse(tab.sessionStorage.getItem(CALL_ITEM));
+  assert.equal(kept.call_id, "call-1");
+  assert.ok(Math.abs(kept.left - Date.now()) < 1000);
+  // Back from the back/forward cache, the page holds its call again: the mark goes.
+  tab.window.dispatchEvent(Object.assign(new Event("pageshow"), { persisted: true }));
+  assert.equal("left" in JSON.parse(tab.sessionStorage.getItem(CALL_ITEM)), false);
   tab.restore();
   tab = installTab();
   const idle = await signIn(tab);
@@ -297,6 +306,105 @@ test("pagehide with an answered call sends leaving; without one, nothing", async
   tab.window.dispatchEvent(new Event("pagehide"));
   assert.equal(idle.ws.sent.length, before);
 });
+
+// -- a copy of a live tab (Duplicate tab, window.open keeping the opener) -------------------------------
+
+test("a copied record without a `left` mark (its page lives on) is not presented, and forgotten", async () => {
+  tab = installTab();
+  keepCall(tab.sessionStorage, { left: undefined });
+  const { client, auth, seen } = await signIn(tab, { ready: { ...READY, calls: [summary] } });
+  assert.deepEqual(auth.resume, []);
+  assert.equal(client.activeCall, null);
+  assert.equal(tab.sessionStorage.getItem(CALL_ITEM), null);
+  await flush();
+  assert.deepEqual(seen, []);
+});
+
+test("a record whose page left long ago is not presented", async () => {
+  tab = installTab();
+  keepCall(tab.sessionStorage, { left: Date.now() - 10 * 60_000 });
+  const { client, auth } = await signIn(tab, { ready: { ...READY, calls: [summary] } });
+  assert.deepEqual(auth.resume, []);
+  assert.equal(client.activeCall, null);
+  assert.equal(tab.sessionStorage.getItem(CALL_ITEM), null);
+});
+
+/** Web Locks enough for resume.js: exclusive, `ifAvailable`, `signal`. */
+class FakeLocks {
+  constructor() {
+    this.held = new Map(); // name -> true while granted
+    this.waiting = new Map(); // name -> grants queued
+  }
+  request(name, options, callback) {
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        this.held.set(name, true);
+        Promise.resolve(callback({ name })).finally(() => {
+          this.held.delete(name);
+          const next = (this.waiting.get(name) || []).shift();
+          if (next) next();
+        }).then(resolve, reject);
+      };
+      if (!this.held.has(name)) return grant();
+      if (options.ifAvailable) return Promise.resolve(callback(null)).then(resolve, reject);
+      const queue = this.waiting.get(name) || [];
+      this.waiting.set(name, queue);
+      queue.push(grant);
+      options.signal?.addEventListener("abort", () => {
+        queue.splice(queue.indexOf(grant), 1);
+        reject(new DOMException("aborted", "AbortError"));
+      });
+    });
+  }
+}
+
+async function withLocks(body) {
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  const locks = new FakeLocks();
+  Object.defineProperty(globalThis, "navigator", { value: { locks }, configurable: true, writable: true });
+  try {
+    await body(locks);
+  } finally {
+    if (saved) Object.defineProperty(globalThis, "navigator", saved);
+    else delete globalThis.navigator;
+  }
+}
+
+test("a marked record whose call lock a live page holds is not presented (after waiting for it)", () =>
+  withLocks(async (locks) => {
+    let letGo;
+    locks.request("directcall.call.call-1", {}, () => new Promise((r) => (letGo = r))); // the live tab
+    tab = installTab();
+    keepCall(tab.sessionStorage);
+    const started = Date.now();
+    const { client, auth } = await signIn(tab, { ready: { ...READY, calls: [summary] } });
+    assert.ok(Date.now() - started >= LOCK_WAIT_MS - 50);
+    assert.deepEqual(auth.resume, []);
+    assert.equal(client.activeCall, null);
+    assert.equal(tab.sessionStorage.getItem(CALL_ITEM), null);
+    letGo();
+  }));
+
+test("the page that takes the call back holds its lock until the call ends; the holder of a call holds it", () =>
+  withLocks(async (locks) => {
+    tab = installTab();
+    keepCall(tab.sessionStorage);
+    const { client, ws, auth } = await signIn(tab, { ready: { ...READY, calls: [summary] } });
+    assert.deepEqual(auth.resume, [{ call_id: "call-1", call_key: CALL_KEY }]);
+    assert.equal(locks.held.has("directcall.call.call-1"), true);
+    ws.receive({ type: "state", call_id: "call-1", status: "over", reason: "user_hangup" });
+    await flush();
+    assert.equal(locks.held.has("directcall.call.call-1"), false);
+    // A callee's tab takes the lock of the call it answered, and lets it go at the end.
+    ws.receive(incoming);
+    await client.answer();
+    ws.receive({ type: "state", call_id: "call-9", status: "answered", call_key: CALL_KEY });
+    await flush();
+    assert.equal(locks.held.has("directcall.call.call-9"), true);
+    ws.receive({ type: "state", call_id: "call-9", status: "over", reason: "user_hangup" });
+    await flush();
+    assert.equal(locks.held.has("directcall.call.call-9"), false);
+  }));
 
 // -- one client per page -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import { askNotificationPermission, notifyIncoming } from "./notify.js";
 import { readCallOptions, readInitOptions } from "./options.js";
 import { preflight } from "./preflight.js";
 import { loadScreensMarkup } from "./screens.js";
-import { resumedCall, resumeList, saveCallRecord } from "./resume.js";
+import { claimKeptCall, resumedCall, resumeList, saveCallRecord } from "./resume.js";
 import { fetchSession } from "./session.js";
 import { Signaling } from "./signaling.js";
 import { newDeviceKey, readDeviceKey, writeDeviceKey } from "./storage.js";
@@ -97,6 +97,7 @@ export class DirectCallClient extends EventTarget {
         ? loadScreensMarkup(this.config.serverUrl, undefined, wantedLanguage(this.config.language))
         : Promise.resolve(null),
     ]);
+    await claimKeptCall(); // the call record of the page before, unless this tab is a copy
     this.signaling = new Signaling(() => this._fetchSession(), {
       authFields: () => this._authFields(),
       // Refused while reconnecting because another tab got this device a new key meanwhile.

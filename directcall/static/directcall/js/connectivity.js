@@ -4,6 +4,7 @@
 // being left says so, and a revoked or refused session signs the client out.
 
 import { ERR } from "./errors.js";
+import { markCallRecordLeft } from "./storage.js";
 
 /** Follow `client`'s connection and page; returns the function that stops following. */
 export function followConnection(client) {
@@ -13,15 +14,24 @@ export function followConnection(client) {
   const online = () => client.current && client.current.restartIce();
   // Leaving the page (reload, navigation, closing the tab) with an answered call: tell the
   // server, so that the other side waits only PAGE_GRACE for this page to come back.
+  // The call record is marked as left: the next page of this tab may take the call back, a
+  // copy of this tab made while this page lives (its record has no mark) may not (resume.js).
   const pagehide = () => {
     const call = client.current;
     if (call && call.id && call.status === "answered" && !call.isOver) signaling.send({ type: "leaving" });
+    markCallRecordLeft(Date.now());
+  };
+  // Back from the back/forward cache: this page holds its call again.
+  const pageshow = (event) => {
+    if (event.persisted) markCallRecordLeft(null);
   };
   window.addEventListener("online", online);
   window.addEventListener("pagehide", pagehide);
+  window.addEventListener("pageshow", pageshow);
   return () => {
     window.removeEventListener("online", online);
     window.removeEventListener("pagehide", pagehide);
+    window.removeEventListener("pageshow", pageshow);
   };
 }
 

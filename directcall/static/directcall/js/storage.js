@@ -4,8 +4,11 @@
 //                  directcall.deviceKey   the proof the server gave this device when its first
 //                                         tab signed in; every tab presents it in `auth`
 //   sessionStorage directcall.call        the call this tab holds: {cuid, call_id, call_key,
-//                                         role, answered_at, peer, context}, so that a reload or
-//                                         a same-tab navigation can take the call back
+//                                         role, answered_at, peer, context, left?}, so that a
+//                                         reload or a same-tab navigation can take the call
+//                                         back; `left` (ms) is set when the page holding it
+//                                         goes away (pagehide), so that a copy of the tab
+//                                         made while that page is alive is told apart
 //
 // Storage may be missing (outside a browser) or blocked (privacy settings): then nothing is
 // kept and this page is its own device, whose calls end with it.
@@ -75,6 +78,15 @@ export function readCallRecord() {
 /** Keep the call this tab holds. */
 export function writeCallRecord(record) {
   write("sessionStorage", CALL_ITEM, JSON.stringify(record));
+}
+
+/** Note on the call record when the page holding it went away (`left`, ms), or that it is back (null). */
+export function markCallRecordLeft(left) {
+  const record = readCallRecord();
+  if (!record) return;
+  if (left === null) delete record.left;
+  else record.left = left;
+  writeCallRecord(record);
 }
 
 /** Forget the call this tab held (only `callId`'s, when given). */
