@@ -34,7 +34,13 @@ def _cache_backend() -> str:
 
 
 def _is_redis_layer(backend: str | None) -> bool:
+    """channels_redis's layers (they read Redis through redis-py)."""
     return bool(backend) and backend.startswith("channels_redis.")
+
+
+def _is_shared_layer(backend: str | None) -> bool:
+    """A layer that reaches every process: channels_redis's, or directcall's on Redis."""
+    return _is_redis_layer(backend) or backend == "directcall.redislayer.RedisPubSubLayer"
 
 
 @register(Tags.compatibility)
@@ -81,7 +87,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
         problems.append(
             Error(
                 "No default channel layer is configured; calls cannot be signaled.",
-                hint="Set CHANNEL_LAYERS: channels_redis.pubsub.RedisPubSubChannelLayer in "
+                hint="Set CHANNEL_LAYERS: directcall.redislayer.RedisPubSubLayer in "
                 "production, directcall.layers.InMemoryChannelLayer for a single process.",
                 id="directcall.E003",
             )
@@ -95,7 +101,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
                 id="directcall.E004",
             )
         )
-    elif _is_redis_layer(layer) and cache in _PROCESS_LOCAL_CACHES:
+    elif _is_shared_layer(layer) and cache in _PROCESS_LOCAL_CACHES:
         problems.append(
             Warning(
                 "The channel layer is Redis but the default cache is process-local: each "
@@ -110,7 +116,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
                 "The default cache is shared between processes but the channel layer is "
                 "in-memory: a caller and a callee on different processes cannot reach "
                 "each other.",
-                hint="Use channels_redis.core.RedisChannelLayer when running several processes.",
+                hint="Use directcall.redislayer.RedisPubSubLayer when running several processes.",
                 id="directcall.W003",
             )
         )

@@ -144,9 +144,13 @@ def test_e004_dummy_cache(layers):
     assert isinstance(problems[0], Error)
 
 
+PUBSUB_LAYER = {"default": {"BACKEND": "directcall.redislayer.RedisPubSubLayer"}}
+
+
+@pytest.mark.parametrize("layers", [REDIS_LAYER, PUBSUB_LAYER])
 @pytest.mark.parametrize("caches", [LOCMEM_CACHE, FILE_CACHE])
-def test_w002_redis_layer_with_process_local_cache(caches):
-    with override_settings(CHANNEL_LAYERS=REDIS_LAYER, CACHES=caches):
+def test_w002_redis_layer_with_process_local_cache(caches, layers):
+    with override_settings(CHANNEL_LAYERS=layers, CACHES=caches):
         problems = checks.check_shared_state()
     assert ids(problems) == ["directcall.W002"]
     assert isinstance(problems[0], Warning)
