@@ -85,7 +85,7 @@ class Config:
 
     @property
     def redis(self) -> bool:
-        return self.layer in ("redis", "pubsub", "dclayer")
+        return self.layer in ("redis", "pubsub", "dclayer", "directcall")
 
 
 CONFIGS = [

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import init_tokens, machine, table
 from bench.loadgen import Calls, Client, CpuMeter, close_all, open_all, rss_kb, saturate
-from deploy.topology import LAYER, SERVER, Topology, TopologyError, postgres_server_url
+from deploy.topology import LAYER, LAYERS, SERVER, Topology, TopologyError, postgres_server_url
 
 PING_INTERVAL = 15.0  # the SDK's (signaling.js PING_INTERVAL_MS)
 FULL = {"pairs": 16, "seconds": 20.0, "idle": 2000, "idle_seconds": 30.0}
@@ -373,7 +373,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny counts, to prove it runs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server", default=SERVER)
-    parser.add_argument("--layer", default=LAYER, choices=["pubsub", "redis"])
+    parser.add_argument("--layer", default=LAYER, choices=LAYERS)
     parser.add_argument("--pairs", type=int, help="pairs placing calls back to back")
     parser.add_argument("--seconds", type=float, help="length of the calls phase")
     parser.add_argument("--candidates", type=int, default=4, help="frames each way per call")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The production topology on one machine (docs/deployment.md):
 #   ./deploy/local-topology.sh                      -> https://127.0.0.1:PORT/ (printed)
-#   ./deploy/local-topology.sh --workers 3 --server uvicorn --layer redis
+#   ./deploy/local-topology.sh --workers 3 --server daphne --layer pubsub
 #
 # nginx (TLS, self-signed) -> ASGI workers -> a private Redis and a PostgreSQL database of
 # its own, and coturn; all on 127.0.0.1, as the current user, with configuration files in
@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/_common.sh
 . scripts/_common.sh
 
-ensure_venv -e ".[demo]"
+# uvicorn: the workers' ASGI server (deploy/topology.py's SERVER); daphne comes with directcall.
+ensure_venv -e ".[demo]" "uvicorn[standard]>=0.30"
 
 missing=()
 for pair in nginx:nginx turnserver:coturn redis-server:redis-server openssl:openssl; do

@@ -6,8 +6,9 @@ file:
 
 - ``DJANGO_SECRET_KEY``, ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL``: required.
 - ``DJANGO_ALLOWED_HOSTS``: the host names the proxy serves (comma-separated).
-- ``DIRECTCALL_CHANNEL_LAYER``: ``pubsub`` (default, ``RedisPubSubChannelLayer``) or
-  ``redis`` (``RedisChannelLayer``).
+- ``DIRECTCALL_CHANNEL_LAYER``: ``directcall`` (default: directcall's own pub/sub layer,
+  ``directcall.redislayer.RedisPubSubLayer``), ``pubsub`` (channels_redis's
+  ``RedisPubSubChannelLayer``: Sentinel, encryption) or ``redis`` (``RedisChannelLayer``).
 - ``DIRECTCALL_TURN_URLS`` (comma-separated ``turn:``/``turns:`` URLs) and
   ``DIRECTCALL_TURN_SECRET`` (coturn's ``static-auth-secret``): TURN with ephemeral
   credentials. ``DIRECTCALL_STUN_URLS`` adds STUN servers.
@@ -55,17 +56,21 @@ DATABASES["default"].update(CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=False)
 
 REDIS_URL = _required("REDIS_URL")
 _LAYERS = {
+    "directcall": "directcall.redislayer.RedisPubSubLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "redis": "channels_redis.core.RedisChannelLayer",
 }
-_layer = os.environ.get("DIRECTCALL_CHANNEL_LAYER", "pubsub")
+_layer = os.environ.get("DIRECTCALL_CHANNEL_LAYER", "directcall")
 if _layer not in _LAYERS:
-    raise ImproperlyConfigured(f"DIRECTCALL_CHANNEL_LAYER must be pubsub or redis, not {_layer!r}")
+    raise ImproperlyConfigured(
+        f"DIRECTCALL_CHANNEL_LAYER must be directcall, pubsub or redis, not {_layer!r}"
+    )
 _prefix = os.environ.get("DIRECTCALL_REDIS_PREFIX", "")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": _LAYERS[_layer],
-        # socket_timeout None: redis-py 8's 5 s default kills idle receivers (check W007).
+        # socket_timeout None: redis-py 8's 5 s default kills channels_redis's idle
+        # receivers (check W007); directcall's layer reads no option but the address.
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": f"{_prefix}asgi",

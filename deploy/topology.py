@@ -2,7 +2,7 @@
 
     deploy/local-topology.sh                       # installs what is missing (as root), then:
     .venv/bin/python -m deploy.topology            # up until Ctrl-C; prints where to go
-    .venv/bin/python -m deploy.topology --workers 3 --server uvicorn --layer redis
+    .venv/bin/python -m deploy.topology --workers 3 --server daphne --layer pubsub
 
 nginx terminates TLS (a self-signed certificate made here with openssl), serves the static
 files and spreads HTTP requests and signaling WebSockets over ``--workers`` ASGI worker
@@ -47,8 +47,13 @@ PY = sys.executable
 
 # The ASGI server of the worker processes and the channel layer they share: one name
 # each, so that a better measured choice (docs/performance.md) is a one-word change.
-SERVER = "daphne"
-LAYER = "pubsub"
+# uvicorn with websockets' sans-I/O implementation and directcall's own pub/sub layer
+# (directcall.redislayer) measured cheapest (docs/deployment.md, "Which channel layer").
+SERVER = "uvicorn-sansio"
+LAYER = "directcall"
+# deploy/settings.py's DIRECTCALL_CHANNEL_LAYER: directcall.redislayer.RedisPubSubLayer,
+# channels_redis's RedisPubSubChannelLayer, channels_redis's RedisChannelLayer.
+LAYERS = ("directcall", "pubsub", "redis")
 
 
 # How each ASGI server is started on 127.0.0.1:PORT with the application APP (the names
@@ -652,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="ASGI worker processes")
     parser.add_argument("--server", default=SERVER, choices=sorted(WORKER_COMMANDS))
-    parser.add_argument("--layer", default=LAYER, choices=["pubsub", "redis"])
+    parser.add_argument("--layer", default=LAYER, choices=LAYERS)
     parser.add_argument("--postgres", default=postgres_server_url(), help="PostgreSQL server URL")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument("--relay-only", action="store_true", help="ICE through TURN only")

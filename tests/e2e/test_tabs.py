@@ -14,7 +14,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from directcall.models import Call, CallStatus
+from directcall.models import RINGING_STATUSES, Call, CallStatus
 from tests.e2e import timings
 from tests.e2e.harness import BrowserUser, audio_stats, wait_for_audio
 from tests.e2e.sdk import click, events, outcome, overlay, screen, sign_in, slot, start_call
@@ -230,7 +230,9 @@ def test_a_copy_of_the_tab_holding_a_call_does_not_take_it(pair, account):
     assert Call.objects.get().end_reason == "user_hangup"
 
 
-def test_hidden_tabs_show_one_notification_per_call(pair, account):
+def test_a_notification_only_when_every_tab_is_hidden(pair, account):
+    """A call rings in every tab; a hidden tab shows a notification only when no tab of the
+    device shows the call visibly, and then one tab of them shows it (one per call)."""
     acct, key = account
     jane, sam = pair
     sam2 = open_tab(sam, "sam-tab2")
@@ -240,20 +242,38 @@ def test_hidden_tabs_show_one_notification_per_call(pair, account):
       window.Notification = class extends Native {
         constructor(title, options) { super(title, options); window.__notes.push(options.tag); }
       };
-      Object.defineProperty(document, 'hidden', { get: () => true });
     }"""
-    sam2.page.evaluate(record)
+    hide = "() => Object.defineProperty(document, 'hidden', { get: () => true })"
+    # The tab decided (call.notified), or showed a notification at once (as before issue 12's fix).
+    decided = """() => window.__notes.length > 0
+      || (window.dc.current !== null && typeof window.dc.current.notified === 'boolean')"""
+    for tab in (sam, sam2):
+        tab.page.evaluate(record)
+    sam2.page.evaluate(hide)
     assert sign_in(sam2, acct, key, "student_sam") == {"ok": True}
+    # Sam's first tab is visible and shows the incoming screen: the hidden tab stays quiet.
     start_call(jane, "student_sam")
-    sam2.page.wait_for_function("() => window.__notes.length === 1")
-    call_id = str(Call.objects.get().pk)
-    # One tag per call: every hidden tab's notification replaces the others'.
-    assert sam2.page.evaluate("() => window.__notes") == [f"directcall-{call_id}"]
-    # The visible tab shows its screen instead.
     expect(screen(sam, "incoming")).to_be_visible()
+    sam2.page.wait_for_function(decided)
+    assert sam2.page.evaluate("() => window.__notes") == []
+    assert sam2.page.evaluate("() => window.dc.current.notified") is False
     click(sam, "answer")
-    end = wait_event(sam2, "callend")
-    assert end["status"] == "answered_elsewhere"
+    assert wait_event(sam2, "callend")["status"] == "answered_elsewhere"
+    assert sam2.page.evaluate("() => window.__notes") == []
+    assert sam.page.evaluate("() => window.__notes") == []
+    click(sam, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    # Both tabs hidden: one notification for the call, from one of them.
+    sam.page.evaluate(hide)
+    jane.page.evaluate("() => { window.outcome = undefined; }")
+    start_call(jane, "student_sam")
+    for tab in (sam, sam2):
+        tab.page.wait_for_function(decided)
+    call_id = str(Call.objects.get(status__in=RINGING_STATUSES).pk)
+    shown = sam.page.evaluate("() => window.__notes") + sam2.page.evaluate("() => window.__notes")
+    assert shown == [f"directcall-{call_id}"]
+    click(jane, "cancel")
+    assert outcome(jane) == {"rejected": "cancelled"}
 
 
 # -- a reload during an answered call -----------------------------------------------------------

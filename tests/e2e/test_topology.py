@@ -1,9 +1,9 @@
 """A call through the production topology (``deploy/topology.py``, docs/deployment.md).
 
 nginx terminates TLS (a self-signed certificate: the browser contexts ignore HTTPS errors)
-and spreads requests and sockets over two daphne workers; Redis and a PostgreSQL
-database of the topology's own are shared; coturn relays the media (relay-only ICE with
-the ephemeral credentials from init). The workers run the production settings
+and spreads requests and sockets over two workers (deploy/topology.py's SERVER, uvicorn);
+Redis and a PostgreSQL database of the topology's own are shared; coturn relays the media
+(relay-only ICE with the ephemeral credentials from init). The workers run the production settings
 (``deploy/settings.py``) with shorter presence, sweep and grace timings
 (``tests/topology_settings.py``), so that the bounds below take seconds.
 
