@@ -173,6 +173,75 @@ def test_a_silent_receiver_times_out():
         server.close()
 
 
+class TricklingReceiver(threading.Thread):
+    """An HTTP server on 127.0.0.1 that answers one request slowly: with ``part`` "body",
+    the status line and headers at once, then the 12 bytes of the body one every 0.5 s;
+    with "headers", all of it (status line and headers too) a byte every 0.1 s. Either way
+    the whole answer takes about 6 s."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(daemon=True)
+        self.part = part
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hook"
+        self.stop = threading.Event()
+        self.requested = threading.Event()
+
+    def run(self) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-Pad: ppppppp\r\n\r\n"
+        body = b"x" * 12
+        connection, _ = self.server.accept()
+        with connection:
+            connection.recv(65536)
+            self.requested.set()
+            if self.part == "body":
+                connection.sendall(head)
+                rest, interval = body, 0.5
+            else:
+                rest, interval = head + body, 0.1
+            for byte in rest:
+                if self.stop.wait(interval):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:  # the client gave up and closed
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(5)
+        self.server.close()
+
+
+@pytest.mark.parametrize("part", ["body", "headers"])
+def test_a_trickling_receiver_times_out(part):
+    """WEBHOOK_TIMEOUT bounds the whole attempt, not each read: a receiver sending 12 body
+    bytes one every 0.5 s kept an attempt with a 1 s timeout busy for 6 s (and took it)."""
+    receiver = TricklingReceiver(part)
+    receiver.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(outbound.DeliveryFailed, match="timed out"):
+            outbound.post(receiver.url, b"{}", {}, timeout=1.0, allow_private=True)
+        elapsed = time.monotonic() - started
+        assert receiver.requested.is_set()
+        assert 0.9 < elapsed < 1.5, elapsed
+    finally:
+        receiver.close()
+
+
+def test_answers_that_close_the_connection_are_read_whole(receiver):
+    """The receiver speaks HTTP/1.0 (the connection closes after the answer): http.client
+    closes its end as soon as the headers are read, and the body must still be read (a
+    reader that let the socket go with it failed about one attempt in two)."""
+    receiver.secrets = []  # unverified requests are answered 401: the status is the point
+    for _ in range(20):
+        answer = outbound.post(receiver.url, b"{}", {}, timeout=3, allow_private=True)
+        assert (answer.status, answer.excerpt) == (401, "ok")
+
+
 def test_a_redirect_is_not_followed(receiver):
     receiver.secrets = []  # unverified requests are answered 401: use the raw status
     # A receiver answering 302 with a Location: the answer is the 302 itself.

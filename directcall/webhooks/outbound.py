@@ -12,6 +12,7 @@ attempt. Proxy environment variables are not used.
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
@@ -81,16 +82,80 @@ def resolve(host: str, port: int, allow_private: bool) -> list[str]:
     return addresses
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection to a checked address, with the URL's host in the Host header."""
+def _remaining(deadline: float) -> float:
+    """Seconds left before ``deadline`` (monotonic); TimeoutError once it has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out")
+    return remaining
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as a raw stream whose every read may take only what is left of the attempt.
+
+    A socket timeout bounds each ``recv`` alone: a receiver sending a byte now and then
+    (of its status line, headers or body) kept an attempt busy for as long as it liked.
+    Before each read the timeout is set to what remains, and past the deadline the read
+    fails.
+    """
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        # The socket's own raw file (sock.makefile): holding it keeps the socket open after
+        # http.client closes the connection (as it does for "Connection: close").
+        self.raw = raw
+        self.sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:
+        self.sock.settimeout(_remaining(self.deadline))
+        return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An HTTP response read through :class:`_DeadlineReader` (status line, headers, body)."""
+
+    def __init__(self, sock: socket.socket, *args, deadline: float, **kwargs) -> None:
+        super().__init__(sock, *args, **kwargs)
+        raw = self.fp.detach()  # the raw socket file under http.client's buffered one
+        self.fp = io.BufferedReader(_DeadlineReader(raw, sock, deadline))
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to a checked address, with the URL's host in the Host header.
+
+    Everything it does (connecting, sending, reading the answer) ends by ``deadline``.
+    """
+
+    def __init__(self, host: str, port: int, address: str, deadline: float) -> None:
+        super().__init__(host, port, timeout=_remaining(deadline))
         self.address = address
+        self.deadline = deadline
+
+    def response_class(self, sock: socket.socket, *args, **kwargs) -> http.client.HTTPResponse:
+        """What ``getresponse()`` reads the answer with: bounded by the deadline."""
+        return _DeadlineResponse(sock, *args, deadline=self.deadline, **kwargs)
+
+    def send(self, data) -> None:
+        """Send with the socket's timeout set to what remains (``sendall`` is bounded by it
+        as a whole)."""
+        if self.sock is not None:
+            self.sock.settimeout(_remaining(self.deadline))
+        super().send(data)
 
     def _open_socket(self) -> socket.socket:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
+        sock = socket.create_connection((self.address, self.port), _remaining(self.deadline))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # What is left for what follows (a TLS handshake is bounded by it as a whole).
+        sock.settimeout(_remaining(self.deadline))
         return sock
 
     def connect(self) -> None:
@@ -116,6 +181,9 @@ def post(
 ) -> Answer:
     """POST ``body`` to ``url`` safely (see the module's docstring); the receiver's answer.
 
+    ``timeout`` bounds the whole attempt after name resolution: connecting (to every
+    address tried), the TLS handshake, sending, and reading the status line, headers and
+    up to ``MAX_BODY`` of the body, however slowly the receiver sends them.
     Raises RefusedURL (never sent) or DeliveryFailed (DNS, connection, TLS, timeout).
     """
     scheme, host, port = check_url(url)
@@ -125,10 +193,9 @@ def post(
     kind = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
     last_error: Exception | None = None
     for address in resolve(host, port, allow_private):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline - time.monotonic() <= 0:
             break
-        connection = kind(host, port, address, remaining)
+        connection = kind(host, port, address, deadline)
         try:
             connection.connect()
         except OSError as error:  # try the next address: nothing was sent
@@ -136,12 +203,10 @@ def post(
             connection.close()
             continue
         try:
-            # Once connected, the request goes to this address only.
+            # Once connected, the request goes to this address only. Sending and every
+            # read of the answer take only what is left of ``timeout`` (_DeadlineReader).
             connection.request("POST", target, body=body, headers=headers)
-            connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
             response = connection.getresponse()
-            if connection.sock is not None:
-                connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
             content = response.read(MAX_BODY)
             return Answer(response.status, content[:EXCERPT].decode("utf-8", "replace"))
         except (OSError, http.client.HTTPException) as error:
