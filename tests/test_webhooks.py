@@ -138,6 +138,18 @@ def test_new_secrets_and_ids_have_the_standard_shapes(db, make_account):
         ("fc00::1", False),
         ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
         ("::ffff:10.0.0.1", False),
+        # NAT64 (64:ff9b::/96, the last 32 bits): a gateway relays to the IPv4 address.
+        ("64:ff9b::a00:1", False),  # 10.0.0.1
+        ("64:ff9b::7f00:1", False),  # 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # 169.254.169.254
+        ("64:ff9b::5db8:d70e", True),  # 93.184.215.14
+        ("64:ff9b:1::5db8:d70e", False),  # local-use NAT64 prefix (RFC 8215)
+        # 6to4 (2002::/16, the next 32 bits).
+        ("2002:7f00:1::", False),  # 127.0.0.1
+        ("2002:a00:1::1", False),  # 10.0.0.1
+        ("2002:5db8:d70e::1", True),
+        # Teredo (2001::/32): the client's address, obfuscated (10.0.0.1 here).
+        ("2001:0:5db8:d70e:0:fbaa:f5ff:fffe", False),
     ],
 )
 def test_only_public_addresses_are_public(address, public):

@@ -41,11 +41,40 @@ class Answer:
     excerpt: str
 
 
+# NAT64 (RFC 6052): the well-known prefix carries an IPv4 address in its last 32 bits, and
+# a NAT64 gateway on the way relays to it; the local-use prefix (RFC 8215) is never public.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: NAT64, 6to4 (2002::/16), Teredo."""
+    found = []
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)  # (server, client)
+    return found
+
+
 def is_public(address: str) -> bool:
-    """Whether an IP address is globally routable (not private, loopback, link-local...)."""
+    """Whether an IP address is globally routable (not private, loopback, link-local...).
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped, NAT64, 6to4, Teredo) is public
+    only if that IPv4 address is: ``64:ff9b::7f00:1`` reaches 127.0.0.1 through a NAT64.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64_LOCAL or not all(map(_is_public_ip, _embedded_ipv4(ip))):
+            return False
+    return _is_public_ip(ip)
+
+
+def _is_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
