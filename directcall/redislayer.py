@@ -567,7 +567,10 @@ class RedisPubSubLayer(BaseChannelLayer):
             self_.close = close
             close()
 
-        loop.close = types.MethodType(closing, loop)
+        try:
+            loop.close = types.MethodType(closing, loop)
+        except AttributeError:  # a loop class that does not allow it: closed with the process
+            logger.debug("cannot close the channel layer's connections with %r", loop)
 
     # -- the channel layer API ----------------------------------------------------------
 
