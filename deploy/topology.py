@@ -311,6 +311,8 @@ class Topology:
     turn: bool = True
     tasks: bool = True
     ice_policy: str = "all"
+    # nginx's cap on open sockets per client address (every client here is 127.0.0.1).
+    max_sockets_per_ip: int = 100_000
     env: dict[str, str] = field(default_factory=dict)
     logs: Path | None = None
 
@@ -490,6 +492,7 @@ class Topology:
                     "certificate": self.certificate,
                     "certificate_key": key,
                     "static_root": self.workdir / "static",
+                    "max_sockets_per_ip": self.max_sockets_per_ip,
                     # Local only: tell every client which worker answered (tests, sizing).
                     "extra_server_lines": (
                         "        add_header X-DirectCall-Worker $upstream_addr always;"
