@@ -95,15 +95,21 @@ def test_init_and_session_answer_503_while_redis_is_down(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_change_made_after_a_restart_reaches_both_parties(private_redis, settings, people):
-    from directcall import presence
+async def test_a_change_made_after_a_restart_reaches_both_parties(
+    private_redis, settings, people, monkeypatch
+):
+    from directcall import presence, transport
     from directcall.sweeper import stop_running_sweeper
 
     from .conftest import SIGNALING_SETTINGS
     from .wsclient import Clients, answered_call
 
+    # Every message crosses Redis, as between two server processes (not the same-process
+    # path, which would tell both parties here without it).
+    monkeypatch.setattr(transport, "same_process_path", False)
     use_redis(settings, private_redis.url, f"dco{uuid.uuid4().hex[:6]}")
-    settings.DIRECTCALL = dict(SIGNALING_SETTINGS)
+    # No sweep in the way: it would converge both parties without the retried send.
+    settings.DIRECTCALL = {**SIGNALING_SETTINGS, "SWEEP_INTERVAL": 60}
     clients = Clients()
     try:
         jane = await clients.sign_in(people["tutor_jane"])
