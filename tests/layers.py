@@ -41,13 +41,12 @@ class Rule:
 
 
 class FaultsMixin:
-    """A layer whose ``send`` obeys ``rules`` and may pause after each send."""
+    """A layer whose ``send`` obeys ``rules`` and may be slow for some messages."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rules: list[Rule] = []
-        # Seconds to wait after sending a message of one of these types (a slow Redis).
-        self.pause_after: dict[str, float] = {}
+        self.delays: list[tuple[Match, float]] = []
 
     def fail(self, match: Match, times: int | None = 1, error: Exception | None = None) -> Rule:
         """Make matching sends raise (a stale pooled Redis connection, by default)."""
@@ -59,14 +58,19 @@ class FaultsMixin:
         """Make matching sends find the channel full."""
         return self.fail(match, times, ChannelFull())
 
+    def delay(self, match: Match, seconds: float) -> None:
+        """Make matching sends take ``seconds`` before the message goes out (a slow Redis):
+        a sender cancelled meanwhile never sends it."""
+        self.delays.append((match, seconds))
+
     async def send(self, channel: str, message: dict[str, Any]) -> None:
+        for match, seconds in self.delays:
+            if match(channel, message):
+                await asyncio.sleep(seconds)
         for rule in self.rules:
             if rule.take(channel, message):
                 raise rule.error
         await super().send(channel, message)
-        pause = self.pause_after.get(message.get("type", ""))
-        if pause:
-            await asyncio.sleep(pause)
 
 
 class FaultyInMemoryLayer(FaultsMixin, InMemoryChannelLayer):

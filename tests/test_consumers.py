@@ -873,13 +873,16 @@ async def test_a_callee_elsewhere_is_told_the_missed_call_the_callers_process_en
     The telling is shielded from that cancellation, so the callee is told too.
 
     The callee is on another process (played here by its channel): only the caller's
-    process enforces the deadline. Each state send is slow, as on a busy Redis.
+    process enforces the deadline. The state send to the callee is slow, as on a busy
+    Redis, so that it is still under way when the caller's handler runs.
     """
     from directcall import presence
 
+    from .layers import state_to
+
     settings.DIRECTCALL = {**settings.DIRECTCALL, "RING_TIMEOUT": 1, "SWEEP_INTERVAL": 60}
-    faulty_layer.pause_after["dc.state"] = 0.3
     sam = people["student_sam"]
+    faulty_layer.delay(state_to(sam.pk), 0.3)
     sam_channel = await faulty_layer.new_channel()
     holder = presence.Holder(sam_channel, "sams-device", "sams-connection")
     await presence.aclaim(sam.account_id, sam.cuid, holder)
