@@ -1,8 +1,8 @@
 """A Redis pub/sub channel layer that speaks RESP itself: the cheapest way across processes.
 
 Same semantics as ``channels_redis.pubsub.RedisPubSubChannelLayer`` (at most once, no
-capacity, groups as Redis subscriptions, a reconnect after a Redis restart), at about a
-quarter of its CPU per message (docs/performance.md). What it saves:
+capacity, groups as Redis subscriptions, a reconnect after a Redis restart), at a fraction
+of its CPU per message (docs/deployment.md, "Which channel layer"). What it saves:
 
 - **No client library in the hot path.** Each process (each event loop) holds two
   connections per Redis host, both plain asyncio protocols: one that publishes, one that
@@ -12,7 +12,8 @@ quarter of its CPU per message (docs/performance.md). What it saves:
 - **One write per event-loop tick.** Every ``PUBLISH`` made while the loop runs its ready
   callbacks goes out in one ``write`` when they are done (pipelining), so a burst of frames
   costs one system call and one wake-up of Redis instead of one per frame. ``send`` does
-  not wait for Redis's reply; the replies (subscriber counts) are only counted.
+  not wait for Redis, and the publishing connection asks for no replies at all
+  (``CLIENT REPLY OFF``): nothing wakes the process up after a send.
 - **The subscription is read in the protocol's callback**: no reader task and no
   ``asyncio.Queue``; a message goes straight to its channel's mailbox, where the
   connection's ``receive()`` takes it.
@@ -22,8 +23,8 @@ Trade-offs (also in docs/deployment.md):
 - At most once, as with any pub/sub layer: a message reaches a channel subscribed at that
   moment. ``send`` raises (``redis.exceptions.ConnectionError``, which directcall's
   transport retries) when no connection to Redis can be made; a message written on a
-  connection that breaks before Redis reads it is lost without an error (counted in the
-  log) — channels_redis's layer reports that case on the next command instead.
+  connection that breaks before Redis reads it is lost without an error (logged) —
+  channels_redis's layer reports that case to the sender instead.
 - No Redis Sentinel (give a managed endpoint's URL, or use channels_redis's layer), no
   symmetric encryption of messages (channels_redis's ``symmetric_encryption_keys``).
 - A channel keeps at most ``capacity`` unread messages (default 10 000); past that, new ones
@@ -71,6 +72,7 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)
 SUBSCRIBE_CHUNK = 1000
 
 _MESSAGE = b"*3\r\n$7\r\nmessage\r\n"
+_REPLY_OFF = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
 
 
 def _command(*parts: bytes) -> bytes:
@@ -243,14 +245,19 @@ class _Connection(asyncio.Protocol):
 
 
 class _Publisher(_Connection):
-    """Sends ``PUBLISH`` commands, all of one event-loop tick in one write."""
+    """Sends ``PUBLISH`` commands, all of one event-loop tick in one write, and asks Redis
+    for no replies (``CLIENT REPLY OFF``): nothing wakes this process up after a send, and
+    Redis makes one write fewer per message. A Redis (or proxy) that refuses the command
+    answers every ``PUBLISH`` instead; the answers are read and dropped."""
 
     def __init__(self, host: _Host) -> None:
         super().__init__(host)
         self.out: list[bytes] = []
         self.scheduled = False
-        self.unanswered = 0  # commands written whose reply has not come
         self.writable: asyncio.Future[None] | None = None  # set while Redis reads slowly
+
+    def ready(self) -> None:
+        self.transport.write(_REPLY_OFF)
 
     async def publish(self, channel: bytes, data: bytes) -> None:
         if self.transport is None:
@@ -273,7 +280,6 @@ class _Publisher(_Connection):
         if self.transport is None:
             logger.info("%d message(s) lost: the connection to Redis broke", len(out))
             return
-        self.unanswered += len(out)
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def data_received(self, data: bytes) -> None:
@@ -284,17 +290,15 @@ class _Publisher(_Connection):
                 self.buf = self.buf[pos:]
                 self.handshake.set_result(reply)
             return
+        # Only when replies are on: ":<subscribers>\r\n", or "-ERR ...\r\n".
         if self.buf:
             data, self.buf = self.buf + data, b""
-        # PUBLISH answers ":<subscribers>\r\n"; an error "-ERR ...\r\n".
-        whole = data.count(b"\r\n")
         if not data.endswith(b"\r\n"):
             self.buf = data[data.rfind(b"\r\n") + 2 :]
-        self.unanswered -= whole
         if b"-" in data:
             for line in data.split(b"\r\n"):
                 if line.startswith(b"-"):
-                    logger.warning("Redis refused a PUBLISH: %s", line[1:].decode(errors="replace"))
+                    logger.info("Redis answered: %s", line[1:].decode(errors="replace"))
 
     def pause_writing(self) -> None:
         if self.writable is None:
@@ -307,9 +311,8 @@ class _Publisher(_Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        lost, self.unanswered = self.unanswered, 0
-        if lost > 0 and not self.closed:
-            logger.info("the connection to Redis broke; %d message(s) may be lost", lost)
+        if not self.closed:
+            logger.info("the connection to Redis broke; the last messages may be lost")
         writable, self.writable = self.writable, None
         if writable is not None and not writable.done():
             writable.set_exception(RedisConnectionError("connection closed by Redis"))
