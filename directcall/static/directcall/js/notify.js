@@ -55,10 +55,11 @@ function tabsChannel() {
   if (channel !== undefined) return channel;
   channel = null;
   try {
-    if (typeof BroadcastChannel === "function") {
+    // Only in a page: a channel made outside one (server-side rendering) would only keep it alive.
+    if (typeof BroadcastChannel === "function" && typeof document !== "undefined") {
       channel = new BroadcastChannel(CHANNEL_NAME);
       channel.onmessage = (event) => onMessage(event.data);
-      if (typeof document !== "undefined") document.addEventListener("visibilitychange", announceRinging);
+      document.addEventListener("visibilitychange", announceRinging);
     }
   } catch {
     channel = null; // an opaque origin
