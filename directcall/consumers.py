@@ -23,6 +23,7 @@ from channels.db import database_sync_to_async
 from . import (
     blocks,
     calls,
+    dbthread,
     errors,
     iplimit,
     presence,
@@ -236,7 +237,8 @@ class SignalingConsumer(OrderedConsumer):
             raise DirectCallError(errors.OUTGOING_CALL_IN_PROGRESS)
         invite = protocol.invite_of(frame)
         call_key, key_hash = calls.new_call_key()  # this tab holds the call on its side
-        placed = await database_sync_to_async(calls.place_call)(
+        placed = await dbthread.run(
+            calls.place_call,
             party.session,
             invite.params,
             invite.sdp,

@@ -23,9 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
-
-from . import calls, errors, presence, protocol, transport
+from . import calls, dbthread, errors, presence, protocol, transport
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, Call, CallStatus, Registration
 from .sweeper import Sweeper
@@ -129,7 +127,7 @@ class Party:
         if call is None and not message.get("attempt") and message.get("call"):
             call = calls.from_carried(message["call"])
         if call is None:
-            call = await database_sync_to_async(calls.get_call)(call_id)
+            call = await dbthread.run(calls.get_call, call_id)
         if call is None or call.status not in LIVE_STATUSES or str(call.pk) != call_id:
             return False
         channel = message.get("channel")
@@ -220,7 +218,7 @@ class Party:
         """
 
         async def change_and_tell() -> Call | None:
-            call = await database_sync_to_async(transition)(*args, **kwargs)
+            call = await dbthread.run(transition, *args, **kwargs)
             if call is not None:
                 await self.tell(call, extra, bound)
             return call
@@ -279,7 +277,7 @@ class Party:
 
     async def check(self, call_ids: list[str]) -> None:
         """Converge these calls against the database now."""
-        await self.converge(await database_sync_to_async(calls.ended_among)(call_ids))
+        await self.converge(await dbthread.run(calls.ended_among, call_ids))
 
     # -- deadlines -------------------------------------------------------------------------
 
@@ -304,7 +302,7 @@ class Party:
     async def _expire(self, call_id: str) -> None:
         route = self._routes.get(call_id)
         known = route.call if route is not None else None
-        expired = await database_sync_to_async(calls.expire)(call_id, call=known)
+        expired = await dbthread.run(calls.expire, call_id, call=known)
         if expired is not None:
             await self.tell(expired)
         else:  # ended elsewhere (or not due yet): make sure this client knows
@@ -356,8 +354,8 @@ class Party:
             if not route.bound:
                 continue  # rang here too, or held by another tab: not this tab's to end
             try:
-                dropped = await database_sync_to_async(calls.party_dropped)(
-                    call_id, self.pk, holder.conn, grace, left_page
+                dropped = await dbthread.run(
+                    calls.party_dropped, call_id, self.pk, holder.conn, grace, left_page
                 )
                 if dropped.ended is not None:
                     await transport.announce(dropped.ended)
@@ -371,8 +369,8 @@ class Party:
 
 async def _end_after_grace(call_id: str, session: Session, grace: float) -> None:
     await asyncio.sleep(grace + 0.05)
-    call = await database_sync_to_async(calls.end_if_still_gone)(
-        call_id, session.account_pk, session.cuid, session.registration_pk
+    call = await dbthread.run(
+        calls.end_if_still_gone, call_id, session.account_pk, session.cuid, session.registration_pk
     )
     if call is not None:
         await transport.announce(call)
