@@ -5,6 +5,7 @@ import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { DirectCallClient, initDirectCall } from "../../directcall/static/directcall/js/client.js";
+import { RING_BOUND_MARGIN_S } from "../../directcall/static/directcall/js/call.js";
 import { ERR } from "../../directcall/static/directcall/js/errors.js";
 import { LOCK_WAIT_MS } from "../../directcall/static/directcall/js/resume.js";
 import { CALL_ITEM, DEVICE_KEY_ITEM } from "../../directcall/static/directcall/js/storage.js";
@@ -136,6 +137,28 @@ test("a call that rang here was answered in another tab: callend answered_elsewh
   assert.equal(client.activeCall, null);
   assert.equal(ws.sent.length, sent);
   assert.equal(tab.sessionStorage.getItem(CALL_ITEM), null);
+});
+
+test("a call whose end never reaches the callee stops ringing on its own; the next call rings", async (t) => {
+  tab = installTab();
+  const { client, ws, seen } = await signIn(tab);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  ws.receive({ ...incoming, ring_timeout: 1 });
+  assert.deepEqual(ws.sent.at(-1), { type: "ringing", call_id: "call-9" });
+  // The server's "missed" is lost: the client's own bound (ring timeout + margin) ends it.
+  t.mock.timers.tick((1 + RING_BOUND_MARGIN_S) * 1000 - 1);
+  assert.equal(client.activeCall?.callId, "call-9");
+  t.mock.timers.tick(1);
+  await flush();
+  const ends = seen.filter((e) => e[0] === "callend").map((e) => [e[1].callId, e[1].status]);
+  assert.deepEqual(ends, [["call-9", "missed"]]);
+  assert.equal(client.activeCall, null);
+  // The next call is shown, not refused as busy by a screen that rings for ever.
+  ws.receive({ ...incoming, call_id: "call-10", ring_timeout: 1 });
+  assert.deepEqual(ws.sent.at(-1), { type: "ringing", call_id: "call-10" });
+  assert.equal(ws.sent.some((f) => f.type === "decline"), false);
+  assert.deepEqual(seen.filter((e) => e[0] === "incoming").map((e) => e[1].callId), ["call-9", "call-10"]);
+  assert.equal(client.activeCall?.callId, "call-10");
 });
 
 test("answering in two tabs at once: the loser's ERR_CALL_STATE is no error event", async () => {
