@@ -185,6 +185,44 @@ async def test_presence_is_released_on_disconnect(people, clients):
     await clients.sign_in(people["tutor_jane"], device="phone-00001")
 
 
+async def test_a_connection_ended_by_an_error_leaves_no_presence_and_no_task(
+    people, settings, clients, monkeypatch
+):
+    """However a connection ends — here a handler raises an error that is neither
+    ``StopConsumer`` nor an outage — its timer is cancelled and its presence goes: an upkeep
+    left running would renew the entry (and keep the user callable) for ever."""
+    from directcall import presence
+    from directcall.consumers import SignalingConsumer
+
+    consumers = []
+    receive = SignalingConsumer.websocket_receive
+
+    async def websocket_receive(self, message):
+        consumers.append(self)
+        if "explode" in (message.get("text") or ""):
+            raise RuntimeError("a bug in a handler")
+        await receive(self, message)
+
+    monkeypatch.setattr(SignalingConsumer, "websocket_receive", websocket_receive)
+    jane_reg = people["tutor_jane"]
+    jane = await clients.sign_in(jane_reg)
+    await jane.alive()
+    consumer = consumers[-1]
+    # No task of its own: the process's timers run its upkeep.
+    assert consumer.tasks is None and consumer.timer_slot is not None
+    await jane.send_raw('{"type": "explode"}')
+    assert await jane.closed() == 1011
+    lookup = database_sync_to_async(presence.lookup)
+    deadline = time.monotonic() + settings.DIRECTCALL["PRESENCE_TTL"]
+    while await lookup(jane_reg.account_id, jane_reg.cuid) is not None:
+        assert time.monotonic() < deadline, "jane still online after the connection ended"
+        await asyncio.sleep(0.05)
+    assert consumer.finished and consumer.timer_slot is None
+    # Nothing renews the entry afterwards (the upkeep renews every PRESENCE_TTL/3).
+    await asyncio.sleep(settings.DIRECTCALL["PRESENCE_TTL"] / 3 + 0.2)
+    assert await lookup(jane_reg.account_id, jane_reg.cuid) is None
+
+
 # -- call outcomes ------------------------------------------------------------------------------
 
 
