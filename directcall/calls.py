@@ -44,7 +44,15 @@ from .adapter import DefaultCallAdapter, get_adapter
 from .conf import get_settings
 from .errors import DirectCallError
 from .identity import invite_images
-from .models import LIVE_STATUSES, Account, Call, CallStatus, EndReason, Registration
+from .models import (
+    LIVE_STATUSES,
+    RINGING_STATUSES,
+    Account,
+    Call,
+    CallStatus,
+    EndReason,
+    Registration,
+)
 from .origins import Origin
 from .tokens import Session
 from .validation import CallParams
@@ -52,7 +60,6 @@ from .webhooks import outbox as webhooks
 
 logger = logging.getLogger("directcall.calls")
 
-RINGING_STATUSES = (CallStatus.INITIATED, CallStatus.RINGING)
 _FAILURE_REASONS = (EndReason.ICE_FAILED, EndReason.USER_MEDIA_FAILED)
 
 

@@ -30,7 +30,10 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from . import tokens
+from .adapter import get_adapter
 from .conf import get_settings
+from .identity import LEEWAY
+from .models import Account, Registration
 
 logger = logging.getLogger("directcall.revocation")
 
@@ -140,9 +143,6 @@ def revoke_registration(registration_pk: int, reason: str, *, deny: bool = True)
 
 def user_registration_pks(user: Any, request: HttpRequest | None = None) -> list[int]:
     """The registrations the adapter maps ``user`` to (in the session account), if any."""
-    from .adapter import get_adapter
-    from .models import Account, Registration
-
     adapter = get_adapter()
     try:
         account = adapter.get_account(request) if request is not None else None
@@ -197,9 +197,6 @@ def revoke_user_token(account: Any, jti: str, exp: float, *, cuid: str | None = 
     to that registration's sockets only; without it, to the account's, each of which
     checks whether it was signed in through this token.
     """
-    from .identity import LEEWAY
-    from .models import Registration
-
     account_pk = getattr(account, "pk", account)
     # Refused as long as the user token itself is accepted (exp plus the clock leeway),
     # and as long as any session token issued for it before now lives.
