@@ -83,7 +83,8 @@ async def test_token_of_another_account_registration_is_refused(people, make_acc
     assert await client.closed() == 4001
 
 
-async def test_no_auth_frame_closes_after_the_timeout(people, clients):
+async def test_no_auth_frame_closes_after_the_timeout(people, settings, clients):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "AUTH_TIMEOUT": 1}
     client = await clients.anonymous()
     assert (await client.next("error"))["code"] == "ERR_NOT_AUTHENTICATED"
     assert await client.closed() == 4001

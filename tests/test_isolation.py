@@ -354,12 +354,13 @@ async def test_a_refused_token_does_not_disturb_the_signed_in_user(people):
     await jane.close()
 
 
-async def test_a_token_in_the_url_is_ignored(people):
+async def test_a_token_in_the_url_is_ignored(people, settings):
     """Tokens travel in the first frame, never in the URL: a URL token signs nobody in."""
     from channels.testing import WebsocketCommunicator
 
     from example_project.asgi import application
 
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "AUTH_TIMEOUT": 1}
     token = _token(people["tutor_jane"])
     communicator = WebsocketCommunicator(
         application,
@@ -371,7 +372,7 @@ async def test_a_token_in_the_url_is_ignored(people):
     client = Client(communicator, "x", 0)
     await client.send(type="ping")
     assert (await client.next("error"))["code"] == "ERR_NOT_AUTHENTICATED"
-    # AUTH_TIMEOUT later (1 s in the tests) the socket is closed.
+    # AUTH_TIMEOUT later (1 s here) the socket is closed.
     assert await client.closed() == 4001
     assert await _presence(people["tutor_jane"]) is None
     await client.close()
