@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,21 @@ from django.conf import settings
 from directcall.models import Account
 
 TESTS_DIR = Path(__file__).resolve().parent
+
+
+def needs_redis_server() -> pytest.MarkDecorator:
+    """For the tests that start (and kill) a redis-server of their own: skipped where the
+    binary is missing, except under CI (``CI`` set, as ``.ci/run`` does), where they fail —
+    scripts/test.sh installs it, so a missing one is a broken set-up, not a reason to skip."""
+    missing = shutil.which("redis-server") is None
+    if missing and os.environ.get("CI"):
+        return pytest.mark.usefixtures("_redis_server_missing")
+    return pytest.mark.skipif(missing, reason="redis-server is not installed")
+
+
+@pytest.fixture
+def _redis_server_missing() -> None:
+    pytest.fail("redis-server is not on the PATH (CI is set: this test must run)", pytrace=False)
 
 
 def _clear_cache() -> None:

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests import test_multiprocess as mp
+from tests.conftest import needs_redis_server
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
+pytestmark = needs_redis_server()
 IDLE_TIMEOUT = 3.0
 clean_cache = mp.clean_cache  # never touch this process's cache (see test_multiprocess)
 

@@ -12,7 +12,6 @@ started again empty:
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,11 +19,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from .conftest import needs_redis_server
 from .test_faults import PrivateRedis
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
+pytestmark = needs_redis_server()
 
 
 class KillableRedis(PrivateRedis):

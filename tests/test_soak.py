@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import needs_redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
 DURATION = 75
 PAIRS = 16
@@ -30,10 +31,7 @@ RECOVERY_BOUND = 30.0  # seconds after the last fault (docs/security.md)
 
 pytestmark = [
     pytest.mark.soak,
-    pytest.mark.skipif(
-        shutil.which("redis-server") is None,
-        reason="the soak restarts a private redis-server: install redis-server",
-    ),
+    needs_redis_server(),
 ]
 
 
