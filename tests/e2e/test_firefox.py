@@ -7,6 +7,7 @@ tests' Playwright one. Each user has a browser context of their own.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 
@@ -26,6 +27,19 @@ from tests.e2e.firefox_driver import click as ff_click
 from tests.e2e.harness import audio_stats, wait_for_audio
 from tests.e2e.sdk import click, events, init_raw, outcome, overlay, screen, sign_in, start_call
 from tests.e2e.test_tabs import audio_keeps_flowing, wait_event
+
+# Firefox's own autoplay blocking: audible media refused ("block audio", default 1), and
+# allowed only from a user input's handler (blocking_policy 2): puppeteer's evaluate gives
+# the page a user activation (WebDriver BiDi userActivation: true), which under the default
+# policy (sticky activation) let the reloaded page play without a tap.
+STRICT_AUTOPLAY = {"media.autoplay.default": 1, "media.autoplay.blocking_policy": 2}
+
+# The call screens' "Tap to enable audio" button is shown.
+ENABLE_SHOWN = """(() => {
+  const root = document.querySelector('[data-directcall-screens]')?.shadowRoot;
+  const button = root && root.querySelector('[data-action="enable-audio"]');
+  return !!button && !button.hidden && button.offsetParent !== null;
+})()"""
 
 # The init refusals of tests/e2e/test_sdk.py, run again in Firefox.
 INIT_ERROR_CASES: list[tuple[str, str]] = chromium_tests.test_init_errors.pytestmark[0].args[1]
@@ -282,3 +296,44 @@ def test_a_firefox_caller_reloads_and_the_call_comes_back(new_user, ff_user, acc
     wait_overlay_hidden(jane)
     assert [e["status"] for e in events(jane, "callend")] == ["over"]
     assert Call.objects.get().end_reason == "user_hangup"
+
+
+def test_a_reloaded_firefox_callee_taps_to_enable_audio(
+    request, new_user, account, e2e_server, monkeypatch
+):
+    """Firefox refusing sound before a gesture (``media.autoplay.default: 1``, its "block
+    audio" setting): after a reload, the call's audio is held back until "Tap to enable
+    audio" is clicked."""
+    acct, key = account
+    monkeypatch.setenv("FIREFOX_PREFS", json.dumps(STRICT_AUTOPLAY))
+    strict = Firefox(os.environ.get("FIREFOX", "/usr/bin/firefox-esr"))
+    try:
+        jane = new_user("jane")
+        sam = FirefoxUser("sam (Firefox, sound after a gesture)", strict.new_page(e2e_server.url))
+        request.node.stash.setdefault(_USERS, []).append(sam)
+        sam.page.goto("/")
+        assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+        assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+        start_call(jane, "student_sam", "Homework")
+        wait_screen(sam, "incoming")
+        ff_click(sam, "answer")
+        wait_screen(sam, "ongoing")
+        _audio_both_ways(jane.page, sam.page)
+        sam.page.reload()
+        assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+        wait_event(sam, "resumed")
+        wait_screen(sam, "ongoing")
+        wait_for_audio(sam.page)  # bytes arrive: only playback is held back
+        sam.page.wait_for_function(f"() => {ENABLE_SHOWN}")
+        assert sam.page.evaluate("() => window.dc.current.media.audio.paused") is True
+        assert [e["kind"] for e in events(sam, "audioblocked")] == ["remote"]
+        ff_click(sam, "enable-audio")
+        sam.page.wait_for_function(f"() => !({ENABLE_SHOWN})")
+        sam.page.wait_for_function("() => !window.dc.current.media.audio.paused")
+        audio_keeps_flowing(sam)
+        click(jane, "hangup")
+        assert outcome(jane) == {"resolved": "over"}
+        wait_overlay_hidden(sam)
+        sam.assert_no_errors()
+    finally:
+        strict.close()

@@ -14,13 +14,15 @@
 // messages and page errors are sent unasked as {"event": "console", "page": N, "text": ...}.
 // A failure answers {"id": N, "ok": false, "error": "...", "timeout": true|false}.
 //
-// Environment: FIREFOX (default /usr/bin/firefox-esr).
+// Environment: FIREFOX (default /usr/bin/firefox-esr); FIREFOX_PREFS, a JSON object of more
+// preferences for this browser (e.g. {"media.autoplay.default": 1}: sound only after a gesture).
 
 import { createInterface } from "node:readline";
 
 import puppeteer from "puppeteer-core";
 
 const executablePath = process.env.FIREFOX || "/usr/bin/firefox-esr";
+const morePrefs = JSON.parse(process.env.FIREFOX_PREFS || "{}");
 
 const browser = await puppeteer.launch({
   browser: "firefox",
@@ -39,6 +41,7 @@ const browser = await puppeteer.launch({
     "browser.safebrowsing.phishing.enabled": false,
     "datareporting.policy.dataSubmissionEnabled": false,
     "toolkit.telemetry.enabled": false,
+    ...morePrefs,
   },
 });
 
