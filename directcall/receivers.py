@@ -6,7 +6,8 @@ What revokes sessions (docs/security.md#revocation):
 - an account saved inactive, from page to verified identities, with its API key rotated or
   revoked (page identities: the key is what signed them in), or its signing secret
   rotated; an account deleted;
-- a registration deleted (also by the cascade of an account's deletion);
+- a registration deleted (also by the cascade of an account's deletion): its live calls
+  end first (``revoked``), and their other party is told;
 - the Django user logging out (``user_logged_out``): the tokens of that Django session.
 
 Changes made with ``QuerySet.update()`` send no signals: call :mod:`directcall.revocation`
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_out
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from . import revocation, watch
@@ -67,6 +68,21 @@ def account_saved(sender: type, instance: Account, created: bool, **kwargs: Any)
 def account_deleted(sender: type, instance: Account, **kwargs: Any) -> None:
     """A deleted account's live sockets close."""
     revocation.revoke_account(instance.pk, revocation.ACCOUNT_DELETED)
+
+
+@receiver(pre_delete, sender=Registration, dispatch_uid="directcall.registration_deleting")
+def registration_deleting(sender: type, instance: Registration, **kwargs: Any) -> None:
+    """A registration's live calls end (``revoked``) before they are deleted with it, and
+    the other party is told.
+
+    Not when its account is being deleted (``origin``): both parties go with it, every
+    socket of the account is closed anyway, and a webhook queued now would name an
+    account whose deletion has already gathered what to delete.
+    """
+    origin = kwargs.get("origin")
+    model = getattr(origin, "model", type(origin))  # an instance or a queryset
+    if origin is None or model is Registration:
+        revocation.end_calls_of_deleted_registration(instance.pk)
 
 
 @receiver(post_delete, sender=Registration, dispatch_uid="directcall.registration_deleted")

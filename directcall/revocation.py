@@ -33,7 +33,7 @@ from . import tokens
 from .adapter import get_adapter
 from .conf import get_settings
 from .identity import LEEWAY
-from .models import Account, Registration
+from .models import Account, EndReason, Registration
 
 logger = logging.getLogger("directcall.revocation")
 
@@ -137,6 +137,32 @@ def revoke_registration(registration_pk: int, reason: str, *, deny: bool = True)
             tokens.revoke_issued_before("registration", registration_pk)
         _send(registration_group(registration_pk), revoke_message(reason))
         logger.info("sessions of registration %s revoked: %s", registration_pk, reason)
+
+    _after_commit(action)
+
+
+def end_calls_of_deleted_registration(registration_pk: int) -> None:
+    """End the live calls of a registration about to be deleted (reason ``revoked``), and
+    tell their parties once the deletion has committed.
+
+    The calls are deleted with the registration (their rows cascade): without this, the
+    other party of a live call was never told it had ended, and kept it open until it hung
+    up itself. Called by a ``pre_delete`` receiver, inside the deletion's transaction (the
+    ``call_ended`` signal and ``call.ended`` webhooks follow as for any end).
+    """
+    from . import calls, transport
+
+    ended = [
+        call
+        for live in calls.live_calls_of(registration_pk)
+        if (call := calls.leave(live.pk, registration_pk, EndReason.REVOKED, call=live))
+    ]
+    if not ended:
+        return
+
+    def action() -> None:
+        for call in ended:
+            async_to_sync(transport.announce)(call)
 
     _after_commit(action)
 

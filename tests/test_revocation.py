@@ -475,3 +475,120 @@ async def test_revoking_a_user_token_by_cuid_reaches_that_registration_only(veri
     assert revocation.concerns(message, session) and not revocation.concerns(message, other)
     assert tokens.is_revoked(session) and not tokens.is_revoked(other)
     await listener.nothing()  # one message: the registration's group, not the account's
+
+
+# -- each trigger, against live sockets -------------------------------------------------------
+
+
+async def _revoked_within_seconds(client: Client, started: float) -> None:
+    assert (await client.next("error"))["code"] == "ERR_SESSION_REVOKED"
+    assert await client.closed() == 4011
+    assert time.monotonic() - started < 3
+
+
+async def test_logging_out_closes_that_session_s_sockets_only_and_ends_their_call(
+    make_account, settings
+):
+    """Django's logout() in one browser: the sockets signed in with that Django session's
+    tokens close (4011) and their call ends ``revoked``; a tab of the same device signed in
+    through another Django session of the user (the ``sid`` filter) stays."""
+
+    def set_up():
+        account, _key = make_account(identity="verified")
+        settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account.account_id}
+        user = get_user_model().objects.create_user("sam", first_name="Sam")
+        browsers, session_tokens = [], []
+        for _ in range(2):
+            browser = DjangoClient()
+            browser.force_login(user)
+            body = browser.post(
+                "/directcall/v1/session", {"deviceId": "device-0001"}, "application/json"
+            ).json()
+            browsers.append(browser)
+            session_tokens.append(body["token"])
+        mine = Registration.objects.get(account=account)
+        other = Registration.objects.create(account=account, cuid="student_gil")
+        return browsers, session_tokens, mine, other
+
+    browsers, (first, second), mine, other = await sync_to_async(set_up)()
+    assert tokens.decode(first).sid != tokens.decode(second).sid
+    tab_a = Client(await Client.open(), mine.cuid, mine.pk)
+    tab_b = Client(await Client.open(), mine.cuid, mine.pk)
+    gil = await Client.signed_in(other)
+    try:
+        await tab_a.send(type="auth", token=first)
+        device_key = (await tab_a.next("ready"))["device_key"]
+        # The same device (its key), signed in through the other Django session.
+        await tab_b.send(type="auth", token=second, device_key=device_key)
+        await tab_b.next("ready")
+        call_id = await answered_call(tab_a, gil)
+        started = time.monotonic()
+        await sync_to_async(browsers[0].logout)()  # django.contrib.auth.logout()
+        await _revoked_within_seconds(tab_a, started)
+        state = await gil.next("state", call_id=call_id)
+        assert (state["status"], state["reason"]) == ("over", "revoked")
+        call = await sync_to_async(Call.objects.get)(pk=call_id)
+        assert (call.status, call.end_reason) == ("over", "revoked")
+        await tab_b.alive()  # the other Django session's tab is not concerned
+        await gil.alive()
+    finally:
+        for client in (tab_a, tab_b, gil):
+            await client.close()
+
+
+async def test_rotating_a_page_key_closes_the_live_sockets_it_signed_in(page):
+    account, _key, jane, _listener = page
+    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
+    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
+    try:
+        call_id = await answered_call(caller, callee)
+        started = time.monotonic()
+        await sync_to_async(account.rotate_api_key)()
+        for client in (caller, callee):
+            await _revoked_within_seconds(client, started)
+        call = await sync_to_async(Call.objects.get)(pk=call_id)
+        assert (call.status, call.end_reason) == ("over", "revoked")
+    finally:
+        await caller.close()
+        await callee.close()
+
+
+async def test_deleting_a_registration_closes_its_live_sockets_and_ends_its_call(page):
+    account, _key, jane, _listener = page
+    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
+    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
+    try:
+        call_id = await answered_call(caller, callee)
+        started = time.monotonic()
+        await sync_to_async(jane.delete)()
+        await _revoked_within_seconds(caller, started)
+        state = await callee.next("state", call_id=call_id)
+        assert (state["status"], state["reason"]) == ("over", "revoked")
+        await callee.alive()  # the other party stays signed in
+    finally:
+        await caller.close()
+        await callee.close()
+
+
+async def test_deleting_an_account_with_webhooks_during_a_call(page):
+    """The calls of an account's registrations are not ended one by one when the account
+    itself goes (a call.ended webhook queued then would name the account being deleted)."""
+    from directcall.webhooks.models import WebhookEndpoint, WebhookMessage
+
+    account, _key, jane, _listener = page
+    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
+    await sync_to_async(WebhookEndpoint.objects.create)(
+        account=account, url="http://127.0.0.1:9/hooks"
+    )
+    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
+    try:
+        await answered_call(caller, callee)
+        await sync_to_async(lambda: Account.objects.get(pk=account.pk).delete())()
+        for client in (caller, callee):
+            assert (await client.next("error"))["code"] == "ERR_SESSION_REVOKED"
+            assert await client.closed() == 4011
+        assert not await sync_to_async(Account.objects.filter(pk=account.pk).exists)()
+        assert not await sync_to_async(WebhookMessage.objects.exists)()
+    finally:
+        await caller.close()
+        await callee.close()
