@@ -1310,6 +1310,39 @@ def scan_logs(paths: list[Path], own_code: Path) -> dict[str, Any]:
     }
 
 
+def timeline(soak: Soak, cuid: str, call_id: str) -> dict[str, Any]:
+    """What one party saw and did of one call, in seconds since the load started: to read
+    a call left live (whose side stopped, and why) without the run's other records."""
+    party = soak.parties.get(cuid)
+    if party is None:
+        return {"party": cuid, "known": False}
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - soak.started, 2)
+
+    view = party.views.get(call_id)
+    return {
+        "party": cuid,
+        "role": party.role,
+        "knew": None if view is None else [rel(view.knew_at), view.knew_via, view.knew_conn],
+        "heard": []
+        if view is None
+        else [[h.status, h.reason, rel(h.t), h.conn, h.via] for h in view.heard],
+        "driving": None if view is None else view.driving,
+        "gave_up_s": None if view is None else rel(view.gave_up),
+        "sent": {kind: rel(t) for (cid, kind), t in party.sent.items() if cid == call_id},
+        "errors": [
+            [e.get("code"), e.get("in_reply_to"), rel(e["t"])]
+            for e in party.errors
+            if e.get("call_id") == call_id
+        ],
+        "resumable": call_id in party.call_keys,
+        "connections": [
+            [seg.server, rel(seg.up), rel(seg.down), seg.code] for seg in party.segments
+        ],
+    }
+
+
 def analyse(soak: Soak) -> dict[str, Any]:
     """Compare every client's record with the database; the figures and the checks."""
     config, timings = soak.config, soak.config.timings
@@ -1318,7 +1351,18 @@ def analyse(soak: Soak) -> dict[str, Any]:
     by_status = Counter(r.status for r in load_rows)
     kills = [f for f in soak.faults if f["kind"] == "kill"]
 
-    live_at_end = [r.id for r in rows.values() if r.status in LIVE]
+    live_at_end = [
+        {
+            "call": r.id,
+            "status": r.status,
+            "created_s": round(r.created_at - soak.started, 2),
+            "answered_s": None if r.answered_at is None else round(r.answered_at - soak.started, 2),
+            "plan": asdict(plan) if (plan := soak.plans.get(r.id)) is not None else None,
+            "parties": [timeline(soak, r.caller, r.id), timeline(soak, r.callee, r.id)],
+        }
+        for r in rows.values()
+        if r.status in LIVE
+    ]
     bound = timings.ring + timings.grace + timings.sweep
     unanswered_life = []
     over_bound = []
