@@ -5,15 +5,19 @@ network namespace with coturn and a delaying UDP relay in front of it, and nftab
 dropping a share of the packets. ICE is relay-only, so every media packet crosses it.
 Nothing fakes getStats(): the warnings come from what the browsers measure.
 
-The dead-microphone warning comes from a real silent microphone: a second Chromium
-whose fake capture device plays a WAV file of silence.
+The dead-microphone warning comes from real microphones: Chromium launched with a fake
+capture device playing a WAV file (silence, or a steady white noise).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import sqlite3
+import statistics
+import struct
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,26 +266,90 @@ def test_warnings_raised_and_cleared_under_real_loss_and_delay(users, quality_se
 
 LEVEL_WARNING = "constant-audio-input-level"
 
+# Keeps the page's AudioContexts in window.__audioContexts (to see which way the level is read).
+_AUDIO_CONTEXTS = """
+(() => {
+  const Native = window.AudioContext;
+  if (!Native) return;
+  window.__audioContexts = [];
+  window.AudioContext = class extends Native {
+    constructor(...args) { super(...args); window.__audioContexts.push(this); }
+  };
+})();
+"""
 
-@pytest.fixture(scope="module")
-def silent_browser(browser, tmp_path_factory):
-    """A second Chromium whose fake microphone plays silence (a WAV file of zeros, looped).
 
-    Chromium's capture flags are per browser, not per context: one launch for this flag set.
-    """
-    path = tmp_path_factory.mktemp("silence") / "silence.wav"
+def _wav(path: Path, rms_dbfs: float | None) -> Path:
+    """Five seconds of 48 kHz mono: silence, or white noise of that RMS (dB of full scale)."""
+    frames = 48_000 * 5
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(48_000)
-        out.writeframes(b"\0\0" * 48_000)  # one second, 16-bit zeros
-    silent = browser.browser_type.launch(
+        if rms_dbfs is None:
+            out.writeframes(b"\0\0" * frames)
+        else:
+            peak = 10 ** (rms_dbfs / 20) * 32767 * math.sqrt(3)  # uniform noise with that RMS
+            noise = random.Random(15)
+            out.writeframes(
+                b"".join(struct.pack("<h", int(noise.uniform(-peak, peak))) for _ in range(frames))
+            )
+    return path
+
+
+def _capturing(browser, path: Path):
+    """Another Chromium whose fake microphone plays ``path`` (the flag is per browser)."""
+    return browser.browser_type.launch(
         executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
         args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={path}"],
         headless=True,
     )
+
+
+@pytest.fixture(scope="module")
+def silent_browser(browser, tmp_path_factory):
+    """A Chromium whose microphone gives digital silence."""
+    silent = _capturing(browser, _wav(tmp_path_factory.mktemp("mic") / "silence.wav", None))
     yield silent
     silent.close()
+
+
+@pytest.fixture(scope="module")
+def noisy_browser(browser, tmp_path_factory):
+    """A Chromium whose microphone hears a steady noise at -50 dBFS and nobody speaking."""
+    noisy = _capturing(browser, _wav(tmp_path_factory.mktemp("mic") / "noise.wav", -50))
+    yield noisy
+    noisy.close()
+
+
+# A page that never had a user gesture (Playwright's scripts count as one).
+_NO_GESTURE = """
+Object.defineProperty(navigator.userActivation, "hasBeenActive", { get: () => false });
+"""
+
+
+@pytest.fixture
+def party(e2e_server):
+    """Factory: ``party(browser, name, gesture=True) -> BrowserUser``; closed at the end."""
+    made: list[BrowserUser] = []
+
+    def make(browser_, name: str, gesture: bool = True) -> BrowserUser:
+        context = browser_.new_context(base_url=e2e_server.url)
+        context.grant_permissions(["microphone"], origin=e2e_server.url)
+        context.set_default_timeout(15_000)
+        context.add_init_script(INIT_SCRIPT)
+        context.add_init_script(_AUDIO_CONTEXTS)
+        if not gesture:
+            context.add_init_script(_NO_GESTURE)
+        user = BrowserUser(name, context, context.new_page())
+        user.watch(user.page)
+        user.page.goto("/")
+        made.append(user)
+        return user
+
+    yield make
+    for user in made:
+        user.context.close()
 
 
 def _levels(user) -> list:
@@ -290,87 +358,107 @@ def _levels(user) -> list:
     )
 
 
-def test_a_silent_microphone_raises_the_level_warning_a_live_one_does_not(
-    silent_browser, e2e_server, e2e_account, new_user
-):
-    """Jane's microphone gives digital silence, Sam's is Chromium's beeping fake one. After
-    ten samples Jane gets constant-audio-input-level and the "microphone seems silent"
-    notice; Sam, as many samples in, gets nothing. Muting clears Jane's (a muted call is
-    silent on purpose). Her summary, stored with the call, names the warning; his does not."""
+def _audio_contexts(user) -> list[str]:
+    return user.page.evaluate("() => (window.__audioContexts || []).map((c) => c.state)")
+
+
+def _connect(jane, sam, account, key) -> str:
+    """Jane calls Sam, Sam answers with a click; both record their quality events."""
+    assert sign_in(jane, account, key, "tutor_jane") == {"ok": True}
+    assert sign_in(sam, account, key, "student_sam") == {"ok": True}
+    for user in (jane, sam):
+        user.page.evaluate(_RECORD)
+    start_call(jane, "student_sam")
+    click(sam, "answer")
+    expect(screen(jane, "ongoing")).to_be_visible()
+    wait_for_audio(sam.page)
+    wait_for_audio(jane.page)
+    return jane.page.evaluate("() => window.dc.activeCall.callId")
+
+
+def _wait_samples(user, count: int) -> None:
+    user.page.wait_for_function(
+        "(n) => window.qEvents.filter((e) => e[0] === 'quality').length >= n",
+        arg=count,
+        timeout=20_000,
+        polling=200,
+    )
+
+
+def _stored_quality(call_id: str, jane) -> dict:
     from directcall.models import Call
 
-    acct, key = e2e_account()
-    context = silent_browser.new_context(base_url=e2e_server.url)
-    context.grant_permissions(["microphone"], origin=e2e_server.url)
-    context.set_default_timeout(15_000)
-    context.add_init_script(INIT_SCRIPT)
-    jane = BrowserUser("jane", context, context.new_page())
-    jane.watch(jane.page)
-    jane.page.goto("/")
-    sam = new_user("sam")
-    try:
-        assert sign_in(jane, acct, key, "tutor_jane") == {"ok": True}
-        assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
-        for user in (jane, sam):
-            user.page.evaluate(_RECORD)
-        start_call(jane, "student_sam")
-        click(sam, "answer")
-        expect(screen(jane, "ongoing")).to_be_visible()
-        wait_for_audio(sam.page)  # Jane's silence is sent all the same
+    call = Call.objects.get(pk=call_id)
+    for _ in range(50):  # the callee's summary comes just after the end
+        if call.quality and len(call.quality) == 2:
+            break
+        jane.page.wait_for_timeout(100)
+        call.refresh_from_db()
+    return call.quality
 
-        _wait_names(jane, "warning", {LEVEL_WARNING}, 20_000)
-        detail = jane.page.evaluate(
+
+def test_a_silent_microphone_raises_the_level_warning(silent_browser, e2e_account, party):
+    """Both microphones give digital silence. Jane's page had no user gesture, so no
+    AudioContext may run there: her per-second levels decide. Sam's had (he answered with a
+    click): an analyser reads his microphone every 50 ms, as Twilio's does.
+    Both get constant-audio-input-level after 10 s and the "microphone seems silent"
+    notice; muting clears Jane's at once; both stored summaries name it."""
+    account, key = e2e_account()
+    jane, sam = party(silent_browser, "jane", gesture=False), party(silent_browser, "sam")
+    call_id = _connect(jane, sam, account, key)
+    for user in (jane, sam):
+        _wait_names(user, "warning", {LEVEL_WARNING}, 20_000)
+        detail = user.page.evaluate(
             "(name) => window.qEvents.find((e) => e[0] === 'warning' && e[1].name === name)[1]",
             LEVEL_WARNING,
         )
         assert detail["value"] == 0 and detail["threshold"] == 0.01, detail
-        levels = _levels(jane)
+        levels = _levels(user)
         assert len(levels) >= 10 and set(levels) == {0}, levels  # the input really is silent
-        notice = jane.page.locator("[data-directcall-screens] .dc-weak")
+        notice = user.page.locator("[data-directcall-screens] .dc-weak")
         expect(notice).to_be_visible()
         expect(notice).to_have_text("Your microphone seems silent")
         expect(notice).to_have_attribute("data-warning", "silentMicrophone")
+    assert _audio_contexts(jane) == []  # the per-second way
+    assert _audio_contexts(sam) == ["running"]  # Twilio's way
 
-        # Sam's live microphone: as many samples in, its level varies and nothing is raised.
-        sam.page.wait_for_function(
-            """() => window.qEvents.filter((e) => e[0] === 'quality' && e[1].inputLevel !== null)
-                 .length >= 12""",
-            timeout=15_000,
-            polling=200,
-        )
-        sam_levels = [v for v in _levels(sam) if v is not None]
-        assert max(sam_levels) - min(sam_levels) > 0.05, sam_levels
-        assert LEVEL_WARNING not in _names(sam, "warning")
-        expect(sam.page.locator("[data-directcall-screens] .dc-weak")).to_be_hidden()
+    # Muting is silence on purpose: the warning clears at once and the notice goes.
+    click(jane, "mute")
+    _wait_names(jane, "warningcleared", {LEVEL_WARNING}, 5_000)
+    expect(jane.page.locator("[data-directcall-screens] .dc-weak")).to_be_hidden()
 
-        # Muting is silence on purpose: the warning clears at once and the notice goes.
-        click(jane, "mute")
-        _wait_names(jane, "warningcleared", {LEVEL_WARNING}, 5_000)
-        expect(notice).to_be_hidden()
+    click(jane, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    quality = _stored_quality(call_id, jane)
+    for side in ("caller", "callee"):
+        assert LEVEL_WARNING in quality[side]["warnings"], quality
+    assert _audio_contexts(sam) == ["closed"]  # let go with the call
+    for user in (jane, sam):
+        user.assert_no_errors()
 
-        call_id = jane.page.evaluate("() => window.dc.activeCall.callId")
-        click(jane, "hangup")
-        assert outcome(jane) == {"resolved": "over"}
-        for user in (jane, sam):
-            user.page.wait_for_function(
-                "() => window.qEvents.some((e) => e[0] === 'callend')", timeout=10_000
-            )
-        ends = [
-            user.page.evaluate("() => window.qEvents.find((e) => e[0] === 'callend')[1]")
-            for user in (jane, sam)
-        ]
-        assert LEVEL_WARNING in ends[0]["quality"]["warnings"], ends[0]
-        assert LEVEL_WARNING not in ends[1]["quality"]["warnings"], ends[1]
 
-        call = Call.objects.get(pk=call_id)
-        for _ in range(50):  # the callee's summary comes just after the end
-            if call.quality and len(call.quality) == 2:
-                break
-            jane.page.wait_for_timeout(100)
-            call.refresh_from_db()
-        assert LEVEL_WARNING in call.quality["caller"]["warnings"], call.quality
-        assert LEVEL_WARNING not in call.quality["callee"]["warnings"], call.quality
-        assert call.quality_warned is True
-        jane.assert_no_errors()
-    finally:
-        context.close()
+def test_a_live_microphone_in_a_quiet_room_does_not_raise_it(
+    noisy_browser, e2e_account, party, new_user
+):
+    """Jane's microphone hears a steady noise floor (-50 dBFS) and nobody speaks; Sam's is
+    Chromium's beeping fake one. Jane's level is read as Twilio reads it: the readings move
+    and nothing is raised in 12 s — though her per-second levels hardly move (the
+    per-second way alone would have raised it)."""
+    account, key = e2e_account()
+    jane = party(noisy_browser, "jane")
+    sam = new_user("sam")
+    call_id = _connect(jane, sam, account, key)
+    for user in (jane, sam):
+        _wait_samples(user, 13)
+        assert LEVEL_WARNING not in _names(user, "warning")
+        expect(user.page.locator("[data-directcall-screens] .dc-weak")).to_be_hidden()
+    assert _audio_contexts(jane) == ["running"]
+    levels = _levels(jane)[-10:]
+    assert min(levels) > 0.001 and statistics.pstdev(levels) < 0.01, levels
+
+    click(jane, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
+    quality = _stored_quality(call_id, jane)
+    for side in ("caller", "callee"):
+        assert LEVEL_WARNING not in quality[side]["warnings"], quality
+    jane.assert_no_errors()

@@ -7,6 +7,7 @@ import {
   barsOf,
   estimateMos,
   gradeOf,
+  LevelMeter,
   LEVEL_WARNING,
   MIN_RAISED_MS,
   QualityMonitor,
@@ -203,6 +204,147 @@ test("the level warning clears when the level moves again, and is never raised w
   const muted = (i) => i >= 12 && i < 14;
   const { log: mutedLog } = run(Array.from({ length: 26 }, () => level(0)), { muted });
   assert.deepEqual(mutedLog, [`9:+${LEVEL_WARNING}`, `12:-${LEVEL_WARNING}`, `23:+${LEVEL_WARNING}`]);
+});
+
+// Twilio's readings: one set a second of the analyser's readings every 50 ms (0..1 on its
+// -127..0 dB scale). What Chromium gave, each over 10 s (an analyser as LevelMeter's on a
+// fake microphone playing a file): silence 0 every time; white noise at -70 / -50 / -35
+// dBFS a spread of 0.013 / 0.015 / 0.021; the fake device's beep 0.139.
+const readingsOf = (values) => ({ ...GOOD, inputLevel: 0.006, inputLevels: values });
+const wobble = (mean, spread) => Array.from({ length: 20 }, (_, i) => mean + (i % 2 ? spread : -spread));
+
+test("with readings, the level rule is Twilio's: the deviation of every reading of the last 10 s", () => {
+  // A steady noise floor: every second's RMS the same (the per-second rule would raise),
+  // but its readings move by 1.5 % of the scale: nothing.
+  const noise = Array.from({ length: 12 }, () => readingsOf(wobble(0.3, 0.015)));
+  assert.deepEqual(run(noise).log, []);
+  // Digital silence: all zeros, raised after ten sets, the deviation as its value.
+  const warnings = new QualityWarnings({ now: () => 0 });
+  const changes = Array.from({ length: 10 }, () => readingsOf(Array(20).fill(0))).flatMap((x) => warnings.push(x));
+  assert.deepEqual(changes, [{ name: LEVEL_WARNING, raised: true, value: 0, threshold: 0.01 }]);
+  // Just under 1 % of the scale is still constant; the sets are pooled, not averaged.
+  assert.deepEqual(run(Array.from({ length: 10 }, () => readingsOf(wobble(0.5, 0.0099)))).log, [`9:+${LEVEL_WARNING}`]);
+  const alternating = Array.from({ length: 10 }, (_, i) => readingsOf(Array(20).fill(i % 2 ? 0.33 : 0.3)));
+  assert.deepEqual(run(alternating).log, []); // each set flat, the ten together spread by 0.015
+});
+
+test("readings clear the level warning when they move, and the two ways of measuring do not mix", () => {
+  const silent = Array.from({ length: 10 }, () => readingsOf(Array(20).fill(0)));
+  const speech = Array.from({ length: 6 }, () => readingsOf(wobble(0.4, 0.2)));
+  // the readings move from sample 10 on; the warning keeps its 5 s
+  assert.deepEqual(run([...silent, ...speech]).log, [`9:+${LEVEL_WARNING}`, `14:-${LEVEL_WARNING}`]);
+  // nine seconds of readings, then a second without (the AudioContext stopped): the count
+  // starts again on the per-second levels, which need ten of their own
+  const nine = silent.slice(1);
+  const fallback = Array.from({ length: 9 }, () => level(0));
+  assert.deepEqual(run([...nine, ...fallback]).log, []);
+  assert.deepEqual(run([...nine, ...fallback, level(0)]).log, [`18:+${LEVEL_WARNING}`]);
+  // muted: neither counts
+  assert.deepEqual(run(silent, { muted: () => true }).log, []);
+});
+
+/** A Web Audio stand-in: an analyser whose bins the test sets, a context that may be suspended. */
+function fakeAudio({ state = "running", resumes = true } = {}) {
+  const made = [];
+  class FakeContext {
+    constructor() {
+      this.state = state;
+      this.closed = false;
+      this.sources = [];
+      made.push(this);
+    }
+    createAnalyser() {
+      this.analyser = { frequencyBinCount: 16, bins: Array(16).fill(0) };
+      this.analyser.getByteFrequencyData = (out) => out.set(this.analyser.bins);
+      return this.analyser;
+    }
+    createMediaStreamSource(stream) {
+      const source = { stream, connected: null, disconnect() { this.connected = null; } };
+      source.connect = (node) => { source.connected = node; };
+      this.sources.push(source);
+      return source;
+    }
+    async resume() {
+      if (resumes) this.state = "running";
+    }
+    async close() {
+      this.closed = true;
+      this.state = "closed";
+    }
+  }
+  return { FakeContext, made };
+}
+
+test("LevelMeter reads the analyser as Twilio does, follows the sent track, and waits for a gesture", async () => {
+  const saved = globalThis.MediaStream;
+  globalThis.MediaStream = class {
+    constructor(tracks) {
+      this.tracks = tracks;
+    }
+  };
+  try {
+    const { FakeContext, made } = fakeAudio();
+    let activated = false;
+    const meter = new LevelMeter({ AudioContext: FakeContext, interval: 60_000, activated: () => activated });
+    const mic = { kind: "audio", id: "mic1" };
+    meter.follow(mic);
+    assert.equal(made.length, 0); // no gesture on the page yet: no AudioContext at all
+    assert.equal(meter.take(), null);
+    activated = true;
+    meter.follow(mic);
+    const context = made[0];
+    assert.equal(context.analyser.fftSize, 32);
+    assert.equal(context.analyser.smoothingTimeConstant, 0);
+    assert.deepEqual([context.analyser.minDecibels, context.analyser.maxDecibels], [-127, 0]);
+    assert.deepEqual(context.sources[0].stream.tracks, [mic]);
+    context.analyser.bins = [...Array(8).fill(255), ...Array(8).fill(0)];
+    meter._read();
+    context.analyser.bins = Array(16).fill(51);
+    meter._read();
+    assert.deepEqual(meter.take(), [0.5, 0.2]); // the bins' average over 255
+    assert.equal(meter.take(), null); // nothing read since
+    // a device switch: the new track is listened to, the old source let go
+    const other = { kind: "audio", id: "mic2" };
+    meter.follow(other);
+    assert.equal(context.sources[0].connected, null);
+    assert.deepEqual(context.sources[1].stream.tracks, [other]);
+    assert.equal(made.length, 1);
+    meter.close();
+    assert.equal(context.closed, true);
+    assert.equal(meter.take(), null);
+    // a context the browser keeps suspended gives no readings (zeros are not silence)
+    const { FakeContext: Suspended } = fakeAudio({ state: "suspended", resumes: false });
+    const held = new LevelMeter({ AudioContext: Suspended, interval: 60_000, activated: () => true });
+    held.follow(mic);
+    held._read();
+    assert.equal(held.take(), null);
+    held.close();
+  } finally {
+    globalThis.MediaStream = saved;
+  }
+});
+
+test("the monitor gives the rules its meter's readings, and keeps them out of the samples", async () => {
+  let received = 0;
+  const pc = {
+    getStats: async () => {
+      received += 50;
+      return chromiumReport({ received, lost: 0, energy: received / 1000, duration: received / 50 });
+    },
+  };
+  const meter = { follow() {}, take: () => Array(20).fill(0), close() {} };
+  let clock = 0;
+  const monitor = new QualityMonitor({ now: () => clock, meter });
+  const raised = [];
+  let sample = null;
+  monitor.addEventListener("warning", (e) => raised.push(e.detail));
+  monitor.addEventListener("sample", (e) => (sample = e.detail));
+  monitor.attach(pc);
+  for (let i = 0; i < 10; i++, clock += 1000) await monitor.tick();
+  // the per-second levels (0.05, then 0.22 each second) would not raise it; the readings do
+  assert.deepEqual(raised, [{ name: LEVEL_WARNING, value: 0, threshold: 0.01 }]);
+  assert.equal("inputLevels" in sample, false);
+  assert.equal(monitor.samples.some((s) => "inputLevels" in s), false);
 });
 
 // -- getStats reports -----------------------------------------------------------------------------------

@@ -15,8 +15,12 @@
 //                       sampleCount 7, which its call.ts names high-packets-lost-fraction)
 //   low-mos             MOS < 3.5                       in 3 of the last 5 samples
 //   constant-audio-input-level   the microphone's level varies by less than 1 % of full
-//                       scale (standard deviation) over the last 10 samples: a dead or
-//                       muted-by-hardware microphone (never raised while the call is muted)
+//                       scale (standard deviation) over the last 10 s: a dead or
+//                       muted-by-hardware microphone (never raised while the call is muted).
+//                       As Twilio: over every reading of those 10 s, read every 50 ms from
+//                       an analyser on the microphone (LevelMeter); where no AudioContext
+//                       runs (no user gesture on the page yet), over the 10 per-second RMS
+//                       levels, which a steady noise floor can also hold still.
 // A count warning clears when none of the last 5 samples crosses its threshold (the level
 // one: when the level varies again), and no warning clears sooner than 5 s after it was
 // raised.
@@ -27,6 +31,7 @@ export const RAISE_AFTER = 3;
 export const MIN_RAISED_MS = 5000;
 export const LEVEL_WINDOW = 10;
 export const LEVEL_MIN_DEVIATION = 0.01;
+export const LEVEL_READ_MS = 50;
 
 export const NETWORK_RULES = Object.freeze([
   Object.freeze({ name: "high-rtt", metric: "rtt", above: 400 }),
@@ -106,7 +111,7 @@ function deviation(values) {
 
 /**
  * The warning rules over a stream of samples (`{rtt, jitter, loss, mos, inputLevel}`, any
- * of them null). `push(sample)` returns the changes it caused, each
+ * of them null; `inputLevels`, the second's LevelMeter readings, where there are any). `push(sample)` returns the changes it caused, each
  * `{name, raised: true, value, threshold}` or `{name, raised: false}`. Pure: the clock is
  * `now`, the mute state is given with each sample.
  */
@@ -115,6 +120,7 @@ export class QualityWarnings {
     this.now = now;
     this.samples = [];
     this.levels = [];
+    this.levelSets = [];
     this.active = new Map(); // name -> when it was raised (ms)
     this.seen = new Set(); // every name raised during the call
   }
@@ -125,7 +131,7 @@ export class QualityWarnings {
     const changes = [];
     for (const rule of NETWORK_RULES) this._network(rule, changes);
     for (const rule of AVERAGE_RULES) this._average(rule, changes);
-    this._level(sample.inputLevel, muted, changes);
+    this._level(sample, muted, changes);
     return changes;
   }
 
@@ -147,17 +153,36 @@ export class QualityWarnings {
     else if (average <= rule.clearValue) this._clear(rule.name, changes);
   }
 
-  _level(level, muted, changes) {
-    if (muted || !finite(level)) {
-      // A muted call is silent on purpose; a gap starts the count again.
+  _level(sample, muted, changes) {
+    if (muted) {
+      // A muted call is silent on purpose.
       this.levels = [];
-      if (muted) this._clear(LEVEL_WARNING, changes, true);
+      this.levelSets = [];
+      this._clear(LEVEL_WARNING, changes, true);
+      return;
+    }
+    const readings = sample.inputLevels;
+    if (Array.isArray(readings) && readings.length) {
+      // Twilio's rule (statsMonitor.ts audioInputLevel {minStandardDeviation: 1 % of full
+      // scale, sampleCount: 10}): one set of readings a second, the deviation of them all.
+      this.levels = [];
+      this.levelSets.push(readings);
+      if (this.levelSets.length > LEVEL_WINDOW) this.levelSets.shift();
+      if (this.levelSets.length === LEVEL_WINDOW) this._levelSpread(deviation(this.levelSets.flat()), changes);
+      return;
+    }
+    this.levelSets = []; // no readings this second: the per-second levels decide
+    const level = sample.inputLevel;
+    if (!finite(level)) {
+      this.levels = []; // a gap starts the count again
       return;
     }
     this.levels.push(level);
     if (this.levels.length > LEVEL_WINDOW) this.levels.shift();
-    if (this.levels.length < LEVEL_WINDOW) return;
-    const spread = deviation(this.levels);
+    if (this.levels.length === LEVEL_WINDOW) this._levelSpread(deviation(this.levels), changes);
+  }
+
+  _levelSpread(spread, changes) {
     if (spread < LEVEL_MIN_DEVIATION) this._raise(LEVEL_WARNING, round(spread, 4), LEVEL_MIN_DEVIATION, changes);
     else this._clear(LEVEL_WARNING, changes);
   }
@@ -319,7 +344,119 @@ export function summarize({ samples, received, lost, local, remote, codec, warni
   };
 }
 
+// -- the microphone's level, as Twilio reads it -------------------------------------------------
+
+/**
+ * Reads the level of the microphone being sent as Twilio Voice JS does for its level
+ * warning (rtc/peerconnection.ts): an AnalyserNode of 32-point FFTs, no smoothing, -127 dB
+ * to 0 dB, read every 50 ms; a reading is the bins' average on that scale, 0 to 1.
+ * `follow(track)` listens to a track (a new one after a device switch); `take()` gives the
+ * readings since the last take, or null while it cannot listen: no AudioContext, or none
+ * allowed to run yet (browsers start one only after a user gesture on the page; until
+ * then none is made, so no autoplay warning either).
+ */
+export class LevelMeter {
+  constructor({ AudioContext = globalThis.AudioContext, interval = LEVEL_READ_MS, activated } = {}) {
+    this.AudioContext = AudioContext;
+    this.interval = interval;
+    this.activated =
+      activated ||
+      (() => {
+        const activation = globalThis.navigator && globalThis.navigator.userActivation;
+        return !activation || activation.hasBeenActive;
+      });
+    this.context = null;
+    this.analyser = null;
+    this.source = null;
+    this.track = null;
+    this.timer = null;
+    this.readings = [];
+  }
+
+  get running() {
+    return Boolean(this.source && this.context && this.context.state === "running");
+  }
+
+  follow(track) {
+    if (track === this.track && (this.source || !track)) return;
+    this.track = track;
+    this._disconnect();
+    if (!track || !this._open()) return;
+    try {
+      this.source = this.context.createMediaStreamSource(new MediaStream([track]));
+      this.source.connect(this.analyser);
+    } catch {
+      this.source = null; // an ended track, a browser that cannot: the fallback decides
+    }
+  }
+
+  take() {
+    const readings = this.readings;
+    this.readings = [];
+    if (this.context && this.context.state === "suspended") this.context.resume().catch(() => {});
+    return this.running && readings.length ? readings : null;
+  }
+
+  close() {
+    this._disconnect();
+    clearInterval(this.timer);
+    this.timer = null;
+    if (this.context) this.context.close().catch(() => {});
+    this.context = null;
+    this.analyser = null;
+    this.track = null;
+  }
+
+  _open() {
+    if (this.context) return true;
+    if (typeof this.AudioContext !== "function" || !this.activated()) return false;
+    try {
+      this.context = new this.AudioContext();
+      const analyser = this.context.createAnalyser();
+      analyser.fftSize = 32;
+      analyser.smoothingTimeConstant = 0;
+      analyser.minDecibels = -127;
+      analyser.maxDecibels = 0;
+      this.analyser = analyser;
+      this.bins = new Uint8Array(analyser.frequencyBinCount);
+    } catch {
+      this.context = null;
+      return false;
+    }
+    if (this.context.state === "suspended") this.context.resume().catch(() => {});
+    this.timer = setInterval(() => this._read(), this.interval);
+    return true;
+  }
+
+  _read() {
+    if (!this.running) return;
+    this.analyser.getByteFrequencyData(this.bins);
+    let sum = 0;
+    for (const bin of this.bins) sum += bin;
+    this.readings.push(sum / this.bins.length / 255);
+  }
+
+  _disconnect() {
+    if (this.source) {
+      try {
+        this.source.disconnect();
+      } catch {
+        // already gone with its context
+      }
+    }
+    this.source = null;
+    this.readings = [];
+  }
+}
+
 // -- the monitor ------------------------------------------------------------------------------------------
+
+/** The microphone track a peer connection sends, or null. */
+function sentMicrophone(pc) {
+  if (typeof pc.getSenders !== "function") return null;
+  const sender = pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+  return sender ? sender.track : null;
+}
 
 /**
  * Samples a call's peer connection every second while `start()`ed. Events (CustomEvent):
@@ -328,9 +465,10 @@ export function summarize({ samples, received, lost, local, remote, codec, warni
  * samples, warnings and totals carry on. `summary()` is what the call reports at its end.
  */
 export class QualityMonitor extends EventTarget {
-  constructor({ isMuted = () => false, interval = SAMPLE_INTERVAL_MS, now } = {}) {
+  constructor({ isMuted = () => false, interval = SAMPLE_INTERVAL_MS, now, meter } = {}) {
     super();
     this.isMuted = isMuted;
+    this.meter = meter || new LevelMeter();
     this.interval = interval;
     this.pc = null;
     this.previous = null;
@@ -359,6 +497,7 @@ export class QualityMonitor extends EventTarget {
   stop() {
     clearInterval(this.timer);
     this.timer = null;
+    this.meter.close();
   }
 
   get activeWarnings() {
@@ -371,6 +510,7 @@ export class QualityMonitor extends EventTarget {
     this.busy = true;
     let reading;
     const pc = this.pc;
+    this.meter.follow(this.timer ? sentMicrophone(pc) : null); // only while started
     try {
       reading = readReport(await pc.getStats());
     } catch {
@@ -380,6 +520,7 @@ export class QualityMonitor extends EventTarget {
     }
     if (pc !== this.pc) return null;
     const sample = sampleOf(reading, this.previous);
+    const readings = this.meter.take();
     this.previous = reading;
     this.received += sample.received;
     this.lost += sample.lost;
@@ -389,7 +530,9 @@ export class QualityMonitor extends EventTarget {
     this.samples.push(sample);
     const { received, lost, ...shown } = sample;
     this._emit("sample", { ...shown, bars: barsOf(sample.mos) });
-    for (const change of this.warnings.push(sample, { muted: this.isMuted() })) {
+    // The second's level readings go to the rules only (not kept for the summary).
+    const judged = readings ? { ...sample, inputLevels: readings } : sample;
+    for (const change of this.warnings.push(judged, { muted: this.isMuted() })) {
       if (change.raised) this._emit("warning", { name: change.name, value: change.value, threshold: change.threshold });
       else this._emit("warningcleared", { name: change.name });
     }
