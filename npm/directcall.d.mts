@@ -69,6 +69,7 @@ export declare const ERR: Readonly<{
   FEEDBACK_DISABLED: "ERR_FEEDBACK_DISABLED";
   DEVICE_UNAVAILABLE: "ERR_DEVICE_UNAVAILABLE";
   NOT_SUPPORTED: "ERR_NOT_SUPPORTED";
+  RATE_LIMITED: "ERR_RATE_LIMITED";
 }>;
 
 /** The parts of a CleverTap Web SDK instance that are read (ids) and used (events). */

@@ -23,6 +23,7 @@ export const ERR = Object.freeze({
   FEEDBACK_DISABLED: "ERR_FEEDBACK_DISABLED",
   DEVICE_UNAVAILABLE: "ERR_DEVICE_UNAVAILABLE",
   NOT_SUPPORTED: "ERR_NOT_SUPPORTED",
+  RATE_LIMITED: "ERR_RATE_LIMITED",
 });
 
 const MESSAGES = {
@@ -48,6 +49,7 @@ const MESSAGES = {
   ERR_FEEDBACK_DISABLED: "This account does not collect call feedback.",
   ERR_DEVICE_UNAVAILABLE: "That microphone or speaker cannot be used.",
   ERR_NOT_SUPPORTED: "This browser cannot do that.",
+  ERR_RATE_LIMITED: "Too many requests; try again later.",
 };
 
 // Close codes of the signaling socket that say why it closed (docs/protocol.md), as the
@@ -57,6 +59,8 @@ const CLOSE_CODES = {
   4002: "ERR_ALREADY_SIGNEDIN",
   4010: "ERR_ORIGIN_NOT_ALLOWED",
   4011: "ERR_SESSION_REVOKED",
+  4012: "ERR_RATE_LIMITED", // too many sign-ins (the SDK tries again with backoff)
+  4029: "ERR_RATE_LIMITED", // too many sockets from this address (likewise)
 };
 
 /** The `{code, message}` a close code of the signaling socket stands for, or null. */
