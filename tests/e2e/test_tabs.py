@@ -324,11 +324,34 @@ def test_the_caller_reloads_and_the_call_comes_back(pair, account):
     wait_for_audio(jane.page)
     audio_keeps_flowing(sam)
     # The reloaded page has no call() promise; the end is a callend event on both sides.
-    assert jane.page.evaluate("() => window.outcome") is None
     click(sam, "hangup")
     assert wait_event(jane, "callend")["status"] == "over"
     assert wait_event(sam, "callend")["status"] == "over"
     expect(overlay(jane)).to_be_hidden()
+    assert Call.objects.get().end_reason == "user_hangup"
+
+
+def test_reloading_a_tab_that_does_not_hold_the_call_leaves_it_alone(pair, account):
+    """Sam's second tab reloads (and later closes) during the call his first tab answered:
+    it signs in again without the call, and the call's audio goes on."""
+    acct, key = account
+    jane, sam = pair
+    sam2 = open_tab(sam, "sam-tab2")
+    assert sign_in(sam2, acct, key, "student_sam") == {"ok": True}
+    answered_call(jane, sam)
+    sam2.page.reload()
+    assert sign_in(sam2, acct, key, "student_sam") == {"ok": True}
+    assert sam2.page.evaluate("() => window.dc.activeCall") is None
+    audio_keeps_flowing(sam)
+    audio_keeps_flowing(jane)
+    assert jane.page.evaluate("() => (window.__pcs || []).length") == 1  # never replaced
+    assert events(sam2, "resumed") == []
+    assert events(sam, "callend") == []
+    sam2.page.close()
+    audio_keeps_flowing(jane)
+    expect(slot(jane, "status")).to_have_text("")
+    click(sam, "hangup")
+    assert outcome(jane) == {"resolved": "over"}
     assert Call.objects.get().end_reason == "user_hangup"
 
 
