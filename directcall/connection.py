@@ -30,25 +30,29 @@ logger = logging.getLogger("directcall.signaling")
 
 
 class OrderedConsumer(AsyncWebsocketConsumer):
-    """A WebSocket consumer whose handlers never interleave, reachable without the layer."""
+    """A WebSocket consumer whose handlers never interleave, reachable without the layer.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.tasks: set[asyncio.Task] = set()
-        self.finished = False
-        # The same-process path (transport.send): how many of this connection's handlers
-        # are running, and the messages delivered meanwhile, which wait for them.
-        self.handling = 0
-        self.backlog: deque[dict[str, Any]] | None = None  # made when first needed
-        # The browser's next frame waits for a delivered message's handler to end.
-        self.idle_waiter: asyncio.Future[None] | None = None
+    Its state starts as class attributes: an idle connection's instance holds only what
+    changed (docs/performance.md, memory per idle connection).
+    """
+
+    # The tasks of this connection (made when the first is spawned), cancelled at the end.
+    tasks: set[asyncio.Task] | None = None
+    finished = False
+    # The same-process path (transport.send): how many of this connection's handlers
+    # are running, and the messages delivered meanwhile, which wait for them.
+    handling = 0
+    backlog: deque[dict[str, Any]] | None = None  # made when first needed
+    # The browser's next frame waits for a delivered message's handler to end.
+    idle_waiter: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         """channels' ``AsyncConsumer.__call__``, changed in three ways.
 
         The browser's frames are read and handled in this task, one at a time; the channel
-        layer's messages are read by a second task and handed over like same-process ones
-        (:meth:`deliver`), so no handler of this connection ever interleaves with another
+        layer's messages are handed over like same-process ones (:meth:`deliver`) — by the
+        layer itself when it can (:meth:`directcall.layers.InMemoryChannelLayer.subscribe`),
+        else read by a second task — so no handler of this connection ever interleaves with another
         and no message costs channels' ``await_many_dispatch`` round (a new task and an
         ``asyncio.wait`` per message). The channel layer's receive waits out a short outage
         (a Redis restart) instead of killing the connection; and however the connection
@@ -61,7 +65,14 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         transport.register(self.channel_name, self)
-        listener = asyncio.ensure_future(self._listen())
+        # The channel layer's messages: handed over as they are sent by a layer that can
+        # (directcall's in-memory layer: no task per connection), else read by a task.
+        subscribe = getattr(self.channel_layer, "subscribe", None)
+        listener = None
+        if subscribe is not None:
+            subscribe(self.channel_name, self)
+        else:
+            listener = asyncio.ensure_future(self._listen())
         try:
             while True:
                 await self.dispatch(await receive())
@@ -72,7 +83,10 @@ class OrderedConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await self.close(protocol.CLOSE_UNAVAILABLE)
         finally:
-            listener.cancel()
+            if listener is not None:
+                listener.cancel()
+            else:
+                self.channel_layer.unsubscribe(self.channel_name)
             await self._finish()
 
     async def _listen(self) -> None:
@@ -183,11 +197,13 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         self.finished = True
         transport.unregister(self.channel_name)
         self.backlog = None
-        for task in self.tasks:
+        for task in self.tasks or ():
             task.cancel()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
+        if self.tasks is None:
+            self.tasks = set()
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task

@@ -12,7 +12,6 @@ background work that must outlive it goes to the process's sweeper.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -47,24 +46,31 @@ logger = logging.getLogger("directcall.signaling")
 
 
 class SignalingConsumer(OrderedConsumer):
-    """One signed-in tab: frames from its browser, messages from the server's processes."""
+    """One signed-in tab: frames from its browser, messages from the server's processes.
+
+    Its state starts as class attributes (an idle connection's instance holds only what
+    changed), and it has no task of its own: the process's timers
+    (:class:`~directcall.sweeper.Timers`) run its sign-in deadline, then its presence
+    renewal and idle close (:meth:`on_timer`).
+    """
 
     handlers: dict[str, str] = {kind: f"on_{kind}" for kind in protocol.CLIENT_FRAMES}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.party: Party | None = None  # set by a successful auth
-        self.watching: watch.Watching | None = None  # the cuids it watches (who is online)
-        self.holder: presence.Holder | None = None
-        self.counted_address: str | None = None  # counted against MAX_CONNECTIONS_PER_IP
-        self.refused = False  # closed before sign-in: frames still in flight are ignored
-        self.sweeper: Sweeper | None = None
-        # How the socket closed (the browser's code; 4011 when its session was revoked
-        # here), and whether the page said it is leaving: an answered call then waits
-        # PAGE_GRACE for it, not RECONNECT_GRACE.
-        self.close_code: int | None = None
-        self.leaving = False
-        self.auth_deadline: asyncio.Task | None = None
+    party: Party | None = None  # set by a successful auth
+    watching: watch.Watching | None = None  # the cuids it watches (who is online), once it does
+    holder: presence.Holder | None = None
+    counted_address: str | None = None  # counted against MAX_CONNECTIONS_PER_IP
+    refused = False  # closed before sign-in: frames still in flight are ignored
+    sweeper: Sweeper | None = None
+    # How the socket closed (the browser's code; 4011 when its session was revoked here),
+    # and whether the page said it is leaving: an answered call then waits PAGE_GRACE for
+    # it, not RECONNECT_GRACE.
+    close_code: int | None = None
+    leaving = False
+    # The process's timers: this connection's place in them, and when it renews presence.
+    timer_slot: int | None = None
+    renew_at = 0.0
+    last_flood_error = 0.0
 
     # -- connection lifecycle ---------------------------------------------------------
 
@@ -74,7 +80,6 @@ class SignalingConsumer(OrderedConsumer):
         self.max_frame = conf.MAX_FRAME_BYTES
         self.bucket = TokenBucket(conf.FLOOD_RATE, conf.FLOOD_BURST)
         self.last_frame_at = time.monotonic()
-        self.last_flood_error = 0.0
         await self.accept()
         admitted, self.counted_address = iplimit.admit(self.scope, conf.MAX_CONNECTIONS_PER_IP)
         if not admitted:
@@ -86,7 +91,7 @@ class SignalingConsumer(OrderedConsumer):
             return
         # The site this socket was opened on: pictures it serves may show as a call rings.
         self.site_origin = site_origin(self.scope)
-        self.auth_deadline = self._spawn(self._auth_deadline(conf.AUTH_TIMEOUT))
+        self.sweeper.timers.at(self, self.last_frame_at + conf.AUTH_TIMEOUT)  # on_timer
 
     async def _refuse(self, error: DirectCallError, close_code: int) -> None:
         """Before sign-in: say why, close, and handle nothing more from this socket."""
@@ -104,6 +109,8 @@ class SignalingConsumer(OrderedConsumer):
         if self.finished:
             return
         await super()._finish()
+        if self.sweeper is not None:
+            self.sweeper.timers.cancel(self)
         if self.counted_address is not None:
             iplimit.connections.release(self.counted_address)
             self.counted_address = None
@@ -113,10 +120,15 @@ class SignalingConsumer(OrderedConsumer):
             layer, code = self.channel_layer, self.close_code
             await signin.sign_out(self.party, self.holder, self.sweeper, layer, code, self.leaving)
 
-    async def _auth_deadline(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def on_timer(self, now: float) -> float | None:
+        """The process's timers: before sign-in, the AUTH_TIMEOUT deadline; once signed in,
+        presence renewal and the idle close (:func:`signin.upkeep`). Returns when next."""
+        if self.finished:
+            return None
         if self.party is None:
-            await self._reject(errors.NOT_AUTHENTICATED, protocol.CLOSE_AUTH_FAILED)
+            self._spawn(self._reject(errors.NOT_AUTHENTICATED, protocol.CLOSE_AUTH_FAILED))
+            return None
+        return signin.upkeep(self, now)
 
     # -- frames from the browser --------------------------------------------------------
 
@@ -198,11 +210,9 @@ class SignalingConsumer(OrderedConsumer):
             await self._send(protocol.error_frame(refusal.error, frame if refusal.echo else None))
             await self.close(refusal.close_code)
             return
-        if self.auth_deadline is not None:
-            self.auth_deadline.cancel()  # signed in: one timer task is enough
-        self._spawn(signin.upkeep(self, session, self.holder))
+        self.renew_at = time.monotonic() + signin.renewal_interval()
+        self.sweeper.timers.at(self, self.renew_at)  # on_timer: no sign-in deadline now
         self.sweeper.watch(self.party)
-        self.watching = watch.Watching(session, self._send)
         await watch.changed((session.account_pk, session.cuid))
         resume = protocol.resume_of(frame)
         await signin.hand_back(self.party, registration, resume, issued, self._send)
@@ -224,10 +234,14 @@ class SignalingConsumer(OrderedConsumer):
 
     async def on_watch(self, frame: dict[str, Any]) -> None:
         """``watch {ref?, cuids}``: follow who of ``cuids`` is online; answered ``watching``."""
+        if self.watching is None:  # made on first use: most connections never watch
+            self.watching = watch.Watching(self.party.session, self._send)
         await self.watching.watch(frame)
 
     async def on_unwatch(self, frame: dict[str, Any]) -> None:
         """``unwatch {ref?, cuids?}``: stop following them (all of them without ``cuids``)."""
+        if self.watching is None:
+            self.watching = watch.Watching(self.party.session, self._send)
         await self.watching.unwatch(frame)
 
     async def on_invite(self, frame: dict[str, Any]) -> None:

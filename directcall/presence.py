@@ -223,6 +223,18 @@ def renew(account_pk: int, cuid: str, holder: Holder) -> bool:
     return True
 
 
+def renew_many(people: list[tuple[int, str, Holder]]) -> list[bool | Exception]:
+    """:func:`renew` for several ``(account_pk, cuid, holder)``; each one's outcome, or the
+    exception it raised (one failing does not stop the others)."""
+    outcomes: list[bool | Exception] = []
+    for account_pk, cuid, holder in people:
+        try:
+            outcomes.append(renew(account_pk, cuid, holder))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 def release(
     account_pk: int, cuid: str, holder: Holder, hold: bool = True, hold_for: float = 0
 ) -> None:
@@ -419,6 +431,11 @@ async def aclaim(
 async def arenew(account_pk: int, cuid: str, holder: Holder) -> bool:
     """Async :func:`renew`."""
     return await _twin(renew)(account_pk, cuid, holder)
+
+
+async def arenew_many(people: list[tuple[int, str, Holder]]) -> list[bool | Exception]:
+    """Async :func:`renew_many` (one hop to a worker thread for all of them)."""
+    return await _twin(renew_many)(people)
 
 
 async def arelease(

@@ -9,11 +9,9 @@ reaches the socket; then :func:`hand_back` the calls named in ``resume`` and sen
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 import uuid
 from typing import Any
 
@@ -112,35 +110,48 @@ async def sign_out(
         sweeper.spawn(watch.changed_later(conf.DEVICE_HOLD, person))
 
 
-async def upkeep(conn: Any, session: tokens.Session, holder: presence.Holder) -> None:
-    """A signed-in connection's one timer task (``conn``: its SignalingConsumer): renew its
-    presence every PRESENCE_TTL/3 (:func:`presence.akeep`'s rules) and close the connection
-    once idle for IDLE_TIMEOUT."""
-    conf = get_settings()
-    every = max(0.2, conf.PRESENCE_TTL / 3)
-    renew_at = time.monotonic() + every
-    while True:
-        now = time.monotonic()
-        idle_at = conn.last_frame_at + conf.IDLE_TIMEOUT
-        if now >= idle_at:
-            await conn.close(protocol.CLOSE_IDLE)
-            return
-        if now < renew_at:
-            await asyncio.sleep(min(idle_at, renew_at) - now)
-            continue
-        renew_at = now + every
-        try:
-            kept = await presence.arenew(session.account_pk, session.cuid, holder)
-        except Exception as exc:  # the cache is unreachable: try again next time
-            logger.warning("presence renewal failed for %s: %r", conn.party.who, exc)
-            continue
-        if not kept:
-            # Another device holds the cuid now (this device's entry lapsed: a cache
-            # outage longer than PRESENCE_TTL, or an eviction, and another device
-            # signed in).
+def renewal_interval() -> float:
+    """How often a signed-in connection renews its presence: PRESENCE_TTL / 3."""
+    return max(0.2, get_settings().PRESENCE_TTL / 3)
+
+
+def upkeep(conn: Any, now: float) -> float | None:
+    """A signed-in connection's timer (``conn``: its SignalingConsumer, called by the
+    process's :class:`~directcall.sweeper.Timers`): close it once idle for IDLE_TIMEOUT,
+    renew its presence every PRESENCE_TTL/3 (with the others due at the same moment:
+    :func:`renew`). Returns when it is due next."""
+    idle_at = conn.last_frame_at + get_settings().IDLE_TIMEOUT
+    if now >= idle_at:
+        conn._spawn(conn.close(protocol.CLOSE_IDLE))
+        return None
+    if now >= conn.renew_at:
+        conn.renew_at = now + renewal_interval()
+        conn.sweeper.timers.batch(renew, conn)
+    return min(idle_at, conn.renew_at)
+
+
+async def renew(conns: list[Any]) -> None:
+    """Renew the presence of these signed-in connections (:func:`presence.arenew_many`: one
+    call for all). An unreachable cache is tried again at the next renewal: a live call is
+    not dropped for it, and the entry is put back when the cache is back. A connection
+    whose cuid another device holds now closes (``ERR_ALREADY_SIGNEDIN``): its entry lapsed
+    (a cache outage longer than PRESENCE_TTL, or an eviction) and another device signed in.
+    """
+    conns = [conn for conn in conns if not conn.finished]
+    people = [(conn.party.session, conn.holder) for conn in conns]
+    try:
+        outcomes = await presence.arenew_many(
+            [(session.account_pk, session.cuid, holder) for session, holder in people]
+        )
+    except Exception as exc:
+        logger.warning("presence renewal failed for %d connection(s): %r", len(conns), exc)
+        return
+    for conn, kept in zip(conns, outcomes, strict=True):
+        if isinstance(kept, Exception):
+            logger.warning("presence renewal failed for %s: %r", conn.party.who, kept)
+        elif not kept and not conn.finished:
             logger.warning("%s: presence taken by another device; closing", conn.party.who)
-            await conn._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN)
-            return
+            conn._spawn(conn._reject(errors.ALREADY_SIGNEDIN, protocol.CLOSE_ALREADY_SIGNEDIN))
 
 
 def revocation_groups(session: tokens.Session) -> list[str]:

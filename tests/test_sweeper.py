@@ -115,3 +115,95 @@ def test_the_sweep_command(people, capsys):
     call_command("directcall_sweep")
     out = capsys.readouterr().out
     assert f"{call.pk}\tmissed\tinvite_timeout" in out and "Finalized 1 call(s)." in out
+
+
+# -- the connections' timers (one task for the process) ------------------------------------------
+
+
+class Timed:
+    timer_slot = None
+
+    def __init__(self, name: str, calls: list, again: float | None = None) -> None:
+        self.name, self.calls, self.again = name, calls, again
+
+    def on_timer(self, now: float) -> float | None:
+        self.calls.append(self.name)
+        again, self.again = self.again, None
+        return None if again is None else now + again
+
+
+async def test_timers_call_each_object_at_its_time_in_order():
+    sweeper = Sweeper()
+    sweeper.start()
+    calls: list[str] = []
+    now = asyncio.get_running_loop().time()
+    late, soon, cancelled = Timed("late", calls), Timed("soon", calls, again=0.1), Timed("x", calls)
+    sweeper.timers.at(late, now + 0.4)
+    sweeper.timers.at(cancelled, now + 0.05)
+    sweeper.timers.at(soon, now + 0.2)  # earlier than the task sleeps for: it wakes
+    sweeper.timers.cancel(cancelled)
+    await asyncio.sleep(0.6)
+    assert calls == ["soon", "soon", "late"]  # "soon" asked for once more, 0.1 s later
+    assert len(sweeper.timers) == 0 and late.timer_slot is None
+    await sweeper.stop()
+
+
+async def test_timers_move_an_object_and_batch_the_work_of_one_round():
+    sweeper = Sweeper()
+    sweeper.start()
+    batches: list[list[str]] = []
+
+    async def run(items: list[str]) -> None:
+        batches.append(items)
+
+    class Batching(Timed):
+        def on_timer(self, now: float) -> None:
+            sweeper.timers.batch(run, self.name)
+
+    now = asyncio.get_running_loop().time()
+    a, b, moved = Batching("a", []), Batching("b", []), Batching("moved", [])
+    for item in (a, b, moved):
+        sweeper.timers.at(item, now + 0.1)
+    sweeper.timers.at(moved, now + 0.3)  # moved later: a round of its own
+    await asyncio.sleep(0.5)
+    assert batches == [["a", "b"], ["moved"]]
+    await sweeper.stop()
+
+
+async def test_a_signed_in_connection_is_renewed_by_the_process_timers(people, clients, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "PRESENCE_TTL": 0.6}  # renewed every 0.2 s
+    jane_reg = people["tutor_jane"]
+    jane = await clients.sign_in(jane_reg)
+    await asyncio.sleep(1.5)  # past PRESENCE_TTL more than twice: renewed meanwhile
+    assert await presence.alookup(jane_reg.account_id, jane_reg.cuid) is not None
+    await jane.alive()
+    # Its entry lapses and another device signs in between two renewals: it closes (4002).
+    while True:
+        await presence.arelease(jane_reg.account_id, jane_reg.cuid, _holder_of(jane), hold=False)
+        phone = presence.Holder("chan-phone", "phone-0001", "conn-phone")
+        claimed = await presence.aclaim(jane_reg.account_id, jane_reg.cuid, phone)
+        if claimed[0] is presence.Claim.CLAIMED:
+            break
+    assert (await jane.next("error"))["code"] == "ERR_ALREADY_SIGNEDIN"
+    assert await jane.closed() == 4002
+
+
+def _holder_of(client) -> presence.Holder:
+    """The presence holder of a signed-in client's connection (read from its entry)."""
+    account, cuid, device = client.device
+    entry = presence.held(account, cuid)
+    conn, channel = next(iter(entry.conns.items()))
+    return presence.Holder(channel, device, conn, entry.key)
+
+
+async def test_an_idle_connection_is_closed_and_a_talking_one_is_not(people, clients, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "IDLE_TIMEOUT": 0.8}
+    jane = await clients.sign_in(people["tutor_jane"])
+    sam = await clients.sign_in(people["student_sam"])
+    started = asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - started < 1.2:
+        await sam.alive()  # a ping every 0.2 s keeps sam's connection
+        await asyncio.sleep(0.2)
+    assert await jane.closed(timeout=1) == 4008
+    assert asyncio.get_running_loop().time() - started >= 0.8
+    await sam.alive()
