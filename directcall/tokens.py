@@ -185,8 +185,11 @@ def _timeout() -> int:
 def revoke_token(jti: str, until: float | None = None) -> None:
     """Refuse the token (session or user token) with this id until ``until`` (epoch s).
 
-    Without ``until``: for ``TOKEN_TTL`` seconds, the longest a session token lives. For a
-    user token, pass its ``exp``.
+    Without ``until``: for ``TOKEN_TTL`` seconds, the longest a session token lives. A user
+    token's id also refuses the session tokens issued for it (their ``user_jti``), which
+    may outlive its ``exp`` by ``TOKEN_TTL``: use
+    :func:`directcall.revocation.revoke_user_token`, which picks ``until`` so and closes
+    the sockets signed in with them too.
     """
     timeout = _timeout() if until is None else max(1, int(until - time.time()) + 1)
     cache.set(f"{_DENY}:jti:{jti}", True, timeout)
