@@ -65,6 +65,11 @@ DEFAULTS: dict[str, Any] = {
     # logout): during a reload or a navigation only the same device, with its device key,
     # can sign that cuid in.
     "DEVICE_HOLD": 10,
+    # Whether several devices (browsers) may be signed in as one cuid at once: each gets a
+    # device key of its own, an incoming call rings in every connection of every device and
+    # the first to answer takes it. False, as in the original SDK: another device gets
+    # ERR_ALREADY_SIGNEDIN.
+    "MULTIPLE_DEVICES": False,
     # Socket sign-ins (auth frames) per client IP and per cuid, as "N/period", counted
     # across all server processes; None: no limit. A tab presenting the device key of the
     # device that holds the cuid is never counted.
@@ -376,6 +381,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "RECONNECT_GRACE": _seconds,
     "PAGE_GRACE": _seconds,
     "DEVICE_HOLD": _seconds,
+    "MULTIPLE_DEVICES": _boolean,
     "AUTH_RATE_IP": _call_rate,
     "AUTH_RATE_CUID": _call_rate,
     "SWEEP_INTERVAL": _seconds,
@@ -432,6 +438,7 @@ class Settings:
     RECONNECT_GRACE: float
     PAGE_GRACE: float
     DEVICE_HOLD: float
+    MULTIPLE_DEVICES: bool
     AUTH_RATE_IP: Rate | None
     AUTH_RATE_CUID: Rate | None
     SWEEP_INTERVAL: float

@@ -17,7 +17,9 @@ A connection signs in with :func:`claim` (docs/protocol.md, "Presence"):
   is issued (the SDK keeps it in ``localStorage``, shared by the browser's tabs);
 - an entry of the same device whose key matches the one presented: the connection *joins*;
 - anything else is *refused* (``ERR_ALREADY_SIGNEDIN``): a device id is the client's
-  choice and proves nothing, the device key does.
+  choice and proves nothing, the device key does. With ``MULTIPLE_DEVICES`` on, a device
+  the entry does not know yet is added to it instead (``"others": {device: key hash}``)
+  and issued a key of its own: every connection of every device rings.
 
 When the last connection leaves (not by logout), the entry stays for ``DEVICE_HOLD``
 seconds with no connections: a *reservation*, so that during a reload or a navigation
@@ -78,6 +80,8 @@ class Presence:
     device: str
     key: str = field(repr=False)
     conns: Mapping[str, str]  # connection id -> channel
+    # The other devices signed in as this cuid (MULTIPLE_DEVICES): device -> key hash.
+    others: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def channels(self) -> list[str]:
@@ -85,12 +89,14 @@ class Presence:
         return list(self.conns.values())
 
     def admits(self, device: str, device_key: str | None) -> bool:
-        """Whether a connection of ``device`` presenting ``device_key`` is this device."""
+        """Whether a connection of ``device`` presenting ``device_key`` is this device (or
+        one of the others signed in with it)."""
+        expected = self.key if device == self.device else self.others.get(device)
         return (
-            device == self.device
+            expected is not None
             and isinstance(device_key, str)
             and bool(device_key)
-            and hmac.compare_digest(self.key, hash_key(device_key))
+            and hmac.compare_digest(expected, hash_key(device_key))
         )
 
 
@@ -134,6 +140,7 @@ class _Entry:
     key: str
     conns: dict[str, str]
     seen: dict[str, float]
+    others: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, value: object) -> _Entry | None:
@@ -143,10 +150,20 @@ class _Entry:
         conns, seen = value.get("conns"), value.get("seen")
         if not (isinstance(device, str) and isinstance(key, str) and isinstance(conns, dict)):
             return None  # junk, or an entry of an older version: it expires
-        return cls(device, key, dict(conns), dict(seen) if isinstance(seen, dict) else {})
+        others = value.get("others")
+        return cls(
+            device,
+            key,
+            dict(conns),
+            dict(seen) if isinstance(seen, dict) else {},
+            dict(others) if isinstance(others, dict) else {},
+        )
 
     def value(self) -> dict[str, Any]:
-        return {"device": self.device, "key": self.key, "conns": self.conns, "seen": self.seen}
+        value = {"device": self.device, "key": self.key, "conns": self.conns, "seen": self.seen}
+        if self.others:
+            value["others"] = self.others
+        return value
 
     def put(self, holder: Holder, now: float) -> None:
         self.conns[holder.conn] = holder.channel
@@ -162,10 +179,15 @@ class _Entry:
             del self.seen[conn]
 
     def presence(self) -> Presence:
-        return Presence(self.device, self.key, MappingProxyType(dict(self.conns)))
+        conns = MappingProxyType(dict(self.conns))
+        return Presence(self.device, self.key, conns, MappingProxyType(dict(self.others)))
 
     def owned_by(self, holder: Holder) -> bool:
-        return holder.device == self.device and hmac.compare_digest(holder.key, self.key)
+        expected = self.key if holder.device == self.device else self.others.get(holder.device)
+        if expected is None and get_settings().MULTIPLE_DEVICES:
+            # Several devices may hold the cuid: one a racing write left out comes back.
+            self.others[holder.device] = expected = holder.key
+        return expected is not None and hmac.compare_digest(holder.key, expected)
 
 
 def _fresh(holder: Holder, key_hash: str) -> dict[str, Any]:
@@ -194,7 +216,18 @@ def claim(
         if cache.add(key, _fresh(holder, hash_key(issued)), _ttl()):
             return Claim.CLAIMED, issued
         entry = _Entry.read(cache.get(key))
-    if entry is None or not entry.presence().admits(holder.device, device_key):
+    if entry is None:
+        return Claim.REFUSED, None
+    known = holder.device == entry.device or holder.device in entry.others
+    if not known and get_settings().MULTIPLE_DEVICES:
+        # Another device, and several may sign in: it joins the entry with a key of its own.
+        now = time.time()
+        entry.prune(now)
+        entry.others[holder.device] = hash_key(issued)
+        entry.put(holder, now)
+        cache.set(key, entry.value(), _ttl())
+        return Claim.CLAIMED, issued
+    if not entry.presence().admits(holder.device, device_key):
         return Claim.REFUSED, None
     now = time.time()
     entry.prune(now)

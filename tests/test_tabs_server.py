@@ -108,6 +108,49 @@ async def test_a_logout_frees_the_cuid_and_a_reload_keeps_it_for_the_device(
     assert "device_key" in phone.ready
 
 
+async def test_several_devices_when_allowed_all_ring_and_the_first_answer_wins(
+    people, clients, settings
+):
+    """DIRECTCALL["MULTIPLE_DEVICES"] (off by default: the test above): another device of
+    the same cuid signs in too, with a key of its own; a call rings in every connection of
+    every device, and the first to answer takes it."""
+    tune(settings, MULTIPLE_DEVICES=True)
+    jane = people["tutor_jane"]
+    laptop = await clients.sign_in(jane, LAPTOP)
+    phone = await clients.sign_in(jane, "phone-00001")
+    assert phone.ready["device_key"] != laptop.ready["device_key"]
+    phone_tab2 = await clients.sign_in(jane, "phone-00001")  # the phone's own key: a join
+    assert "device_key" not in phone_tab2.ready
+    # A known device still proves itself: the laptop's key does not sign the phone in.
+    assert await refused(clients, jane, "phone-00001", device_key=laptop.ready["device_key"]) == (
+        "ERR_ALREADY_SIGNEDIN",
+        4002,
+    )
+    found = await database_sync_to_async(presence.lookup)(jane.account_id, jane.cuid)
+    assert len(found.channels) == 3
+    sam = await clients.sign_in(people["student_sam"])
+    call_id = (await sam.invite("tutor_jane"))["call_id"]
+    for tab in (laptop, phone, phone_tab2):
+        assert (await tab.next("incoming", call_id=call_id))["sdp"] == OFFER
+    await phone.send(type="accept", call_id=call_id, sdp=ANSWER)
+    answered = await phone.next("state", call_id=call_id, status="answered")
+    assert isinstance(answered["call_key"], str)
+    for tab in (laptop, phone_tab2):
+        elsewhere = await tab.next("state", call_id=call_id, status="answered")
+        assert elsewhere["elsewhere"] is True
+    assert (await sam.next("state", call_id=call_id, status="answered"))["sdp"] == ANSWER
+    # One call per cuid still holds across devices.
+    await laptop.send(type="invite", receiver="student_sam", context="again", sdp=OFFER, ref="r2")
+    assert (await laptop.next("error"))["code"] == "ERR_OUTGOING_CALL_IN_PROGRESS"
+    await sam.send(type="hangup", call_id=call_id)
+    await phone.next("state", call_id=call_id, status="over")
+    # The entry knows the phone as the other device; every tab is still signed in.
+    entry = await database_sync_to_async(presence.lookup)(jane.account_id, jane.cuid)
+    assert set(entry.others) == {"phone-00001"}
+    for tab in (laptop, phone, phone_tab2):
+        await tab.alive()
+
+
 # -- a call rings in every tab; one tab takes it ------------------------------------------------
 
 
