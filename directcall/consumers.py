@@ -12,7 +12,9 @@ background work that must outlive it goes to the process's sweeper.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from typing import Any
@@ -192,6 +194,13 @@ class SignalingConsumer(OrderedConsumer):
         """
         if self.party is not None:
             raise DirectCallError(errors.BAD_FRAME, "This connection is already authenticated.")
+        # In a copy of this connection's context, which ends with the sign-in: what its
+        # steps leave in context-local storage (a Django cache handle per context, asgiref's
+        # bookkeeping of thread hops: ~0.7 KiB) is not kept by the idle connection.
+        sign_in = self._sign_in(frame)
+        await asyncio.get_running_loop().create_task(sign_in, context=contextvars.copy_context())
+
+    async def _sign_in(self, frame: dict[str, Any]) -> None:
         try:
             session, registration, device_key = await signin.check(frame, self.scope)
             self.holder, issued = await signin.claim(
@@ -259,6 +268,7 @@ class SignalingConsumer(OrderedConsumer):
             key_hash,
             site_origin=self.site_origin,
             caller_row=party.registration,
+            conn=self.holder.conn,
         )
         call = placed.call
         if call.status == CallStatus.BUSY:
@@ -298,6 +308,7 @@ class SignalingConsumer(OrderedConsumer):
             extra=extra,
             bound=self.channel_name,
             call=route.call,
+            conn=self.holder.conn,
         )
         if accepted is None:
             await self.party.refused(call_id, "The call is no longer ringing.")

@@ -68,6 +68,21 @@ class Party:
     when it places a call.
     """
 
+    # One per signed-in connection: slots, and the timer set made when first needed.
+    __slots__ = (
+        "_ended",
+        "_routes",
+        "_send",
+        "_timers",
+        "channel",
+        "conn",
+        "left",
+        "pk",
+        "registration",
+        "session",
+        "sweeper",
+    )
+
     def __init__(
         self,
         session: Session,
@@ -85,7 +100,7 @@ class Party:
         self.sweeper = sweeper
         self._send = send
         self._routes: dict[str, CallRoute] = {}
-        self._timers: set[asyncio.Task] = set()
+        self._timers: set[asyncio.Task] | None = None
         self.left = False
         # Calls whose final state reached this connection before it knew them: an
         # ``incoming`` for one of them that comes later (messages of two processes are not
@@ -296,6 +311,8 @@ class Party:
             await self.sweeper.shielded(self._expire(call_id))
 
         route.timer = asyncio.ensure_future(fire())
+        if self._timers is None:
+            self._timers = set()
         self._timers.add(route.timer)
         route.timer.add_done_callback(self._timers.discard)
 
@@ -324,7 +341,7 @@ class Party:
     def close(self) -> None:
         """The connection ended: no more deadline timers here."""
         self.left = True
-        for timer in list(self._timers):
+        for timer in list(self._timers or ()):
             timer.cancel()
 
     async def leave(

@@ -62,7 +62,7 @@ logger = logging.getLogger("directcall.presence")
 _PREFIX = "directcall:presence"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Holder:
     """One signed-in connection (a tab): its channel, device, id and its device's key hash."""
 

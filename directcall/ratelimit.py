@@ -17,6 +17,8 @@ class TokenBucket:
     The clock is injectable so that tests need no sleeps.
     """
 
+    __slots__ = ("_clock", "_refilled_at", "_tokens", "burst", "rate")  # one per connection
+
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
