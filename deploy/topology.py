@@ -311,8 +311,9 @@ class Topology:
     turn: bool = True
     tasks: bool = True
     ice_policy: str = "all"
-    # nginx's cap on open sockets per client address (every client here is 127.0.0.1).
-    max_sockets_per_ip: int = 100_000
+    # nginx's cap on open sockets per client address (every client here is 127.0.0.1);
+    # nginx refuses a limit_conn above 65535 ("connection limit must be less 65536").
+    max_sockets_per_ip: int = 65_535
     env: dict[str, str] = field(default_factory=dict)
     logs: Path | None = None
 
