@@ -211,7 +211,6 @@ class SignalingConsumer(OrderedConsumer):
                 self.channel_name,
                 self.sweeper,
                 self._send,
-                conn=self.holder.conn,
                 registration=registration,
             )
             await signin.join_revocation_groups(session, self.channel_name)
@@ -268,7 +267,6 @@ class SignalingConsumer(OrderedConsumer):
             key_hash,
             site_origin=self.site_origin,
             caller_row=party.registration,
-            conn=self.holder.conn,
         )
         call = placed.call
         if call.status == CallStatus.BUSY:
@@ -308,7 +306,6 @@ class SignalingConsumer(OrderedConsumer):
             extra=extra,
             bound=self.channel_name,
             call=route.call,
-            conn=self.holder.conn,
         )
         if accepted is None:
             await self.party.refused(call_id, "The call is no longer ringing.")
