@@ -211,6 +211,7 @@ class SignalingConsumer(OrderedConsumer):
                 self.channel_name,
                 self.sweeper,
                 self._send,
+                conn=self.holder.conn,
                 registration=registration,
             )
             await signin.join_revocation_groups(session, self.channel_name)
