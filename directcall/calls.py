@@ -223,6 +223,7 @@ def place_call(
     key_hash: str = "",
     site_origin: Origin | None = None,
     caller_row: Registration | None = None,
+    conn: str | None = None,
 ) -> Placed:
     """The invite rules: the invite rate, who may be called, the receiver online, the call
     recorded (:func:`start`, with the hash of the inviting tab's call key), the offer kept
@@ -231,6 +232,7 @@ def place_call(
     ``caller_row``: the caller's registration (with its account) as loaded when the
     connection signed in, reused instead of read again (a change to the registration or
     the account that matters revokes the session, docs/security.md#revocation).
+    ``conn``: the inviting connection, which holds the call on the caller's side.
     Raises ``ERR_RATE_LIMITED``, what :func:`parties` raises, ``404`` when the receiver
     is not online, and ``ERR_OUTGOING_CALL_IN_PROGRESS``; nothing is recorded then. The
     presence lookup comes after ``can_call``, so that a refusal does not tell whether the
@@ -258,6 +260,8 @@ def place_call(
             # The call is placed: an offer lost to a cache outage only means a callee who
             # reloads while it rings cannot answer it.
             logger.warning("could not keep the offer of call %s", call.pk, exc_info=True)
+        if conn is not None:
+            _hold(call, caller.registration_pk, conn)
     return Placed(call, tuple(callee.channels))
 
 
@@ -348,10 +352,16 @@ def ring(call_id: UUID | str, callee_pk: int, *, call: Call | None = None) -> Ca
 
 
 def accept(
-    call_id: UUID | str, callee_pk: int, key_hash: str = "", *, call: Call | None = None
+    call_id: UUID | str,
+    callee_pk: int,
+    key_hash: str = "",
+    *,
+    call: Call | None = None,
+    conn: str | None = None,
 ) -> Call | None:
     """The callee answers, if the call still rings and its ring deadline has not passed;
-    ``key_hash``: the hash of the call key of the tab that answers (:func:`new_call_key`).
+    ``key_hash``: the hash of the call key of the tab that answers (:func:`new_call_key`),
+    ``conn`` its connection, which then holds the call on the callee's side.
 
     The maximum duration is the account's as loaded with ``call`` (when the call was
     placed or handed to this connection), or read now without it.
@@ -362,7 +372,7 @@ def accept(
         if call is None:
             return None
     limit = call.account.effective_max_call_duration()
-    return _transition(
+    answered = _transition(
         call_id,
         CallStatus.ANSWERED,
         RINGING_STATUSES,
@@ -374,6 +384,25 @@ def accept(
         callee_key_hash=key_hash,
         deadline=now + timedelta(seconds=limit) if limit else None,
     )
+    if answered is not None and conn is not None:
+        _hold(answered, callee_pk, conn)
+    return answered
+
+
+def _hold(call: Call, party_pk: int, conn: str) -> None:
+    """Record the connection holding ``call`` on a party's side (:func:`presence.hold`)."""
+    try:
+        presence.hold(str(call.pk), party_pk, conn)
+    except Exception:
+        # Committed already: without the record, the sweep goes by the party's presence.
+        logger.warning("could not record who holds call %s", call.pk, exc_info=True)
+
+
+def _holds(found: presence.Presence | None, conn: str | None) -> bool:
+    """Whether a party with presence ``found`` still holds a call held by ``conn`` (when
+    known: that connection is still in the party's entry; a dead one leaves it within
+    ``PRESENCE_TTL`` once another connection of the party renews the entry)."""
+    return found is not None and (conn is None or conn in found.conns)
 
 
 def decline(
@@ -690,7 +719,8 @@ def end_if_still_gone(
     mark = presence.gone(str(call_id), registration_pk)
     if mark is None or time.time() < mark.until:
         return None
-    if not mark.left and presence.lookup(account_pk, cuid) is not None:
+    holder = presence.holding(str(call_id), registration_pk)
+    if not mark.left and _holds(presence.lookup(account_pk, cuid), holder):
         presence.mark_back(str(call_id), registration_pk)
         return None
     call = lose_connection(call_id)
@@ -705,9 +735,11 @@ def sweep(now: datetime | None = None) -> list[Call]:
     Run every ``SWEEP_INTERVAL`` seconds by each server process that holds connections
     (:mod:`directcall.sweeper`) and by ``manage.py directcall_sweep``; concurrent sweeps
     are safe, since each transition is conditional. Presence is read in one cache round
-    trip for all live calls, the gone marks in one more.
+    trip for all live calls, the gone marks (and who holds each call) in one more.
 
-    An answered call whose party has no connection at all (its process died) is marked
+    An answered call whose party has no connection at all (its process died), or whose
+    connection holding the call is no longer in the party's presence (that process died
+    while another tab or a new page of the party is online without the call), is marked
     gone for ``RECONNECT_GRACE``; presence coming back clears that mark. A party seen
     leaving is waited for until its mark's grace ends (``party_dropped``).
     """
@@ -722,7 +754,7 @@ def sweep(now: datetime | None = None) -> list[Call]:
         (call.account_id, party.cuid) for call in live for party in (call.caller, call.callee)
     )
     answered = [call for call in live if call.status == CallStatus.ANSWERED]
-    gone = presence.gone_many(
+    gone, holders = presence.gone_and_holding_many(
         (str(call.pk), pk) for call in answered for pk in (call.caller_id, call.callee_id)
     )
     for call in live:
@@ -734,7 +766,7 @@ def sweep(now: datetime | None = None) -> list[Call]:
             continue
         for party in (call.caller, call.callee):
             key = (str(call.pk), party.pk)
-            here = (call.account_id, party.cuid) in present
+            here = _holds(present.get((call.account_id, party.cuid)), holders.get(key))
             mark = gone.get(key)
             if mark is None:
                 if here:

@@ -268,6 +268,7 @@ class SignalingConsumer(OrderedConsumer):
             key_hash,
             site_origin=self.site_origin,
             caller_row=party.registration,
+            conn=self.holder.conn,
         )
         call = placed.call
         if call.status == CallStatus.BUSY:
@@ -307,6 +308,7 @@ class SignalingConsumer(OrderedConsumer):
             extra=extra,
             bound=self.channel_name,
             call=route.call,
+            conn=self.holder.conn,
         )
         if accepted is None:
             await self.party.refused(call_id, "The call is no longer ringing.")

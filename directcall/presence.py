@@ -414,10 +414,42 @@ def gone_since_many(parties: Iterable[tuple[str, int]]) -> dict[tuple[str, int],
     return {party: mark.since for party, mark in gone_many(parties).items()}
 
 
+def hold(call_id: str, registration_pk: int, conn: str) -> None:
+    """The connection ``conn`` holds the call on the party's side: it placed it, answered
+    it, or took it back. The sweep checks that connection, not just the party's presence:
+    another tab of the party being online does not keep a call whose tab is gone."""
+    # For the call's life (a call longer than a day falls back to the party's presence).
+    cache.set(_bound_key(call_id, registration_pk), conn, 24 * 3600)
+
+
+def holding(call_id: str, registration_pk: int) -> str | None:
+    """The connection holding the call on the party's side, if known."""
+    conn = cache.get(_bound_key(call_id, registration_pk))
+    return conn if isinstance(conn, str) else None
+
+
+def gone_and_holding_many(
+    parties: Iterable[tuple[str, int]],
+) -> tuple[dict[tuple[str, int], Gone], dict[tuple[str, int], str]]:
+    """:func:`gone` and :func:`holding` of several ``(call_id, registration_pk)`` at once
+    (one cache round trip for both)."""
+    parties = list(parties)
+    gone_keys = {_gone_key(call_id, pk): (call_id, pk) for call_id, pk in parties}
+    bound_keys = {_bound_key(call_id, pk): (call_id, pk) for call_id, pk in parties}
+    if not parties:
+        return {}, {}
+    found = cache.get_many([*gone_keys, *bound_keys])
+    marks = {party: mark for key, party in gone_keys.items() if (mark := _gone(found.get(key)))}
+    holders = {
+        party: conn for key, party in bound_keys.items() if isinstance(conn := found.get(key), str)
+    }
+    return marks, holders
+
+
 def mark_back(call_id: str, registration_pk: int, conn: str | None = None) -> None:
     """The party is connected again; ``conn``: the connection the call was handed back to."""
     if conn is not None:
-        cache.set(_bound_key(call_id, registration_pk), conn, _mark_timeout())
+        hold(call_id, registration_pk, conn)
     cache.delete(_gone_key(call_id, registration_pk))
 
 

@@ -212,3 +212,42 @@ async def test_consumers_and_presence_after_a_redis_restart(cluster):
         for peer in (gone, stays, caller):
             if peer is not None:
                 await peer.close()
+
+
+async def test_a_party_whose_process_died_is_gone_though_its_device_is_online(cluster):
+    """The callee's process dies mid-call and the callee's device signs in again at once on
+    the other process — with its device key (so its cuid never leaves presence), but
+    without the call: its page never got the call key (the process died before telling
+    it), or it is another tab. No connection holds the call on the callee's side, and the
+    caller, who still does, must be told that the call ended (connection_lost) within
+    the grace, as when the callee is gone altogether.
+    """
+    from websockets.asyncio.client import connect
+
+    from . import test_multiprocess as mp
+
+    cluster, _redis = cluster
+    o1, o2 = cluster.servers["o1"], cluster.servers["o2"]
+    caller = await mp.Peer.sign_in(cluster, o1, mp._cuid("caller"), "Caller")
+    callee = await mp.Peer.sign_in(cluster, o2, mp._cuid("callee"), "Callee")
+    again = None
+    try:
+        call_id = await mp._ring(caller, callee)
+        await mp._answer(caller, callee, call_id)
+        await asyncio.to_thread(o2.kill)
+        killed = time.monotonic()
+        init = await asyncio.to_thread(cluster.init, o1, callee.cuid, "Callee")
+        ws = await asyncio.wait_for(connect(init["websocketUrl"], origin=o1.base), 10)
+        again = mp.Peer(ws, callee.cuid)
+        device_key = callee.ready["device_key"]
+        await again.send(type="auth", token=init["token"], device_key=device_key, resume=[call_id])
+        assert (await again.next("ready"))["calls"] == []  # the call is not handed back
+        bound = mp.PRESENCE_TTL * 4 / 3 + mp.RECONNECT_GRACE + 2 * mp.SWEEP_INTERVAL + mp.MARGIN
+        state = await caller.next("state", timeout=bound, call_id=call_id, status="over")
+        assert state["reason"] == "connection_lost"
+        print(f"\n[outages] caller told {time.monotonic() - killed:.2f}s after the kill")
+        assert cluster.db.call(call_id) == ("over", "connection_lost")
+    finally:
+        for peer in (caller, callee, again):
+            if peer is not None:
+                await peer.close()
