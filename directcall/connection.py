@@ -46,6 +46,18 @@ class OrderedConsumer(AsyncWebsocketConsumer):
     # The browser's next frame waits for a delivered message's handler to end.
     idle_waiter: asyncio.Future[None] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every attribute an instance will have, set first in one order: CPython keeps
+        # the instances' values in a compact array then (keys shared by the class); an
+        # attribute added later, in another order, turns the instance's __dict__ into a
+        # dict of its own (~1 KiB per connection).
+        self.scope: dict[str, Any] = {}
+        self.channel_layer = self.channel_name = self.base_send = None
+        self.tasks = self.backlog = self.idle_waiter = None
+        self.finished = False
+        self.handling = 0
+
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         """channels' ``AsyncConsumer.__call__``, changed in three ways.
 

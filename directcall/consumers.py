@@ -74,6 +74,16 @@ class SignalingConsumer(OrderedConsumer):
     renew_at = 0.0
     last_flood_error = 0.0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # All of them now, in one order (see OrderedConsumer.__init__).
+        self.max_frame = 0
+        self.bucket: TokenBucket | None = None
+        self.last_frame_at = self.last_flood_error = self.renew_at = 0.0
+        self.counted_address = self.site_origin = self.sweeper = self.timer_slot = None
+        self.party = self.holder = self.watching = self.close_code = None
+        self.refused = self.leaving = False
+
     # -- connection lifecycle ---------------------------------------------------------
 
     async def connect(self) -> None:
