@@ -31,6 +31,7 @@ carries what goes to groups (revocations) and to channels that have just closed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from copy import deepcopy
 from typing import Any, Protocol
@@ -67,19 +68,28 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         super().__init__(*args, **kwargs)
         self.clean_interval = clean_interval
         self._cleaned_at = 0.0
-        self._subscribers: dict[str, tuple[Subscriber, asyncio.AbstractEventLoop]] = {}
+        self._subscribers: dict[
+            str, tuple[Subscriber, asyncio.AbstractEventLoop, contextvars.Context]
+        ] = {}
 
     def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         """From now on, hand ``channel``'s messages to ``subscriber.deliver`` as they are sent
         (soon after, in the running event loop, in the order sent) instead of keeping them
-        for :meth:`receive`. Messages kept before are handed over at once."""
+        for :meth:`receive`. Messages kept before are handed over at once.
+
+        ``deliver`` runs in a copy of the context ``subscribe`` was called in, as a task
+        waiting in ``receive()`` would: never in the sender's (a sender in a
+        ``sync_to_async`` thread would pass on its thread-sensitive executor, which quits
+        when that call returns, and the handler's database work would fail).
+        """
         self.require_valid_channel_name(channel)
         loop = asyncio.get_running_loop()
-        self._subscribers[channel] = (subscriber, loop)
+        context = contextvars.copy_context()
+        self._subscribers[channel] = (subscriber, loop, context)
         box = self.channels.get(channel)
         if box is not None and box.items:
             for _expires, message in box.items:
-                loop.call_soon(subscriber.deliver, message)
+                loop.call_soon(subscriber.deliver, message, context=context)
             box.items.clear()
             if box.idle():
                 del self.channels[channel]
@@ -96,13 +106,13 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         subscribed = self._subscribers.get(channel)
         if subscribed is not None:
             # Never inline: the sender may be iterating a group that the handler changes.
-            subscriber, loop = subscribed
+            subscriber, loop, context = subscribed
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 running = None
             call = loop.call_soon if running is loop else loop.call_soon_threadsafe
-            call(subscriber.deliver, deepcopy(message))
+            call(subscriber.deliver, deepcopy(message), context=context)
             return
         box = self.channels.get(channel)
         if box is None:
