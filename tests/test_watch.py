@@ -280,3 +280,46 @@ def test_who_may_be_watched_takes_a_fixed_number_of_queries(people):
     }
     assert unknown == {"mallory_m", "nobody"} | set(cuids[4:])  # mallory is another account's
     assert len(queries) == 3  # the watcher, the registrations, the blocks
+
+
+async def test_a_transition_does_not_wait_for_its_announcement(monkeypatch):
+    """A call's start or end is announced from the database thread without a round trip to
+    the loop: in a hop of dbthread.run it rides back with the result, in another hop
+    (database_sync_to_async) it is handed to the loop; outside any loop it is made in place."""
+    import threading
+
+    from channels.db import database_sync_to_async
+
+    from directcall import dbthread
+
+    sent: list[tuple[tuple, int]] = []
+
+    async def changed(*people):
+        sent.append((people, threading.get_ident()))
+
+    monkeypatch.setattr(watch, "changed", changed)
+    loop_thread = threading.get_ident()
+
+    def announce(name: str) -> int:
+        watch.changed_from_thread((1, name))
+        return len(sent)  # nothing sent yet: the hop did not wait for it
+
+    assert await dbthread.run(announce, "rides_back") == 0
+    assert sent == [(((1, "rides_back"),), loop_thread)]
+    assert await database_sync_to_async(announce)("handed_over") == 1
+    for _ in range(100):
+        if len(sent) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert sent[1] == (((1, "handed_over"),), loop_thread)
+
+    def without_a_loop() -> int:  # a thread of its own: no loop hands it work
+        watch.changed_from_thread((1, "in_place"))
+        return len(sent)
+
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(without_a_loop()))
+    thread.start()
+    await asyncio.get_running_loop().run_in_executor(None, thread.join)
+    assert result == [3]
+    assert sent[2][0] == ((1, "in_place"),)
