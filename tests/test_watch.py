@@ -293,33 +293,32 @@ async def test_a_transition_does_not_wait_for_its_announcement(monkeypatch):
     from directcall import dbthread
 
     sent: list[tuple[tuple, int]] = []
+    release = asyncio.Event()  # announcements wait for it: a hop that waited would hang
 
     async def changed(*people):
+        await release.wait()
         sent.append((people, threading.get_ident()))
 
     monkeypatch.setattr(watch, "changed", changed)
-    loop_thread = threading.get_ident()
 
-    def announce(name: str) -> int:
+    def announce(name: str) -> None:
         watch.changed_from_thread((1, name))
-        return len(sent)  # nothing sent yet: the hop did not wait for it
 
-    assert await dbthread.run(announce, "rides_back") == 0
-    assert sent == [(((1, "rides_back"),), loop_thread)]
-    assert await database_sync_to_async(announce)("handed_over") == 1
-    for _ in range(100):
+    await asyncio.wait_for(dbthread.run(announce, "rides_back"), 5)
+    await asyncio.wait_for(database_sync_to_async(announce)("handed_over"), 5)
+    release.set()
+    for _ in range(200):
         if len(sent) == 2:
             break
         await asyncio.sleep(0.01)
-    assert sent[1] == (((1, "handed_over"),), loop_thread)
+    loop_thread = threading.get_ident()
+    assert sorted(sent) == [
+        (((1, "handed_over"),), loop_thread),
+        (((1, "rides_back"),), loop_thread),
+    ]
 
-    def without_a_loop() -> int:  # a thread of its own: no loop hands it work
-        watch.changed_from_thread((1, "in_place"))
-        return len(sent)
-
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(without_a_loop()))
+    # A thread of its own (no loop hands it work): made in place, before it returns.
+    thread = threading.Thread(target=announce, args=("in_place",))
     thread.start()
     await asyncio.get_running_loop().run_in_executor(None, thread.join)
-    assert result == [3]
     assert sent[2][0] == ((1, "in_place"),)
