@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
@@ -57,6 +58,22 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         self.tasks = self.backlog = self.idle_waiter = None
         self.finished = False
         self.handling = 0
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Callable[..., Any]:
+        """channels' ``as_asgi()``, returning the new consumer's own coroutine instead of
+        awaiting it in one more: no frame of it stays on the stack while the connection
+        lives (~0.2 KiB of each idle connection)."""
+        channels_app = super().as_asgi(**initkwargs)
+
+        def app(scope: dict, receive: Callable, send: Callable) -> Coroutine[Any, Any, None]:
+            return cls(**initkwargs)(scope, receive, send)
+
+        functools.update_wrapper(app, cls, updated=())
+        app.consumer_class = channels_app.consumer_class  # type: ignore[attr-defined]
+        app.consumer_initkwargs = channels_app.consumer_initkwargs  # type: ignore[attr-defined]
+        app._asgi_single_callable = True  # type: ignore[attr-defined]
+        return app
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         """channels' ``AsyncConsumer.__call__``, changed in three ways.
