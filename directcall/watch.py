@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import time
@@ -123,7 +124,9 @@ def changed_from_thread(*people: Person) -> None:
         async_to_sync(changed)(*people)
         return
     with contextlib.suppress(RuntimeError):  # the loop closed meanwhile, with its connections
-        loop.call_soon_threadsafe(_announce, people)
+        # In a context of its own: not the hop's copy of its caller's (asgiref's deadlock
+        # flag, a thread-sensitive executor that quits when the hop returns; see a27de80).
+        loop.call_soon_threadsafe(_announce, people, context=contextvars.Context())
 
 
 def _loop_of_this_thread() -> asyncio.AbstractEventLoop | None:
