@@ -2,17 +2,28 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { oncePerDevice, REPORTED_ITEM, trackCall } from "../../directcall/static/directcall/js/clevertap.js";
+import { oncePerDevice, REPORT_HOLD_MS, REPORTED_ITEM, trackCall } from "../../directcall/static/directcall/js/clevertap.js";
 import { MemoryStorage } from "./fakes.mjs";
 
-/** Web Locks as a browser grants them: one holder per name at a time, in request order. */
+/** Web Locks as a browser grants them: one holder per name at a time, in request order;
+ * `ifAvailable` gets null while the lock is held. `released` counts the locks let go. */
 class FakeLocks {
   constructor() {
     this.tails = new Map();
+    this.held = new Set();
+    this.released = 0;
   }
-  request(name, callback) {
+  request(name, options, callback) {
+    if (typeof options === "function") [options, callback] = [{}, options];
+    if (options.ifAvailable && this.held.has(name)) return Promise.resolve(callback(null));
     const before = this.tails.get(name) || Promise.resolve();
-    const held = before.then(() => callback({ name }));
+    this.held.add(name);
+    const held = before
+      .then(() => callback({ name }))
+      .finally(() => {
+        this.held.delete(name);
+        this.released += 1;
+      });
     this.tails.set(name, held.catch(() => {}));
     return held;
   }
@@ -71,4 +82,21 @@ test("without Web Locks or storage every tab reports (nothing is lost)", () =>
     await oncePerDevice("call-1", () => (reports += 1));
     await oncePerDevice("call-1", () => (reports += 1));
     assert.equal(reports, 2);
+  }));
+
+test("a tab that finds the event's lock held leaves the event to its holder, even if localStorage does not show it yet", () =>
+  withGlobals({ localStorage: new MemoryStorage(), navigator: { locks: new FakeLocks() } }, async () => {
+    // Two tabs' processes: each has its own view of localStorage, and the first tab's write
+    // has not reached the second one's yet.
+    const locks = globalThis.navigator.locks;
+    const mine = new MemoryStorage();
+    const theirs = new MemoryStorage();
+    let reports = 0;
+    globalThis.localStorage = mine;
+    await oncePerDevice("student_sam:DCEnd:call-1", () => (reports += 1));
+    globalThis.localStorage = theirs;
+    await oncePerDevice("student_sam:DCEnd:call-1", () => (reports += 1));
+    assert.equal(reports, 1);
+    assert.equal(theirs.getItem(REPORTED_ITEM), null);
+    assert.equal(locks.released, 0, `the reporting tab keeps the lock ${REPORT_HOLD_MS} ms`);
   }));

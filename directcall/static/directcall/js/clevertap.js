@@ -34,11 +34,17 @@ export function pushEvent(clevertap, name, props) {
 }
 
 // Every tab of a device rings for an incoming call and ends with it when it is cancelled or
-// missed; one of them reports each event: the tabs take turns through a Web Lock
-// (exclusive across the tabs of an origin) and keep the last events reported in
+// missed; one of them reports each event. The first tab to get here takes the event's Web
+// Lock (exclusive across the tabs of an origin), reports, notes the event in localStorage
+// and keeps the lock a while: a tab that finds the lock taken leaves the event to its
+// holder. Taking turns on the lock and reading localStorage inside it is not enough:
+// Chromium hands a localStorage write to the other tabs' processes later than it hands
+// them the lock, so the second tab could still read the list without the event (seen as
+// two DCEnd pushed under load). A tab that comes later than the hold finds the event in
 // localStorage. Without Web Locks (or storage) each tab reports.
 export const REPORTED_ITEM = "directcall.reported";
 const REPORTED_KEEP = 50;
+export const REPORT_HOLD_MS = 5000;
 
 function firstReport(key) {
   try {
@@ -52,14 +58,32 @@ function firstReport(key) {
   return true;
 }
 
-/** Run `report` in the first tab of this device to get here with `key`, in no other. */
+/** Run `report` in the first tab of this device to get here with `key`, in no other.
+ * Resolves once this tab has reported or left it to another. */
 export function oncePerDevice(key, report) {
+  let ran = false;
   const run = () => {
+    if (ran) return;
+    ran = true;
     if (firstReport(key)) report();
   };
   const locks = globalThis.navigator && globalThis.navigator.locks;
   if (!locks || typeof locks.request !== "function") return Promise.resolve(run());
-  return locks.request(`directcall.report.${key}`, run).catch(run);
+  return new Promise((resolve) => {
+    const held = (lock) => {
+      if (!lock) return resolve(); // another tab holds it: that tab reports
+      run();
+      resolve();
+      return new Promise((release) => {
+        const timer = setTimeout(release, REPORT_HOLD_MS);
+        if (timer && typeof timer.unref === "function") timer.unref(); // node's tests
+      });
+    };
+    locks.request(`directcall.report.${key}`, { ifAvailable: true }, held).catch(() => {
+      run(); // no lock to be had (an opaque origin): report rather than lose the event
+      resolve();
+    });
+  });
 }
 
 /** Push a Direct Call event `name` about `call` with the signed-in client's ids (if tracking),
