@@ -1,0 +1,543 @@
+"""directcall's uvicorn WebSocket protocol (directcall/uvicorn_ws.py), over real sockets.
+
+A real uvicorn server runs in the test's event loop, configured as its command line would
+be (``ws="directcall.uvicorn_ws:LeanWebSocketProtocol"``, imported by name as ``uvicorn
+--ws`` does), serving the demo's ASGI application; the clients are ``websockets``
+clients, or a raw socket speaking websockets' sans-I/O client protocol where a client must
+misbehave (never answer a ping, vanish without a close frame). No mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import json
+import re
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from channels.db import database_sync_to_async
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
+
+from directcall import protocol, tokens
+
+from .wsclient import ANSWER, CANDIDATE, OFFER, WS_PATH, Client, answered_call
+
+LEAN = "directcall.uvicorn_ws:LeanWebSocketProtocol"
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+memory_only = pytest.mark.parametrize("channel_backend", ["memory"], indirect=True)
+
+
+# -- a uvicorn server in this event loop -----------------------------------------------------
+
+
+class Served:
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task, port: int) -> None:
+        self.server = server
+        self.task = task
+        self.port = port
+        self.url = f"ws://127.0.0.1:{port}{WS_PATH}"
+        self.origin = f"http://127.0.0.1:{port}"
+
+    def protocols(self) -> list[Any]:
+        from directcall.uvicorn_ws import LeanWebSocketProtocol
+
+        return [p for p in self.server.server_state.connections if type(p) is LeanWebSocketProtocol]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 30)
+
+
+async def serve(app: Any, **options: Any) -> Served:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws=LEAN,
+        lifespan="off",
+        log_level="warning",
+        **options,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    return Served(server, task, port)
+
+
+@contextlib.asynccontextmanager
+async def served_site(**options: Any) -> AsyncIterator[Served]:
+    from example_project.asgi import application
+
+    served = await serve(application, **options)
+    try:
+        yield served
+    finally:
+        await served.stop()
+
+
+@pytest.fixture
+async def site(signaling) -> AsyncIterator[Served]:
+    """The demo's ASGI application on uvicorn with the lean protocol."""
+    async with served_site() as served:
+        yield served
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+
+class SocketClient(Client):
+    """tests/wsclient.py's client over a real ``websockets`` connection."""
+
+    def __init__(self, ws: ClientConnection, cuid: str, registration_pk: int) -> None:
+        super().__init__(ws, cuid, registration_pk)  # type: ignore[arg-type]
+        self.ws = ws
+
+    async def send(self, **frame: Any) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def send_raw(self, text: str | None = None, data: bytes | None = None) -> None:
+        await self.ws.send(text if text is not None else data)  # type: ignore[arg-type]
+
+    async def _recv_frame(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            text = await asyncio.wait_for(self.ws.recv(), timeout)
+        except ConnectionClosed:
+            self.closed_code = self.ws.close_code
+            return None
+        frame = json.loads(text)
+        self._keep(frame)
+        return frame
+
+    async def close(self, code: int = 1000) -> None:
+        await self.ws.close(code)
+
+
+class SocketClients:
+    def __init__(self, site: Served) -> None:
+        self.site = site
+        self.opened: list[SocketClient] = []
+
+    async def anonymous(self, **options: Any) -> SocketClient:
+        ws = await connect(self.site.url, origin=self.site.origin, compression=None, **options)
+        client = SocketClient(ws, "anonymous", 0)
+        self.opened.append(client)
+        return client
+
+    async def sign_in(self, registration: Any, **options: Any) -> SocketClient:
+        client = await self.anonymous(**options)
+        client.cuid, client.registration_pk = registration.cuid, registration.pk
+        await client.authenticate(registration)
+        return client
+
+    async def close_all(self) -> None:
+        for client in self.opened:
+            await client.ws.close()
+
+
+@pytest.fixture
+async def sockets(site) -> AsyncIterator[SocketClients]:
+    opened = SocketClients(site)
+    yield opened
+    await opened.close_all()
+
+
+class RawClient:
+    """A client on a plain socket, framing with websockets' sans-I/O ``ClientProtocol``: it
+    reads only when told to (pings stay unanswered) and can vanish without a close frame."""
+
+    def __init__(self, site: Served) -> None:
+        self.site = site
+        self.conn = ClientProtocol(parse_uri(site.url), origin=site.origin)  # type: ignore[arg-type]
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.site.port)
+        self.conn.send_request(self.conn.connect())
+        await self._flush()
+        while self.conn.handshake_exc is None and self.conn.state.name == "CONNECTING":
+            self.conn.receive_data(await self.reader.read(65536))
+        assert self.conn.handshake_exc is None, self.conn.handshake_exc
+        self.events = [e for e in self.conn.events_received() if isinstance(e, Frame)]
+
+    async def _flush(self) -> None:
+        for data in self.conn.data_to_send():
+            if data:
+                self.writer.write(data)
+        await self.writer.drain()
+
+    async def send(self, **frame: Any) -> None:
+        self.conn.send_text(json.dumps(frame).encode())
+        await self._flush()
+
+    async def frames(self, timeout: float = 5) -> list[Frame]:
+        """Read once (waiting up to ``timeout``); the frames it carried, pings unanswered."""
+        data = await asyncio.wait_for(self.reader.read(65536), timeout)
+        if data:
+            self.conn.receive_data(data)
+        else:
+            self.conn.receive_eof()
+        got, self.events = self.events + list(self.conn.events_received()), []
+        return [e for e in got if isinstance(e, Frame)]
+
+    async def text(self, kind: str, timeout: float = 5) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for frame in await self.frames(max(0.01, deadline - loop.time())):
+                if frame.opcode is Opcode.TEXT and json.loads(frame.data)["type"] == kind:
+                    return json.loads(frame.data)
+
+    def vanish(self) -> None:
+        """Reset the TCP connection: no close frame, no FIN."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.writer.transport.abort()
+
+
+async def online(registration: Any) -> bool:
+    from directcall import presence
+
+    found = await database_sync_to_async(presence.lookup)(
+        registration.account_id, registration.cuid
+    )
+    return found is not None
+
+
+async def until(condition: Any, timeout: float = 10) -> None:
+    """Wait until ``await condition()`` is true (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await condition():
+        assert loop.time() < deadline, "the condition did not come true"
+        await asyncio.sleep(0.02)
+
+
+# -- directcall over the lean protocol ---------------------------------------------------------
+
+
+async def test_a_call_with_relayed_frames(people, sockets, site):
+    jane = await sockets.sign_in(people["tutor_jane"])
+    sam = await sockets.sign_in(people["student_sam"])
+    call_id = await answered_call(jane, sam)
+    for n in range(50):
+        candidate = dict(
+            CANDIDATE, candidate=f"candidate:{n} 1 udp 1 127.0.0.1 {5000 + n} typ host"
+        )
+        await jane.send(type="candidates", call_id=call_id, candidates=[candidate])
+    relayed = [await sam.next("candidates", call_id=call_id) for _ in range(50)]
+    assert [r["candidates"][0]["candidate"].split()[0] for r in relayed] == [
+        f"candidate:{n}" for n in range(50)
+    ]
+    await sam.send(type="renegotiate", call_id=call_id, sdp_type="answer", sdp=ANSWER)
+    assert (await jane.next("renegotiate", call_id=call_id))["sdp"] == ANSWER
+    await sam.send(type="hangup", call_id=call_id)
+    over = await jane.next("state", call_id=call_id, status="over")
+    assert over["reason"] == "user_hangup"
+    await sam.next("state", call_id=call_id, status="over")
+    # Every piece of state of the two sockets lives in the protocol's slots.
+    assert len(site.protocols()) == 2
+    assert all(vars(p) == {} for p in site.protocols())
+
+
+@memory_only
+async def test_websocket_pings_and_close_codes(people, sockets):
+    jane = await sockets.sign_in(people["tutor_jane"])
+    latency = await (await jane.ws.ping())  # a protocol-level ping, answered by the server
+    assert latency >= 0
+    await jane.alive()  # the application's own ping frame
+    # A frame over the application's pre-sign-in limit: an error frame, then close 1009.
+    stranger = await sockets.anonymous()
+    await stranger.send_raw("{" * (protocol.MAX_AUTH_FRAME_BYTES + 1))
+    assert (await stranger.next("error"))["code"] == "ERR_FRAME_TOO_LARGE"
+    assert await stranger.closed() == 1009
+    # A bad token: the application's own close code reaches the client.
+    bad = await sockets.anonymous()
+    await bad.send(type="auth", token="not-a-token")
+    assert (await bad.next("error"))["code"] == "ERR_INVALID_TOKEN"
+    assert await bad.closed() == protocol.CLOSE_AUTH_FAILED
+    # logout(): the client's close 1000 ends the session at once.
+    await jane.close(1000)
+    assert jane.ws.close_code == 1000
+    await until(lambda: _not(online(people["tutor_jane"])))
+    sam = await sockets.sign_in(people["student_sam"])
+    await sam.send(type="invite", ref="a", receiver="tutor_jane", context="hi", sdp=OFFER)
+    assert (await sam.next("error", ref="a"))["code"] == 404
+
+
+async def _not(awaitable: Any) -> bool:
+    return not await awaitable
+
+
+@memory_only
+async def test_a_foreign_origin_is_told_and_closed(sockets, site):
+    stranger = SocketClient(
+        await connect(site.url, origin="https://elsewhere.example", compression=None), "x", 0
+    )
+    sockets.opened.append(stranger)
+    assert (await stranger.next("error"))["code"] == "ERR_ORIGIN_NOT_ALLOWED"
+    assert await stranger.closed() == 4010
+    await until(lambda: _true(site.protocols() == []))
+
+
+async def test_a_handshake_refused_by_the_application_is_403():
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.close"})
+        assert (await receive())["type"] == "websocket.disconnect"
+
+    served = await serve(app)
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://127.0.0.1:{served.port}/", compression=None)
+        assert refused.value.response.status_code == 403
+        await until(lambda: _true(served.protocols() == []))
+    finally:
+        await served.stop()
+
+
+@memory_only
+async def test_a_client_that_vanishes_is_cleaned_up(people, sockets, site):
+    jane = await sockets.sign_in(people["tutor_jane"])
+    raw = RawClient(site)
+    await raw.open()
+    token = tokens.issue(
+        people["student_sam"].account_id, people["student_sam"].pk, "student_sam", "dev-raw01"
+    )
+    await raw.send(type="auth", token=token)
+    await raw.text("ready")
+    assert await online(people["student_sam"])
+    call_id = (await jane.invite("student_sam"))["call_id"]
+    await raw.text("incoming")
+    await raw.send(type="accept", call_id=call_id, sdp=ANSWER)
+    await jane.next("state", call_id=call_id, status="answered")
+    raw.vanish()
+    # The server sees the reset, the application its disconnect: the peer is reported
+    # gone, the call ends after the reconnection grace, the presence is released and the
+    # socket is gone from the server.
+    await jane.next("peer", call_id=call_id, connected=False)
+    state = await jane.next("state", call_id=call_id, status="over", timeout=10)
+    assert state["reason"] == "connection_lost"
+    await until(lambda: _not(online(people["student_sam"])))
+    await until(lambda: _true(len(site.protocols()) == 1))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+@memory_only
+async def test_an_unanswered_keepalive_ping_closes_the_socket(people, signaling):
+    async with served_site(ws_ping_interval=0.2, ws_ping_timeout=0.3) as site:
+        raw = RawClient(site)
+        await raw.open()
+        token = tokens.issue(
+            people["tutor_jane"].account_id, people["tutor_jane"].pk, "tutor_jane", "dev-raw02"
+        )
+        await raw.send(type="auth", token=token)
+        await raw.text("ready")
+        seen: list[Frame] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not any(f.opcode is Opcode.CLOSE for f in seen):
+            assert loop.time() < deadline
+            seen += await raw.frames(10)
+        assert any(f.opcode is Opcode.PING for f in seen)
+        assert raw.conn.close_rcvd is not None and raw.conn.close_rcvd.code == 1011
+        await until(lambda: _not(online(people["tutor_jane"])))
+        await until(lambda: _true(site.protocols() == []))
+
+
+@memory_only
+async def test_a_message_over_the_servers_max_size_closes_with_1009(people, signaling):
+    async with served_site(ws_max_size=70_000) as site:
+        clients = SocketClients(site)
+        jane = await clients.sign_in(people["tutor_jane"], max_size=None)
+        assert await online(people["tutor_jane"])
+        await jane.send_raw("x" * 70_001)
+        assert await jane.closed() == 1009
+        await until(lambda: _not(online(people["tutor_jane"])))
+        await until(lambda: _true(site.protocols() == []))
+
+
+@memory_only
+async def test_server_shutdown_closes_sockets_with_1012(people, signaling):
+    async with served_site() as site:
+        clients = SocketClients(site)
+        jane = await clients.sign_in(people["tutor_jane"])
+        site.server.should_exit = True
+        assert await jane.closed(timeout=10) == 1012
+        await asyncio.wait_for(site.task, 30)
+    await until(lambda: _not(online(people["tutor_jane"])))
+
+
+# -- the ASGI contract, with small applications ------------------------------------------------
+
+
+async def test_backpressure_both_ways():
+    """A slow reader holds the application's send(); a slow application holds the reads."""
+    sent: list[int] = []
+    received: list[str] = []
+    release = asyncio.Event()
+    chunk = "x" * 65536
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        for n in range(200):
+            await send({"type": "websocket.send", "text": f"{n:04d}" + chunk})
+            sent.append(n)
+        await release.wait()  # the client floods meanwhile; nobody receives
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            received.append(message["text"])
+
+    served = await serve(app)
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", served.port))
+        sock.setblocking(False)
+        ws = await connect(
+            f"ws://127.0.0.1:{served.port}/", sock=sock, compression=None, max_queue=1
+        )
+        (protocol_,) = served.protocols()
+        # The client does not read: the server's buffer fills, send() waits.
+        await until(lambda: _true(protocol_.write_paused))
+        assert len(sent) < 200
+        got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(200)]
+        assert [int(m[:4]) for m in got] == list(range(200))
+        await until(lambda: _true(len(sent) == 200))
+        # The application does not receive: the server stops reading after one message.
+        for n in range(300):
+            await asyncio.wait_for(ws.send(f"m{n}"), 10)
+        await until(lambda: _true(protocol_.read_paused))
+        release.set()
+        await until(lambda: _true(len(received) == 300))
+        assert received == [f"m{n}" for n in range(300)]
+        await ws.close()
+    finally:
+        await served.stop()
+
+
+async def test_an_http_response_instead_of_the_handshake():
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        assert "websocket.http.response" in scope["extensions"]
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 401,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": b"sign in", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b" first"})
+        assert (await receive())["type"] == "websocket.disconnect"
+
+    served = await serve(app)
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://127.0.0.1:{served.port}/", compression=None)
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.body == b"sign in first"
+    finally:
+        await served.stop()
+
+
+async def test_the_scope():
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope)
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": scope["subprotocols"][-1] or None})
+        message = await receive()
+        await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+        await receive()
+
+    served = await serve(app, root_path="/site")
+    try:
+        url = f"ws://127.0.0.1:{served.port}/a%20b/c?x=1&y=%C3%A9"
+        async with connect(url, subprotocols=["one", "two"], compression=None) as ws:
+            assert ws.subprotocol == "two"
+            await ws.send(b"\x01\x02\x03")
+            assert await ws.recv() == b"\x03\x02\x01"
+        async with connect(url, subprotocols=["one", "two"], compression=None) as ws:
+            pass
+        scope = scopes[0]
+        assert scope["type"] == "websocket" and scope["scheme"] == "ws"
+        assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+        assert scope["path"] == "/site/a b/c" and scope["raw_path"] == b"/site/a%20b/c"
+        assert scope["root_path"] == "/site" and scope["query_string"] == b"x=1&y=%C3%A9"
+        assert list(scope["subprotocols"]) == ["one", "two"]
+        assert scope["server"] == ("127.0.0.1", served.port)
+        assert scope["client"][0] == "127.0.0.1"
+        headers = dict(scope["headers"])
+        assert headers[b"host"] == f"127.0.0.1:{served.port}".encode()
+        assert headers[b"sec-websocket-protocol"] == b"one, two" and b"sec-websocket-key" in headers
+        assert all(isinstance(n, bytes) and isinstance(v, bytes) for n, v in scope["headers"])
+        # Two connections: their own key, the same shared pairs for the same values.
+        second = dict(scopes[1]["headers"])
+        assert second[b"sec-websocket-key"] != headers[b"sec-websocket-key"]
+        assert scope["state"] == {} and scope["state"] is not scopes[1]["state"]
+    finally:
+        await served.stop()
+
+
+# -- uvicorn's code the protocol relies on -----------------------------------------------------
+
+# sha256 of the source of uvicorn 0.54's WebSocketsSansIOProtocol. LeanWebSocketProtocol
+# (directcall/uvicorn_ws.py) inherits its keepalive, ping, framing and error-response code,
+# replaces the rest with its own copies, and sets every attribute the inherited methods
+# read. When uvicorn changes the class, read the new code against the subclass, carry over
+# what matters (a new attribute goes in __slots__ and __init__), widen the uvicorn pin in
+# pyproject.toml, then record the new hash here.
+UVICORN_SANSIO_SOURCE = "0bbcec98938432f71b93ca20eea63487298f4650159242db8526a6f664902997"
+
+# Attributes of the parent's __init__ the subclass does without (its replacements).
+DROPPED = {"queue", "writable", "asgi_version", "close_timeout"}
+
+
+def test_uvicorns_parent_class_is_the_one_the_subclass_was_written_against():
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    source = inspect.getsource(WebSocketsSansIOProtocol)
+    assert hashlib.sha256(source.encode()).hexdigest() == UVICORN_SANSIO_SOURCE, (
+        "uvicorn changed WebSocketsSansIOProtocol: directcall.uvicorn_ws.LeanWebSocketProtocol "
+        "subclasses it and relies on its attributes. Read the new code, carry over what "
+        "matters, then record the new hash in this test."
+    )
+
+
+def test_every_attribute_the_parent_uses_has_a_slot():
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    from directcall.uvicorn_ws import LeanWebSocketProtocol
+
+    source = inspect.getsource(WebSocketsSansIOProtocol)
+    used = set(re.findall(r"self\.([a-z_]+) *(?::[^=\n]*)?=[^=]", source))
+    slots = set(LeanWebSocketProtocol.__slots__)
+    assert used - DROPPED - {"request"} <= slots, sorted(used - DROPPED - slots)
+    # uvicorn's upgrade calls the class with these keywords.
+    params = inspect.signature(LeanWebSocketProtocol).parameters
+    assert {"config", "server_state", "app_state"} <= set(params)
