@@ -42,7 +42,7 @@ class CallRoute:
     peer_pk: int
     peer_cuid: str
     status: str
-    timer: asyncio.Task | None = field(default=None, repr=False)
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     # The channels of the peer's connections: the one that holds the call, learnt from
     # its own messages (incoming, the answered state, peer), or while it rings every tab
     # of the callee (presence); kept so a relay costs no lookup. Cleared when the peer's
@@ -68,12 +68,11 @@ class Party:
     when it places a call.
     """
 
-    # One per signed-in connection: slots, and the timer set made when first needed.
+    # One per signed-in connection: slots.
     __slots__ = (
         "_ended",
         "_routes",
         "_send",
-        "_timers",
         "channel",
         "conn",
         "left",
@@ -100,7 +99,6 @@ class Party:
         self.sweeper = sweeper
         self._send = send
         self._routes: dict[str, CallRoute] = {}
-        self._timers: set[asyncio.Task] | None = None
         self.left = False
         # Calls whose final state reached this connection before it knew them: an
         # ``incoming`` for one of them that comes later (messages of two processes are not
@@ -299,22 +297,22 @@ class Party:
     def _arm(self, call_id: str, deadline: float | None, route: CallRoute) -> None:
         """Enforce the call's deadline (epoch seconds) from this process too.
 
-        The sweep is the backstop when no process that holds a party is left. The expiry
-        is shielded: the state it tells may come back here and cancel this very timer.
+        The sweep is the backstop when no process that holds a party is left. A timer
+        handle of the loop, not a task: a state told cancels and re-arms it for the cost of
+        a heap entry. The expiry runs as a task of the sweeper: the state it tells may come
+        back here and cancel this very timer.
         """
         if deadline is None or self.left:
             return
         delay = max(0.0, deadline - time.time()) + 0.05
+        route.timer = asyncio.get_running_loop().call_later(delay, self._due, call_id)
 
-        async def fire() -> None:
-            await asyncio.sleep(delay)
-            await self.sweeper.shielded(self._expire(call_id))
-
-        route.timer = asyncio.ensure_future(fire())
-        if self._timers is None:
-            self._timers = set()
-        self._timers.add(route.timer)
-        route.timer.add_done_callback(self._timers.discard)
+    def _due(self, call_id: str) -> None:
+        route = self._routes.get(call_id)
+        if route is not None:
+            route.timer = None
+        if not self.left:
+            self.sweeper.spawn(self._expire(call_id))
 
     async def _expire(self, call_id: str) -> None:
         route = self._routes.get(call_id)
@@ -341,8 +339,8 @@ class Party:
     def close(self) -> None:
         """The connection ended: no more deadline timers here."""
         self.left = True
-        for timer in list(self._timers or ()):
-            timer.cancel()
+        for route in self._routes.values():
+            self._cancel_timer(route)
 
     async def leave(
         self, holder: presence.Holder, grace: float, hold: bool = True, left_page: bool = False
