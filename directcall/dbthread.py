@@ -116,13 +116,16 @@ def _work(
     after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
     _hop.after = after
     try:
+        # Before the work, as database_sync_to_async does; after it only when it raised (a
+        # connection an error may have broken goes at once). A connection that merely
+        # outlived CONN_MAX_AGE is closed by the next user of this thread, which checks
+        # first as well (this hop, database_sync_to_async, Django's request_started).
         close_old_connections()
-        try:
-            result = context.run(function, *args, **kwargs)
-        finally:
-            close_old_connections()
+        result = context.run(function, *args, **kwargs)
     except BaseException as exc:  # handed to the awaiting task, as asgiref does
         error = exc
+        with contextlib.suppress(Exception):
+            close_old_connections()
     finally:
         _hop.after = None
     with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits now
