@@ -70,6 +70,7 @@ class Party:
 
     # One per signed-in connection: slots.
     __slots__ = (
+        "_asked",
         "_ended",
         "_routes",
         "_send",
@@ -104,6 +105,22 @@ class Party:
         # ``incoming`` for one of them that comes later (messages of two processes are not
         # ordered) is not shown.
         self._ended: OrderedDict[str, None] | None = None  # made when first needed
+        # Live calls the client asked about at sign-in without being handed them (no call
+        # key): their final state is told to it when it comes, nothing else of them.
+        self._asked: set[str] | None = None  # made when first needed
+
+    def ask_end(self, call_id: str) -> None:
+        """Tell the client the final state of this call it asked about, when it comes."""
+        if self._asked is None:
+            self._asked = set()
+        self._asked.add(call_id)
+
+    def take_asked(self, call_id: str) -> bool:
+        """Whether the end of this call is still owed to the client (then no longer)."""
+        if self._asked and call_id in self._asked:
+            self._asked.discard(call_id)
+            return True
+        return False
 
     def get(self, call_id: Any) -> CallRoute | None:
         """The route of a call this connection holds, or None."""
@@ -190,6 +207,8 @@ class Party:
         route = self._routes.get(frame["call_id"])
         if route is None:
             if frame["status"] not in LIVE_STATUSES:
+                if self.take_asked(frame["call_id"]):
+                    await self._send(frame)
                 if self._ended is None:
                     self._ended = OrderedDict()
                 self._ended[frame["call_id"]] = None

@@ -233,15 +233,17 @@ async def hand_back(
 async def _send_end_of(party: Party, call_id: str, send: Send) -> None:
     """The final state of a call the client had before reconnecting (``auth.resume``).
 
-    Nothing for a live call this connection was not handed (no call key, or another
-    tab holds it): nothing of it reaches a connection that cannot prove it held it.
+    A live call this connection was not handed (no call key, or another tab holds it)
+    is told when it ends, and nothing else of it: no SDP, candidates or live states reach a
+    connection that cannot prove it held the call, but a page whose ``accept`` won while
+    its connection died (the answered state and its key lost with it) still learns how
+    the call ended, instead of showing it until its own ring bound.
     """
+    party.ask_end(call_id)  # before the read: an end told meanwhile is sent by Party.apply
     call = await database_sync_to_async(calls.get_call)(call_id)
-    if (
-        call is not None
-        and call.status not in LIVE_STATUSES
-        and party.pk in (call.caller_id, call.callee_id)
-    ):
+    if call is None or party.pk not in (call.caller_id, call.callee_id):
+        party.take_asked(call_id)
+    elif call.status not in LIVE_STATUSES and party.take_asked(call_id):
         await send(protocol.state_frame(call))
 
 

@@ -371,10 +371,56 @@ async def test_another_tab_of_the_device_gets_nothing_of_a_call_in_its_grace(
     await intruder.send(type="candidates", call_id=call_id, candidates=[CANDIDATE])
     assert (await intruder.next("error"))["code"] == "ERR_UNKNOWN_CALL"
     assert await intruder.drain() == []
-    # Nobody took the call back: it ends at the grace, for Sam with a reason.
+    # Nobody took the call back: it ends at the grace, for Sam with a reason. The tab that
+    # asked about the call is told that end, and nothing else of it ever reached it.
     state = await sam.next("state", call_id=call_id, status="over", timeout=6)
     assert state["reason"] == "connection_lost"
+    told = await intruder.next("state", call_id=call_id, timeout=3)
+    assert (told["status"], told["reason"]) == ("over", "connection_lost")
+    assert "call_key" not in told and "sdp" not in told
     assert await intruder.drain() == []
+
+
+@pytest.mark.parametrize("ends", ["hangup", "grace"])
+async def test_a_page_whose_call_key_was_lost_is_told_how_its_call_ended(
+    people, clients, settings, ends
+):
+    """The soak's never-told callee (issue 11): Jane's ``accept`` won just as her connection
+    died, so the answered state and its call key never reached her page. The page signs in
+    again asking about the call by its id alone: it is handed nothing of the live call
+    (the hijack rule above), but it is told how the call ended, whoever ended it."""
+    tune(settings, RECONNECT_GRACE=30 if ends == "hangup" else 2)
+    jane = await clients.sign_in(people["tutor_jane"], LAPTOP)
+    sam = await clients.sign_in(people["student_sam"])
+    call_id = (await sam.invite("tutor_jane"))["call_id"]
+    await jane.next("incoming", call_id=call_id)
+    await jane.send(type="accept", call_id=call_id, sdp=ANSWER)
+    await sam.next("state", call_id=call_id, status="answered")
+    await jane.close(1006)  # before reading its answered state
+    back = await clients.sign_in(people["tutor_jane"], LAPTOP, resume=[call_id])
+    assert back.ready["calls"] == []
+    if ends == "hangup":
+        await sam.send(type="hangup", call_id=call_id)
+    told = await back.next("state", call_id=call_id, timeout=6)
+    assert told["status"] == "over"
+    assert told["reason"] == ("user_hangup" if ends == "hangup" else "connection_lost")
+    assert (await db_call(call_id)).status == "over"
+    assert await back.drain() == []
+
+
+async def test_a_call_asked_about_that_ended_already_is_told_once(people, clients, settings):
+    """A call that ended before the page asked is told in reply to the sign-in, once."""
+    tune(settings, RECONNECT_GRACE=2)
+    jane = await clients.sign_in(people["tutor_jane"], LAPTOP)
+    sam = await clients.sign_in(people["student_sam"])
+    call_id = (await sam.invite("tutor_jane"))["call_id"]
+    await jane.next("incoming", call_id=call_id)
+    await sam.send(type="cancel", call_id=call_id)
+    await sam.next("state", call_id=call_id, status="cancelled")
+    back = await clients.sign_in(people["tutor_jane"], LAPTOP, resume=[call_id])
+    assert (await back.next("state", call_id=call_id))["status"] == "cancelled"
+    await back.alive()
+    assert await back.drain() == []
 
 
 async def test_a_copied_token_cannot_take_the_place_of_a_reloading_tab(people, clients, settings):
