@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 from collections import deque
@@ -46,6 +47,9 @@ class OrderedConsumer(AsyncWebsocketConsumer):
     backlog: deque[dict[str, Any]] | None = None  # made when first needed
     # The browser's next frame waits for a delivered message's handler to end.
     idle_waiter: asyncio.Future[None] | None = None
+    # A copy of the context the connection started in: delivered messages are handled in
+    # (a copy of) it, never in their sender's (see deliver).
+    context: contextvars.Context | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -55,7 +59,7 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         # dict of its own (~1 KiB per connection).
         self.scope: dict[str, Any] = {}
         self.channel_layer = self.channel_name = self.base_send = None
-        self.tasks = self.backlog = self.idle_waiter = None
+        self.tasks = self.backlog = self.idle_waiter = self.context = None
         self.finished = False
         self.handling = 0
 
@@ -89,6 +93,7 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         a ``websocket.disconnect``). tests/test_consumers.py fails when channels changes
         its own, so that this copy is checked again.
         """
+        self.context = contextvars.copy_context()  # ~70 bytes: the HAMT is shared
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
@@ -166,6 +171,12 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         order and is handled right after it, in this connection's task. A handler that
         must wait (its socket's write buffer is full) goes on in a task of this connection,
         so that the sender never waits for the receiver.
+
+        The handler runs in a copy of this connection's context, as in a task of its own,
+        never in the sender's: a sender under ``async_to_sync`` (a view, a command, an
+        ``on_commit`` callback) carries that call's thread-sensitive executor, which quits
+        when the call returns, and a handler that inherited it failed its next database
+        hop ("CurrentThreadExecutor already quit"). tests/test_connection_context.py.
         """
         if self.finished:
             return
@@ -180,15 +191,18 @@ class OrderedConsumer(AsyncWebsocketConsumer):
             handler = None
         # The handler itself (_handle only when there is none: it logs why).
         step = handler(message) if handler is not None else self._handle(message)
+        # A copy for each handler, as for a task: one that reaches this connection again
+        # before its first await must not enter a context that is entered already.
+        context = self.context.copy() if self.context is not None else contextvars.Context()
         try:
-            waiting = step.send(None)
+            waiting = context.run(step.send, None)
         except StopIteration:
             return
         except Exception:
             logger.exception("a %s message failed", message.get("type"))
             return
         self.handling += 1
-        self._spawn(self._go_on(step, waiting))
+        self._spawn(self._go_on(step, waiting), context)
 
     async def _go_on(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
         try:
@@ -229,8 +243,12 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         for task in self.tasks or ():
             task.cancel()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
+    def _spawn(
+        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
+    ) -> asyncio.Task:
+        """A task of this connection (cancelled when it ends), in ``context`` if given, else
+        in a copy of the current one."""
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         if self.tasks is None:
             self.tasks = set()
         self.tasks.add(task)
