@@ -18,14 +18,12 @@ of a non-Django backend logging out: ``revoke_user_token(account, jti, exp, cuid
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import SyncToAsync, async_to_sync
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
 from django.db import transaction
@@ -113,28 +111,9 @@ def _send(group: str, message: dict[str, str]) -> None:
     if layer is None:
         logger.warning("no channel layer: live sockets of %s are not told of a revocation", group)
         return
-    run_detached(layer.group_send, group, message)
-
-
-def run_detached(function: Callable[..., Awaitable[Any]], *args: Any) -> None:
-    """Run ``await function(*args)`` from sync code and wait for it, in a context of its own.
-
-    From a thread of ``sync_to_async`` (a view, a receiver running ``on_commit``), not
-    through ``async_to_sync``: what the coroutine starts on the event loop would inherit
-    that call's thread-sensitive executor, which quits as soon as it returns. A
-    same-process delivery hands the message's handler to the receiving connection, whose
-    database work then failed with "CurrentThreadExecutor already quit" (the in-memory
-    layer: about one live-socket revocation test in ten).
-    """
-    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-    if loop is None or not loop.is_running():
-        async_to_sync(function)(*args)
-        return
-
-    def submit() -> None:
-        asyncio.run_coroutine_threadsafe(function(*args), loop).result()
-
-    contextvars.Context().run(submit)
+    # The receiving connections handle it in their own context, not this call's (whose
+    # thread-sensitive executor quits when it returns): connection.OrderedConsumer.deliver.
+    async_to_sync(layer.group_send)(group, message)
 
 
 def revoke_account(account_pk: int, reason: str) -> None:
@@ -185,7 +164,7 @@ def end_calls_of_deleted_registration(registration_pk: int) -> None:
 
     def action() -> None:
         for call in ended:
-            run_detached(transport.announce, call)
+            async_to_sync(transport.announce)(call)
 
     _after_commit(action)
 
