@@ -31,7 +31,6 @@ carries what goes to groups (revocations) and to channels that have just closed.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 from copy import deepcopy
 from typing import Any, Protocol
@@ -68,28 +67,23 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         super().__init__(*args, **kwargs)
         self.clean_interval = clean_interval
         self._cleaned_at = 0.0
-        self._subscribers: dict[
-            str, tuple[Subscriber, asyncio.AbstractEventLoop, contextvars.Context]
-        ] = {}
+        self._subscribers: dict[str, tuple[Subscriber, asyncio.AbstractEventLoop]] = {}
 
     def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         """From now on, hand ``channel``'s messages to ``subscriber.deliver`` as they are sent
         (soon after, in the running event loop, in the order sent) instead of keeping them
         for :meth:`receive`. Messages kept before are handed over at once.
 
-        ``deliver`` runs in a copy of the context ``subscribe`` was called in, as a task
-        waiting in ``receive()`` would: never in the sender's (a sender in a
-        ``sync_to_async`` thread would pass on its thread-sensitive executor, which quits
-        when that call returns, and the handler's database work would fail).
+        ``deliver`` is called in a copy of the sender's context: the subscriber runs what it
+        starts in a context of its own (:meth:`directcall.connection.OrderedConsumer.deliver`).
         """
         self.require_valid_channel_name(channel)
         loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        self._subscribers[channel] = (subscriber, loop, context)
+        self._subscribers[channel] = (subscriber, loop)
         box = self.channels.get(channel)
         if box is not None and box.items:
             for _expires, message in box.items:
-                loop.call_soon(subscriber.deliver, message, context=context)
+                loop.call_soon(subscriber.deliver, message)
             box.items.clear()
             if box.idle():
                 del self.channels[channel]
@@ -106,13 +100,13 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         subscribed = self._subscribers.get(channel)
         if subscribed is not None:
             # Never inline: the sender may be iterating a group that the handler changes.
-            subscriber, loop, context = subscribed
+            subscriber, loop = subscribed
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 running = None
             call = loop.call_soon if running is loop else loop.call_soon_threadsafe
-            call(subscriber.deliver, deepcopy(message), context=context)
+            call(subscriber.deliver, deepcopy(message))
             return
         box = self.channels.get(channel)
         if box is None:

@@ -5,7 +5,6 @@ channel's messages to its connection as they are sent, so that it needs no task 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 
 from asgiref.sync import async_to_sync
@@ -71,31 +70,3 @@ async def test_a_message_sent_from_another_thread_arrives_in_the_subscriber_s_lo
     await asyncio.to_thread(thread.join)
     got = await inbox.count(1)
     assert got == [{"type": "dc.revoke"}] and inbox.loops == [asyncio.get_running_loop()]
-
-
-WHO = contextvars.ContextVar("who", default="nobody")
-
-
-async def test_deliver_runs_in_the_subscriber_s_context_not_the_sender_s():
-    """A sender in a sync_to_async thread must not pass its context on (its thread-sensitive
-    executor quits when that call returns: the handler's database work then failed)."""
-    layer = InMemoryChannelLayer()
-    channel = await layer.new_channel()
-    seen: list[str] = []
-
-    class Reader:
-        def deliver(self, message: dict) -> None:
-            seen.append(WHO.get())
-
-    WHO.set("the connection")
-    layer.subscribe(channel, Reader())
-
-    async def send_as_someone_else() -> None:
-        WHO.set("the sender")
-        await layer.send(channel, {"type": "dc.revoke"})
-
-    await asyncio.get_running_loop().create_task(
-        send_as_someone_else(), context=contextvars.Context()
-    )
-    await asyncio.sleep(0)
-    assert seen == ["the connection"]
