@@ -124,8 +124,9 @@ def changed_from_thread(*people: Person) -> None:
         async_to_sync(changed)(*people)
         return
     with contextlib.suppress(RuntimeError):  # the loop closed meanwhile, with its connections
-        # In a context of its own: not the hop's copy of its caller's (asgiref's deadlock
-        # flag, a thread-sensitive executor that quits when the hop returns; see a27de80).
+        # In a context of its own, as dbthread's callbacks: the hop's copy of its caller's
+        # carries asgiref's deadlock flag (any database hop the task made would raise "would
+        # deadlock") and, under async_to_sync, an executor that quits when the hop returns.
         loop.call_soon_threadsafe(_announce, people, context=contextvars.Context())
 
 
