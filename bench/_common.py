@@ -179,7 +179,7 @@ def daphne(name: str, env: dict[str, str], log: Path) -> Proc:
 
 def uvicorn(name: str, env: dict[str, str], log: Path, ws: str = "websockets") -> Proc:
     """uvicorn with one of its WebSocket implementations (websockets, websockets-sansio,
-    wsproto)."""
+    wsproto) or directcall's (LEAN_WS)."""
     port = free_port()
     cmd = [
         PY,
@@ -230,12 +230,16 @@ def granian(name: str, env: dict[str, str], log: Path) -> Proc:
     return Proc(name, cmd, port, log, env, probe=BLANK_PATH)
 
 
+# directcall's own uvicorn WebSocket protocol (directcall/uvicorn_ws.py).
+LEAN_WS = "directcall.uvicorn_ws:LeanWebSocketProtocol"
+
 # Server kinds of the benchmarks: a name → how to start one process of it.
 SERVERS = {
     "daphne": daphne,
     "uvicorn": uvicorn,
     "uvicorn-sansio": lambda name, env, log: uvicorn(name, env, log, "websockets-sansio"),
     "uvicorn-wsproto": lambda name, env, log: uvicorn(name, env, log, "wsproto"),
+    "uvicorn-lean": lambda name, env, log: uvicorn(name, env, log, LEAN_WS),
     "hypercorn": hypercorn,
     "granian": granian,
 }

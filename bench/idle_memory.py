@@ -10,9 +10,9 @@ taken after ``--first`` and after ``--then`` connections: the difference divided
 connections in between is what one more idle connection keeps, grouped by file (and, with
 ``--traceback N``, the biggest allocation sites with N frames).
 
-``--server uvicorn-sansio`` (or ``uvicorn-wsproto``, ``uvicorn``): a uvicorn server runs in
-this process and a client process (this script with ``--client``) opens real sockets to
-it, so the server's own share is in the figures (its protocol objects, buffers, the
+``--server uvicorn-sansio`` (or ``uvicorn-lean``, directcall.uvicorn_ws; ``uvicorn-wsproto``;
+``uvicorn``): a uvicorn server runs in this process and a client process (this script with
+``--client``) opens real sockets to it, so the server's own share is in the figures (its protocol objects, buffers, the
 transport) and the process's RSS growth is printed beside them. ``--server app``: channels'
 ``WebsocketCommunicator`` in this process, no server at all (the test harness's queues are
 left out of the table). ``bench/signaling.py --idle`` measures RSS side by side with PeerJS
@@ -200,6 +200,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     if args.server != "app":
         ws = {"uvicorn": "websockets"}.get(args.server, args.server.removeprefix("uvicorn-"))
         ws = "websockets-sansio" if ws == "sansio" else ws
+        ws = "directcall.uvicorn_ws:LeanWebSocketProtocol" if ws == "lean" else ws
         served = _Served(ws, tokens_, tmp)
         await served.start()
         await served.open(args.first)
@@ -257,7 +258,7 @@ def main() -> None:
     parser.add_argument(
         "--server",
         default="uvicorn-sansio",
-        choices=["uvicorn-sansio", "uvicorn-wsproto", "uvicorn", "app"],
+        choices=["uvicorn-sansio", "uvicorn-lean", "uvicorn-wsproto", "uvicorn", "app"],
         help="a uvicorn in this process, or the application alone (WebsocketCommunicator)",
     )
     parser.add_argument("--client", nargs=2, help=argparse.SUPPRESS)

@@ -102,6 +102,14 @@ CONFIGS = [
         "memory",
     ),
     Config(
+        "uvicorn-lean",
+        "1 uvicorn (directcall.uvicorn_ws), in-memory",
+        "directcall",
+        "uvicorn-lean",
+        1,
+        "memory",
+    ),
+    Config(
         "uvicorn-wsproto",
         "1 uvicorn (wsproto), in-memory",
         "directcall",
@@ -835,6 +843,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = args.config_list
     # The Python package each server needs (besides the project's own).
     needs = {"uvicorn": "uvicorn", "uvicorn-sansio": "uvicorn", "uvicorn-wsproto": "wsproto"}
+    needs["uvicorn-lean"] = "uvicorn"
     needs.update(hypercorn="hypercorn", granian="granian")
     for config in list(configs):
         package = needs.get(config.server)
