@@ -12,8 +12,9 @@ connections in between is what one more idle connection keeps, grouped by file (
 
 ``--server uvicorn-sansio`` (or ``uvicorn-lean``, directcall.uvicorn_ws; ``uvicorn-wsproto``;
 ``uvicorn``): a uvicorn server runs in this process and a client process (this script with
-``--client``) opens real sockets to it, so the server's own share is in the figures (its protocol objects, buffers, the
-transport) and the process's RSS growth is printed beside them. ``--server app``: channels'
+``--client``) opens real sockets to it, so the server's own share is in the figures (its
+protocol objects, buffers, the transport) and the process's RSS growth is printed beside
+them. ``--server app``: channels'
 ``WebsocketCommunicator`` in this process, no server at all (the test harness's queues are
 left out of the table). ``bench/signaling.py --idle`` measures RSS side by side with PeerJS
 and the plain relay.
