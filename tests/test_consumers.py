@@ -211,6 +211,9 @@ async def test_a_connection_ended_by_an_error_leaves_no_presence_and_no_task(
     consumer = consumers[-1]
     # No task of its own: the process's timers run its upkeep.
     assert consumer.tasks is None and consumer.timer_slot is not None
+    timers, spawned = consumer.sweeper.timers, []  # the tasks the timers' rounds start
+    spawn = timers._spawn
+    monkeypatch.setattr(timers, "_spawn", lambda work: spawned.append(spawn(work)) or spawned[-1])
     await jane.send_raw('{"type": "explode"}')
     assert await jane.closed() == 1011
     lookup = database_sync_to_async(presence.lookup)
@@ -219,8 +222,19 @@ async def test_a_connection_ended_by_an_error_leaves_no_presence_and_no_task(
         assert time.monotonic() < deadline, "jane still online after the connection ended"
         await asyncio.sleep(0.05)
     assert consumer.finished and consumer.timer_slot is None
-    # Nothing renews the entry afterwards (the upkeep renews every PRESENCE_TTL/3).
-    await asyncio.sleep(settings.DIRECTCALL["PRESENCE_TTL"] / 3 + 0.2)
+    # Nothing renews the entry afterwards: the timers run a round past the renewal that was
+    # due (a probe of the test's, one tick later), and the work their rounds spawned ends.
+    past_due = asyncio.Event()
+
+    class Probe:
+        timer_slot = None
+
+        def on_timer(self, now: float) -> None:
+            past_due.set()
+
+    timers.at(Probe(), consumer.renew_at + timers.TICK)
+    await asyncio.wait_for(past_due.wait(), settings.DIRECTCALL["PRESENCE_TTL"] * 3)
+    await asyncio.gather(*spawned)  # a renewal batched meanwhile
     assert await lookup(jane_reg.account_id, jane_reg.cuid) is None
 
 
