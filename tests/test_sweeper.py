@@ -120,30 +120,63 @@ def test_the_sweep_command(people, capsys):
 # -- the connections' timers (one task for the process) ------------------------------------------
 
 
+# Generous: the conditions below come true within a second on an idle machine.
+WAIT = 10
+
+
+class Calls(list):
+    """What the timers called, and a way to wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grew = asyncio.Event()
+
+    def append(self, item: object) -> None:
+        super().append(item)
+        self.grew.set()
+
+    async def reach(self, count: int) -> None:
+        while len(self) < count:
+            self.grew.clear()
+            await asyncio.wait_for(self.grew.wait(), WAIT)
+
+
 class Timed:
+    """Records ``(name, when it was due, when it was called)``; ``again``: once more, later."""
+
     timer_slot = None
 
     def __init__(self, name: str, calls: list, again: float | None = None) -> None:
         self.name, self.calls, self.again = name, calls, again
+        self.due = 0.0
+
+    def at(self, timers, when: float) -> None:
+        self.due = when
+        timers.at(self, when)
 
     def on_timer(self, now: float) -> float | None:
-        self.calls.append(self.name)
+        self.calls.append((self.name, self.due, now))
         again, self.again = self.again, None
-        return None if again is None else now + again
+        if again is None:
+            return None
+        self.due = now + again
+        return self.due
 
 
 async def test_timers_call_each_object_at_its_time_in_order():
     sweeper = Sweeper()
     sweeper.start()
-    calls: list[str] = []
+    calls = Calls()
     now = asyncio.get_running_loop().time()
     late, soon, cancelled = Timed("late", calls), Timed("soon", calls, again=0.1), Timed("x", calls)
-    sweeper.timers.at(late, now + 0.4)
-    sweeper.timers.at(cancelled, now + 0.05)
-    sweeper.timers.at(soon, now + 0.2)  # earlier than the task sleeps for: it wakes
+    late.at(sweeper.timers, now + 0.4)
+    cancelled.at(sweeper.timers, now + 0.05)
+    soon.at(sweeper.timers, now + 0.2)  # earlier than the task sleeps for: it wakes
     sweeper.timers.cancel(cancelled)
-    await asyncio.sleep(0.6)
-    assert calls == ["soon", "soon", "late"]  # "soon" asked for once more, 0.1 s later
+    await calls.reach(3)  # "soon" asks for once more, 0.1 s after it was called
+    assert sorted(name for name, _, _ in calls) == ["late", "soon", "soon"]  # never "x"
+    assert [due for _, due, _ in calls] == sorted(due for _, due, _ in calls)  # in order
+    assert all(called >= due for _, due, called in calls)  # never before its time
     assert len(sweeper.timers) == 0 and late.timer_slot is None
     await sweeper.stop()
 
@@ -151,7 +184,7 @@ async def test_timers_call_each_object_at_its_time_in_order():
 async def test_timers_move_an_object_and_batch_the_work_of_one_round():
     sweeper = Sweeper()
     sweeper.start()
-    batches: list[list[str]] = []
+    batches = Calls()
 
     async def run(items: list[str]) -> None:
         batches.append(items)
@@ -165,16 +198,28 @@ async def test_timers_move_an_object_and_batch_the_work_of_one_round():
     for item in (a, b, moved):
         sweeper.timers.at(item, now + 0.1)
     sweeper.timers.at(moved, now + 0.3)  # moved later: a round of its own
-    await asyncio.sleep(0.5)
+    await batches.reach(2)
     assert batches == [["a", "b"], ["moved"]]
+    assert len(sweeper.timers) == 0
     await sweeper.stop()
 
 
-async def test_a_signed_in_connection_is_renewed_by_the_process_timers(people, clients, settings):
+async def test_a_signed_in_connection_is_renewed_by_the_process_timers(
+    people, clients, settings, monkeypatch
+):
     settings.DIRECTCALL = {**settings.DIRECTCALL, "PRESENCE_TTL": 0.6}  # renewed every 0.2 s
+    renew_many, renewals = presence.arenew_many, Calls()
+
+    async def counted(people):
+        outcomes = await renew_many(people)
+        renewals.append(outcomes)
+        return outcomes
+
+    monkeypatch.setattr(presence, "arenew_many", counted)
     jane_reg = people["tutor_jane"]
     jane = await clients.sign_in(jane_reg)
-    await asyncio.sleep(1.5)  # past PRESENCE_TTL more than twice: renewed meanwhile
+    await renewals.reach(7)  # six intervals after the first: past PRESENCE_TTL twice
+    assert all(outcomes == [True] for outcomes in renewals)
     assert await presence.alookup(jane_reg.account_id, jane_reg.cuid) is not None
     await jane.alive()
     # Its entry lapses and another device signs in between two renewals: it closes (4002).
