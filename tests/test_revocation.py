@@ -9,7 +9,10 @@ the groups at ``auth``, closing on ``dc.revoke``) is tested at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -336,47 +339,63 @@ async def test_a_revoked_key_s_token_cannot_sign_in_at_the_socket(page):
 # -- live sockets (the consumer's part) ---------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def _answered(page) -> AsyncIterator[tuple[Client, Client, str]]:
+    """``(caller, callee, call_id)``: jane (the page's registration) called sam, who answered;
+    both sockets are closed at the end."""
+    account, _key, jane, _listener = page
+    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
+    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
+    try:
+        yield caller, callee, await answered_call(caller, callee)
+    finally:
+        await caller.close()
+        await callee.close()
+
+
+async def _revoked(trigger: Callable[[], object], *sockets: Client, within: float | None = 3):
+    """Run ``trigger`` (sync code: a save, a delete); each of ``sockets`` is told
+    ``ERR_SESSION_REVOKED`` and closed with 4011, within ``within`` seconds of it."""
+    started = time.monotonic()
+    await sync_to_async(trigger)()
+    for socket in sockets:
+        assert (await socket.next("error"))["code"] == "ERR_SESSION_REVOKED"
+        assert await socket.closed() == 4011
+    if within is not None:
+        assert time.monotonic() - started < within
+
+
+async def _ended_revoked(call_id: str) -> None:
+    call = await sync_to_async(Call.objects.get)(pk=call_id)
+    assert (call.status, call.end_reason) == ("over", "revoked")
+
+
+async def _told_revoked_and_stays(callee: Client, call_id: str) -> None:
+    state = await callee.next("state", call_id=call_id)
+    assert (state["status"], state["reason"]) == ("over", "revoked")
+    await callee.alive()  # the other party stays signed in
+
+
 async def test_deactivating_an_account_closes_its_live_sockets_within_seconds(page):
     """Issue 13, 5: after deactivating the account and revoking its key, an open socket
     still placed a call 8 s later."""
-    account, _key, jane, _listener = page
-    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
-    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
-    try:
-        call_id = await answered_call(caller, callee)
-        started = time.monotonic()
+    account = page[0]
 
-        def deactivate():
-            account.is_active = False
-            account.save()
+    def deactivate():
+        account.is_active = False
+        account.save()
 
-        await sync_to_async(deactivate)()
-        for client in (caller, callee):
-            assert (await client.next("error"))["code"] == "ERR_SESSION_REVOKED"
-            assert await client.closed() == 4011
-        assert time.monotonic() - started < 3
-        call = await sync_to_async(Call.objects.get)(pk=call_id)
-        assert (call.status, call.end_reason) == ("over", "revoked")
-    finally:
-        await caller.close()
-        await callee.close()
+    async with _answered(page) as (caller, callee, call_id):
+        await _revoked(deactivate, caller, callee)
+        await _ended_revoked(call_id)
 
 
 async def test_a_revoked_party_leaves_the_call_and_the_other_is_told_revoked(page):
-    account, _key, jane, _listener = page
-    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
-    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
-    try:
-        call_id = await answered_call(caller, callee)
-        await sync_to_async(revocation.revoke_registration)(jane.pk, revocation.REVOKED)
-        assert (await caller.next("error"))["code"] == "ERR_SESSION_REVOKED"
-        assert await caller.closed() == 4011
-        state = await callee.next("state", call_id=call_id)
-        assert (state["status"], state["reason"]) == ("over", "revoked")
-        await callee.alive()  # the other party stays signed in
-    finally:
-        await caller.close()
-        await callee.close()
+    jane = page[2]
+    async with _answered(page) as (caller, callee, call_id):
+        revoke = partial(revocation.revoke_registration, jane.pk, revocation.REVOKED)
+        await _revoked(revoke, caller, within=None)
+        await _told_revoked_and_stays(callee, call_id)
 
 
 async def test_a_revocation_during_auth_is_not_lost(page, monkeypatch):
@@ -433,11 +452,8 @@ async def test_revoking_a_user_token_closes_the_sockets_it_signed_in(verified, a
             await socket.next("ready")
         caller, callee = sockets
         call_id = await answered_call(caller, callee)
-        started = time.monotonic()
-        await sync_to_async(revocation.revoke_user_token)(account, claims["jti"], claims["exp"])
-        assert (await caller.next("error"))["code"] == "ERR_SESSION_REVOKED"
-        assert await caller.closed() == 4011
-        assert time.monotonic() - started < 3
+        revoke = partial(revocation.revoke_user_token, account, claims["jti"], claims["exp"])
+        await _revoked(revoke, caller)
         state = await callee.next("state", call_id=call_id)
         assert (state["status"], state["reason"]) == ("over", "revoked")
         await callee.alive()  # signed in through another user token: not concerned
@@ -480,12 +496,6 @@ async def test_revoking_a_user_token_by_cuid_reaches_that_registration_only(veri
 # -- each trigger, against live sockets -------------------------------------------------------
 
 
-async def _revoked_within_seconds(client: Client, started: float) -> None:
-    assert (await client.next("error"))["code"] == "ERR_SESSION_REVOKED"
-    assert await client.closed() == 4011
-    assert time.monotonic() - started < 3
-
-
 async def test_logging_out_closes_that_session_s_sockets_only_and_ends_their_call(
     make_account, settings
 ):
@@ -522,9 +532,7 @@ async def test_logging_out_closes_that_session_s_sockets_only_and_ends_their_cal
         await tab_b.send(type="auth", token=second, device_key=device_key)
         await tab_b.next("ready")
         call_id = await answered_call(tab_a, gil)
-        started = time.monotonic()
-        await sync_to_async(browsers[0].logout)()  # django.contrib.auth.logout()
-        await _revoked_within_seconds(tab_a, started)
+        await _revoked(browsers[0].logout, tab_a)  # django.contrib.auth.logout()
         state = await gil.next("state", call_id=call_id)
         assert (state["status"], state["reason"]) == ("over", "revoked")
         call = await sync_to_async(Call.objects.get)(pk=call_id)
@@ -537,37 +545,17 @@ async def test_logging_out_closes_that_session_s_sockets_only_and_ends_their_cal
 
 
 async def test_rotating_a_page_key_closes_the_live_sockets_it_signed_in(page):
-    account, _key, jane, _listener = page
-    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
-    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
-    try:
-        call_id = await answered_call(caller, callee)
-        started = time.monotonic()
-        await sync_to_async(account.rotate_api_key)()
-        for client in (caller, callee):
-            await _revoked_within_seconds(client, started)
-        call = await sync_to_async(Call.objects.get)(pk=call_id)
-        assert (call.status, call.end_reason) == ("over", "revoked")
-    finally:
-        await caller.close()
-        await callee.close()
+    account = page[0]
+    async with _answered(page) as (caller, callee, call_id):
+        await _revoked(account.rotate_api_key, caller, callee)
+        await _ended_revoked(call_id)
 
 
 async def test_deleting_a_registration_closes_its_live_sockets_and_ends_its_call(page):
-    account, _key, jane, _listener = page
-    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
-    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
-    try:
-        call_id = await answered_call(caller, callee)
-        started = time.monotonic()
-        await sync_to_async(jane.delete)()
-        await _revoked_within_seconds(caller, started)
-        state = await callee.next("state", call_id=call_id)
-        assert (state["status"], state["reason"]) == ("over", "revoked")
-        await callee.alive()  # the other party stays signed in
-    finally:
-        await caller.close()
-        await callee.close()
+    jane = page[2]
+    async with _answered(page) as (caller, callee, call_id):
+        await _revoked(jane.delete, caller)
+        await _told_revoked_and_stays(callee, call_id)
 
 
 async def test_deleting_an_account_with_webhooks_during_a_call(page):
@@ -575,20 +563,15 @@ async def test_deleting_an_account_with_webhooks_during_a_call(page):
     itself goes (a call.ended webhook queued then would name the account being deleted)."""
     from directcall.webhooks.models import WebhookEndpoint, WebhookMessage
 
-    account, _key, jane, _listener = page
-    sam = await sync_to_async(Registration.objects.create)(account=account, cuid="student_sam")
+    account = page[0]
     await sync_to_async(WebhookEndpoint.objects.create)(
         account=account, url="http://127.0.0.1:9/hooks"
     )
-    caller, callee = await Client.signed_in(jane), await Client.signed_in(sam)
-    try:
-        await answered_call(caller, callee)
-        await sync_to_async(lambda: Account.objects.get(pk=account.pk).delete())()
-        for client in (caller, callee):
-            assert (await client.next("error"))["code"] == "ERR_SESSION_REVOKED"
-            assert await client.closed() == 4011
+
+    def delete_account():
+        Account.objects.get(pk=account.pk).delete()
+
+    async with _answered(page) as (caller, callee, _call_id):
+        await _revoked(delete_account, caller, callee, within=None)
         assert not await sync_to_async(Account.objects.filter(pk=account.pk).exists)()
         assert not await sync_to_async(WebhookMessage.objects.exists)()
-    finally:
-        await caller.close()
-        await callee.close()
