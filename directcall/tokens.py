@@ -29,9 +29,11 @@ _SALT = "directcall.session.v1"
 _DENY = "directcall:revoked"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
-    """Who a valid token speaks for (the first four fields), and what the token is."""
+    """Who a valid token speaks for (the first four fields), and what the token is.
+
+    Slots: every signed-in socket keeps one for its life."""
 
     account_pk: int
     registration_pk: int
