@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 . scripts/_common.sh
 
 # uvicorn: the workers' ASGI server (deploy/topology.py's SERVER); daphne comes with directcall.
-ensure_venv -e ".[demo]" "uvicorn[standard]>=0.30"
+ensure_venv -e ".[demo,uvicorn]"
 
 missing=()
 for pair in nginx:nginx turnserver:coturn redis-server:redis-server openssl:openssl; do

@@ -47,9 +47,10 @@ PY = sys.executable
 
 # The ASGI server of the worker processes and the channel layer they share: one name
 # each, so that a better measured choice (docs/performance.md) is a one-word change.
-# uvicorn with websockets' sans-I/O implementation and directcall's own pub/sub layer
-# (directcall.redislayer) measured cheapest (docs/deployment.md, "Which channel layer").
-SERVER = "uvicorn-sansio"
+# uvicorn with directcall's WebSocket protocol (directcall.uvicorn_ws: websockets' sans-I/O
+# framing, less memory per socket) and directcall's own pub/sub layer (directcall.redislayer)
+# measured cheapest (docs/deployment.md, "Which server", "Which channel layer").
+SERVER = "uvicorn-lean"
 LAYER = "directcall"
 # deploy/settings.py's DIRECTCALL_CHANNEL_LAYER: directcall.redislayer.RedisPubSubLayer,
 # channels_redis's RedisPubSubChannelLayer, channels_redis's RedisChannelLayer.
@@ -73,6 +74,7 @@ WORKER_COMMANDS: dict[str, Callable[[int, str], list[str]]] = {
     "uvicorn": _uvicorn("websockets"),
     "uvicorn-sansio": _uvicorn("websockets-sansio"),
     "uvicorn-wsproto": _uvicorn("wsproto"),
+    "uvicorn-lean": _uvicorn("directcall.uvicorn_ws:LeanWebSocketProtocol"),
     "hypercorn": lambda port, app: [
         *(PY, "-m", "hypercorn", "-b", f"127.0.0.1:{port}", "--backlog", "4096", app)
     ],
