@@ -7,8 +7,8 @@ subclass with ``CONFIG_KWARGS = {"ws": "directcall.uvicorn_ws:LeanWebSocketProto
 
 It is uvicorn's ``websockets-sansio`` implementation (the same websockets framing, the
 same ASGI messages, keepalive pings, close handshake and flow control) with the state an
-idle signalling socket holds cut down, about 9 KiB per connection (docs/performance.md,
-"Memory per idle connection"):
+idle signaling socket holds cut down by about 12 KiB per connection, to half
+(docs/performance.md, "Memory per idle connection"):
 
 - one waiter future and a message list made when there is something in it, instead of an
   ``asyncio.Queue`` and an ``asyncio.Event`` (four deques of 600 bytes each);

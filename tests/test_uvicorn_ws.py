@@ -541,3 +541,36 @@ def test_every_attribute_the_parent_uses_has_a_slot():
     # uvicorn's upgrade calls the class with these keywords.
     params = inspect.signature(LeanWebSocketProtocol).parameters
     assert {"config", "server_state", "app_state"} <= set(params)
+
+
+async def test_a_cancelled_receive_loses_no_message():
+    """channels' consumers read ``receive()`` in a task they may cancel; two readers at once
+    are allowed too, and cancelling one leaves the other waiting."""
+    got: list[str] = []
+    done = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        lone = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)
+        lone.cancel()
+        first, second = asyncio.ensure_future(receive()), asyncio.ensure_future(receive())
+        await asyncio.sleep(0)
+        first.cancel()
+        await send({"type": "websocket.send", "text": "ready"})
+        got.append((await second)["text"])
+        got.append((await receive())["text"])
+        done.set()
+        await receive()
+
+    served = await serve(app)
+    try:
+        async with connect(f"ws://127.0.0.1:{served.port}/", compression=None) as ws:
+            assert await ws.recv() == "ready"
+            await ws.send("one")
+            await ws.send("two")
+            await asyncio.wait_for(done.wait(), 10)
+        assert got == ["one", "two"]
+    finally:
+        await served.stop()
