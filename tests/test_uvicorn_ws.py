@@ -464,7 +464,9 @@ async def test_an_http_response_instead_of_the_handshake():
         await served.stop()
 
 
-async def test_the_scope():
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+async def test_the_scope(http):
+    """Whichever of uvicorn's HTTP implementations hands the upgraded socket over."""
     scopes: list[dict[str, Any]] = []
 
     async def app(scope, receive, send):
@@ -475,7 +477,7 @@ async def test_the_scope():
         await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
         await receive()
 
-    served = await serve(app, root_path="/site")
+    served = await serve(app, root_path="/site", http=http)
     try:
         url = f"ws://127.0.0.1:{served.port}/a%20b/c?x=1&y=%C3%A9"
         async with connect(url, subprotocols=["one", "two"], compression=None) as ws:
