@@ -15,8 +15,11 @@ of its CPU per message (docs/deployment.md, "Which channel layer"). What it save
   not wait for Redis, and the publishing connection asks for no replies at all
   (``CLIENT REPLY OFF``): nothing wakes the process up after a send.
 - **The subscription is read in the protocol's callback**: no reader task and no
-  ``asyncio.Queue``; a message goes straight to its channel's mailbox, where the
-  connection's ``receive()`` takes it.
+  ``asyncio.Queue``. A connection subscribed to its channel
+  (:meth:`~RedisPubSubLayer.subscribe`, as directcall's consumers are) is handed its
+  messages right there, so that it needs no task waiting in ``receive()`` (a task, its
+  coroutines and a future per idle connection, and a wake-up of that task per message);
+  other channels' messages go to their mailbox, where ``receive()`` takes them.
 
 Trade-offs (also in docs/deployment.md):
 
@@ -50,18 +53,22 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
+import functools
 import logging
 import socket
 import ssl
 import types
 import uuid
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgpack
 from channels.layers import BaseChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+if TYPE_CHECKING:
+    from .layers import Subscriber
 
 logger = logging.getLogger("directcall.redislayer")
 
@@ -443,15 +450,26 @@ class _Subscriber(_Connection):
             self.reconnecting.cancel()
 
 
-class _Mailbox:
-    """One channel's unread messages (serialised), and who waits for them."""
+def _subscribed(channel: str, future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning(
+            "channel %s is not subscribed yet (%r); it is once Redis is back",
+            channel,
+            future.exception(),
+        )
 
-    __slots__ = ("dropped", "items", "waiters")
+
+class _Mailbox:
+    """One channel's unread messages (serialised), who waits for them, and the subscriber
+    they are handed to instead (:meth:`RedisPubSubLayer.subscribe`)."""
+
+    __slots__ = ("dropped", "items", "subscriber", "waiters")
 
     def __init__(self) -> None:
         self.items: deque[bytes] = deque()
         self.waiters: list[asyncio.Future[None]] = []
         self.dropped = 0
+        self.subscriber: Subscriber | None = None
 
 
 class _LoopLayer:
@@ -476,12 +494,23 @@ class _LoopLayer:
         if box is not None:
             self._put(channel, box, data)
             return
-        for member in self.groups.get(channel, ()):
-            box = self.boxes.get(member)
-            if box is not None:
-                self._put(member, box, data)
+        members = self.groups.get(channel)
+        if members:
+            # A copy: a subscriber's handler may leave the group (group_discard) at once.
+            for member in tuple(members):
+                box = self.boxes.get(member)
+                if box is not None:
+                    self._put(member, box, data)
 
     def _put(self, channel: str, box: _Mailbox, data: bytes) -> None:
+        subscriber = box.subscriber
+        if subscriber is not None:
+            # Handed over here, in the reader's callback: no task waits for it.
+            try:
+                subscriber.deliver(msgpack.unpackb(data, raw=False))
+            except Exception:  # one subscriber's failure is not the others'
+                logger.exception("a subscriber of channel %s failed a message", channel)
+            return
         if len(box.items) >= self.capacity:
             if not box.dropped % 1000:
                 logger.warning(
@@ -497,6 +526,35 @@ class _LoopLayer:
             if not waiter.done():
                 waiter.set_result(None)
                 break
+
+    def attach(self, channel: str, subscriber: Subscriber) -> None:
+        box = self.boxes.get(channel)
+        if box is None:  # not a channel of new_channel(), or dropped: subscribe it now
+            box = self.boxes[channel] = _Mailbox()
+            subscribing = asyncio.ensure_future(
+                self.subscribers[self.shard(channel)].subscribe(channel.encode())
+            )
+            subscribing.add_done_callback(functools.partial(_subscribed, channel))
+        box.subscriber = subscriber
+        if box.items:
+            call_soon = asyncio.get_running_loop().call_soon
+            for data in box.items:
+                call_soon(self._hand_over, channel, subscriber, data)
+            box.items.clear()
+
+    def _hand_over(self, channel: str, subscriber: Subscriber, data: bytes) -> None:
+        try:
+            subscriber.deliver(msgpack.unpackb(data, raw=False))
+        except Exception:
+            logger.exception("a subscriber of channel %s failed a message", channel)
+
+    def detach(self, channel: str) -> None:
+        box = self.boxes.get(channel)
+        if box is None:
+            return
+        box.subscriber = None
+        if not box.waiters:
+            self.drop(channel)
 
     async def subscribe(self, channel: str) -> _Mailbox:
         box = self.boxes.get(channel)
@@ -615,6 +673,29 @@ class RedisPubSubLayer(BaseChannelLayer):
                     layer.drop(channel)
                 raise
         return msgpack.unpackb(box.items.popleft(), raw=False)
+
+    def subscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """From now on, hand ``channel``'s messages to ``subscriber.deliver`` as they are
+        read from Redis (in the running event loop, in the order Redis sent them) instead of
+        keeping them for :meth:`receive`, so that the connection needs no task waiting in
+        ``receive()``. Messages kept before are handed over at once (soon after, in order).
+        The same contract as :meth:`directcall.layers.InMemoryChannelLayer.subscribe`.
+
+        ``deliver`` is called in the reader's callback, whose context is nobody's in
+        particular: the subscriber runs what it starts in a context of its own
+        (:meth:`directcall.connection.OrderedConsumer.deliver`). An exception in it is
+        logged; the other channels' messages go on. A channel of :meth:`new_channel` is
+        subscribed in Redis already; another is subscribed from now on (in the background).
+        """
+        self.require_valid_channel_name(channel)
+        self._layer().attach(channel, subscriber)
+
+    def unsubscribe(self, channel: str) -> None:
+        """Stop handing ``channel``'s messages to its subscriber, and unsubscribe the
+        channel in Redis, as a cancelled :meth:`receive` does (at most once: a message sent
+        afterwards reaches nobody), unless a :meth:`receive` is waiting on it, which then
+        gets them. A later :meth:`receive` subscribes the channel again."""
+        self._layer().detach(channel)
 
     def _group_channel(self, group: str) -> str:
         return f"{self.prefix}__group__{group}"

@@ -242,3 +242,206 @@ async def test_a_password_is_sent(tmp_path) -> None:
         await wrong.flush()
     finally:
         server.stop()
+
+
+# -- subscriptions: a connection's messages handed to it, no task waiting in receive() ---------
+
+
+class Inbox:
+    """A subscriber (what OrderedConsumer.deliver is to the layer)."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.got: list[dict] = []
+        self.loops: list[asyncio.AbstractEventLoop] = []
+        self.arrived = asyncio.Event()
+        self.fail_on = fail_on
+
+    def deliver(self, message: dict) -> None:
+        self.got.append(message)
+        self.loops.append(asyncio.get_running_loop())
+        self.arrived.set()
+        if message.get("type") == self.fail_on:
+            raise RuntimeError("a handler failed")
+
+    async def count(self, n: int) -> list[dict]:
+        while len(self.got) < n:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), 5)
+        return self.got
+
+
+async def test_a_subscribed_channel_gets_its_messages_in_order_with_no_task() -> None:
+    a, b = pair()
+    try:
+        channel = await b.new_channel()
+        await a.send(channel, {"type": "dc.kept", "n": 0})  # before: kept, then handed over
+        while not b._layer().boxes[channel].items:
+            await asyncio.sleep(0.01)
+        inbox = Inbox()
+        b.subscribe(channel, inbox)
+        assert inbox.got == []  # soon after, not inside subscribe()
+        assert not b._layer().boxes[channel].items
+        await b.group_add("people", channel)
+        for n in range(1, 200):
+            await a.send(channel, {"type": "dc.state", "n": n, "raw": b"\x00"})
+        await a.group_send("people", {"type": "dc.revoke", "n": 200})
+        got = await inbox.count(201)
+        assert [m["n"] for m in got] == list(range(201))
+        assert got[1] == {"type": "dc.state", "n": 1, "raw": b"\x00"}
+        assert set(inbox.loops) == {asyncio.get_running_loop()}
+        assert not b._layer().boxes[channel].items  # nothing kept for receive()
+        # The Redis subscription is the one new_channel made: one per channel, as before.
+        assert subscribers(REDIS_URL, channel) == 1
+    finally:
+        await a.flush()
+        await b.flush()
+
+
+async def test_unsubscribing_stops_delivery_and_the_redis_subscription() -> None:
+    a, b = pair()
+    try:
+        channel = await b.new_channel()
+        inbox = Inbox()
+        b.subscribe(channel, inbox)
+        await a.send(channel, {"type": "dc.one"})
+        await inbox.count(1)
+        b.unsubscribe(channel)
+        b.unsubscribe(channel)  # twice: nothing happens
+        assert channel not in b._layer().boxes
+        for _ in range(100):  # UNSUBSCRIBE, as when a consumer's receive() was cancelled
+            if subscribers(REDIS_URL, channel) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert subscribers(REDIS_URL, channel) == 0
+        await a.send(channel, {"type": "dc.late"})  # at most once: nobody listens
+        # A receive() afterwards subscribes the channel again, as for any channel.
+        receiving = asyncio.ensure_future(b.receive(channel))
+        for _ in range(100):
+            if subscribers(REDIS_URL, channel) == 1:
+                break
+            await asyncio.sleep(0.01)
+        await a.send(channel, {"type": "dc.again"})
+        assert (await asyncio.wait_for(receiving, 5))["type"] == "dc.again"
+        assert [m["type"] for m in inbox.got] == ["dc.one"]
+    finally:
+        await a.flush()
+        await b.flush()
+
+
+async def test_after_unsubscribing_a_waiting_receive_gets_the_messages() -> None:
+    a, b = pair()
+    try:
+        channel = await b.new_channel()
+        inbox = Inbox()
+        b.subscribe(channel, inbox)
+        receiving = asyncio.ensure_future(b.receive(channel))
+        await asyncio.sleep(0)  # waiting
+        b.unsubscribe(channel)
+        await a.send(channel, {"type": "dc.late"})
+        assert (await asyncio.wait_for(receiving, 5))["type"] == "dc.late"
+        assert inbox.got == []
+    finally:
+        await a.flush()
+        await b.flush()
+
+
+async def test_a_failing_subscriber_does_not_stop_the_others(caplog) -> None:
+    a, b = pair()
+    try:
+        bad, good = await b.new_channel(), await b.new_channel()
+        failing, inbox = Inbox(fail_on="dc.boom"), Inbox()
+        b.subscribe(bad, failing)
+        b.subscribe(good, inbox)
+        await b.group_add("room", bad)
+        await b.group_add("room", good)
+        await a.send(bad, {"type": "dc.boom"})
+        await a.group_send("room", {"type": "dc.boom"})
+        await a.send(good, {"type": "dc.fine"})
+        await a.send(bad, {"type": "dc.after"})
+        assert [m["type"] for m in await inbox.count(2)] == ["dc.boom", "dc.fine"]
+        assert [m["type"] for m in await failing.count(3)] == ["dc.boom", "dc.boom", "dc.after"]
+        assert "a subscriber of channel" in caplog.text
+    finally:
+        await a.flush()
+        await b.flush()
+
+
+async def test_a_subscriber_that_leaves_its_group_while_handling_it() -> None:
+    """A handler may group_discard at once (before its first await): the reader goes on
+    with the group's other members."""
+    a, b = pair()
+    try:
+        channels = [await b.new_channel() for _ in range(3)]
+        inboxes = []
+        for channel in channels:
+            inbox = Inbox()
+
+            def deliver(message, inbox=inbox, channel=channel):
+                Inbox.deliver(inbox, message)
+                b._layer().groups[b._group_channel("room")].discard(channel)
+
+            inbox.deliver = deliver
+            inboxes.append(inbox)
+            b.subscribe(channel, inbox)
+            await b.group_add("room", channel)
+        await a.group_send("room", {"type": "dc.left"})
+        for inbox in inboxes:
+            assert [m["type"] for m in await inbox.count(1)] == ["dc.left"]
+    finally:
+        await a.flush()
+        await b.flush()
+
+
+async def test_subscribing_a_channel_not_made_here_subscribes_it_in_redis() -> None:
+    a, b = pair()
+    try:
+        channel = f"{b.prefix}specific.elsewhere"
+        inbox = Inbox()
+        b.subscribe(channel, inbox)
+        for _ in range(100):
+            if subscribers(REDIS_URL, channel) == 1:
+                break
+            await asyncio.sleep(0.01)
+        await a.send(channel, {"type": "dc.here"})
+        assert (await inbox.count(1))[0]["type"] == "dc.here"
+        b.unsubscribe(channel)
+    finally:
+        await a.flush()
+        await b.flush()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+async def test_a_subscription_comes_back_after_a_redis_restart(tmp_path) -> None:
+    from .test_outages import KillableRedis
+
+    server = KillableRedis(tmp_path)
+    server.start()
+    a, b = pair(server.url)
+    try:
+        channel = await b.new_channel()
+        inbox = Inbox()
+        b.subscribe(channel, inbox)
+        await b.group_add("g", channel)
+        await a.send(channel, {"type": "before"})
+        await inbox.count(1)
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.start)  # empty: no subscriptions
+        for _ in range(100):
+            if subscribers(server.url, channel) and subscribers(
+                server.url, f"{a.prefix}__group__g"
+            ):
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(100):  # the sender's connection comes back on a later send
+            try:
+                await a.send(channel, {"type": "after"})
+                break
+            except redis.ConnectionError:
+                await asyncio.sleep(0.05)
+        await a.group_send("g", {"type": "group after"})
+        got = await inbox.count(3)
+        assert [m["type"] for m in got] == ["before", "after", "group after"]
+    finally:
+        await a.flush()
+        await b.flush()
+        server.stop()
