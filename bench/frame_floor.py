@@ -1,15 +1,15 @@
 """The floor of a signaling frame: server CPU per frame with no application behind it.
 
-    .venv/bin/python bench/frame_floor.py                 # 1 200 frames at 100/s, 2 out each
-    .venv/bin/python bench/frame_floor.py --rate 0        # back to back (no idle wake-ups)
-    .venv/bin/python bench/frame_floor.py --outs 1 --frames 300 --rate 25
+    .venv/bin/python bench/frame_floor.py                 # 1 200 frames at 100/s, then back to back
+    .venv/bin/python bench/frame_floor.py --outs 1,2,3 --rates 100,25,0
+    .venv/bin/python bench/frame_floor.py --ws directcall.uvicorn_ws:LeanWebSocketProtocol
 
 Starts uvicorn (``--ws websockets-sansio``) on 127.0.0.1 serving :func:`app` below, a bare
 ASGI WebSocket application: every text frame is decoded as JSON and answered with one
 small JSON frame to each of ``--outs`` sockets (1: the sender; 2: the sender and the other
 client, as a state is told to both parties of a call; 3: two to the sender, one to the
 other). No Django, no channels, no database, no rules. Two clients connect; one sends
-``--frames`` frames (a 2 KiB SDP-sized JSON object each) at ``--rate`` per second, waiting
+``--frames`` frames (a 2 KiB SDP-sized JSON object each) at each of ``--rates`` per second, waiting
 for the answers to each before the next, and the server process's CPU (``/proc``) over
 them is divided by the frames. A call set-up of directcall is 4 frames in and 8 out
 (docs/performance.md): four times this figure with ``--outs 2`` is what those frames cost
@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -63,9 +64,15 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
 
 
 def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of every thread of the process (schedstat, ns), as bench/signaling.py."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+    return total / 1e9
 
 
 async def _measure(port: int, pid: int, frames: int, rate: float, outs: int) -> float:
@@ -106,34 +113,69 @@ async def _measure(port: int, pid: int, frames: int, rate: float, outs: int) -> 
     return used / frames
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=1200)
-    parser.add_argument("--rate", type=float, default=100.0, help="frames/s; 0: back to back")
-    parser.add_argument("--outs", type=int, default=2, choices=[1, 2, 3])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+def _serve(ws: str, outs: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     server = subprocess.Popen(
         [
             PY,
-            *("-m", "uvicorn", "--ws", "websockets-sansio", "--lifespan", "off"),
+            *("-m", "uvicorn", "--ws", ws, "--lifespan", "off"),
             *("--log-level", "warning", "--port", str(port), "bench.frame_floor:app"),
         ],
         cwd=ROOT,
-        env={**os.environ, "FRAME_FLOOR_OUTS": str(args.outs)},
+        env={**os.environ, "FRAME_FLOOR_OUTS": str(outs)},
     )
-    try:
-        for run in range(args.runs):
-            per = asyncio.run(_measure(port, server.pid, args.frames, args.rate, args.outs))
-            pace = f"{args.rate:g}/s" if args.rate > 0 else "back to back"
-            print(
-                f"run {run + 1}: {args.frames} frames in at {pace}, {args.outs} out each: "
-                f"{per * 1e6:.0f} µs of server CPU per frame in (with its {args.outs} out)"
-            )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    return server, port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=1200)
+    parser.add_argument(
+        "--rates", default="100,0", help="frames/s, comma-separated; 0: back to back"
+    )
+    parser.add_argument(
+        "--outs", default="2", help="frames out per frame in: 1, 2 or 3, comma-separated"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs per row; the table shows the median"
+    )
+    parser.add_argument(
+        "--ws", default="websockets-sansio", help="uvicorn's --ws (an import string works too)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="a few frames, one run")
+    args = parser.parse_args()
+    if args.smoke:
+        args.frames, args.runs = 20, 1
+    rates = [float(r) for r in args.rates.split(",")]
+    outs_list = [int(o) for o in args.outs.split(",")]
+    if any(o not in (1, 2, 3) for o in outs_list):
+        parser.error("--outs: 1, 2 or 3")
+    rows = []
+    for outs in outs_list:
+        server, port = _serve(args.ws, outs)
+        try:
+            for rate in rates:
+                per = [
+                    asyncio.run(_measure(port, server.pid, args.frames, rate, outs))
+                    for _ in range(args.runs)
+                ]
+                rows.append((outs, rate, statistics.median(per), per))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    title = "## Frame floor (smoke)" if args.smoke else "## Frame floor"
+    print(f"\n{title}: uvicorn --ws {args.ws}, a bare ASGI app, {args.frames} frames in per run\n")
+    print(
+        "| frames in at | out per frame in | µs of server CPU per frame in (median) | runs "
+        "| × back to back |"
+    )
+    print("|---|---|---|---|---|")
+    for outs, rate, median, per in rows:
+        base = next((m for o, r, m, _ in rows if o == outs and r == 0), None)
+        ratio = f"×{median / base:.1f}" if base and rate > 0 else "—"
+        pace = f"{rate:g}/s" if rate > 0 else "back to back"
+        runs = ", ".join(f"{x * 1e6:.0f}" for x in per)
+        print(f"| {pace} | {outs} | {median * 1e6:.0f} | {runs} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -262,8 +262,11 @@ def main() -> None:
         choices=["uvicorn-sansio", "uvicorn-lean", "uvicorn-wsproto", "uvicorn", "app"],
         help="a uvicorn in this process, or the application alone (WebsocketCommunicator)",
     )
+    parser.add_argument("--smoke", action="store_true", help="a few connections (CI)")
     parser.add_argument("--client", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.first, args.then, args.settle = 5, 25, 0.2
     if args.client:
         asyncio.run(_client(*args.client))
         return

@@ -20,13 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.bench
 
 
-def _run(script: str, timeout: float) -> subprocess.CompletedProcess:
+def _run(script: str, timeout: float, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the commands configure their own servers
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     try:
         return subprocess.run(
-            [sys.executable, str(ROOT / "bench" / script), "--smoke"],
+            [sys.executable, str(ROOT / "bench" / script), "--smoke", *args],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -64,6 +64,21 @@ def test_signaling_benchmark_smoke():
         assert "2 daphne, RedisChannelLayer" in result.stdout
         assert "2 daphne, RedisPubSubChannelLayer" in result.stdout
         assert "nginx (TLS) → 2 " in result.stdout  # the production topology's front
+
+
+@pytest.mark.parametrize("server", ["uvicorn-lean", "uvicorn-sansio"])
+def test_idle_memory_benchmark_smoke(server):
+    result = _run("idle_memory.py", timeout=120, args=("--server", server))
+    _check(result, "idle_memory.py", f"{server}: 20 connections added")
+    assert "| allocated in (per connection) | bytes | blocks |" in result.stdout
+    if server == "uvicorn-lean":
+        assert "`directcall/uvicorn_ws.py`" in result.stdout  # the lean protocol served them
+
+
+def test_frame_floor_benchmark_smoke():
+    result = _run("frame_floor.py", timeout=120)
+    _check(result, "frame_floor.py", "## Frame floor (smoke)")
+    assert "| 100/s | 2 |" in result.stdout and "| back to back | 2 |" in result.stdout
 
 
 def test_browser_benchmark_smoke():
