@@ -486,9 +486,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.transport.close()
             else:
                 # websocket.http.response.start/body (a refusal with a body) and the errors:
-                # the parent's code, which keeps no queue of its own for these.
-                self.response = None
+                # the parent's code, which keeps no queue of its own for these. The
+                # handshake response goes only once a refusal is under way: after a wrong
+                # message the application may still accept, as with the parent.
                 await self._parent_send(message)
+                if self.initial_response is not None:
+                    self.response = None
         elif not self.close_sent and self.initial_response is None:
             try:
                 if kind == "websocket.send":

@@ -63,11 +63,11 @@ async def serve(app: Any, **options: Any) -> Served:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    options.setdefault("ws", LEAN)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
-        ws=LEAN,
         lifespan="off",
         log_level="warning",
         **options,
@@ -576,3 +576,293 @@ async def test_a_cancelled_receive_loses_no_message():
         assert got == ["one", "two"]
     finally:
         await served.stop()
+
+
+# -- differential: the same hostile client against uvicorn's class and the lean one -----------
+
+PARENT = "websockets-sansio"
+
+
+def _frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A client frame built by hand (masked with a zero key: the payload reads as is)."""
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + b"\x00\x00\x00\x00" + payload
+
+
+class Hostile:
+    """A raw socket: websockets' ClientProtocol does the handshake and reads the server's
+    frames (answering its close frame), the test writes whatever bytes it likes."""
+
+    def __init__(self, port: int, path: str = "/", **options: Any) -> None:
+        self.conn = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), **options)
+        self.port = port
+        self.seen: list[Any] = []
+
+    async def open(self, extra: list[tuple[str, str]] = ()) -> Any:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        request = self.conn.connect()
+        for name, value in extra:
+            request.headers[name] = value
+        self.conn.send_request(request)
+        await self._flush()
+        while self.conn.handshake_exc is None and self.conn.state.name == "CONNECTING":
+            data = await asyncio.wait_for(self.reader.read(65536), 10)
+            if not data:
+                self.conn.receive_eof()
+                break
+            self.conn.receive_data(data)
+        self._collect()
+        return self.conn.handshake_exc
+
+    async def _flush(self) -> None:
+        for data in self.conn.data_to_send():
+            with contextlib.suppress(OSError):
+                if data:
+                    self.writer.write(data)
+                elif self.writer.can_write_eof():
+                    self.writer.write_eof()
+        with contextlib.suppress(OSError):
+            await self.writer.drain()
+
+    def _collect(self) -> None:
+        for event in self.conn.events_received():
+            if isinstance(event, Frame):
+                self.seen.append((event.opcode.name, bytes(event.data), event.fin))
+            else:
+                headers = sorted(
+                    (k.lower(), v)
+                    for k, v in event.headers.raw_items()
+                    if k.lower() not in ("date", "sec-websocket-accept")
+                )
+                body = getattr(event, "body", b"")
+                self.seen.append(("HTTP", getattr(event, "status_code", None), headers, body))
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def until_closed(self) -> list[Any]:
+        """Read to EOF, answering the server's close; everything the server sent."""
+        while True:
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), 15)
+            except ConnectionError:
+                data = b""
+            if data:
+                self.conn.receive_data(data)
+            else:
+                self.conn.receive_eof()
+            self._collect()
+            await self._flush()
+            if not data:
+                break
+        self.writer.close()
+        close = self.conn.close_rcvd
+        self.seen.append(("closed", close and (close.code, close.reason)))
+        return self.seen
+
+
+async def differential(make_app: Any, scenario: Any, **options: Any) -> tuple[Any, Any]:
+    """Run ``scenario(port)`` against a server with uvicorn's websockets-sansio protocol,
+    then with the lean one, the application made afresh by ``make_app(log)``: the client's
+    view and the application's log must be the same. Returns the lean run's."""
+    runs = []
+    for ws in (PARENT, LEAN):
+        log: list[Any] = []
+        served = await serve(make_app(log), ws=ws, **options)
+        try:
+            seen = await scenario(served.port)
+            state = served.server.server_state
+            await until(lambda s=state: _true(not s.connections and not s.tasks))
+        finally:
+            await served.stop()
+        runs.append((seen, log))
+    assert runs[1] == runs[0]
+    return runs[1]
+
+
+def recording(body: Any) -> Any:
+    """An application that logs what it receives and what its sends raise."""
+
+    def make_app(log: list[Any]) -> Any:
+        async def receive_(receive: Any) -> Any:
+            message = await receive()
+            log.append(dict(message))
+            return message
+
+        async def send_(send: Any, message: Any) -> None:
+            try:
+                await send(message)
+            except Exception as exc:  # what the application sees is the point
+                log.append(("raised", type(exc).__name__, str(exc)))
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await body(scope, lambda: receive_(receive), lambda m: send_(send, m), log)
+
+        return app
+
+    return make_app
+
+
+async def _echo(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", **{k: v for k, v in message.items() if k != "type"}})
+
+
+def _ping_frame(payload: bytes = b"p") -> bytes:
+    return _frame(0x9, payload)
+
+
+HOSTILE_FRAMES = {
+    "fragmented text and binary with pings between": [
+        _frame(0x1, b"he", fin=False),
+        _ping_frame(),
+        _frame(0x0, "ll\u00e9".encode()[:3], fin=False),
+        _frame(0x0, "ll\u00e9".encode()[3:] + b" o"),
+        _frame(0x2, b"\x00\x01", fin=False),
+        _ping_frame(b"q"),
+        _frame(0x0, b"\x02"),
+        _frame(0x8, (1000).to_bytes(2, "big") + b"bye"),
+    ],
+    "continuation without a start": [_frame(0x0, b"x")],
+    "a new message inside a fragmented one": [_frame(0x1, b"a", fin=False), _frame(0x1, b"b")],
+    "a control frame over 125 bytes": [_frame(0x9, b"p" * 126)],
+    "a fragmented control frame": [_frame(0x9, b"p", fin=False)],
+    "invalid UTF-8": [_frame(0x1, b"ok"), _frame(0x1, b"\xff\xfe")],
+    "invalid UTF-8 across fragments": [_frame(0x1, b"\xc3", fin=False), _frame(0x0, b"(")],
+    "a close code that may not be sent": [_frame(0x8, (1005).to_bytes(2, "big"))],
+    "a close code out of range": [_frame(0x8, (999).to_bytes(2, "big"))],
+    "a one-byte close payload": [_frame(0x8, b"\x03")],
+    "a close reason that is not UTF-8": [_frame(0x8, (1000).to_bytes(2, "big") + b"\xff")],
+    "two close frames": [_frame(0x8, (4000).to_bytes(2, "big")), _frame(0x8, b"")],
+    "a frame after the close": [_frame(0x8, b""), _frame(0x1, b"late")],
+    "reserved bits without an extension": [_frame(0x1, b"x", rsv1=True)],
+    "a reserved opcode": [_frame(0x3, b"x")],
+    "an unmasked frame": [b"\x81\x01x"],
+    "many messages in one write": [_frame(0x1, str(n).encode()) for n in range(300)]
+    + [_frame(0x8, (1001).to_bytes(2, "big"))],
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FRAMES))
+async def test_hostile_frames_are_met_as_uvicorn_meets_them(case):
+    async def scenario(port: int) -> list[Any]:
+        client = Hostile(port)
+        assert await client.open() is None
+        client.write(b"".join(HOSTILE_FRAMES[case]))
+        return await client.until_closed()
+
+    seen, log = await differential(recording(_echo), scenario)
+    assert seen[-1][0] == "closed" and log[0] == {"type": "websocket.connect"}
+
+
+async def _send_after_close(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 4001, "reason": "done"})
+    await send({"type": "websocket.close"})
+    await send({"type": "websocket.send", "text": "late"})
+    await receive()
+
+
+async def _wrong_then_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.send", "text": "too early"})  # raises: not accepted yet
+    await send({"type": "websocket.accept", "subprotocol": "b", "headers": [(b"x-a", b"1")]})
+    await send({"type": "websocket.accept"})  # raises: accepted already
+    await send({"type": "websocket.send", "bytes": b"\x00"})
+    await send({"type": "websocket.http.response.start", "status": 200})  # raises
+    await receive()
+
+
+async def _raise_before_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    raise ValueError("boom")
+
+
+async def _return_before_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+
+
+async def _return_without_close(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.accept", "headers": [(b"Set-Cookie", b"a=b")]})
+    await send({"type": "websocket.send", "text": "bye"})
+
+
+async def _raise_after_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    raise ValueError("boom")
+
+
+async def _http_response(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.http.response.start", "status": 418, "headers": [(b"x", b"y")]})
+    await send({"type": "websocket.accept"})  # raises: a response is under way
+    await send({"type": "websocket.http.response.body", "body": b"tea", "more_body": True})
+    await send({"type": "websocket.http.response.body", "body": b"pot"})
+    await send({"type": "websocket.http.response.body", "body": b"again"})
+    await receive()
+
+
+async def _bad_status(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.http.response.start", "status": 99})
+    await send({"type": "websocket.close"})
+    await receive()
+
+
+async def _close_while_receiving(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": "go"})
+    await receive()  # the client's close arrives while this waits
+    for _ in range(20):  # receive() after the disconnect waits: nothing more comes
+        await asyncio.sleep(0)
+    late = asyncio.ensure_future(receive())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    log.append(("receive after disconnect done", late.done()))
+    late.cancel()
+    await send({"type": "websocket.send", "text": "after"})
+
+
+APPS = {
+    "send after close, close twice": _send_after_close,
+    "a wrong message before accept, then accept": _wrong_then_accept,
+    "raise before accept": _raise_before_accept,
+    "return before accept": _return_before_accept,
+    "return without close": _return_without_close,
+    "raise after accept": _raise_after_accept,
+    "an HTTP response instead of the handshake": _http_response,
+    "a bad HTTP status": _bad_status,
+    "the client closes while the app waits in receive()": _close_while_receiving,
+}
+
+
+@pytest.mark.parametrize("case", list(APPS))
+async def test_the_application_is_met_as_uvicorn_meets_it(case):
+    async def scenario(port: int) -> list[Any]:
+        client = Hostile(port, subprotocols=["a", "b"])
+        if await client.open() is None:
+            while not client.seen or client.seen[-1][0] != "TEXT":
+                if case != "the client closes while the app waits in receive()":
+                    break
+                client.conn.receive_data(await asyncio.wait_for(client.reader.read(65536), 10))
+                client._collect()
+            client.write(_frame(0x8, (1000).to_bytes(2, "big")))
+        return await client.until_closed()
+
+    await differential(recording(APPS[case]), scenario)
