@@ -466,7 +466,9 @@ class _Mailbox:
     __slots__ = ("dropped", "items", "subscriber", "waiters")
 
     def __init__(self) -> None:
-        self.items: deque[bytes] = deque()
+        # A deque once there is a message to keep: a subscribed channel never has one,
+        # and an empty deque is ~0.6 KiB per connection.
+        self.items: deque[bytes] | tuple[()] = ()
         self.waiters: list[asyncio.Future[None]] = []
         self.dropped = 0
         self.subscriber: Subscriber | None = None
@@ -521,7 +523,10 @@ class _LoopLayer:
                 )
             box.dropped += 1
             return
-        box.items.append(data)
+        items = box.items
+        if items.__class__ is not deque:
+            items = box.items = deque()
+        items.append(data)
         for waiter in box.waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -540,7 +545,7 @@ class _LoopLayer:
             call_soon = asyncio.get_running_loop().call_soon
             for data in box.items:
                 call_soon(self._hand_over, channel, subscriber, data)
-            box.items.clear()
+            box.items = ()
 
     def _hand_over(self, channel: str, subscriber: Subscriber, data: bytes) -> None:
         try:

@@ -445,3 +445,27 @@ async def test_a_subscription_comes_back_after_a_redis_restart(tmp_path) -> None
         await a.flush()
         await b.flush()
         server.stop()
+
+
+async def test_capacity_bounds_kept_messages_not_subscribed_ones() -> None:
+    a, b = pair(capacity=3)
+    try:
+        channel = await b.new_channel()
+        assert b._layer().boxes[channel].items == ()  # no deque until a message is kept
+        for n in range(5):
+            await a.send(channel, {"type": "m", "n": n})
+        await a.send(channel, {"type": "last"})
+        for _ in range(100):
+            if b._layer().boxes[channel].dropped == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert [(await b.receive(channel))["n"] for _ in range(3)] == [0, 1, 2]
+        inbox = Inbox()
+        b.subscribe(channel, inbox)
+        for n in range(10):  # handed over as read: nothing kept, nothing dropped
+            await a.send(channel, {"type": "m", "n": n})
+        assert [m["n"] for m in await inbox.count(10)] == list(range(10))
+        assert b._layer().boxes[channel].dropped == 3
+    finally:
+        await a.flush()
+        await b.flush()
