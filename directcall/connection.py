@@ -84,10 +84,12 @@ class OrderedConsumer(AsyncWebsocketConsumer):
 
         The browser's frames are read and handled in this task, one at a time; the channel
         layer's messages are handed over like same-process ones (:meth:`deliver`) — by the
-        layer itself when it can (:meth:`directcall.layers.InMemoryChannelLayer.subscribe`),
-        else read by a second task — so no handler of this connection ever interleaves with another
-        and no message costs channels' ``await_many_dispatch`` round (a new task and an
-        ``asyncio.wait`` per message). The channel layer's receive waits out a short outage
+        layer itself when it can (directcall's layers:
+        :meth:`directcall.layers.InMemoryChannelLayer.subscribe`,
+        :meth:`directcall.redislayer.RedisPubSubLayer.subscribe`), else read by a second
+        task — so no handler of this connection ever interleaves with another and no message
+        costs channels' ``await_many_dispatch`` round (a new task and an ``asyncio.wait`` per
+        message). The channel layer's receive waits out a short outage
         (a Redis restart) instead of killing the connection; and however the connection
         ends, its tasks end and its presence goes (channels calls ``disconnect()`` only on
         a ``websocket.disconnect``). tests/test_consumers.py fails when channels changes
@@ -100,7 +102,8 @@ class OrderedConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         transport.register(self.channel_name, self)
         # The channel layer's messages: handed over as they are sent by a layer that can
-        # (directcall's in-memory layer: no task per connection), else read by a task.
+        # (directcall's in-memory and Redis layers: no task per connection), else read by
+        # a task.
         subscribe = getattr(self.channel_layer, "subscribe", None)
         listener = None
         if subscribe is not None:
