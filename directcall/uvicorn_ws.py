@@ -64,7 +64,10 @@ _SHARED_VALUES = frozenset(
         "x-forwarded-proto",
     }
 )
-_CACHE_LIMIT = 1024  # entries of each cache below; past it new items are copied, not shared
+_CACHE_LIMIT = 1024  # entries of each cache below; a full cache is emptied and starts again
+_CACHED_CHARS = 200  # longer names, values and paths are copied, never kept here: a client
+# must not park megabytes in these caches for the process's life (128 lines of 8 KiB per
+# handshake are allowed), nor fill them once and for all so that nothing is shared after.
 _pairs: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 _names: dict[str, bytes] = {}
 _paths: dict[tuple[str, str], tuple[str, bytes]] = {}
@@ -89,14 +92,14 @@ def _scope_headers(request: Request) -> list[tuple[bytes, bytes]]:
             pair = _pairs.get((key, value))
             if pair is None:
                 pair = (key.encode("ascii"), _value(value))
-                if len(_pairs) < _CACHE_LIMIT:
-                    _pairs[key, value] = pair
+                if len(key) + len(value) <= _CACHED_CHARS:
+                    _remember(_pairs, (key, value), pair)
         else:
             raw = _names.get(key)
             if raw is None:
                 raw = key.encode("ascii")
-                if len(_names) < _CACHE_LIMIT:
-                    _names[key] = raw
+                if len(key) <= _CACHED_CHARS:
+                    _remember(_names, key, raw)
             pair = (raw, _value(value))
         headers.append(pair)
     return headers
@@ -108,9 +111,14 @@ def _shared_address(address: tuple[str, int | None] | None) -> tuple[str, int | 
     shared = _addresses.get(address)
     if shared is None:
         shared = address
-        if len(_addresses) < _CACHE_LIMIT:
-            _addresses[address] = address
+        _remember(_addresses, address, address)
     return shared
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()  # what is in use stays referenced by its scopes; the rest goes
+    cache[key] = value
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -313,8 +321,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.root_path + unquote(raw_path),
                 self.root_path.encode("ascii") + raw_path.encode("ascii"),
             )
-            if len(_paths) < _CACHE_LIMIT:
-                _paths[self.root_path, raw_path] = paths
+            if len(self.root_path) + len(raw_path) <= _CACHED_CHARS:
+                _remember(_paths, (self.root_path, raw_path), paths)
         subprotocols: list[str] = []
         for header in event.headers.get_all("Sec-WebSocket-Protocol"):
             subprotocols.extend([token.strip() for token in header.split(",")])

@@ -609,6 +609,8 @@ class Hostile:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         request = self.conn.connect()
         for name, value in extra:
+            if name == "Host":
+                del request.headers[name]
             request.headers[name] = value
         self.conn.send_request(request)
         await self._flush()
@@ -866,3 +868,58 @@ async def test_the_application_is_met_as_uvicorn_meets_it(case):
         return await client.until_closed()
 
     await differential(recording(APPS[case]), scenario)
+
+
+def _held_by_shared_caches() -> int:
+    """Bytes of the strings the module-level caches hold."""
+    from directcall import uvicorn_ws
+
+    total = 0
+    for cache in (uvicorn_ws._pairs, uvicorn_ws._names, uvicorn_ws._paths):
+        for key, value in cache.items():
+            keys = key if isinstance(key, tuple) else (key,)
+            for item in (*keys, *(value if isinstance(value, tuple) else (value,))):
+                total += len(item)
+    return total
+
+
+async def test_the_shared_caches_hold_no_client_junk_and_stay_shared():
+    """A client sending long distinct values in shared headers, long header names and long
+    paths (websockets allows 128 lines of 8 KiB) neither makes the module hold megabytes for
+    the process's life nor keeps later connections from sharing their common values."""
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope)
+        await receive()
+        await send({"type": "websocket.close"})
+
+    served = await serve(app)
+    try:
+        for n in range(20):
+            path = f"/{n}/" + "p" * 7000
+            extra = [("User-Agent", f"{n}-{k}-" + "u" * 7000) for k in range(60)]
+            extra += [(f"X-{n}-{k}-" + "n" * 7000, "v") for k in range(60)]
+            client = Hostile(served.port, path=path)
+            refused = await client.open(extra)
+            assert refused is not None and refused.response.status_code == 403
+            await client.until_closed()
+        assert len(scopes) == 20
+        held = _held_by_shared_caches()
+        for _ in range(2):
+            client = Hostile(served.port)
+            await client.open([("Host", "site.example"), ("Cookie", "sessionid=abc")])
+            await client.until_closed()
+        assert len(scopes) == 22
+        pairs = [[p for p in s["headers"] if p[0] == b"host"] for s in scopes[-2:]]
+        assert pairs[0][0] is pairs[1][0], "a common value is no longer shared"
+        assert held < 1_000_000
+        # Only the listed headers' values are shared: a cookie is each connection's own.
+        cookies = [[p for p in s["headers"] if p[0] == b"cookie"] for s in scopes[-2:]]
+        assert cookies[0] == cookies[1] == [(b"cookie", b"sessionid=abc")]
+        assert cookies[0][0] is not cookies[1][0]
+        from directcall import uvicorn_ws
+
+        assert all(name.lower() in uvicorn_ws._SHARED_VALUES for name, _ in uvicorn_ws._pairs)
+    finally:
+        await served.stop()
