@@ -25,6 +25,7 @@ from channels.db import database_sync_to_async
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
@@ -923,3 +924,51 @@ async def test_the_shared_caches_hold_no_client_junk_and_stay_shared():
         assert all(name.lower() in uvicorn_ws._SHARED_VALUES for name, _ in uvicorn_ws._pairs)
     finally:
         await served.stop()
+
+
+async def _scope_echo(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    seen = {k: v for k, v in scope.items() if k != "state"}
+    seen["subprotocols"] = list(seen["subprotocols"])  # any iterable (ASGI): () when none
+    seen["client"] = seen["client"] and seen["client"][0]  # the ports differ between runs
+    seen["server"] = seen["server"] and seen["server"][0]
+    seen["headers"] = [
+        (n, v) for n, v in seen["headers"] if n not in (b"host", b"sec-websocket-key")
+    ]
+    log.append(seen)
+    await _echo(scope, receive, send, log)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"root_path": "/site", "proxy_headers": False},
+        {"root_path": "/site", "proxy_headers": True, "forwarded_allow_ips": "*"},
+        {"proxy_headers": True, "forwarded_allow_ips": "10.0.0.1"},
+        {"ws_per_message_deflate": False},
+        {"ws_max_size": 1000},
+    ],
+    ids=["defaults", "root_path", "trusted-proxy", "untrusted-proxy", "no-deflate", "max-size"],
+)
+async def test_the_scope_and_extensions_are_uvicorns(options):
+    async def scenario(port: int) -> list[Any]:
+        client = Hostile(
+            port,
+            path="/a%20b/%C3%A9%2F?q=%20x&r=%C3%A9",
+            subprotocols=["one", "two"],
+            extensions=[ClientPerMessageDeflateFactory()],
+        )
+        forwarded = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Proto", "https")]
+        assert await client.open(forwarded) is None
+        client.conn.send_text(b"z" * 3000)  # compressed when the server agreed to it
+        await client._flush()
+        client.write(_frame(0x1, b"x" * 999) + _frame(0x2, b"y" * 1001) + _frame(0x8, b""))
+        return await client.until_closed()
+
+    seen, log = await differential(recording(_scope_echo), scenario, **options)
+    status, headers = seen[0][1], dict(seen[0][2])
+    assert status == 101
+    deflate = options.get("ws_per_message_deflate", True)
+    assert ("sec-websocket-extensions" in headers) is deflate
+    if "ws_max_size" not in options:
+        assert log[2] == {"type": "websocket.receive", "text": "z" * 3000}
