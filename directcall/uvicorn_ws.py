@@ -427,7 +427,10 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def _app_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if task.cancelled():
-            pass
+            # CancelledError out of the application (or the server cancelling it): as the
+            # parent's run_asgi does, an error, and a 500 if the handshake is not done.
+            self.logger.error("Exception in ASGI application\n", exc_info=asyncio.CancelledError())
+            self.send_500_response()
         elif (exc := task.exception()) is not None:
             if not isinstance(exc, ClientDisconnected):
                 self.logger.error("Exception in ASGI application\n", exc_info=exc)

@@ -842,7 +842,20 @@ async def _close_while_receiving(scope: Any, receive: Any, send: Any, log: list[
     await send({"type": "websocket.send", "text": "after"})
 
 
+async def _cancelled_before_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    raise asyncio.CancelledError  # as a middleware's own timeout may let it out
+
+
+async def _cancelled_after_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    raise asyncio.CancelledError
+
+
 APPS = {
+    "CancelledError out of the application before accept": _cancelled_before_accept,
+    "CancelledError out of the application after accept": _cancelled_after_accept,
     "send after close, close twice": _send_after_close,
     "a wrong message before accept, then accept": _wrong_then_accept,
     "raise before accept": _raise_before_accept,
