@@ -672,7 +672,7 @@ class Hostile:
 
 
 async def differential(make_app: Any, scenario: Any, **options: Any) -> tuple[Any, Any]:
-    """Run ``scenario(port)`` against a server with uvicorn's websockets-sansio protocol,
+    """Run ``scenario(served)`` against a server with uvicorn's websockets-sansio protocol,
     then with the lean one, the application made afresh by ``make_app(log)``: the client's
     view and the application's log must be the same. Returns the lean run's."""
     runs = []
@@ -680,7 +680,7 @@ async def differential(make_app: Any, scenario: Any, **options: Any) -> tuple[An
         log: list[Any] = []
         served = await serve(make_app(log), ws=ws, **options)
         try:
-            seen = await scenario(served.port)
+            seen = await scenario(served)
             state = served.server.server_state
             await until(lambda s=state: _true(not s.connections and not s.tasks))
         finally:
@@ -760,7 +760,8 @@ HOSTILE_FRAMES = {
 
 @pytest.mark.parametrize("case", list(HOSTILE_FRAMES))
 async def test_hostile_frames_are_met_as_uvicorn_meets_them(case):
-    async def scenario(port: int) -> list[Any]:
+    async def scenario(served: Served) -> list[Any]:
+        port = served.port
         client = Hostile(port)
         assert await client.open() is None
         client.write(b"".join(HOSTILE_FRAMES[case]))
@@ -870,7 +871,8 @@ APPS = {
 
 @pytest.mark.parametrize("case", list(APPS))
 async def test_the_application_is_met_as_uvicorn_meets_it(case):
-    async def scenario(port: int) -> list[Any]:
+    async def scenario(served: Served) -> list[Any]:
+        port = served.port
         client = Hostile(port, subprotocols=["a", "b"])
         if await client.open() is None:
             while not client.seen or client.seen[-1][0] != "TEXT":
@@ -964,7 +966,8 @@ async def _scope_echo(scope: Any, receive: Any, send: Any, log: list[Any]) -> No
     ids=["defaults", "root_path", "trusted-proxy", "untrusted-proxy", "no-deflate", "max-size"],
 )
 async def test_the_scope_and_extensions_are_uvicorns(options):
-    async def scenario(port: int) -> list[Any]:
+    async def scenario(served: Served) -> list[Any]:
+        port = served.port
         client = Hostile(
             port,
             path="/a%20b/%C3%A9%2F?q=%20x&r=%C3%A9",
@@ -985,3 +988,37 @@ async def test_the_scope_and_extensions_are_uvicorns(options):
     assert ("sec-websocket-extensions" in headers) is deflate
     if "ws_max_size" not in options:
         assert log[2] == {"type": "websocket.receive", "text": "z" * 3000}
+
+
+async def _shut_down_before_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await receive()  # the server shuts down meanwhile
+    await send({"type": "websocket.accept"})
+
+
+async def _shut_down_after_accept(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await receive()
+    await send({"type": "websocket.send", "text": "after"})
+    await send({"type": "websocket.close"})
+
+
+@pytest.mark.parametrize("app", [_shut_down_before_accept, _shut_down_after_accept])
+async def test_server_shutdown_as_uvicorn_does_it(app):
+    async def scenario(served: Served) -> list[Any]:
+        client = Hostile(served.port)
+        opening = asyncio.ensure_future(client.open())
+        state = served.server.server_state
+        await until(lambda: _true(any(getattr(p, "tasks", ()) for p in state.connections)))
+        await until(lambda: _true(bool(state.tasks)))
+        served.server.should_exit = True
+        await opening
+        return await client.until_closed()
+
+    seen, log = await differential(recording(app), scenario)
+    assert log[1]["type"] == "websocket.disconnect"
+    if app is _shut_down_before_accept:
+        assert seen[0][:2] == ("HTTP", 500) and log[1]["code"] == 1006
+    else:
+        assert seen[-1] == ("closed", (1012, "")) and log[1]["code"] == 1012
