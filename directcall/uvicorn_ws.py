@@ -18,8 +18,9 @@ idle signaling socket holds cut down by about 12 KiB per connection, to half
 - attributes in ``__slots__`` (uvicorn's instance dict has too many keys to be shared);
 - the scope's header names, the header values that every browser sends alike (``host``,
   ``origin``, ``user-agent``...), the path and the server address are shared between
-  connections instead of copied for each, as are the constant ``asgi`` and ``extensions``
-  entries of the scope (treat them as read-only, as every ASGI application does);
+  connections instead of copied for each (immutable bytes and strings; the scope's
+  ``asgi`` and ``extensions`` dicts are each connection's own, as a middleware may write
+  into them);
 - the application runs as the connection's task directly, its outcome handled by a done
   callback, instead of inside a ``run_asgi`` coroutine of its own.
 
@@ -328,7 +329,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             subprotocols.extend([token.strip() for token in header.split(",")])
         self.scope = {  # type: ignore[typeddict-item]
             "type": "websocket",
-            "asgi": _asgi(self.config.asgi_version),
+            "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
             "http_version": "1.1",
             "scheme": self.scheme,
             "server": self.server,
@@ -340,7 +341,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             "headers": _scope_headers(event),
             "subprotocols": subprotocols or (),
             "state": self.app_state.copy(),
-            "extensions": _EXTENSIONS,
+            "extensions": {"websocket.http.response": {}},
         }
         # websockets' parser generator keeps the Request it parsed in a local variable for
         # the connection's life: empty it, everything the scope needs is copied above.
@@ -580,17 +581,6 @@ class _Writable:
 
 
 _NO_HEADERS = Headers()
-_ASGI: dict[str, dict[str, str]] = {}
-
-
-def _asgi(version: str) -> dict[str, str]:
-    info = _ASGI.get(version)
-    if info is None:
-        info = _ASGI[version] = {"version": version, "spec_version": "2.4"}
-    return info
-
-
-_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 
 
 def _server_protocol(config: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import inspect
 import json
@@ -1022,3 +1023,66 @@ async def test_server_shutdown_as_uvicorn_does_it(app):
         assert seen[0][:2] == ("HTTP", 500) and log[1]["code"] == 1006
     else:
         assert seen[-1] == ("closed", (1012, "")) and log[1]["code"] == 1012
+
+
+async def test_one_connections_scope_changes_do_not_reach_another():
+    """A middleware may write into its scope's dicts (ASGI gives each connection its own):
+    nothing one connection's application writes shows in the next one's scope."""
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope, receive, send):
+        scopes.append(copy.deepcopy({k: scope[k] for k in ("asgi", "extensions")}))
+        scope["extensions"]["tls"] = {"client_cert_name": "first"}
+        scope["extensions"]["websocket.http.response"]["mine"] = True
+        scope["asgi"]["spec_version"] = "9.9"
+        await receive()
+        await send({"type": "websocket.close"})
+
+    served = await serve(app)
+    try:
+        for _ in range(2):
+            client = Hostile(served.port)
+            assert await client.open() is not None
+            await client.until_closed()
+        await until(lambda: _true(len(scopes) == 2))
+        assert scopes[1]["extensions"] == {"websocket.http.response": {}}
+        assert scopes[1]["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    finally:
+        await served.stop()
+
+
+async def test_no_protocol_outlives_its_connection():
+    """Connections opened and ended every way leave no protocol object behind."""
+    import gc
+
+    from directcall.uvicorn_ws import LeanWebSocketProtocol
+
+    async def app(scope, receive, send):
+        message = await receive()
+        if scope["path"] == "/refuse":
+            await send({"type": "websocket.close"})
+            return
+        await send({"type": "websocket.accept"})
+        while message["type"] != "websocket.disconnect":
+            message = await receive()
+
+    served = await serve(app)
+    try:
+        for n in range(60):
+            client = Hostile(served.port, path="/refuse" if n % 3 == 0 else "/")
+            if await client.open() is None:
+                if n % 3 == 1:
+                    client.write(_frame(0x1, b"hi") + _frame(0x8, b""))
+                else:
+                    sock = client.writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    client.writer.transport.abort()
+                    continue
+            await client.until_closed()
+        state = served.server.server_state
+        await until(lambda: _true(not state.connections and not state.tasks))
+        gc.collect()
+        left = [o for o in gc.get_objects() if type(o) is LeanWebSocketProtocol]
+        assert left == []
+    finally:
+        await served.stop()
