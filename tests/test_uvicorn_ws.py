@@ -611,7 +611,7 @@ class Hostile:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         request = self.conn.connect()
         for name, value in extra:
-            if name == "Host":
+            if name in ("Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Upgrade"):
                 del request.headers[name]
             request.headers[name] = value
         self.conn.send_request(request)
@@ -1086,3 +1086,25 @@ async def test_no_protocol_outlives_its_connection():
         assert left == []
     finally:
         await served.stop()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Sec-WebSocket-Version", "8")],
+        [("Sec-WebSocket-Key", "short")],
+        [("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=99")],
+        [("Sec-WebSocket-Protocol", ",,, ,")],
+        [("Origin", "http://\u00e9.example")],
+        [("Upgrade", "websocket, h2c")],
+    ],
+    ids=["version", "key", "extension-params", "empty-subprotocols", "latin-1-origin", "upgrade"],
+)
+async def test_odd_handshakes_are_met_as_uvicorn_meets_them(headers):
+    async def scenario(served: Served) -> list[Any]:
+        client = Hostile(served.port)
+        if await client.open(headers) is None:
+            client.write(_frame(0x8, b""))
+        return await client.until_closed()
+
+    await differential(recording(_scope_echo), scenario)
