@@ -1108,3 +1108,53 @@ async def test_odd_handshakes_are_met_as_uvicorn_meets_them(headers):
         return await client.until_closed()
 
     await differential(recording(_scope_echo), scenario)
+
+
+async def test_a_fragmented_message_over_ws_max_size_is_met_as_uvicorn_meets_it():
+    async def scenario(served: Served) -> list[Any]:
+        client = Hostile(served.port)
+        assert await client.open() is None
+        fragments = [_frame(0x2, b"a" * 400, fin=False), _frame(0x0, b"b" * 400, fin=False)]
+        client.write(b"".join([*fragments, _ping_frame(), _frame(0x0, b"c" * 400)]))
+        return await client.until_closed()
+
+    seen, log = await differential(recording(_echo), scenario, ws_max_size=1000)
+    assert seen[-1][1][0] == 1009 and log[-1]["code"] == 1009
+
+
+async def _cancelling_reader(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    """Reads with receive() calls it cancels in between (as channels' consumers may)."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        for _ in range(2):
+            stray = asyncio.ensure_future(receive())
+            await asyncio.sleep(0)
+            if stray.done():
+                if stray.result()["type"] == "websocket.disconnect":
+                    return
+                continue
+            stray.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stray
+        if (await receive())["type"] == "websocket.disconnect":
+            return
+
+
+async def test_a_flood_read_with_cancelled_receives_loses_nothing():
+    async def scenario(served: Served) -> list[Any]:
+        client = Hostile(served.port)
+        assert await client.open() is None
+        for n in range(500):
+            client.write(_frame(0x1, f"m{n}".encode()))
+            if n % 50 == 0:
+                await client.writer.drain()
+        client.write(_frame(0x8, b""))
+        return await client.until_closed()
+
+    _seen, log = await differential(recording(_cancelling_reader), scenario)
+    texts = [m["text"] for m in log if m.get("type") == "websocket.receive"]
+    assert texts == [f"m{n}" for n in range(500)]
+    assert [m for m in log if m.get("type") == "websocket.disconnect"] == [
+        {"type": "websocket.disconnect", "code": 1005, "reason": ""}
+    ]
