@@ -607,7 +607,8 @@ class Hostile:
         self.port = port
         self.seen: list[Any] = []
 
-    async def open(self, extra: list[tuple[str, str]] = ()) -> Any:
+    async def open(self, extra: list[tuple[str, str]] = (), early: bytes = b"") -> Any:
+        """The handshake, with ``extra`` headers and ``early`` bytes in the same write."""
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         request = self.conn.connect()
         for name, value in extra:
@@ -615,7 +616,8 @@ class Hostile:
                 del request.headers[name]
             request.headers[name] = value
         self.conn.send_request(request)
-        await self._flush()
+        self.writer.write(b"".join(self.conn.data_to_send()) + early)
+        await self.writer.drain()
         while self.conn.handshake_exc is None and self.conn.state.name == "CONNECTING":
             data = await asyncio.wait_for(self.reader.read(65536), 10)
             if not data:
@@ -1158,3 +1160,20 @@ async def test_a_flood_read_with_cancelled_receives_loses_nothing():
     assert [m for m in log if m.get("type") == "websocket.disconnect"] == [
         {"type": "websocket.disconnect", "code": 1005, "reason": ""}
     ]
+
+
+@pytest.mark.parametrize("app", [_echo, _return_before_accept, _http_response])
+async def test_frames_in_the_handshakes_packet_are_met_as_uvicorn_meets_them(app):
+    """Frames written with the request, before the response."""
+
+    async def scenario(served: Served) -> list[Any]:
+        client = Hostile(served.port)
+        early = _frame(0x1, b"early", fin=False) + _ping_frame() + _frame(0x0, b"!")
+        if await client.open(early=early + _frame(0x2, b"\x00")) is None:
+            client.write(_frame(0x8, b""))
+        return await client.until_closed()
+
+    _seen, log = await differential(recording(app), scenario)
+    if app is _echo:
+        # A client may not send before the 101 (RFC 6455 4.1): uvicorn drops those bytes.
+        assert [m["type"] for m in log[1:]] == ["websocket.disconnect"]
