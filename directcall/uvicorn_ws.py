@@ -66,7 +66,7 @@ _SHARED_VALUES = frozenset(
     }
 )
 _CACHE_LIMIT = 1024  # entries of each cache below; a full cache is emptied and starts again
-_CACHED_CHARS = 200  # longer names, values and paths are copied, never kept here: a client
+_CACHED_CHARS = 256  # longer names, values and paths are copied, never kept here: a client
 # must not park megabytes in these caches for the process's life (128 lines of 8 KiB per
 # handshake are allowed), nor fill them once and for all so that nothing is shared after.
 _pairs: dict[tuple[str, str], tuple[bytes, bytes]] = {}

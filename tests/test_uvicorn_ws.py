@@ -611,8 +611,11 @@ class Hostile:
         """The handshake, with ``extra`` headers and ``early`` bytes in the same write."""
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         request = self.conn.connect()
+        extra_agents = sum(name == "User-Agent" for name, _ in extra) > 1
         for name, value in extra:
-            if name in ("Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Upgrade"):
+            if name in ("Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Upgrade") or (
+                name == "User-Agent" and name in request.headers and not extra_agents
+            ):
                 del request.headers[name]
             request.headers[name] = value
         self.conn.send_request(request)
@@ -902,6 +905,12 @@ def _held_by_shared_caches() -> int:
     return total
 
 
+BROWSER = (  # a long one, as a mobile browser in an app's web view may send
+    "Mozilla/5.0 (Linux; Android 14; SM-S928B Build/UP1A.231005.007; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/131.0.6778.135 Mobile Safari/537.36 Example/9.41.0"
+)
+
+
 async def test_the_shared_caches_hold_no_client_junk_and_stay_shared():
     """A client sending long distinct values in shared headers, long header names and long
     paths (websockets allows 128 lines of 8 KiB) neither makes the module hold megabytes for
@@ -927,15 +936,19 @@ async def test_the_shared_caches_hold_no_client_junk_and_stay_shared():
         held = _held_by_shared_caches()
         for _ in range(2):
             client = Hostile(served.port)
-            await client.open([("Host", "site.example"), ("Cookie", "sessionid=abc")])
+            await client.open(
+                [("Host", "site.example"), ("User-Agent", BROWSER), ("Cookie", "a=b")]
+            )
             await client.until_closed()
         assert len(scopes) == 22
         pairs = [[p for p in s["headers"] if p[0] == b"host"] for s in scopes[-2:]]
         assert pairs[0][0] is pairs[1][0], "a common value is no longer shared"
+        agents = [[p for p in s["headers"] if p[0] == b"user-agent"] for s in scopes[-2:]]
+        assert agents[0] == [(b"user-agent", BROWSER.encode())] and agents[0][0] is agents[1][0]
         assert held < 1_000_000
         # Only the listed headers' values are shared: a cookie is each connection's own.
         cookies = [[p for p in s["headers"] if p[0] == b"cookie"] for s in scopes[-2:]]
-        assert cookies[0] == cookies[1] == [(b"cookie", b"sessionid=abc")]
+        assert cookies[0] == cookies[1] == [(b"cookie", b"a=b")]
         assert cookies[0][0] is not cookies[1][0]
         from directcall import uvicorn_ws
 
