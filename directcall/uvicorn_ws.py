@@ -231,15 +231,18 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             waiter = self.waiter
             if waiter is None or waiter.done():
                 waiter = self.waiter = self.loop.create_future()
+            task = asyncio.current_task()
+            cancelling = task.cancelling() if task is not None else 0
             try:
                 await waiter
             except asyncio.CancelledError:
                 if self.waiter is waiter:
                     self.waiter = None
-                task = asyncio.current_task()
-                if task is None or task.cancelling():
+                # Cancelled itself (its count went up; a count left over from a
+                # cancellation the task swallowed earlier does not count), or woken because
+                # another receive() awaiting the same future was: then wait again.
+                if task is None or task.cancelling() > cancelling:
                     raise
-                # Another receive() awaiting the same future was cancelled: wait again.
             else:
                 if self.waiter is waiter:
                     self.waiter = None

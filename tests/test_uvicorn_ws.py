@@ -1190,3 +1190,40 @@ async def test_frames_in_the_handshakes_packet_are_met_as_uvicorn_meets_them(app
     if app is _echo:
         # A client may not send before the 101 (RFC 6455 4.1): uvicorn drops those bytes.
         assert [m["type"] for m in log[1:]] == ["websocket.disconnect"]
+
+
+async def _stale_cancel_reader(scope: Any, receive: Any, send: Any, log: list[Any]) -> None:
+    """A task that once swallowed a cancellation (its cancelling() count stays at 1) reads
+    beside a helper reader that gets cancelled: its own receive() goes on waiting."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)  # swallowed without uncancel(), as older code does
+    helper = asyncio.ensure_future(receive())
+    await asyncio.sleep(0)  # the helper waits
+    asyncio.get_running_loop().call_soon(helper.cancel)  # while this task waits too
+    await send({"type": "websocket.send", "text": "ready"})
+    try:
+        message = await receive()
+    except asyncio.CancelledError:
+        log.append("receive() raised CancelledError, nobody cancelled it")
+        message = await receive()
+    while message["type"] != "websocket.disconnect":
+        message = await receive()
+
+
+async def test_a_reader_with_a_stale_cancellation_count_is_not_cancelled_by_another():
+    async def scenario(served: Served) -> list[Any]:
+        client = Hostile(served.port)
+        assert await client.open() is None
+        while not any(f[0] == "TEXT" for f in client.seen):
+            client.conn.receive_data(await asyncio.wait_for(client.reader.read(65536), 10))
+            client._collect()
+        client.write(_frame(0x1, b"hello") + _frame(0x8, b""))
+        return await client.until_closed()
+
+    _seen, log = await differential(recording(_stale_cancel_reader), scenario)
+    assert {"type": "websocket.receive", "text": "hello"} in log
