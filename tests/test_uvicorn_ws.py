@@ -1227,3 +1227,56 @@ async def test_a_reader_with_a_stale_cancellation_count_is_not_cancelled_by_anot
 
     _seen, log = await differential(recording(_stale_cancel_reader), scenario)
     assert {"type": "websocket.receive", "text": "hello"} in log
+
+
+async def test_senders_waiting_on_a_full_buffer_are_released_when_the_client_vanishes():
+    """Three send() calls wait for the buffer to drain, one of them is cancelled, the client
+    resets the connection: the other two raise ClientDisconnected, nothing hangs."""
+    outcomes: list[str] = []
+    protocols: list[Any] = []
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        chunk = {"type": "websocket.send", "bytes": b"x" * 1_000_000}
+        await until(lambda: _true(bool(protocols)))
+        while not protocols[0].write_paused:
+            await send(chunk)
+
+        async def sender() -> None:
+            try:
+                await send(chunk)
+                outcomes.append("sent")
+            except asyncio.CancelledError:
+                outcomes.append("cancelled")
+                raise
+            except Exception as exc:  # the point: which one
+                outcomes.append(type(exc).__name__)
+
+        senders = [asyncio.ensure_future(sender()) for _ in range(3)]
+        await asyncio.sleep(0)
+        senders[0].cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+        outcomes.append("done")
+
+    served = await serve(app)
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", served.port))
+        sock.setblocking(False)
+        client = Hostile(served.port)
+        client.reader, client.writer = await asyncio.open_connection(sock=sock)
+        client.conn.send_request(client.conn.connect())
+        await client._flush()
+        await until(lambda: _true(bool(served.protocols())))
+        protocols.append(served.protocols()[0])
+        await until(lambda: _true(outcomes == ["cancelled"]))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        client.writer.transport.abort()
+        await until(lambda: _true(len(outcomes) == 4))
+        assert outcomes == ["cancelled", "ClientDisconnected", "ClientDisconnected", "done"]
+        state = served.server.server_state
+        await until(lambda: _true(not state.connections and not state.tasks))
+    finally:
+        await served.stop()
