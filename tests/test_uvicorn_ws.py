@@ -1175,8 +1175,9 @@ async def test_a_flood_read_with_cancelled_receives_loses_nothing():
     ]
 
 
+@pytest.mark.parametrize("http", ["httptools", "h11"])
 @pytest.mark.parametrize("app", [_echo, _return_before_accept, _http_response])
-async def test_frames_in_the_handshakes_packet_are_met_as_uvicorn_meets_them(app):
+async def test_frames_in_the_handshakes_packet_are_met_as_uvicorn_meets_them(app, http):
     """Frames written with the request, before the response."""
 
     async def scenario(served: Served) -> list[Any]:
@@ -1186,7 +1187,7 @@ async def test_frames_in_the_handshakes_packet_are_met_as_uvicorn_meets_them(app
             client.write(_frame(0x8, b""))
         return await client.until_closed()
 
-    _seen, log = await differential(recording(app), scenario)
+    _seen, log = await differential(recording(app), scenario, http=http)
     if app is _echo:
         # A client may not send before the 101 (RFC 6455 4.1): uvicorn drops those bytes.
         assert [m["type"] for m in log[1:]] == ["websocket.disconnect"]
