@@ -35,10 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _setup(tmp: Path) -> None:
+def _setup(tmp: Path, layer: str = "memory") -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'idle.sqlite3'}"
-    os.environ["BENCH_LAYER"] = "memory"
+    os.environ["BENCH_LAYER"] = layer
+    # Redis keys of this run only (presence, the layer's channels): a run never meets
+    # a previous one's signed-in users. Left to expire with their TTLs.
+    os.environ.setdefault("BENCH_PREFIX", f"dcidle-{os.getpid()}")
     import django
 
     django.setup()
@@ -262,6 +265,12 @@ def main() -> None:
         choices=["uvicorn-sansio", "uvicorn-lean", "uvicorn-wsproto", "uvicorn", "app"],
         help="a uvicorn in this process, or the application alone (WebsocketCommunicator)",
     )
+    parser.add_argument(
+        "--layer",
+        default="memory",
+        choices=["memory", "dclayer"],
+        help="the in-memory layer, or directcall's Redis layer and cache (REDIS_URL)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a few connections (CI)")
     parser.add_argument("--client", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -271,7 +280,7 @@ def main() -> None:
         asyncio.run(_client(*args.client))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        _setup(Path(tmp))
+        _setup(Path(tmp), args.layer)
         tracemalloc.start(max(1, args.traceback))
         asyncio.run(run(args, Path(tmp)))
 
