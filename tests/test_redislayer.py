@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -44,84 +45,82 @@ def subscribers(url: str, name: str) -> int:
         return dict(client.pubsub_numsub(name)).get(name.encode(), 0)
 
 
-async def test_a_message_reaches_a_channel_of_another_process_as_sent() -> None:
+async def until_subscribed(channel: str, count: int, url: str | None = None) -> None:
+    """Wait (up to 5 s) until Redis counts ``count`` subscribers of ``channel``."""
+    for _ in range(500):
+        if subscribers(url or REDIS_URL, channel) == count:
+            return
+        await asyncio.sleep(0.01)
+    assert subscribers(url or REDIS_URL, channel) == count
+
+
+@pytest.fixture
+async def layers() -> AsyncIterator[tuple[RedisPubSubLayer, RedisPubSubLayer]]:
+    """:func:`pair` on the shared Redis, flushed after the test."""
     a, b = pair()
-    try:
-        channel = await b.new_channel()
-        # Subscribed once new_channel returns: a message sent at once is not lost.
-        message = {"type": "dc.relay", "frame": {"n": 1, "t": "é"}, "raw": b"\x00\xff", "x": None}
-        await a.send(channel, message)
-        assert await asyncio.wait_for(b.receive(channel), 5) == message
-    finally:
-        await a.flush()
-        await b.flush()
+    yield a, b
+    await a.flush()
+    await b.flush()
 
 
-async def test_messages_of_one_sender_arrive_in_order_and_in_one_write_per_tick() -> None:
-    a, b = pair()
-    try:
-        channel = await b.new_channel()
-        writes = []
-        await a.send(channel, {"type": "warm"})
-        await asyncio.wait_for(b.receive(channel), 5)
-        publisher = a._layer().publishers[0]
-        real_write = publisher.transport.write
-        publisher.transport.write = lambda data: (writes.append(data), real_write(data))
-        for i in range(50):
-            await a.send(channel, {"type": "m", "i": i})
-        await asyncio.sleep(0)
-        assert len(writes) == 1 and writes[0].count(b"PUBLISH") == 50
-        for i in range(200):  # and across ticks
-            await a.send(channel, {"type": "m", "i": 50 + i})
-            if i % 7 == 0:
-                await asyncio.sleep(0)
-        got = [(await asyncio.wait_for(b.receive(channel), 5))["i"] for _ in range(250)]
-        assert got == list(range(250))
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_a_message_reaches_a_channel_of_another_process_as_sent(layers) -> None:
+    a, b = layers
+    channel = await b.new_channel()
+    # Subscribed once new_channel returns: a message sent at once is not lost.
+    message = {"type": "dc.relay", "frame": {"n": 1, "t": "é"}, "raw": b"\x00\xff", "x": None}
+    await a.send(channel, message)
+    assert await asyncio.wait_for(b.receive(channel), 5) == message
 
 
-async def test_groups_reach_every_member_in_every_process_until_discarded() -> None:
-    a, b = pair()
-    try:
-        here, there, other = await a.new_channel(), await b.new_channel(), await b.new_channel()
-        await a.group_add("directcall.watch.1.jane", here)
-        await b.group_add("directcall.watch.1.jane", there)
-        await b.group_send("directcall.watch.1.jane", {"type": "dc.watched", "cuid": "jane"})
-        assert (await asyncio.wait_for(a.receive(here), 5))["cuid"] == "jane"
-        assert (await asyncio.wait_for(b.receive(there), 5))["cuid"] == "jane"
-        await b.group_discard("directcall.watch.1.jane", there)
-        await b.group_discard("directcall.watch.1.jane", there)  # twice: nothing happens
-        await a.group_send("directcall.watch.1.jane", {"type": "dc.watched", "cuid": "again"})
-        await b.send(there, {"type": "direct"})
-        assert (await asyncio.wait_for(a.receive(here), 5))["cuid"] == "again"
-        assert (await asyncio.wait_for(b.receive(there), 5))["type"] == "direct"
-        assert not b._layer().boxes[other].items
-        with pytest.raises(RuntimeError):
-            await a.group_add("directcall.watch.1.jane", there)  # not a channel of a
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_messages_of_one_sender_arrive_in_order_and_in_one_write_per_tick(layers) -> None:
+    a, b = layers
+    channel = await b.new_channel()
+    writes = []
+    await a.send(channel, {"type": "warm"})
+    await asyncio.wait_for(b.receive(channel), 5)
+    publisher = a._layer().publishers[0]
+    real_write = publisher.transport.write
+    publisher.transport.write = lambda data: (writes.append(data), real_write(data))
+    for i in range(50):
+        await a.send(channel, {"type": "m", "i": i})
+    await asyncio.sleep(0)
+    assert len(writes) == 1 and writes[0].count(b"PUBLISH") == 50
+    for i in range(200):  # and across ticks
+        await a.send(channel, {"type": "m", "i": 50 + i})
+        if i % 7 == 0:
+            await asyncio.sleep(0)
+    got = [(await asyncio.wait_for(b.receive(channel), 5))["i"] for _ in range(250)]
+    assert got == list(range(250))
 
 
-async def test_a_cancelled_receive_unsubscribes_its_channel() -> None:
-    a, b = pair()
-    try:
-        channel = await b.new_channel()
-        assert subscribers(REDIS_URL, channel) == 1
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(b.receive(channel), 0.05)
-        await a.send(channel, {"type": "late"})  # at most once: nobody listens
-        for _ in range(100):
-            if subscribers(REDIS_URL, channel) == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert subscribers(REDIS_URL, channel) == 0
-        assert channel not in b._layer().boxes
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_groups_reach_every_member_in_every_process_until_discarded(layers) -> None:
+    a, b = layers
+    here, there, other = await a.new_channel(), await b.new_channel(), await b.new_channel()
+    await a.group_add("directcall.watch.1.jane", here)
+    await b.group_add("directcall.watch.1.jane", there)
+    await b.group_send("directcall.watch.1.jane", {"type": "dc.watched", "cuid": "jane"})
+    assert (await asyncio.wait_for(a.receive(here), 5))["cuid"] == "jane"
+    assert (await asyncio.wait_for(b.receive(there), 5))["cuid"] == "jane"
+    await b.group_discard("directcall.watch.1.jane", there)
+    await b.group_discard("directcall.watch.1.jane", there)  # twice: nothing happens
+    await a.group_send("directcall.watch.1.jane", {"type": "dc.watched", "cuid": "again"})
+    await b.send(there, {"type": "direct"})
+    assert (await asyncio.wait_for(a.receive(here), 5))["cuid"] == "again"
+    assert (await asyncio.wait_for(b.receive(there), 5))["type"] == "direct"
+    assert not b._layer().boxes[other].items
+    with pytest.raises(RuntimeError):
+        await a.group_add("directcall.watch.1.jane", there)  # not a channel of a
+
+
+async def test_a_cancelled_receive_unsubscribes_its_channel(layers) -> None:
+    a, b = layers
+    channel = await b.new_channel()
+    assert subscribers(REDIS_URL, channel) == 1
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(b.receive(channel), 0.05)
+    await a.send(channel, {"type": "late"})  # at most once: nobody listens
+    await until_subscribed(channel, 0)
+    assert channel not in b._layer().boxes
 
 
 def test_sync_code_can_send_to_a_group_and_leaves_no_connection_open() -> None:
@@ -186,12 +185,8 @@ async def test_a_redis_restart_breaks_sends_for_a_moment_then_everything_works_a
         assert errors.is_unavailable(failed.value)  # what directcall's transport retries
         await asyncio.to_thread(server.start)  # empty: no subscriptions
         # The subscription comes back by itself (its receive never failed); a sender retries.
-        for _ in range(100):
-            if subscribers(server.url, channel) and subscribers(
-                server.url, f"{a.prefix}__group__g"
-            ):
-                break
-            await asyncio.sleep(0.05)
+        await until_subscribed(channel, 1, server.url)
+        await until_subscribed(f"{a.prefix}__group__g", 1, server.url)
         await a.send(channel, {"type": "after"})
         await a.group_send("g", {"type": "group after"})
         assert (await asyncio.wait_for(b.receive(channel), 5))["type"] == "after"
@@ -270,100 +265,77 @@ class Inbox:
         return self.got
 
 
-async def test_a_subscribed_channel_gets_its_messages_in_order_with_no_task() -> None:
-    a, b = pair()
-    try:
-        channel = await b.new_channel()
-        await a.send(channel, {"type": "dc.kept", "n": 0})  # before: kept, then handed over
-        while not b._layer().boxes[channel].items:
-            await asyncio.sleep(0.01)
-        inbox = Inbox()
-        b.subscribe(channel, inbox)
-        assert inbox.got == []  # soon after, not inside subscribe()
-        assert not b._layer().boxes[channel].items
-        await b.group_add("people", channel)
-        for n in range(1, 200):
-            await a.send(channel, {"type": "dc.state", "n": n, "raw": b"\x00"})
-        await a.group_send("people", {"type": "dc.revoke", "n": 200})
-        got = await inbox.count(201)
-        assert [m["n"] for m in got] == list(range(201))
-        assert got[1] == {"type": "dc.state", "n": 1, "raw": b"\x00"}
-        assert set(inbox.loops) == {asyncio.get_running_loop()}
-        assert not b._layer().boxes[channel].items  # nothing kept for receive()
-        # The Redis subscription is the one new_channel made: one per channel, as before.
-        assert subscribers(REDIS_URL, channel) == 1
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_a_subscribed_channel_gets_its_messages_in_order_with_no_task(layers) -> None:
+    a, b = layers
+    channel = await b.new_channel()
+    await a.send(channel, {"type": "dc.kept", "n": 0})  # before: kept, then handed over
+    while not b._layer().boxes[channel].items:
+        await asyncio.sleep(0.01)
+    inbox = Inbox()
+    b.subscribe(channel, inbox)
+    assert inbox.got == []  # soon after, not inside subscribe()
+    assert not b._layer().boxes[channel].items
+    await b.group_add("people", channel)
+    for n in range(1, 200):
+        await a.send(channel, {"type": "dc.state", "n": n, "raw": b"\x00"})
+    await a.group_send("people", {"type": "dc.revoke", "n": 200})
+    got = await inbox.count(201)
+    assert [m["n"] for m in got] == list(range(201))
+    assert got[1] == {"type": "dc.state", "n": 1, "raw": b"\x00"}
+    assert set(inbox.loops) == {asyncio.get_running_loop()}
+    assert not b._layer().boxes[channel].items  # nothing kept for receive()
+    # The Redis subscription is the one new_channel made: one per channel, as before.
+    assert subscribers(REDIS_URL, channel) == 1
 
 
-async def test_unsubscribing_stops_delivery_and_the_redis_subscription() -> None:
-    a, b = pair()
-    try:
-        channel = await b.new_channel()
-        inbox = Inbox()
-        b.subscribe(channel, inbox)
-        await a.send(channel, {"type": "dc.one"})
-        await inbox.count(1)
-        b.unsubscribe(channel)
-        b.unsubscribe(channel)  # twice: nothing happens
-        assert channel not in b._layer().boxes
-        for _ in range(100):  # UNSUBSCRIBE, as when a consumer's receive() was cancelled
-            if subscribers(REDIS_URL, channel) == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert subscribers(REDIS_URL, channel) == 0
-        await a.send(channel, {"type": "dc.late"})  # at most once: nobody listens
-        # A receive() afterwards subscribes the channel again, as for any channel.
-        receiving = asyncio.ensure_future(b.receive(channel))
-        for _ in range(100):
-            if subscribers(REDIS_URL, channel) == 1:
-                break
-            await asyncio.sleep(0.01)
-        await a.send(channel, {"type": "dc.again"})
-        assert (await asyncio.wait_for(receiving, 5))["type"] == "dc.again"
-        assert [m["type"] for m in inbox.got] == ["dc.one"]
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_unsubscribing_stops_delivery_and_the_redis_subscription(layers) -> None:
+    a, b = layers
+    channel = await b.new_channel()
+    inbox = Inbox()
+    b.subscribe(channel, inbox)
+    await a.send(channel, {"type": "dc.one"})
+    await inbox.count(1)
+    b.unsubscribe(channel)
+    b.unsubscribe(channel)  # twice: nothing happens
+    assert channel not in b._layer().boxes
+    await until_subscribed(channel, 0)  # UNSUBSCRIBE, as when a consumer's receive() was cancelled
+    await a.send(channel, {"type": "dc.late"})  # at most once: nobody listens
+    # A receive() afterwards subscribes the channel again, as for any channel.
+    receiving = asyncio.ensure_future(b.receive(channel))
+    await until_subscribed(channel, 1)
+    await a.send(channel, {"type": "dc.again"})
+    assert (await asyncio.wait_for(receiving, 5))["type"] == "dc.again"
+    assert [m["type"] for m in inbox.got] == ["dc.one"]
 
 
-async def test_after_unsubscribing_a_waiting_receive_gets_the_messages() -> None:
-    a, b = pair()
-    try:
-        channel = await b.new_channel()
-        inbox = Inbox()
-        b.subscribe(channel, inbox)
-        receiving = asyncio.ensure_future(b.receive(channel))
-        await asyncio.sleep(0)  # waiting
-        b.unsubscribe(channel)
-        await a.send(channel, {"type": "dc.late"})
-        assert (await asyncio.wait_for(receiving, 5))["type"] == "dc.late"
-        assert inbox.got == []
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_after_unsubscribing_a_waiting_receive_gets_the_messages(layers) -> None:
+    a, b = layers
+    channel = await b.new_channel()
+    inbox = Inbox()
+    b.subscribe(channel, inbox)
+    receiving = asyncio.ensure_future(b.receive(channel))
+    await asyncio.sleep(0)  # waiting
+    b.unsubscribe(channel)
+    await a.send(channel, {"type": "dc.late"})
+    assert (await asyncio.wait_for(receiving, 5))["type"] == "dc.late"
+    assert inbox.got == []
 
 
-async def test_a_failing_subscriber_does_not_stop_the_others(caplog) -> None:
-    a, b = pair()
-    try:
-        bad, good = await b.new_channel(), await b.new_channel()
-        failing, inbox = Inbox(fail_on="dc.boom"), Inbox()
-        b.subscribe(bad, failing)
-        b.subscribe(good, inbox)
-        await b.group_add("room", bad)
-        await b.group_add("room", good)
-        await a.send(bad, {"type": "dc.boom"})
-        await a.group_send("room", {"type": "dc.boom"})
-        await a.send(good, {"type": "dc.fine"})
-        await a.send(bad, {"type": "dc.after"})
-        assert [m["type"] for m in await inbox.count(2)] == ["dc.boom", "dc.fine"]
-        assert [m["type"] for m in await failing.count(3)] == ["dc.boom", "dc.boom", "dc.after"]
-        assert "a subscriber of channel" in caplog.text
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_a_failing_subscriber_does_not_stop_the_others(caplog, layers) -> None:
+    a, b = layers
+    bad, good = await b.new_channel(), await b.new_channel()
+    failing, inbox = Inbox(fail_on="dc.boom"), Inbox()
+    b.subscribe(bad, failing)
+    b.subscribe(good, inbox)
+    await b.group_add("room", bad)
+    await b.group_add("room", good)
+    await a.send(bad, {"type": "dc.boom"})
+    await a.group_send("room", {"type": "dc.boom"})
+    await a.send(good, {"type": "dc.fine"})
+    await a.send(bad, {"type": "dc.after"})
+    assert [m["type"] for m in await inbox.count(2)] == ["dc.boom", "dc.fine"]
+    assert [m["type"] for m in await failing.count(3)] == ["dc.boom", "dc.boom", "dc.after"]
+    assert "a subscriber of channel" in caplog.text
 
 
 async def test_a_subscriber_that_leaves_its_group_while_handling_it() -> None:
@@ -392,22 +364,15 @@ async def test_a_subscriber_that_leaves_its_group_while_handling_it() -> None:
         await b.flush()
 
 
-async def test_subscribing_a_channel_not_made_here_subscribes_it_in_redis() -> None:
-    a, b = pair()
-    try:
-        channel = f"{b.prefix}specific.elsewhere"
-        inbox = Inbox()
-        b.subscribe(channel, inbox)
-        for _ in range(100):
-            if subscribers(REDIS_URL, channel) == 1:
-                break
-            await asyncio.sleep(0.01)
-        await a.send(channel, {"type": "dc.here"})
-        assert (await inbox.count(1))[0]["type"] == "dc.here"
-        b.unsubscribe(channel)
-    finally:
-        await a.flush()
-        await b.flush()
+async def test_subscribing_a_channel_not_made_here_subscribes_it_in_redis(layers) -> None:
+    a, b = layers
+    channel = f"{b.prefix}specific.elsewhere"
+    inbox = Inbox()
+    b.subscribe(channel, inbox)
+    await until_subscribed(channel, 1)
+    await a.send(channel, {"type": "dc.here"})
+    assert (await inbox.count(1))[0]["type"] == "dc.here"
+    b.unsubscribe(channel)
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -426,12 +391,8 @@ async def test_a_subscription_comes_back_after_a_redis_restart(tmp_path) -> None
         await inbox.count(1)
         await asyncio.to_thread(server.kill)
         await asyncio.to_thread(server.start)  # empty: no subscriptions
-        for _ in range(100):
-            if subscribers(server.url, channel) and subscribers(
-                server.url, f"{a.prefix}__group__g"
-            ):
-                break
-            await asyncio.sleep(0.05)
+        await until_subscribed(channel, 1, server.url)
+        await until_subscribed(f"{a.prefix}__group__g", 1, server.url)
         for _ in range(100):  # the sender's connection comes back on a later send
             try:
                 await a.send(channel, {"type": "after"})
