@@ -285,18 +285,22 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.response = None
         # Unblock a send() waiting for the buffer to drain: it never will now.
         self.resume_writing()
-        if self.close_timer is not None:
-            self.close_timer.cancel()
-            self.close_timer = None
+        self._stop_close_timer()
         if exc is None:
             self.transport.close()
+
+    def _stop_close_timer(self) -> bool:
+        """Cancel the wait for the peer's closing frame; whether one was running."""
+        timer, self.close_timer = self.close_timer, None
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
 
     def shutdown(self) -> None:
         self.stop_keepalive()
         if self.close_sent:
-            if self.close_timer is not None:
-                self.close_timer.cancel()
-                self.close_timer = None
+            self._stop_close_timer()
             self.transport.close()
             return
         if self.handshake_complete:
@@ -406,9 +410,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_close(self, event: Frame) -> None:
         if self.close_sent:
             # The peer echoed our close frame: the closing handshake is complete.
-            if self.close_timer is not None:
-                self.close_timer.cancel()
-                self.close_timer = None
+            if self._stop_close_timer():
                 self.transport.close()
             return
         if not self.transport.is_closing():
