@@ -26,10 +26,10 @@ import math
 import time
 from typing import Any
 
-from django.core.cache import cache
 from django.dispatch import receiver
 
 from . import errors, signals
+from .caching import cache
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import Call, CallStatus, EndReason, Registration

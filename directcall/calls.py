@@ -34,13 +34,13 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from . import backoff, callsql, errors, presence, signals
 from .adapter import DefaultCallAdapter, get_adapter
+from .caching import cache
 from .conf import get_settings
 from .errors import DirectCallError
 from .identity import invite_images

@@ -52,9 +52,9 @@ from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 
+from .caching import cache, get_cache
 from .conf import get_settings
 
 logger = logging.getLogger("directcall.presence")
@@ -471,7 +471,7 @@ _R = TypeVar("_R")
 
 
 def _in_process_cache() -> bool:
-    return isinstance(caches[DEFAULT_CACHE_ALIAS], LocMemCache)
+    return isinstance(get_cache(), LocMemCache)
 
 
 @functools.cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from django.core.cache import cache
+from .caching import cache
 
 
 class TokenBucket:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.core import signing
-from django.core.cache import cache
 from django.utils.crypto import salted_hmac
 
+from .caching import cache
 from .conf import get_settings
 
 _SALT = "directcall.session.v1"

@@ -1,0 +1,120 @@
+"""directcall.caching: one cache backend per thread, whatever the context.
+
+Before it, a signaling connection built a new ``RedisCache`` (a new connection pool, a new
+TCP connection to Redis) in each fresh context: every delivered message's handler and
+every hop to the database thread, about five per call set-up. Counted here on the real
+Redis, with its own ``total_connections_received`` (the suite runs one test at a time).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+
+import pytest
+import redis
+from django.core.cache import caches
+
+from directcall import caching, presence
+
+from .wsclient import ANSWER
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.skip("REDIS_URL is not set (scripts/test.sh always sets it)")
+    return url
+
+
+def connections_received(url: str) -> int:
+    """How many connections the Redis server has accepted since it started."""
+    client = redis.Redis.from_url(url)
+    try:
+        return client.info("stats")["total_connections_received"]
+    finally:
+        client.close()
+
+
+def in_fresh_context(function, *args):
+    return contextvars.Context().run(function, *args)
+
+
+def test_one_backend_per_thread_whatever_the_context(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    here = caching.get_cache()
+    assert all(in_fresh_context(caching.get_cache) is here for _ in range(5))
+    # Django's own handler builds one per context (what this module avoids).
+    assert in_fresh_context(lambda: caches["default"]) is not in_fresh_context(
+        lambda: caches["default"]
+    )
+    other = []
+    thread = threading.Thread(target=lambda: other.append(caching.get_cache()))
+    thread.start()
+    thread.join()
+    assert other[0] is not here
+    assert type(other[0]) is type(here)
+
+
+def test_a_change_of_caches_builds_the_backend_again(settings, tmp_path):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    before = caching.get_cache()
+    caching.cache.set("k", "locmem")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path),
+        }
+    }
+    after = caching.get_cache()
+    assert after is not before
+    assert type(after).__name__ == "FileBasedCache"
+    assert caching.cache.get("k") is None
+    caching.cache.set("k", "file")
+    assert caches["default"].get("k") == "file"  # the same store as Django's cache
+
+
+def test_fresh_contexts_share_one_redis_connection(settings, redis_url):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": settings.RUN_PREFIX,
+        }
+    }
+    presence.lookup(1, "warm_up")
+    before = connections_received(redis_url)
+    for n in range(20):
+        assert in_fresh_context(presence.lookup, 1, f"nobody_{n}") is None
+    # One more for connections_received's own client; none for the lookups.
+    assert connections_received(redis_url) - before == 1
+
+
+@pytest.mark.parametrize("channel_backend", ["dclayer"], indirect=True)
+async def test_calls_open_no_redis_connections(people, clients, signaling, redis_url):
+    """Whole calls through the signaling consumer on Redis (directcall's layer, Redis's
+    cache): once the first call has warmed up the threads, later calls connect no more."""
+    jane = await clients.sign_in(people["tutor_jane"])
+    sam = await clients.sign_in(people["student_sam"])
+
+    async def one_call() -> None:
+        call_id = (await jane.invite(sam.cuid))["call_id"]
+        await sam.next("incoming", call_id=call_id)
+        await sam.send(type="ringing", call_id=call_id)
+        await jane.next("state", call_id=call_id, status="ringing")
+        await sam.send(type="accept", call_id=call_id, sdp=ANSWER)
+        await jane.next("state", call_id=call_id, status="answered")
+        await jane.send(type="hangup", call_id=call_id)
+        await jane.next("state", call_id=call_id, status="over")
+        await sam.next("state", call_id=call_id, status="over")
+
+    await one_call()
+    before = connections_received(redis_url)
+    for _ in range(3):
+        await one_call()
+    # Before directcall.caching: about five new connections per call.
+    assert connections_received(redis_url) - before <= 2
