@@ -73,16 +73,9 @@ def group(person: Person) -> str:
 async def changed(*people: Person) -> None:
     """Tell the processes that watch these people to look them up again. Never raises."""
     layer = get_channel_layer()
-    # channels' in-memory layer keeps its groups in this process: a group nobody joined (no
-    # connection here watches that person) gets nothing, and its group_send still costs a
-    # clean-up pass and an as_completed round (~0.1 ms of each call set-up, twice).
-    local = layer.groups if isinstance(layer, InMemoryChannelLayer) else None
-    for person in dict.fromkeys(people):
-        name = group(person)
-        if local is not None and name not in local:
-            continue
+    for person in _watched(layer, people):
         try:
-            await layer.group_send(name, protocol.watched_message(*person))
+            await layer.group_send(group(person), protocol.watched_message(*person))
         except Exception as exc:  # the periodic look-up catches up
             logger.info("could not announce a presence change of %s: %r", person, exc)
 
@@ -141,7 +134,23 @@ def _loop_of_this_thread() -> asyncio.AbstractEventLoop | None:
     return loop
 
 
+def _watched(layer: Any, people: Iterable[Person]) -> list[Person]:
+    """``people`` (once each), less those nobody can be watching.
+
+    channels' in-memory layer keeps its groups in this process: a group nobody joined (no
+    connection here watches that person) gets nothing, and its group_send still costs a
+    clean-up pass and an as_completed round (~0.1 ms of each call set-up, twice). Any other
+    layer may have watchers in other processes.
+    """
+    people = list(dict.fromkeys(people))
+    if isinstance(layer, InMemoryChannelLayer):
+        return [person for person in people if group(person) in layer.groups]
+    return people
+
+
 def _announce(people: tuple[Person, ...]) -> None:
+    if not _watched(get_channel_layer(), people):
+        return  # nobody watches them: not even a task (two per call on the embedded default)
     task = asyncio.ensure_future(changed(*people))
     _announcing.add(task)
     task.add_done_callback(_announcing.discard)

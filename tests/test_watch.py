@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -304,6 +305,9 @@ async def test_a_transition_does_not_wait_for_its_announcement(monkeypatch):
     def announce(name: str) -> None:
         watch.changed_from_thread((1, name))
 
+    layer = get_channel_layer()
+    for name in ("rides_back", "handed_over"):  # someone watches them
+        await layer.group_add(watch.group((1, name)), await layer.new_channel())
     await asyncio.wait_for(dbthread.run(announce, "rides_back"), 5)
     await asyncio.wait_for(database_sync_to_async(announce)("handed_over"), 5)
     release.set()
@@ -322,3 +326,28 @@ async def test_a_transition_does_not_wait_for_its_announcement(monkeypatch):
     thread.start()
     await asyncio.get_running_loop().run_in_executor(None, thread.join)
     assert sent[2][0] == ((1, "in_place"),)
+
+
+async def test_nobody_watching_in_this_process_costs_no_announcement(channel_backend, monkeypatch):
+    """On the in-memory layer a person nobody joined the group of is not announced: no task
+    (two per call otherwise). Any other layer announces: a watcher may be in another process."""
+    from directcall import dbthread
+
+    sent = []
+
+    async def changed(*people):
+        sent.append(people)
+
+    monkeypatch.setattr(watch, "changed", changed)
+    tasks = len(asyncio.all_tasks())
+    await dbthread.run(watch.changed_from_thread, (1, "nobody_watches"))
+    if channel_backend == "memory":
+        assert len(asyncio.all_tasks()) == tasks
+        await asyncio.sleep(0.05)
+        assert sent == []
+    else:
+        for _ in range(200):
+            if sent:
+                break
+            await asyncio.sleep(0.01)
+        assert sent == [((1, "nobody_watches"),)]
