@@ -8,6 +8,7 @@ Redis, with its own ``total_connections_received`` (the suite runs one test at a
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import os
 import threading
@@ -117,4 +118,36 @@ async def test_calls_open_no_redis_connections(people, clients, signaling, redis
     for _ in range(3):
         await one_call()
     # Before directcall.caching: about five new connections per call.
+    assert connections_received(redis_url) - before <= 2
+
+
+async def test_init_requests_open_no_redis_connections(settings, redis_url, make_account):
+    """``POST v1/init`` through Django's ASGI handler (each request in a context of its own):
+    its throttles, the session's deny-list and the rest of its cache work share the
+    thread's connection."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": settings.RUN_PREFIX,
+        }
+    }
+    account, key = await sync_to_async(make_account)(require_clevertap=False)
+    client = AsyncClient()
+
+    async def init() -> None:
+        body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+        response = await client.post("/directcall/v1/init", body, content_type="application/json")
+        assert response.status_code == 200, response.content
+
+    def in_a_task_of_its_own():  # as a server runs each request: a context of its own
+        return asyncio.get_running_loop().create_task(init(), context=contextvars.Context())
+
+    await in_a_task_of_its_own()
+    before = connections_received(redis_url)
+    for _ in range(5):
+        await in_a_task_of_its_own()
     assert connections_received(redis_url) - before <= 2

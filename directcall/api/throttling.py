@@ -5,10 +5,15 @@ from __future__ import annotations
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from ..caching import cache
 from ..conf import Rate, get_settings, parse_rate
 
 
 class _ConfiguredRateThrottle(SimpleRateThrottle):
+    # The thread's cache backend, not DRF's ``default_cache`` (a backend per request's
+    # context: with Redis, a new connection per request): directcall.caching.
+    cache = cache
+
     def get_rate(self) -> str | None:
         return get_settings().THROTTLE_RATES.get(self.scope)
 
