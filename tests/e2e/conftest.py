@@ -67,7 +67,7 @@ def pytest_runtest_makereport(item, call):
         if server is not None:
             state = "running" if server.alive() else f"EXITED ({server.proc.returncode})"
             log = server.log_since(item.stash.get(_LOG_OFFSET, 0)) or "(nothing)"
-            report.sections.append((f"daphne server log [{state}] {server.log_path}", log))
+            report.sections.append((f"{server.kind} server log [{state}] {server.log_path}", log))
         for user in item.stash.get(_USERS, []):
             report.sections.append(
                 (f"browser console: {user.name}", "\n".join(user.console) or "(nothing)")
@@ -78,27 +78,38 @@ def pytest_runtest_makereport(item, call):
 # -- server ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="package")
-def e2e_server_process(django_db_setup) -> Iterator[E2EServer]:
-    """The daphne process, started once for this package on the test database."""
+def serve(kind: str) -> Iterator[E2EServer]:
+    """A server of ``kind`` (daphne, uvicorn-lean) on the test database, until the end."""
     from django.conf import settings
     from django.db import connection
 
     name = str(connection.settings_dict["NAME"])
     if connection.vendor == "sqlite" and (name == ":memory:" or "mode=memory" in name):
         pytest.fail("the e2e server needs a file SQLite test database, not an in-memory one")
-    server = start_server(name, run_prefix=settings.RUN_PREFIX, directcall=timings.DIRECTCALL)
+    server = start_server(
+        name, run_prefix=settings.RUN_PREFIX, directcall=timings.DIRECTCALL, kind=kind
+    )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="package")
+def e2e_server_process(django_db_setup) -> Iterator[E2EServer]:
+    """The daphne process (the demo's server), started once for this package.
+
+    A module may override this fixture to run its tests on another server
+    (``test_firefox.py``: the recommended production server)."""
+    yield from serve("daphne")
 
 
 @pytest.fixture
 def e2e_server(request, e2e_server_process: E2EServer, transactional_db) -> E2EServer:
     """The running server (``.url``, ``.ws_url``, ``.port``, ``.directcall``, ``.log_path``)."""
-    if not e2e_server_process.alive():
+    server = e2e_server_process
+    if not server.alive():
         pytest.fail(
-            f"the e2e daphne server has exited ({e2e_server_process.proc.returncode}):\n"
-            f"{e2e_server_process.log_tail()}",
+            f"the e2e {server.kind} server has exited ({server.proc.returncode}):\n"
+            f"{server.log_tail()}",
             pytrace=False,
         )
     request.node.stash[_SERVER] = e2e_server_process

@@ -24,6 +24,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 ASGI_APP = "tests.e2e_asgi:application"
+
+# The servers the browser tests run on: daphne (the demo's ``runserver``) and the
+# recommended production server, uvicorn with directcall's WebSocket protocol.
+SERVER_COMMANDS = {
+    "daphne": lambda port: ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
+    "uvicorn-lean": lambda port: [
+        *("-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port)),
+        *("--lifespan", "off", "--ws", "directcall.uvicorn_ws:LeanWebSocketProtocol"),
+    ],
+}
 SETTINGS_MODULE = "tests.e2e_settings"
 
 CHROMIUM_ARGS = [
@@ -200,13 +210,15 @@ def free_port() -> int:
 
 @dataclass
 class E2EServer:
-    """A daphne process serving the demo site (``tests/e2e_asgi.py``) on 127.0.0.1."""
+    """A server process (``kind``: a key of SERVER_COMMANDS) serving the demo site
+    (``tests/e2e_asgi.py``) on 127.0.0.1."""
 
     port: int
     log_path: Path
     env: dict[str, str]
     directcall: dict[str, Any]
     redis: bool
+    kind: str = "daphne"
     proc: subprocess.Popen | None = None
 
     @property
@@ -221,12 +233,12 @@ class E2EServer:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 30) -> None:
-        """Start daphne; return once its port accepts connections (bounded wait)."""
+        """Start the server; return once its port accepts connections (bounded wait)."""
         with self.log_path.open("ab") as log:
-            log.write(f"==> daphne on port {self.port}\n".encode())
+            log.write(f"==> {self.kind} on port {self.port}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APP],
+                [sys.executable, *SERVER_COMMANDS[self.kind](self.port)],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -236,7 +248,7 @@ class E2EServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"daphne exited with status {self.proc.returncode}:\n{self.log_tail()}"
+                    f"{self.kind} exited with status {self.proc.returncode}:\n{self.log_tail()}"
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
@@ -245,7 +257,7 @@ class E2EServer:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(
-            f"daphne did not listen on {self.port} in {timeout}s:\n{self.log_tail()}"
+            f"{self.kind} did not listen on {self.port} in {timeout}s:\n{self.log_tail()}"
         )
 
     def stop(self) -> None:
@@ -282,15 +294,21 @@ class E2EServer:
 
 
 def start_server(
-    db_name: str, *, run_prefix: str, directcall: dict[str, Any], name: str = "main"
+    db_name: str,
+    *,
+    run_prefix: str,
+    directcall: dict[str, Any],
+    name: str = "main",
+    kind: str = "daphne",
 ) -> E2EServer:
-    """Start the tests' daphne server on a free port, retrying if the port was taken.
+    """Start the tests' server (``kind``: daphne or uvicorn-lean) on a free port, retrying
+    if the port was taken.
 
     ``name`` tells the log files of several servers apart.
     """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    log_path = ARTIFACTS / f"e2e-daphne-{name}-{worker}.log"
+    log_path = ARTIFACTS / f"e2e-{kind}-{name}-{worker}.log"
     log_path.write_bytes(b"")
     redis = os.environ.get("DIRECTCALL_E2E_REDIS") == "1"
     env = {
@@ -305,7 +323,12 @@ def start_server(
     last_error: Exception | None = None
     for _ in range(3):
         server = E2EServer(
-            port=free_port(), log_path=log_path, env=env, directcall=directcall, redis=redis
+            port=free_port(),
+            log_path=log_path,
+            env=env,
+            directcall=directcall,
+            redis=redis,
+            kind=kind,
         )
         try:
             server.start()
@@ -313,7 +336,7 @@ def start_server(
             last_error = exc
             continue
         return server
-    pytest.fail(f"could not start the e2e daphne server: {last_error}", pytrace=False)
+    pytest.fail(f"could not start the e2e {kind} server: {last_error}", pytrace=False)
 
 
 @dataclass

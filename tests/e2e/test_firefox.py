@@ -2,7 +2,10 @@
 
 Firefox is Debian's ``firefox-esr`` (``FIREFOX`` overrides the path), driven over WebDriver
 BiDi with puppeteer-core through ``tests/e2e/firefox/driver.mjs``; Chromium is the other
-tests' Playwright one. Each user has a browser context of their own.
+tests' Playwright one. Each user has a browser context of their own. These tests run on the
+recommended production server, uvicorn with directcall's WebSocket protocol
+(``directcall.uvicorn_ws``), so that Firefox's WebSocket client (its extensions, its
+closing handshake on a reload) meets it; the other browser tests run on daphne.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from playwright.sync_api import expect
 
 import tests.e2e.test_sdk as chromium_tests
 from directcall.models import Call, CallStatus
-from tests.e2e.conftest import _USERS
+from tests.e2e.conftest import _USERS, serve
 from tests.e2e.firefox_driver import (
     Firefox,
     FirefoxUser,
@@ -24,7 +27,7 @@ from tests.e2e.firefox_driver import (
     wait_screen,
 )
 from tests.e2e.firefox_driver import click as ff_click
-from tests.e2e.harness import audio_stats, wait_for_audio
+from tests.e2e.harness import E2EServer, audio_stats, wait_for_audio
 from tests.e2e.sdk import click, events, init_raw, outcome, overlay, screen, sign_in, start_call
 from tests.e2e.test_tabs import audio_keeps_flowing, wait_event
 
@@ -43,6 +46,12 @@ ENABLE_SHOWN = """(() => {
 
 # The init refusals of tests/e2e/test_sdk.py, run again in Firefox.
 INIT_ERROR_CASES: list[tuple[str, str]] = chromium_tests.test_init_errors.pytestmark[0].args[1]
+
+
+@pytest.fixture(scope="module")
+def e2e_server_process(django_db_setup) -> Iterator[E2EServer]:
+    """This module's server: uvicorn with directcall's WebSocket protocol."""
+    yield from serve("uvicorn-lean")
 
 
 @pytest.fixture(scope="module")
