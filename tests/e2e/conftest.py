@@ -41,6 +41,7 @@ from tests.e2e.harness import (
     BrowserUser,
     E2EServer,
     env_var,
+    free_port,
     start_server,
 )
 
@@ -91,6 +92,15 @@ def serve(kind: str) -> Iterator[E2EServer]:
     )
     yield server
     server.stop()
+
+
+def restart(server: E2EServer) -> None:
+    """Start a stopped server again, on another port if its own was taken meanwhile."""
+    try:
+        server.start()
+    except RuntimeError:
+        server.port = free_port()
+        server.start()
 
 
 @pytest.fixture(scope="package")

@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 import tests.e2e.test_sdk as chromium_tests
 from directcall.models import Call, CallStatus
-from tests.e2e.conftest import _USERS, serve
+from tests.e2e.conftest import _USERS, restart, serve
 from tests.e2e.firefox_driver import (
     Firefox,
     FirefoxUser,
@@ -49,9 +49,16 @@ INIT_ERROR_CASES: list[tuple[str, str]] = chromium_tests.test_init_errors.pytest
 
 
 @pytest.fixture(scope="module")
-def e2e_server_process(django_db_setup) -> Iterator[E2EServer]:
-    """This module's server: uvicorn with directcall's WebSocket protocol."""
-    yield from serve("uvicorn-lean")
+def e2e_server_process(e2e_server_process: E2EServer) -> Iterator[E2EServer]:
+    """This module's server: uvicorn with directcall's WebSocket protocol, instead of the
+    package's daphne (stopped meanwhile: on the in-memory layer each process has its own
+    presence, and daphne's sweep would end the calls of a party it does not see)."""
+    daphne = e2e_server_process
+    daphne.stop()
+    try:
+        yield from serve("uvicorn-lean")
+    finally:
+        restart(daphne)
 
 
 @pytest.fixture(scope="module")
