@@ -10,6 +10,9 @@ What revokes sessions (docs/security.md#revocation):
   end first (``revoked``), and their other party is told;
 - the Django user logging out (``user_logged_out``): the tokens of that Django session.
 
+And one for the database: the connections of a thread made for one HTTP request are closed
+when the request finishes (:func:`close_request_thread_connections`).
+
 Changes made with ``QuerySet.update()`` send no signals: call :mod:`directcall.revocation`
 yourself then.
 """
@@ -18,7 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from django.contrib.auth.signals import user_logged_out
+from django.core.signals import request_finished
+from django.db import connections
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
@@ -112,3 +118,21 @@ def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
 def call_started_or_ended(sender: type, call: Call, **kwargs: Any) -> None:
     """Both parties are busy now, or no longer: their watchers look again."""
     watch.call_changed(call)
+
+
+@receiver(request_finished, dispatch_uid="directcall.close_request_thread_connections")
+def close_request_thread_connections(sender: Any, **kwargs: Any) -> None:
+    """Close the database connections of a thread that served one ASGI request only.
+
+    Django's ASGI handler runs each request's synchronous code (the views of ``v1/``, the
+    admin) in a thread of its own (``ThreadSensitiveContext``), which ends with the
+    request. With persistent connections (``CONN_MAX_AGE``, which the signaling
+    consumer's database thread needs: docs/deployment.md) each such thread left its
+    connection open until it was collected: 70-90 PostgreSQL connections from two workers
+    during a burst of sign-ins (``bench/sizing.py``), past the server's 100 at times. The
+    signaling consumer's thread, shared by every connection of the process, keeps its
+    own; under WSGI (no such context) Django's own rules apply.
+    """
+    if SyncToAsync.thread_sensitive_context.get(None) is None:
+        return
+    connections.close_all()
