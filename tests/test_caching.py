@@ -91,8 +91,9 @@ def test_fresh_contexts_share_one_redis_connection(settings, redis_url):
     before = connections_received(redis_url)
     for n in range(20):
         assert in_fresh_context(presence.lookup, 1, f"nobody_{n}") is None
-    # One more for connections_received's own client; none for the lookups.
-    assert connections_received(redis_url) - before == 1
+    # One more for connections_received's own client (and room for one from elsewhere on a
+    # shared Redis); none for the lookups: 21 before.
+    assert connections_received(redis_url) - before <= 2
 
 
 @pytest.mark.parametrize("channel_backend", ["dclayer"], indirect=True)
