@@ -146,6 +146,9 @@ async def test_a_request_threads_database_connection_is_closed_when_it_finishes(
             await app.wait(5)
     finally:
         connection_created.disconnect(created)
+        # make_account's thread (asgiref's shared one) opened a persistent connection too:
+        # closed, so that later tests without database access do not find it open.
+        await sync_to_async(connections.close_all)()
     here = threading.get_ident()
     in_request_threads = [wrapper for thread, wrapper in opened if thread != here]
     assert len(in_request_threads) == 3  # a thread, and so a connection, per request
