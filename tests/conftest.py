@@ -50,16 +50,16 @@ def _flush_survives_a_deadlock() -> Iterator[None]:
     original = flush.Command.handle
 
     def handle(self, **options: Any) -> Any:
-        for attempt in range(3):
+        attempts = 3
+        while True:
             try:
                 return original(self, **options)
             except CommandError as exc:
+                attempts -= 1
                 cause = exc.__cause__
-                if attempt == 2 or not isinstance(cause, OperationalError):
+                deadlock = isinstance(cause, OperationalError) and "deadlock detected" in str(cause)
+                if not deadlock or not attempts:
                     raise
-                if "deadlock detected" not in str(cause):
-                    raise
-        return None
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(flush.Command, "handle", handle)

@@ -19,7 +19,7 @@ from django.core.cache import caches
 
 from directcall import caching, presence
 
-from .wsclient import ANSWER
+from .wsclient import full_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,21 +103,10 @@ async def test_calls_open_no_redis_connections(people, clients, signaling, redis
     jane = await clients.sign_in(people["tutor_jane"])
     sam = await clients.sign_in(people["student_sam"])
 
-    async def one_call() -> None:
-        call_id = (await jane.invite(sam.cuid))["call_id"]
-        await sam.next("incoming", call_id=call_id)
-        await sam.send(type="ringing", call_id=call_id)
-        await jane.next("state", call_id=call_id, status="ringing")
-        await sam.send(type="accept", call_id=call_id, sdp=ANSWER)
-        await jane.next("state", call_id=call_id, status="answered")
-        await jane.send(type="hangup", call_id=call_id)
-        await jane.next("state", call_id=call_id, status="over")
-        await sam.next("state", call_id=call_id, status="over")
-
-    await one_call()
+    await full_call(jane, sam)
     before = connections_received(redis_url)
     for _ in range(3):
-        await one_call()
+        await full_call(jane, sam)
     # Before directcall.caching: about five new connections per call.
     assert connections_received(redis_url) - before <= 2
 

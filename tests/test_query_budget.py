@@ -23,7 +23,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from .wsclient import ANSWER
+from .wsclient import ANSWER, full_call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("signaling")]
 
@@ -136,13 +136,4 @@ async def test_the_whole_lifecycle_has_a_ceiling(people, clients, django_assert_
         stack.push_async_callback(sync_to_async(counting.__exit__), None, None, None)
         jane = await clients.sign_in(people["tutor_jane"])
         sam = await clients.sign_in(people["student_sam"])
-        call_id = (await jane.invite(sam.cuid))["call_id"]
-        await sam.next("incoming", call_id=call_id)
-        await sam.send(type="ringing", call_id=call_id)
-        await jane.next("state", call_id=call_id, status="ringing")
-        await sam.send(type="accept", call_id=call_id, sdp=ANSWER)
-        await jane.next("state", call_id=call_id, status="answered")
-        await sam.next("state", call_id=call_id, status="answered")
-        await sam.send(type="hangup", call_id=call_id)
-        await jane.next("state", call_id=call_id, status="over")
-        await sam.next("state", call_id=call_id, status="over")
+        await full_call(jane, sam, hangs_up=sam)

@@ -225,6 +225,22 @@ async def answered_call(caller: Client, callee: Client) -> str:
     return call_id
 
 
+async def full_call(caller: Client, callee: Client, hangs_up: Client | None = None) -> str:
+    """A whole call: invite, ringing, answer, hang-up (by ``hangs_up``, the caller unless
+    given); return its id once both sides saw it ``over``."""
+    call_id = (await caller.invite(callee.cuid))["call_id"]
+    await callee.next("incoming", call_id=call_id)
+    await callee.send(type="ringing", call_id=call_id)
+    await caller.next("state", call_id=call_id, status="ringing")
+    await callee.send(type="accept", call_id=call_id, sdp=ANSWER)
+    await caller.next("state", call_id=call_id, status="answered")
+    await callee.next("state", call_id=call_id, status="answered")
+    await (hangs_up or caller).send(type="hangup", call_id=call_id)
+    await caller.next("state", call_id=call_id, status="over")
+    await callee.next("state", call_id=call_id, status="over")
+    return call_id
+
+
 def make_registration(account: Account, cuid: str, name: str = "") -> Registration:
     """A registration as the init endpoint would leave it."""
     return Registration.objects.create(account=account, cuid=cuid, name=name)
