@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from deploy.topology import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 CACHE = BENCH / ".cache"
@@ -40,12 +42,6 @@ ASGI_APP = os.environ.get("BENCH_ASGI_APP", "bench.asgi:application")
 
 class BenchError(RuntimeError):
     """A benchmark could not run (a server did not start, npm failed, ...)."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def raise_nofile() -> None:

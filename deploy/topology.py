@@ -30,6 +30,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -106,11 +107,27 @@ class TopologyError(RuntimeError):
     """A part of the topology could not be started (missing program, port, crash)."""
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nobody listens on right now and that this process has
+    not handed out before.
+
+    The port is free only until somebody binds it, and the server it is meant for binds it
+    some time later: without the record, two calls in that window can get the same port (a
+    test run saw two daphne servers given one port; the second failed to listen while its
+    port answered for the first)."""
+    with _handed_out_lock:
+        for _ in range(1000):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise OSError("no free TCP port on 127.0.0.1 that this process has not handed out")
 
 
 def require(program: str, package: str) -> str:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.topology import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIG = ROOT / "docs" / "coturn" / "turnserver.conf"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -75,12 +77,6 @@ class Coturn:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_tcp(
     port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 15, host: str = "127.0.0.1"
 ) -> None:
@@ -120,7 +116,7 @@ def start_coturn(
             "coturn is needed: apt-get install coturn (scripts/test.sh installs it)",
             pytrace=False,
         )
-    port = _free_port()
+    port = free_port()
     relay_min = 20000 + (port * 7) % 40000  # apart from other instances' ranges
     local = [
         f"listening-ip={listen_ip}",

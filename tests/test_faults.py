@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from deploy.topology import free_port
 from tests import test_multiprocess as mp
 from tests.conftest import needs_redis_server
 
@@ -26,7 +27,7 @@ class PrivateRedis:
     """A redis-server of our own on a free port, which a test may restart."""
 
     def __init__(self, tmp) -> None:
-        self.port = mp._free_port()
+        self.port = free_port()
         self.log = tmp / "redis.log"
         self.proc: subprocess.Popen | None = None
 

@@ -24,7 +24,6 @@ import functools
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from deploy.topology import free_port
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if not REDIS_URL:
@@ -77,12 +78,6 @@ CANDIDATE = {
 # -- processes ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _manage(env: dict[str, str], *args: str, timeout: float = 60) -> str:
     """Run ``manage.py`` in a subprocess; return its stdout, fail with its output if it fails."""
     result = subprocess.run(
@@ -106,12 +101,14 @@ class Server:
     port: int
     log: Path
     proc: subprocess.Popen | None = None
+    log_start: int = 0  # where this start's lines begin in the log
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, env: dict[str, str]) -> None:
+        self.log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -131,16 +128,22 @@ class Server:
             )
 
     def wait_ready(self, timeout: float = 30) -> None:
-        """Poll until the port accepts connections (bounded); fail if the process exits."""
+        """Poll until this daphne says it listens on its port (bounded); fail if the process
+        exits or cannot listen.
+
+        A port that accepts connections is not enough: daphne stays up after a failed
+        listen, and the port may answer for some other process."""
+        listening = f"Listening on TCP address 127.0.0.1:{self.port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"daphne {self.name} exited ({self.proc.returncode}):\n{self.tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            log = self.log.read_bytes()[self.log_start :].decode(errors="replace")
+            if "Listen failure" in log:
+                pytest.fail(f"daphne {self.name} could not listen on {self.port}:\n{self.tail()}")
+            if listening in log:
+                return
+            time.sleep(0.05)
         pytest.fail(
             f"daphne {self.name} did not listen on {self.port} in {timeout}s:\n{self.tail()}"
         )
@@ -309,7 +312,7 @@ def start_cluster(
         api_key = re.search(r"apikey:\s*(\S+)", out)
         assert account_id and api_key, f"unexpected directcall_account output:\n{out}"
         for name in names:
-            servers[name] = Server(name, _free_port(), tmp / f"daphne-{name}.log")
+            servers[name] = Server(name, free_port(), tmp / f"daphne-{name}.log")
             servers[name].start(env)
         with ThreadPoolExecutor(len(servers)) as pool:
             list(pool.map(lambda server: server.wait_ready(), servers.values()))

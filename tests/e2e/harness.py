@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from deploy.topology import free_port
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 ASGI_APP = "tests.e2e_asgi:application"
@@ -200,12 +202,6 @@ class BrowserUser:
 
 
 # -- the server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
