@@ -44,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import init_tokens, machine, table
+from bench._common import init_tokens, machine, machine_busy_s, process_cpu_s, table
 from bench.loadgen import Calls, Client, CpuMeter, close_all, open_all, rss_kb, saturate
 from deploy.topology import LAYER, LAYERS, SERVER, Topology, TopologyError, postgres_server_url
 
@@ -127,6 +127,36 @@ class Counters:
         self.tables.close()
 
 
+def _postgres_cpu_s() -> float:
+    """CPU seconds of the PostgreSQL server's processes now alive (the topology's database
+    is on it; a backend that exits takes its seconds with it)."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError, ValueError):
+            if comm.read_text().strip() == "postgres":
+                total += process_cpu_s(int(comm.parent.name))
+    return total
+
+
+class OtherLoad:
+    """The cores that processes outside the topology and this runner kept busy meanwhile
+    (a test run, another benchmark): figures taken while that is high are disturbed."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.mark = self._sample()
+
+    def _sample(self) -> tuple[float, ...]:
+        ours = sum(process_cpu_s(pid) for pid in self.pids)
+        return (time.monotonic(), machine_busy_s(), ours, _postgres_cpu_s(), time.process_time())
+
+    def cores(self, redis_cpu_s: float) -> float:
+        """Since the mark; ``redis_cpu_s``: the private Redis's CPU over the same time."""
+        now = self._sample()
+        wall, busy, *ours = (b - a for a, b in zip(self.mark, now, strict=True))
+        return max(0.0, (busy - sum(ours) - redis_cpu_s) / wall) if wall > 0 else 0.0
+
+
 def _specs(topology: Topology, tokens: dict[str, str], ids: list[str]) -> list[dict[str, Any]]:
     return [
         {"id": i, "url": topology.ws_url, "origin": topology.url, "token": tokens[i]} for i in ids
@@ -172,10 +202,19 @@ async def drive(
         await asyncio.gather(*(calls.full(a, b, 2) for a, b in pairs))  # warm-up
         log(f"{len(load)} clients online; {args.pairs} pairs calling for {args.seconds:g}s")
         before = (counters.settled(), workers_cpu.sample(), nginx_cpu.sample())
+        other = OtherLoad(worker_pids + nginx_pids)
         result = await saturate(calls, pairs, args.seconds, args.candidates)
-        after = (counters.settled(), workers_cpu.sample(), nginx_cpu.sample())
+        after = (counters.sample(), workers_cpu.sample(), nginx_cpu.sample())
+        other_cores = other.cores(after[0]["redis_cpu"] - before[0]["redis_cpu"])
+        after = (counters.settled(), *after[1:])
+        if other_cores > 0.15:
+            log(
+                f"WARNING other processes kept {other_cores:.2f} cores busy during the calls: "
+                "the figures are disturbed"
+            )
         out["calls"] = {
             **result,
+            "other_cores": other_cores,
             "counters": Counters.delta(before[0], after[0]),
             "workers_cpu_s": CpuMeter.delta(before[1], after[1])["cpu_s"],
             "nginx_cpu_s": CpuMeter.delta(before[2], after[2])["cpu_s"],
@@ -250,7 +289,8 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
         f"Calls: {args.pairs} pairs back to back for {args.seconds:g}s, {args.candidates} "
         f"candidate frames each way per call: {c['calls']} calls, {c['failed']} failed. "
         f"Idle: {i['connections']} connections signed in, pinging every {PING_INTERVAL:g}s, "
-        f"watched for {i['seconds']:.0f}s.",
+        f"watched for {i['seconds']:.0f}s. Other processes kept {c['other_cores']:.2f} "
+        "cores busy during the calls.",
         "",
         "### A worker process",
         "",

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.topology import postgres_answers, postgres_server_url
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.bench
@@ -64,6 +66,23 @@ def test_signaling_benchmark_smoke():
         assert "2 daphne, RedisChannelLayer" in result.stdout
         assert "2 daphne, RedisPubSubChannelLayer" in result.stdout
         assert "nginx (TLS) → 2 " in result.stdout  # the production topology's front
+
+
+def test_sizing_benchmark_smoke():
+    """The production topology's sizing (docs/deployment.md's tables): nginx, two workers,
+    a private Redis, a fresh PostgreSQL database."""
+    server = postgres_server_url()
+    if not postgres_answers(server):
+        message = f"bench/sizing.py runs on PostgreSQL and none answers at {server}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)  # CI has PostgreSQL (.ci/run)
+        pytest.skip(message)
+    result = _run("sizing.py", timeout=240)
+    _check(result, "sizing.py", "## directcall sizing (smoke)")
+    for heading in ("### A worker process", "### A sign-in", "### Redis and PostgreSQL"):
+        assert heading in result.stdout, result.stdout
+    assert "| worker CPU per full call (both parties' workers) " in result.stdout
+    assert "cores busy during the calls" in result.stdout
 
 
 @pytest.mark.parametrize("server", ["uvicorn-lean", "uvicorn-sansio"])
