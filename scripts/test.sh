@@ -112,15 +112,16 @@ if ! PATH="$PATH:/usr/sbin:/sbin" command -v nft >/dev/null 2>&1 ||
   fi
 fi
 
-# nginx: the topology test (tests/e2e/test_topology.py) runs Debian's nginx in front of the
-# ASGI workers, with its own configuration in a temporary directory (never /etc/nginx's).
-if ! PATH="$PATH:/usr/sbin:/sbin" command -v nginx >/dev/null 2>&1; then
+# nginx and openssl: the topology test (tests/e2e/test_topology.py) runs Debian's nginx in
+# front of the ASGI workers, with its own configuration in a temporary directory (never
+# /etc/nginx's), on a self-signed certificate that openssl makes.
+if ! PATH="$PATH:/usr/sbin:/sbin" command -v nginx >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing nginx"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) \
-      >/dev/null || die "could not install nginx (the topology test needs it)"
+    echo "==> installing nginx and openssl"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx openssl) \
+      >/dev/null || die "could not install nginx and openssl (the topology test needs them)"
   else
-    die "the topology test needs nginx (Debian: apt-get install nginx)"
+    die "the topology test needs nginx and openssl (Debian: apt-get install nginx openssl)"
   fi
 fi
 
