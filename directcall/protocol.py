@@ -85,7 +85,7 @@ def decode(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> A
         frame = json.loads(text_data)
     except (ValueError, RecursionError):
         raise DirectCallError(errors.BAD_FRAME, "The frame is not JSON.") from None
-    if _MAY_HOLD_SURROGATES.search(text_data) and not _is_text(frame):
+    if _may_hold_surrogates(text_data) and not _is_text(frame):
         error = DirectCallError(errors.BAD_FRAME, "The frame is not UTF-8 text.")
         # The reply still names the frame (its ref and call id, where those are text), so
         # that a client waiting on that ref hears about it.
@@ -123,6 +123,18 @@ _ECHOED = ("ref", "call_id", "type")
 # one through, the character itself): frames without either skip _is_text's second
 # JSON encoding of the whole frame.
 _MAY_HOLD_SURROGATES = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    """Whether ``text`` holds a lone-surrogate escape or character (_MAY_HOLD_SURROGATES).
+
+    An ASCII string (a flag of the string, no scan) holds no surrogate character, and an
+    escape needs a backslash-u: the usual frame is settled by one substring search instead
+    of the regular expression, which cost ~13 µs per 1.4 KiB SDP (2 µs for a candidate).
+    """
+    if text.isascii():
+        return "\\u" in text and _MAY_HOLD_SURROGATES.search(text) is not None
+    return _MAY_HOLD_SURROGATES.search(text) is not None
 
 
 def _is_text(frame: Any) -> bool:
