@@ -27,6 +27,19 @@ def needs_redis_server() -> pytest.MarkDecorator:
     return pytest.mark.skipif(missing, reason="redis-server is not installed")
 
 
+def require_postgres_server(what: str) -> None:
+    """Skip unless a PostgreSQL server answers where ``what`` makes its own database
+    (``deploy.topology.postgres_server_url``); under CI fail instead: ``.ci/run`` has one."""
+    from deploy.topology import postgres_answers, postgres_server_url
+
+    server = postgres_server_url()
+    if not postgres_answers(server):
+        message = f"{what} runs on PostgreSQL and none answers at {server}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def _redis_server_missing() -> None:
     pytest.fail("redis-server is not on the PATH (CI is set: this test must run)", pytrace=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.topology import postgres_answers, postgres_server_url
+from tests.conftest import require_postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,12 +71,7 @@ def test_signaling_benchmark_smoke():
 def test_sizing_benchmark_smoke():
     """The production topology's sizing (docs/deployment.md's tables): nginx, two workers,
     a private Redis, a fresh PostgreSQL database."""
-    server = postgres_server_url()
-    if not postgres_answers(server):
-        message = f"bench/sizing.py runs on PostgreSQL and none answers at {server}"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)  # CI has PostgreSQL (.ci/run)
-        pytest.skip(message)
+    require_postgres_server("bench/sizing.py")
     result = _run("sizing.py", timeout=240)
     _check(result, "sizing.py", "## directcall sizing (smoke)")
     for heading in ("### A worker process", "### A sign-in", "### Redis and PostgreSQL"):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
 import uuid
@@ -34,7 +33,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from deploy.topology import Topology, TopologyError, postgres_answers, postgres_server_url
+from deploy.topology import Topology, TopologyError
+from tests.conftest import require_postgres_server
 from tests.e2e.harness import ARTIFACTS, INIT_SCRIPT, BrowserUser, wait_for_audio
 from tests.e2e.sdk import click, events, outcome, sign_in, start_call
 from tests.e2e.test_sdk import screen
@@ -58,12 +58,7 @@ MARGIN = 2.5  # scheduling slack on a loaded machine
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory) -> Iterator[Topology]:
     """The topology with two workers and relay-only ICE; its logs in tests/artifacts/."""
-    server = postgres_server_url()
-    if not postgres_answers(server):
-        message = f"the topology runs on PostgreSQL and none answers at {server}"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)  # CI has PostgreSQL (.ci/run)
-        pytest.skip(message)
+    require_postgres_server("the topology")
     logs = ARTIFACTS / "topology"
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.log"):
