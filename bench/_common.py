@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from deploy.topology import free_port
+from deploy.topology import free_port, pinned_to
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -83,6 +83,8 @@ class Proc:
     # An HTTP path answered once the application is loaded (servers that load it in worker
     # processes of their own listen before that).
     probe: str | None = None
+    # The CPUs the process (and its children) may run on; None: any (``--pin``).
+    cpus: set[int] | None = None
 
     @property
     def pid(self) -> int:
@@ -102,6 +104,12 @@ class Proc:
                         todo.extend(int(c) for c in children.split())
         return found
 
+    def _prepare(self) -> None:
+        raise_nofile()
+        pin = pinned_to(self.cpus)
+        if pin is not None:
+            pin()
+
     def start(self, timeout: float = 30) -> Proc:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -111,7 +119,7 @@ class Proc:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=raise_nofile,  # the runner starts no threads before this
+                preexec_fn=self._prepare,  # the runner starts no threads before this
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -41,6 +41,7 @@ class ProxiedWorkers:
         workers: int = 2,
         server: str = SERVER,
         layer: str = LAYER,
+        pin_workers: bool = False,
     ) -> None:
         self.name = name
         self.topology = Topology(
@@ -58,6 +59,7 @@ class ProxiedWorkers:
             ready_path="/bench/blank",
             env={"DIRECTCALL_REDIS_PREFIX": prefix},
             logs=workdir / "logs",
+            pin_workers=pin_workers,
         )
         self.log = workdir / "logs" / "worker1.log"
         self.port = 0

@@ -69,6 +69,7 @@ from bench._common import (
     table,
 )
 from bench.proxy import LAYER, SERVER, ProxiedWorkers, nginx_installed
+from deploy.topology import worker_cpu
 
 TITLE = "directcall signaling benchmark"
 
@@ -257,11 +258,11 @@ class Run:
                 "--alive_timeout",
                 "3600000",
             ]
-            return [Proc("peerjs", cmd, port, logs / "peerjs.log")]
+            return self._pinned([Proc("peerjs", cmd, port, logs / "peerjs.log")])
         if config.server == "relay":
             port = free_port()
             cmd = [PY, str(BENCH / "relay.py"), "--port", str(port)]
-            return [Proc("relay", cmd, port, logs / "relay.log")]
+            return self._pinned([Proc("relay", cmd, port, logs / "relay.log")])
         prefix = f"{self.prefix}-{config.name}"
         url = self.db.clone(config.name)
         env = django_env(url, config.layer, prefix, self.redis_url if config.redis else None)
@@ -276,13 +277,24 @@ class Run:
                     workers=config.procs,
                     server=config.server,
                     layer=config.layer,
+                    pin_workers=self.args.pin,
                 )
             ]
         make = SERVERS[config.server]
-        return [
-            make(f"{config.name}-{i}", env, logs / f"{config.name}-{i}.log")
-            for i in range(config.procs)
-        ]
+        return self._pinned(
+            [
+                make(f"{config.name}-{i}", env, logs / f"{config.name}-{i}.log")
+                for i in range(config.procs)
+            ]
+        )
+
+    def _pinned(self, servers: list[Proc]) -> list[Proc]:
+        """With ``--pin``: each server process on a CPU of its own, as the workers of the
+        production topology with ``--pin-workers`` (deploy/topology.py's worker_cpu)."""
+        if self.args.pin:
+            for i, server in enumerate(servers):
+                server.cpus = {worker_cpu(i)}
+        return servers
 
     def loadgen_config(self, config: Config, servers: list[Proc]) -> dict[str, Any]:
         a = self.args
@@ -821,6 +833,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="gil",
         help="sample the thread holding the GIL (Python CPU), or every non-idle thread",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="keep each server process on a CPU of its own (PeerJS and the relay too); the "
+        "load generator runs anywhere",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs (printed path)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
     args = parser.parse_args(argv)
@@ -893,6 +911,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{a.relay_calls} calls × {a.relay_frames} frames each way relayed; saturation "
         f"{a.max_seconds:g}s × {a.max_concurrency} pairs; idle {a.idle or 'none'}. "
         f"Database: {'PostgreSQL' if a.postgres else 'SQLite'}. "
+        f"{'Each server process on a CPU of its own (--pin). ' if a.pin else ''}"
         f"Total {time.monotonic() - started:.0f}s.\n"
     )
     print(report(results, args))

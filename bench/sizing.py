@@ -284,7 +284,8 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
         f"## directcall sizing{' (smoke)' if args.smoke else ''}",
         "",
         f"Machine: {machine()}. Topology: nginx (TLS) → {args.workers} {topology.server} "
-        f"workers, {topology.layer} channel layer, Redis (private), PostgreSQL; all on "
+        f"workers{' (each on a CPU of its own)' if topology.pin_workers else ''}, "
+        f"{topology.layer} channel layer, Redis (private), PostgreSQL; all on "
         "127.0.0.1, the load generator on the same cores.",
         f"Calls: {args.pairs} pairs back to back for {args.seconds:g}s, {args.candidates} "
         f"candidate frames each way per call: {c['calls']} calls, {c['failed']} failed. "
@@ -414,6 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server", default=SERVER)
     parser.add_argument("--layer", default=LAYER, choices=LAYERS)
+    parser.add_argument(
+        "--pin-workers", action="store_true", help="keep each worker on a CPU of its own"
+    )
     parser.add_argument("--pairs", type=int, help="pairs placing calls back to back")
     parser.add_argument("--seconds", type=float, help="length of the calls phase")
     parser.add_argument("--candidates", type=int, default=4, help="frames each way per call")
@@ -450,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             tasks=False,
             ready_path="/bench/blank",
             env={"BENCH_DATABASE": "production"},
+            pin_workers=args.pin_workers,
         )
         try:
             stack.enter_context(topology)

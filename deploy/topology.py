@@ -165,9 +165,25 @@ def postgres_answers(url: str) -> bool:
 # -- processes -----------------------------------------------------------------------------------
 
 
+def worker_cpu(index: int) -> int:
+    """The CPU that worker ``index`` (0-based) is pinned to: the CPUs this process may run
+    on, in turn from the last (the measurements in docs/performance.md pinned a lone server
+    to the last CPU of two)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1 - index % len(cpus)]
+
+
+def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that keeps the new process (and every thread it starts) on ``cpus``."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 @dataclass
 class Service:
-    """One process of the topology, its output in ``log``."""
+    """One process of the topology, its output in ``log``; ``cpus``: the CPUs it may run on
+    (None: any)."""
 
     name: str
     cmd: list[str]
@@ -175,6 +191,7 @@ class Service:
     port: int | None = None
     env: dict[str, str] | None = None
     proc: subprocess.Popen | None = None
+    cpus: set[int] | None = None
 
     @property
     def pid(self) -> int:
@@ -193,6 +210,7 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=pinned_to(self.cpus),
             )
 
     def wait_port(self, timeout: float = 30) -> None:
@@ -312,8 +330,9 @@ class Topology:
     ``database_url`` None makes a database of its own on the PostgreSQL server
     ``postgres_url`` (dropped again at the end). ``prepare`` runs ``migrate`` and
     ``collectstatic`` before the workers start; ``tasks`` runs the webhook deliveries'
-    worker (``manage.py db_worker``, docs/webhooks.md). ``up()`` returns once
-    ``ready_path`` answers 200 through nginx.
+    worker (``manage.py db_worker``, docs/webhooks.md). ``pin_workers`` keeps each worker
+    on one CPU (:func:`worker_cpu`; docs/deployment.md, "One CPU per worker"). ``up()``
+    returns once ``ready_path`` answers 200 through nginx.
     """
 
     workdir: Path
@@ -330,6 +349,7 @@ class Topology:
     turn: bool = True
     tasks: bool = True
     ice_policy: str = "all"
+    pin_workers: bool = False
     # nginx's cap on open sockets per client address (every client here is 127.0.0.1);
     # nginx refuses a limit_conn above 65535 ("connection limit must be less 65536").
     max_sockets_per_ip: int = 65_535
@@ -473,6 +493,7 @@ class Topology:
                 self.logs / f"worker{i + 1}.log",
                 port=port,
                 env=env,
+                cpus={worker_cpu(i)} if self.pin_workers else None,
             )
             worker.start()
             self.services.append(worker)
@@ -653,6 +674,7 @@ class Topology:
             f"  site (nginx, TLS):  {self.url}/   (self-signed certificate: {self.certificate})",
             *(
                 f"  {w.name} ({self.server}):  http://{a}  pid {w.pid}"
+                + (f"  CPU {','.join(map(str, sorted(w.cpus)))}" if w.cpus else "")
                 for w, a in zip(self.worker_services, self.worker_addresses, strict=True)
             ),
             f"  channel layer:      {self.layer}   Redis: {self.redis_url}",
@@ -684,6 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", default=postgres_server_url(), help="PostgreSQL server URL")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument("--relay-only", action="store_true", help="ICE through TURN only")
+    parser.add_argument(
+        "--pin-workers", action="store_true", help="keep each worker on a CPU of its own"
+    )
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (logs, config)")
     args = parser.parse_args(argv)
     options = {
@@ -693,6 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         "postgres_url": args.postgres,
         "redis_url": args.redis_url,
         "ice_policy": "relay" if args.relay_only else "all",
+        "pin_workers": args.pin_workers,
     }
     # A SIGTERM (a supervisor, `timeout`) stops everything as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 import uuid
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from deploy.topology import Topology, TopologyError
+from deploy.topology import Topology, TopologyError, worker_cpu
 from tests.conftest import require_postgres_server
 from tests.e2e.harness import ARTIFACTS, INIT_SCRIPT, BrowserUser, wait_for_audio
 from tests.e2e.sdk import click, events, outcome, sign_in, start_call
@@ -70,6 +71,8 @@ def topology(tmp_path_factory) -> Iterator[Topology]:
         env={"DIRECTCALL_TOPOLOGY_TIMINGS": json.dumps(TIMINGS)},
         ice_policy="relay",
         logs=logs,
+        # As docs/deployment.md recommends ("One CPU per worker"); the last test checks it.
+        pin_workers=True,
     )
     try:
         topo.up()
@@ -343,3 +346,12 @@ def test_a_call_ends_within_the_bound_when_its_party_does_not_come_back(scene, a
         assert outcome(jane) == {"resolved": "over"}
         assert _call_row(topology, call_id) == ("over", "connection_lost")
         assert jane_sockets.workers == [jane_sockets.wait(1)]  # Jane's socket never moved
+
+
+def test_each_worker_runs_on_a_cpu_of_its_own(topology: Topology):
+    """``pin_workers``: every worker (those killed and started again by the tests above
+    included, as a supervisor would) and each thread of it stays on its CPU."""
+    for index, worker in enumerate(topology.worker_services):
+        assert worker.alive()
+        for thread in Path(f"/proc/{worker.pid}/task").iterdir():
+            assert os.sched_getaffinity(int(thread.name)) == {worker_cpu(index)}
