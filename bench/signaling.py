@@ -277,7 +277,8 @@ class Run:
                     workers=config.procs,
                     server=config.server,
                     layer=config.layer,
-                    pin_workers=self.args.pin,
+                    # The topology refuses more pinned workers than CPUs.
+                    pin_workers=self.args.pin and config.procs <= len(os.sched_getaffinity(0)),
                 )
             ]
         make = SERVERS[config.server]
@@ -290,7 +291,8 @@ class Run:
 
     def _pinned(self, servers: list[Proc]) -> list[Proc]:
         """With ``--pin``: each server process on a CPU of its own, as the workers of the
-        production topology with ``--pin-workers`` (deploy/topology.py's worker_cpu)."""
+        production topology with ``--pin-workers`` (deploy/topology.py's worker_cpu; with
+        more processes than CPUs, they take the CPUs in turn)."""
         if self.args.pin:
             for i, server in enumerate(servers):
                 server.cpus = {worker_cpu(i)}

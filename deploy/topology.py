@@ -456,6 +456,12 @@ class Topology:
             )
         if self.workers < 1:
             raise TopologyError("at least one worker")
+        cpus = len(os.sched_getaffinity(0))
+        if self.pin_workers and self.workers > cpus:
+            raise TopologyError(
+                f"{self.workers} pinned workers on {cpus} CPUs would share a CPU: run at most "
+                f"{cpus} workers, or leave them unpinned"
+            )
         package = self.server.split("-")[0]
         if importlib.util.find_spec(package) is None:
             raise TopologyError(f"the {self.server} workers need {package}: pip install {package}")
