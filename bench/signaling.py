@@ -69,7 +69,7 @@ from bench._common import (
     table,
 )
 from bench.proxy import LAYER, SERVER, ProxiedWorkers, nginx_installed
-from deploy.topology import worker_cpu
+from deploy.topology import can_pin, worker_cpu
 
 TITLE = "directcall signaling benchmark"
 
@@ -278,7 +278,7 @@ class Run:
                     server=config.server,
                     layer=config.layer,
                     # The topology refuses more pinned workers than CPUs.
-                    pin_workers=self.args.pin and config.procs <= len(os.sched_getaffinity(0)),
+                    pin_workers=self.args.pin and can_pin(config.procs),
                 )
             ]
         make = SERVERS[config.server]

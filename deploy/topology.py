@@ -173,6 +173,11 @@ def worker_cpu(index: int) -> int:
     return cpus[-1 - index % len(cpus)]
 
 
+def can_pin(workers: int) -> bool:
+    """Whether ``workers`` pinned workers get a CPU each (``Topology.up`` refuses more)."""
+    return workers <= len(os.sched_getaffinity(0))
+
+
 def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
     """A ``preexec_fn`` that keeps the new process (and every thread it starts) on ``cpus``."""
     if not cpus:
@@ -456,8 +461,8 @@ class Topology:
             )
         if self.workers < 1:
             raise TopologyError("at least one worker")
-        cpus = len(os.sched_getaffinity(0))
-        if self.pin_workers and self.workers > cpus:
+        if self.pin_workers and not can_pin(self.workers):
+            cpus = len(os.sched_getaffinity(0))
             raise TopologyError(
                 f"{self.workers} pinned workers on {cpus} CPUs would share a CPU: run at most "
                 f"{cpus} workers, or leave them unpinned"

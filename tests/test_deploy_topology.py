@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from deploy.topology import Service, Topology, TopologyError, worker_cpu
+from deploy.topology import Service, Topology, TopologyError, can_pin, worker_cpu
 
 
 def test_workers_take_the_cpus_in_turn_from_the_last():
@@ -56,6 +56,7 @@ def test_a_pinned_service_runs_on_its_cpu_and_so_do_its_threads(tmp_path, pinned
 
 def test_more_pinned_workers_than_cpus_is_refused_before_anything_starts(tmp_path):
     cpus = len(os.sched_getaffinity(0))
+    assert can_pin(cpus) and not can_pin(cpus + 1)
     topology = Topology(tmp_path / "topology", workers=cpus + 1, pin_workers=True)
     with pytest.raises(TopologyError, match=f"{cpus + 1} pinned workers on {cpus} CPUs"):
         topology.up()

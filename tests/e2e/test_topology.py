@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from deploy.topology import Topology, TopologyError, worker_cpu
+from deploy.topology import Topology, TopologyError, can_pin, worker_cpu
 from tests.conftest import require_postgres_server
 from tests.e2e.harness import ARTIFACTS, INIT_SCRIPT, BrowserUser, wait_for_audio
 from tests.e2e.sdk import click, events, outcome, sign_in, start_call
@@ -45,6 +45,7 @@ pytestmark = pytest.mark.topology
 
 WORKER_HEADER = "x-directcall-worker"
 SETTINGS = "tests.topology_settings"
+WORKERS = 2
 PRESENCE_TTL = 4
 SWEEP_INTERVAL = 1
 RECONNECT_GRACE = 5
@@ -66,14 +67,14 @@ def topology(tmp_path_factory) -> Iterator[Topology]:
         old.unlink()
     topo = Topology(
         tmp_path_factory.mktemp("topology"),
-        workers=2,
+        workers=WORKERS,
         settings=SETTINGS,
         env={"DIRECTCALL_TOPOLOGY_TIMINGS": json.dumps(TIMINGS)},
         ice_policy="relay",
         logs=logs,
         # As docs/deployment.md recommends ("One CPU per worker"), where there is a CPU for
         # each worker; the last test checks it.
-        pin_workers=len(os.sched_getaffinity(0)) >= 2,
+        pin_workers=can_pin(WORKERS),
     )
     try:
         topo.up()
