@@ -23,13 +23,15 @@ def test_workers_take_the_cpus_in_turn_from_the_last():
 @pytest.mark.parametrize("pinned", [True, False])
 def test_a_pinned_service_runs_on_its_cpu_and_so_do_its_threads(tmp_path, pinned):
     """The pin is set before the program starts: the process, and a thread it starts (the
-    database thread of a worker), stay on that CPU; an unpinned one keeps them all."""
+    database thread of a worker), stay on that CPU, scheduled as batch; an unpinned one
+    keeps every CPU and this process's scheduling policy."""
     script = (
         "import json, os, sys, threading, time\n"
+        "def look(): return [sorted(os.sched_getaffinity(0)), os.sched_getscheduler(0)]\n"
         "seen = []\n"
-        "t = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))\n"
+        "t = threading.Thread(target=lambda: seen.append(look()))\n"
         "t.start(); t.join()\n"
-        "print(json.dumps([sorted(os.sched_getaffinity(0)), sorted(seen[0])]))\n"
+        "print(json.dumps([look(), seen[0]]))\n"
         "sys.stdout.flush(); time.sleep(600)\n"
     )
     cpu = worker_cpu(0)
@@ -40,6 +42,7 @@ def test_a_pinned_service_runs_on_its_cpu_and_so_do_its_threads(tmp_path, pinned
         cpus={cpu} if pinned else None,
     )
     expected = {cpu} if pinned else os.sched_getaffinity(0)
+    policy = os.SCHED_BATCH if pinned else os.sched_getscheduler(0)
     service.start()
     try:
         deadline = time.monotonic() + 60
@@ -48,10 +51,12 @@ def test_a_pinned_service_runs_on_its_cpu_and_so_do_its_threads(tmp_path, pinned
             assert time.monotonic() < deadline, "the probe printed nothing in 60 s"
             time.sleep(0.02)
         assert os.sched_getaffinity(service.pid) == expected
+        assert os.sched_getscheduler(service.pid) == policy
     finally:
         service.kill()
-    main, thread = (set(cpus) for cpus in json.loads(service.log.read_text()))
-    assert main == thread == expected
+    main, thread = json.loads(service.log.read_text())
+    assert set(main[0]) == set(thread[0]) == expected
+    assert main[1] == thread[1] == policy
 
 
 def test_more_pinned_workers_than_cpus_is_refused_before_anything_starts(tmp_path):

@@ -352,10 +352,12 @@ def test_a_call_ends_within_the_bound_when_its_party_does_not_come_back(scene, a
 
 def test_each_worker_runs_on_a_cpu_of_its_own(topology: Topology):
     """``pin_workers``: every worker (those killed and started again by the tests above
-    included, as a supervisor would) and each thread of it stays on its CPU; on a machine
-    with one CPU the workers are not pinned and may run anywhere."""
+    included, as a supervisor would) and each thread of it stays on its CPU, scheduled as
+    batch; on a machine with one CPU the workers are not pinned and may run anywhere."""
     for index, worker in enumerate(topology.worker_services):
         assert worker.alive()
         cpus = {worker_cpu(index)} if topology.pin_workers else os.sched_getaffinity(0)
+        policy = os.SCHED_BATCH if topology.pin_workers else os.sched_getscheduler(0)
         for thread in Path(f"/proc/{worker.pid}/task").iterdir():
             assert os.sched_getaffinity(int(thread.name)) == cpus
+            assert os.sched_getscheduler(int(thread.name)) == policy
