@@ -86,6 +86,25 @@ def _prep(model: type[Model], name: str, value: Any, connection: BaseDatabaseWra
     return model._meta.get_field(name).get_db_prep_save(value, connection)
 
 
+def _execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
+    """``cursor.execute(sql, params)``, with the ``%s`` marks named (``%(p0)s``, ...).
+
+    Django's SQLite cursor rewrites every statement for the driver before running it: a
+    regular expression over the whole text for ``%s`` marks (~12 µs for an ``UPDATE ...
+    RETURNING`` of every column on the benchmark machine), ``%`` formatting for named ones
+    (~3 µs). PostgreSQL's driver takes either.
+    """
+    named, names = _named(sql)
+    cursor.execute(named, dict(zip(names, params, strict=True)))
+
+
+@cache
+def _named(sql: str) -> tuple[str, tuple[str, ...]]:
+    first, *rest = sql.split("%s")
+    names = tuple(f"p{i}" for i in range(len(rest)))
+    return first + "".join(f"%({n})s{part}" for n, part in zip(names, rest, strict=True)), names
+
+
 # -- the conditional update of a transition -------------------------------------------------
 
 
@@ -158,7 +177,7 @@ def update(
     if deadline is not None:
         params.append(_prep(Call, "deadline", deadline[1], connection))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        _execute(cursor, sql, params)
         if supports_returning(connection):
             row = cursor.fetchone()
             if row is None:
@@ -181,7 +200,7 @@ def callee_of(
     connection = connections[using]
     sql = _callee_sql(using)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [caller_pk, account_pk, cuid])
+        _execute(cursor, sql, [caller_pk, account_pk, cuid])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -227,7 +246,7 @@ def lock_parties(pks: list[int], using: str = "default") -> None:
     marks = ", ".join(["%s"] * len(pks))
     sql = f"SELECT {pk} FROM {table} WHERE {pk} IN ({marks}) ORDER BY {pk} FOR UPDATE"
     with connection.cursor() as cursor:
-        cursor.execute(sql, sorted(pks))
+        _execute(cursor, sql, sorted(pks))
         cursor.fetchall()
 
 
@@ -243,7 +262,7 @@ def in_live_calls(pks: list[int], using: str = "default") -> set[int]:
         f"AND ({caller} IN ({marks}) OR {callee} IN ({marks}))"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*(str(s) for s in LIVE_STATUSES), *pks, *pks])
+        _execute(cursor, sql, [*(str(s) for s in LIVE_STATUSES), *pks, *pks])
         rows = cursor.fetchall()
     wanted = set(pks)
     return {pk for row in rows for pk in row if pk in wanted}
@@ -260,6 +279,6 @@ def insert(call: Call, using: str = "default") -> None:
     )
     params = [f.get_db_prep_save(f.pre_save(call, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        _execute(cursor, sql, params)
     call._state.adding = False
     call._state.db = using
