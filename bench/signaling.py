@@ -290,9 +290,10 @@ class Run:
         )
 
     def _pinned(self, servers: list[Proc]) -> list[Proc]:
-        """With ``--pin``: each server process on a CPU of its own, as the workers of the
-        production topology with ``--pin-workers`` (deploy/topology.py's worker_cpu; with
-        more processes than CPUs, they take the CPUs in turn)."""
+        """With ``--pin``: each server process on a CPU of its own, as a batch process, as
+        the workers of the production topology with ``--pin-workers`` (deploy/topology.py's
+        worker_cpu and pinned_to; with more processes than CPUs, they take the CPUs in
+        turn)."""
         if self.args.pin:
             for i, server in enumerate(servers):
                 server.cpus = {worker_cpu(i)}
@@ -838,8 +839,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pin",
         action="store_true",
-        help="keep each server process on a CPU of its own (PeerJS and the relay too); the "
-        "load generator runs anywhere",
+        help="keep each server process on a CPU of its own, as a batch process (PeerJS and "
+        "the relay too); the load generator runs anywhere",
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs (printed path)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
@@ -913,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{a.relay_calls} calls × {a.relay_frames} frames each way relayed; saturation "
         f"{a.max_seconds:g}s × {a.max_concurrency} pairs; idle {a.idle or 'none'}. "
         f"Database: {'PostgreSQL' if a.postgres else 'SQLite'}. "
-        f"{'Each server process on a CPU of its own (--pin). ' if a.pin else ''}"
+        f"{'Each server process on a CPU of its own, batch (--pin). ' if a.pin else ''}"
         f"Total {time.monotonic() - started:.0f}s.\n"
     )
     print(report(results, args))

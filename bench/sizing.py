@@ -284,7 +284,7 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
         f"## directcall sizing{' (smoke)' if args.smoke else ''}",
         "",
         f"Machine: {machine()}. Topology: nginx (TLS) → {args.workers} {topology.server} "
-        f"workers{' (each on a CPU of its own)' if topology.pin_workers else ''}, "
+        f"workers{' (each on a CPU of its own, batch)' if topology.pin_workers else ''}, "
         f"{topology.layer} channel layer, Redis (private), PostgreSQL; all on "
         "127.0.0.1, the load generator on the same cores.",
         f"Calls: {args.pairs} pairs back to back for {args.seconds:g}s, {args.candidates} "
@@ -416,7 +416,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server", default=SERVER)
     parser.add_argument("--layer", default=LAYER, choices=LAYERS)
     parser.add_argument(
-        "--pin-workers", action="store_true", help="keep each worker on a CPU of its own"
+        "--pin-workers",
+        action="store_true",
+        help="keep each worker on a CPU of its own, as a batch process",
     )
     parser.add_argument("--pairs", type=int, help="pairs placing calls back to back")
     parser.add_argument("--seconds", type=float, help="length of the calls phase")

@@ -350,7 +350,8 @@ class Topology:
     ``postgres_url`` (dropped again at the end). ``prepare`` runs ``migrate`` and
     ``collectstatic`` before the workers start; ``tasks`` runs the webhook deliveries'
     worker (``manage.py db_worker``, docs/webhooks.md). ``pin_workers`` keeps each worker
-    on one CPU (:func:`worker_cpu`; docs/deployment.md, "One CPU per worker"). ``up()``
+    on one CPU, as a batch process (:func:`worker_cpu`, :func:`pinned_to`; docs/deployment.md,
+    "One CPU per worker"). ``up()``
     returns once ``ready_path`` answers 200 through nginx.
     """
 
@@ -699,7 +700,7 @@ class Topology:
             f"  site (nginx, TLS):  {self.url}/   (self-signed certificate: {self.certificate})",
             *(
                 f"  {w.name} ({self.server}):  http://{a}  pid {w.pid}"
-                + (f"  CPU {','.join(map(str, sorted(w.cpus)))}" if w.cpus else "")
+                + (f"  CPU {','.join(map(str, sorted(w.cpus)))}, batch" if w.cpus else "")
                 for w, a in zip(self.worker_services, self.worker_addresses, strict=True)
             ),
             f"  channel layer:      {self.layer}   Redis: {self.redis_url}",
@@ -732,7 +733,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument("--relay-only", action="store_true", help="ICE through TURN only")
     parser.add_argument(
-        "--pin-workers", action="store_true", help="keep each worker on a CPU of its own"
+        "--pin-workers",
+        action="store_true",
+        help="keep each worker on a CPU of its own, as a batch process",
     )
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (logs, config)")
     args = parser.parse_args(argv)

@@ -57,11 +57,11 @@ def _check(result: subprocess.CompletedProcess, script: str, header: str) -> Non
 
 
 def test_signaling_benchmark_smoke():
-    """With ``--pin`` (each server process on a CPU of its own, the proxy's workers too);
+    """With ``--pin`` (each server process on a CPU of its own, batch, the proxy's workers too);
     the sizing smoke below runs its workers unpinned."""
     result = _run("signaling.py", timeout=240, args=("--pin",))
     _check(result, "signaling.py", "## directcall signaling benchmark (smoke)")
-    assert "Each server process on a CPU of its own (--pin)." in result.stdout
+    assert "Each server process on a CPU of its own, batch (--pin)." in result.stdout
     assert "| configuration" in result.stdout
     for label in ("PeerJS server", "plain Python websockets relay", "1 daphne"):
         assert label in result.stdout, result.stdout
