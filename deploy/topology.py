@@ -350,9 +350,9 @@ class Topology:
     ``postgres_url`` (dropped again at the end). ``prepare`` runs ``migrate`` and
     ``collectstatic`` before the workers start; ``tasks`` runs the webhook deliveries'
     worker (``manage.py db_worker``, docs/webhooks.md). ``pin_workers`` keeps each worker
-    on one CPU, as a batch process (:func:`worker_cpu`, :func:`pinned_to`; docs/deployment.md,
-    "One CPU per worker"). ``up()``
-    returns once ``ready_path`` answers 200 through nginx.
+    on one CPU, as a batch process (:func:`worker_cpu`, :func:`pinned_to`;
+    docs/deployment.md, "One CPU per worker"). ``up()`` returns once ``ready_path`` answers
+    200 through nginx.
     """
 
     workdir: Path
