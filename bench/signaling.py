@@ -290,8 +290,8 @@ class Run:
         )
 
     def _pinned(self, servers: list[Proc]) -> list[Proc]:
-        """With ``--pin``: each server process on a CPU of its own, as a batch process, as
-        the workers of the production topology with ``--pin-workers`` (deploy/topology.py's
+        """With ``--pin``: each server process on a CPU of its own and scheduled as batch,
+        like the production topology's workers with ``--pin-workers`` (deploy/topology.py's
         worker_cpu and pinned_to; with more processes than CPUs, they take the CPUs in
         turn)."""
         if self.args.pin:
