@@ -93,8 +93,13 @@ def test_idle_memory_benchmark_smoke(server):
 
 
 def test_frame_floor_benchmark_smoke():
-    result = _run("frame_floor.py", timeout=120)
+    """Every kind of work per frame (the hop to a database thread and SQLite's statements
+    in it run in the server), pinned."""
+    args = ("--work", "none,hop,sqlite", "--pin")
+    result = _run("frame_floor.py", timeout=180, args=args)
     _check(result, "frame_floor.py", "## Frame floor (smoke)")
+    for work in ("none", "hop", "sqlite"):
+        assert f"| {work} | 100/s | 2 |" in result.stdout, result.stdout
     assert "| 100/s | 2 |" in result.stdout and "| back to back | 2 |" in result.stdout
 
 
