@@ -22,10 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.bench
 
 
-def _run(script: str, timeout: float, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _run(
+    script: str, timeout: float, args: tuple[str, ...] = (), unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)  # the commands configure their own servers
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    # The commands configure their own servers.
+    for name in ("DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE", *unset):
+        env.pop(name, None)
     try:
         return subprocess.run(
             [sys.executable, str(ROOT / "bench" / script), "--smoke", *args],
@@ -111,3 +114,10 @@ def test_browser_benchmark_smoke():
     _check(result, "browser.py", "## directcall browser benchmark (smoke)")
     assert "| measure" in result.stdout
     assert "call() → incoming screen shown" in result.stdout
+
+
+def test_transitions_benchmark_smoke():
+    """On SQLite (DATABASE_URL unset: a temporary file), pinned: both ways in the table."""
+    result = _run("transitions.py", timeout=180, args=("--pin",), unset=("DATABASE_URL",))
+    _check(result, "transitions.py", "## Set-up database work (smoke): sqlite")
+    assert "| back to back |" in result.stdout and "| paced |" in result.stdout
