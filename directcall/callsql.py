@@ -86,8 +86,56 @@ def _prep(model: type[Model], name: str, value: Any, connection: BaseDatabaseWra
     return model._meta.get_field(name).get_db_prep_save(value, connection)
 
 
+def _run(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> Any:
+    """Execute ``sql`` (``%s`` marks) with ``params``; return a cursor to read and close.
+
+    On SQLite, with nothing watching the connection's queries (``DEBUG``, the query
+    counting of the tests, ``execute_wrapper``), the statement goes to the driver's own
+    connection with ``?`` marks, after the checks Django's cursor makes (the thread, a
+    broken transaction) and inside its error wrapping: the same statement, the same
+    values, the same errors, without Django's cursor and statement-rewriting layers
+    around each of the set-up's nine statements (docs/performance.md, run O). Elsewhere
+    it goes through Django's cursor, with the marks named (:func:`_execute`).
+    """
+    raw = connection.connection
+    if (
+        raw is not None
+        and connection.vendor == "sqlite"
+        and not connection.queries_logged
+        and not connection.execute_wrappers
+    ):
+        connection.validate_thread_sharing()
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            return raw.execute(_qmark(sql), params)
+    cursor = connection.cursor()
+    try:
+        _execute(cursor, sql, params)
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor
+
+
+@cache
+def _qmark(sql: str) -> str:
+    # Only identifiers and ``%s`` marks are in the SQL built here (no literal ``%``).
+    return sql.replace("%s", "?")
+
+
+def _rows(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Every row ``sql`` gives (the statement run to its end, the cursor closed)."""
+    cursor = _run(connection, sql, params)
+    try:
+        with connection.wrap_database_errors:
+            return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 def _execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
-    """``cursor.execute(sql, params)``, with the ``%s`` marks named (``%(p0)s``, ...).
+    """``cursor.execute(sql, params)`` on Django's cursor, with the ``%s`` marks named
+    (``%(p0)s``, ...).
 
     Django's SQLite cursor rewrites every statement for the driver before running it: a
     regular expression over the whole text for ``%s`` marks (~12 µs for an ``UPDATE ...
@@ -176,15 +224,18 @@ def update(
         params.extend([party[1]] * (2 if side == "either" else 1))
     if deadline is not None:
         params.append(_prep(Call, "deadline", deadline[1], connection))
-    with connection.cursor() as cursor:
-        _execute(cursor, sql, params)
-        if supports_returning(connection):
-            row = cursor.fetchone()
-            if row is None:
-                return None
-            return from_row(Call, row[:-1], using), bool(row[-1])
+    if supports_returning(connection):
+        rows = _rows(connection, sql, params)
+        if not rows:
+            return None
+        row = rows[0]
+        return from_row(Call, row[:-1], using), bool(row[-1])
+    cursor = _run(connection, sql, params)
+    try:
         if cursor.rowcount != 1:
             return None
+    finally:
+        cursor.close()
     call = Call.objects.using(using).select_related("account").get(pk=call_id)
     return call, call.account.has_webhooks
 
@@ -199,11 +250,10 @@ def callee_of(
     the account's ``has_webhooks`` as it is now (the invite's outbox reads it)."""
     connection = connections[using]
     sql = _callee_sql(using)
-    with connection.cursor() as cursor:
-        _execute(cursor, sql, [caller_pk, account_pk, cuid])
-        row = cursor.fetchone()
-    if row is None:
+    rows = _rows(connection, sql, [caller_pk, account_pk, cuid])
+    if not rows:
         return None
+    row = rows[0]
     return from_row(Registration, row[:-2], using), bool(row[-2]), bool(row[-1])
 
 
@@ -245,9 +295,7 @@ def lock_parties(pks: list[int], using: str = "default") -> None:
     pk = _q(connection, "id")
     marks = ", ".join(["%s"] * len(pks))
     sql = f"SELECT {pk} FROM {table} WHERE {pk} IN ({marks}) ORDER BY {pk} FOR UPDATE"
-    with connection.cursor() as cursor:
-        _execute(cursor, sql, sorted(pks))
-        cursor.fetchall()
+    _rows(connection, sql, sorted(pks))
 
 
 def in_live_calls(pks: list[int], using: str = "default") -> set[int]:
@@ -261,9 +309,7 @@ def in_live_calls(pks: list[int], using: str = "default") -> set[int]:
         f"SELECT {caller}, {callee} FROM {table} WHERE {_q(connection, 'status')} IN ({live}) "
         f"AND ({caller} IN ({marks}) OR {callee} IN ({marks}))"
     )
-    with connection.cursor() as cursor:
-        _execute(cursor, sql, [*(str(s) for s in LIVE_STATUSES), *pks, *pks])
-        rows = cursor.fetchall()
+    rows = _rows(connection, sql, [*(str(s) for s in LIVE_STATUSES), *pks, *pks])
     wanted = set(pks)
     return {pk for row in rows for pk in row if pk in wanted}
 
@@ -278,7 +324,6 @@ def insert(call: Call, using: str = "default") -> None:
         f"({_columns(Call, connection.vendor, using)}) VALUES ({marks})"
     )
     params = [f.get_db_prep_save(f.pre_save(call, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        _execute(cursor, sql, params)
+    _run(connection, sql, params).close()
     call._state.adding = False
     call._state.db = using

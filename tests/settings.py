@@ -52,3 +52,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"{RUN_PREFIX}-test.sqlite3")
     }
+
+# Always SQLite, whatever "default" is: the tests of what directcall does only on SQLite
+# (callsql's driver path, tests/test_callsql.py) run on it when the suite runs on
+# PostgreSQL. Set up only for the tests that ask for it (databases=[..., "sqlite"]).
+DATABASES["sqlite"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": str(Path(tempfile.gettempdir()) / f"{RUN_PREFIX}-side.sqlite3"),
+    "CONN_MAX_AGE": 0,
+    "OPTIONS": {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    },
+    "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"{RUN_PREFIX}-side-test.sqlite3")},
+}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import timedelta
+
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
 from directcall import calls, callsql
-from directcall.models import Call, CallStatus
+from directcall.models import Call, CallStatus, Registration
 from directcall.validation import clean_call_params
 
 pytestmark = pytest.mark.django_db
@@ -31,3 +36,123 @@ def test_values_that_look_like_marks_are_stored_as_they_are(people):
     assert rung is not None and rung.status == CallStatus.RINGING
     assert rung.context == LOOKALIKE
     assert callsql.in_live_calls([jane.pk, sam.pk]) == {jane.pk, sam.pk}
+
+
+# -- SQLite's driver path (the "sqlite" database of the test settings, SQLite whatever
+# "default" is) --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def side():
+    """An account with two registrations in the "sqlite" database; its connection."""
+    from django.db import connections
+
+    from directcall.models import Account
+
+    account = Account(name="Side", require_clevertap=False, identity="page")
+    account.set_new_api_key()
+    account.save(using=SIDE)
+    jane = Registration.objects.using(SIDE).create(account=account, cuid="tutor_jane")
+    sam = Registration.objects.using(SIDE).create(account=account, cuid="student_sam")
+    return connections[SIDE], account, jane, sam
+
+
+SIDE = "sqlite"
+on_side = pytest.mark.django_db(databases=["default", SIDE])
+
+
+def _side_call(account, jane, sam, context: str = "hi") -> Call:
+    call = Call(
+        account=account,
+        caller=jane,
+        callee=sam,
+        context=context,
+        status=CallStatus.INITIATED,
+        created_at=timezone.now(),
+        deadline=timezone.now() + timedelta(seconds=30),
+    )
+    with transaction.atomic(using=SIDE):
+        callsql.insert(call, using=SIDE)
+    return call
+
+
+@on_side
+def test_on_sqlite_the_statements_go_to_the_drivers_connection(side, monkeypatch):
+    """With nothing watching the queries, callsql's statements skip Django's cursor (the
+    set-up's hot path, docs/performance.md run O), with the same results: the callee
+    found, the call recorded, the parties busy, the transition made once and its row
+    returned, marks in the values stored as they are."""
+    connection, account, jane, sam = side
+    connection.ensure_connection()
+
+    def through_djangos_cursor(cursor, sql, params):
+        raise AssertionError(f"through Django's cursor: {sql}")
+
+    monkeypatch.setattr(callsql, "_execute", through_djangos_cursor)
+    found = callsql.callee_of(account.pk, "student_sam", jane.pk, using=SIDE)
+    assert found is not None and found[0].pk == sam.pk and found[1:] == (False, False)
+    assert callsql.callee_of(account.pk, "nobody_here", jane.pk, using=SIDE) is None
+    call = _side_call(account, jane, sam, LOOKALIKE)
+    assert callsql.in_live_calls([jane.pk, sam.pk], using=SIDE) == {jane.pk, sam.pk}
+    ring = (call.pk, (CallStatus.INITIATED,), {"status": CallStatus.RINGING}, ("callee", sam.pk))
+    with transaction.atomic(using=SIDE):
+        changed = callsql.update(*ring, using=SIDE)
+    assert changed is not None
+    rung, has_webhooks = changed
+    assert (rung.pk, rung.status, rung.context, has_webhooks) == (
+        call.pk,
+        CallStatus.RINGING,
+        LOOKALIKE,
+        False,
+    )
+    with transaction.atomic(using=SIDE):
+        assert callsql.update(*ring, using=SIDE) is None  # made once
+    monkeypatch.undo()
+    stored = Call.objects.using(SIDE).get(pk=call.pk)
+    assert (stored.status, stored.context) == (CallStatus.RINGING, LOOKALIKE)
+
+
+@on_side
+def test_watched_queries_go_through_djangos_cursor(side):
+    """Query logging (DEBUG, the tests' query counting) sees every statement: the driver
+    path steps aside for it."""
+    from django.test.utils import CaptureQueriesContext
+
+    connection, account, jane, sam = side
+    call = _side_call(account, jane, sam)
+    with CaptureQueriesContext(connection) as captured, transaction.atomic(using=SIDE):
+        callsql.update(
+            call.pk,
+            (CallStatus.INITIATED,),
+            {"status": CallStatus.RINGING},
+            ("callee", sam.pk),
+            using=SIDE,
+        )
+    updates = [q["sql"] for q in captured if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1 and "RETURNING" in updates[0]
+
+
+@on_side
+def test_a_driver_error_is_djangos_error_and_breaks_the_transaction(side):
+    """The same errors as through Django's cursor: a duplicate row is Django's
+    ``IntegrityError``, and in an atomic block that an error has broken, the next
+    statement is refused as Django refuses it."""
+    from django.db import IntegrityError
+    from django.db.transaction import TransactionManagementError
+
+    _, account, jane, sam = side
+    call = _side_call(account, jane, sam)
+    twin = Call(pk=call.pk, account=account, caller=jane, callee=sam, context="x", status="over")
+    with pytest.raises(IntegrityError), transaction.atomic(using=SIDE):
+        callsql.insert(twin, using=SIDE)
+    with transaction.atomic(using=SIDE):
+        with pytest.raises(IntegrityError), transaction.atomic(using=SIDE):
+            callsql.insert(twin, using=SIDE)
+        # The inner block rolled back to its savepoint: the outer one carries on.
+        assert callsql.in_live_calls([jane.pk], using=SIDE) == {jane.pk}
+    with pytest.raises(TransactionManagementError), transaction.atomic(using=SIDE):
+        # Swallowed past a block without a savepoint: the outer block is broken now.
+        with contextlib.suppress(IntegrityError), transaction.atomic(using=SIDE, savepoint=False):
+            callsql.insert(twin, using=SIDE)
+        callsql.in_live_calls([jane.pk], using=SIDE)
+    assert Call.objects.using(SIDE).filter(pk=call.pk).count() == 1
