@@ -84,7 +84,7 @@ def _transition() -> Any:
     """A transition's statements on the driver's connection (made once, in this thread)."""
     db = getattr(_local, "db", None)
     if db is None:
-        path = os.path.join(tempfile.mkdtemp(prefix="frame_floor_"), "db.sqlite3")
+        path = os.path.join(os.environ["FRAME_FLOOR_DIR"], "db.sqlite3")
         db = _local.db = sqlite3.connect(path, isolation_level=None, timeout=20)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -179,7 +179,7 @@ async def _measure(port: int, pid: int, frames: int, rate: float, outs: int) -> 
     return used / frames
 
 
-def _serve(ws: str, outs: int, work: str, pin: bool) -> tuple[subprocess.Popen, int]:
+def _serve(ws: str, outs: int, work: str, pin: bool, tmp: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     server = subprocess.Popen(
         [
@@ -188,7 +188,12 @@ def _serve(ws: str, outs: int, work: str, pin: bool) -> tuple[subprocess.Popen, 
             *("--log-level", "warning", "--port", str(port), "bench.frame_floor:app"),
         ],
         cwd=ROOT,
-        env={**os.environ, "FRAME_FLOOR_OUTS": str(outs), "FRAME_FLOOR_WORK": work},
+        env={
+            **os.environ,
+            "FRAME_FLOOR_OUTS": str(outs),
+            "FRAME_FLOOR_WORK": work,
+            "FRAME_FLOOR_DIR": tmp,  # the SQLite file of --work sqlite
+        },
         preexec_fn=pinned_to({worker_cpu(0)}) if pin else None,
     )
     return server, port
@@ -234,17 +239,18 @@ def main() -> None:
     rows = []
     for work in works:
         for outs in outs_list:
-            server, port = _serve(args.ws, outs, work, args.pin)
-            try:
-                for rate in rates:
-                    per = [
-                        asyncio.run(_measure(port, server.pid, args.frames, rate, outs))
-                        for _ in range(args.runs)
-                    ]
-                    rows.append((work, outs, rate, statistics.median(per), per))
-            finally:
-                server.terminate()
-                server.wait(timeout=10)
+            with tempfile.TemporaryDirectory(prefix="frame_floor_") as tmp:
+                server, port = _serve(args.ws, outs, work, args.pin, tmp)
+                try:
+                    for rate in rates:
+                        per = [
+                            asyncio.run(_measure(port, server.pid, args.frames, rate, outs))
+                            for _ in range(args.runs)
+                        ]
+                        rows.append((work, outs, rate, statistics.median(per), per))
+                finally:
+                    server.terminate()
+                    server.wait(timeout=10)
     title = "## Frame floor (smoke)" if args.smoke else "## Frame floor"
     pinned = ", pinned (batch)" if args.pin else ""
     print(

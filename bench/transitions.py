@@ -39,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 STEPS = ("place_call", "ring", "accept", "leave")
 
 
-def _setup_django() -> str:
-    """Django on the benchmark's settings; a fresh SQLite file unless DATABASE_URL is set."""
+def _setup_django(tmp: str) -> str:
+    """Django on the benchmark's settings; a fresh SQLite file in ``tmp`` unless
+    DATABASE_URL is set."""
     if not os.environ.get("DATABASE_URL"):
-        path = Path(tempfile.mkdtemp(prefix="dc_transitions_")) / "db.sqlite3"
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+        os.environ["DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'db.sqlite3'}"
     os.environ["BENCH_LAYER"] = "memory"
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     import django
@@ -137,7 +137,14 @@ def main() -> None:
         pin = pinned_to({worker_cpu(0)})
         assert pin is not None
         pin()
-    vendor = _setup_django()
+    with tempfile.TemporaryDirectory(prefix="dc_transitions_") as tmp:
+        _measure(args, _setup_django(tmp))
+
+
+def _measure(args: argparse.Namespace, vendor: str) -> None:
+    """Both ways, alternated ``--rounds`` times; print the table."""
+    from django.db import connections
+
     one = _set_up()
     for _ in range(20):  # warm-up: connections, statement caches, imports
         one(0, 0, Counter())
@@ -162,6 +169,7 @@ def main() -> None:
         cells = " | ".join(f"{cpu[step] / count * 1e3:.3f}" for step in STEPS)
         ratio = f"×{total / base:.2f}" if base else "—"
         print(f"| {way} | {cells} | {total * 1e3:.3f} | {ratio} |")
+    connections.close_all()
 
 
 if __name__ == "__main__":
