@@ -42,6 +42,10 @@ def test_values_that_look_like_marks_are_stored_as_they_are(people):
 # "default" is) --------------------------------------------------------------------------
 
 
+SIDE = "sqlite"
+on_side = pytest.mark.django_db(databases=["default", SIDE])
+
+
 @pytest.fixture
 def side():
     """An account with two registrations in the "sqlite" database; its connection."""
@@ -55,10 +59,6 @@ def side():
     jane = Registration.objects.using(SIDE).create(account=account, cuid="tutor_jane")
     sam = Registration.objects.using(SIDE).create(account=account, cuid="student_sam")
     return connections[SIDE], account, jane, sam
-
-
-SIDE = "sqlite"
-on_side = pytest.mark.django_db(databases=["default", SIDE])
 
 
 def _side_call(account, jane, sam, context: str = "hi") -> Call:
