@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ def _set_up() -> Callable[[float, float, Counter], None]:
     params = clean_call_params(callee.cuid, "Benchmark call")
     caller_conn, callee_conn = f"conn-{caller.pk}", f"conn-{callee.pk}"
     holder = presence.Holder(f"chan-{callee.pk}", f"dev-{callee.pk}", callee_conn)
+    # Signed in once; each set-up renews the entry, as the connection's renewals do (a
+    # claim without the device key would be refused, and the entry lapse after
+    # PRESENCE_TTL).
+    _, device_key = presence.claim(account.pk, callee.cuid, holder)
+    holder = replace(holder, key=presence.hash_key(device_key))
 
     def timed(cpu: Counter, step: str, gap: float, work: Callable[[], Any]) -> Any:
         if gap:
@@ -87,7 +93,8 @@ def _set_up() -> Callable[[float, float, Counter], None]:
         return result
 
     def one(idle: float, step_gap: float, cpu: Counter) -> None:
-        presence.claim(account.pk, callee.cuid, holder)  # kept online, as its renewals do
+        if not presence.renew(account.pk, callee.cuid, holder):
+            raise RuntimeError("the callee's presence was lost")
         _, caller_hash = calls.new_call_key()
         placed = timed(
             cpu,
