@@ -34,7 +34,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.utils import timezone
 
@@ -137,7 +137,7 @@ def _transition(
         values.update(ended_at=now, end_reason=reason, deadline=None)
     if known is not None and str(known.pk) != str(call_id):
         known = None
-    with transaction.atomic():
+    with callsql.atomic():
         changed = callsql.update(call_id, sources, values, party, due)
         if changed is None:
             return None
@@ -319,7 +319,7 @@ def _record(
         created_at=now,
         caller_key_hash=key_hash,
     )
-    with transaction.atomic():
+    with callsql.atomic():
         # Lock both parties (in pk order, so two invites crossing cannot deadlock): of two
         # invites to one callee, the second sees the first's live call and gets "busy".
         callsql.lock_parties([caller.pk, callee.pk])

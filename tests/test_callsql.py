@@ -156,3 +156,105 @@ def test_a_driver_error_is_djangos_error_and_breaks_the_transaction(side):
             callsql.insert(twin, using=SIDE)
         callsql.in_live_calls([jane.pk], using=SIDE)
     assert Call.objects.using(SIDE).filter(pk=call.pk).count() == 1
+
+
+# -- a transition's block on SQLite's driver connection (callsql.atomic) -------------------
+# Outside any test transaction (transaction=True): the block is only lean when it is the
+# outermost one.
+
+on_side_committed = pytest.mark.django_db(transaction=True, databases=["default", SIDE])
+
+
+def _stored(call: Call) -> str | None:
+    """The call's status as another connection to the file reads it (committed only)."""
+    import sqlite3
+
+    from django.db import connections
+
+    with contextlib.closing(sqlite3.connect(connections[SIDE].settings_dict["NAME"])) as other:
+        row = other.execute(
+            "SELECT status FROM directcall_call WHERE id = ?", [call.pk.hex]
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _rung(call: Call, sam: Registration) -> tuple[Call, bool] | None:
+    return callsql.update(
+        call.pk,
+        (CallStatus.INITIATED,),
+        {"status": CallStatus.RINGING},
+        ("callee", sam.pk),
+        using=SIDE,
+    )
+
+
+@on_side_committed
+def test_a_transitions_block_begins_and_commits_on_the_drivers_connection(side, monkeypatch):
+    """Outermost, under autocommit, with nothing watching the queries: the block begins
+    and commits on the driver's connection, and behaves as Django's: the connection is in
+    an atomic block inside it, on_commit hooks wait for the commit, autocommit is back
+    after it."""
+    connection, account, jane, sam = side
+    call = _side_call(account, jane, sam)
+    connection.ensure_connection()
+
+    def through_django(*args, **kwargs):
+        raise AssertionError("began or committed through Django's connection")
+
+    monkeypatch.setattr(connection, "_start_transaction_under_autocommit", through_django)
+    monkeypatch.setattr(connection, "commit", through_django)
+    ran = []
+    block = callsql.atomic(SIDE)
+    assert not isinstance(block, transaction.Atomic)
+    with block:
+        assert connection.in_atomic_block and not connection.get_autocommit()
+        assert connection.connection.in_transaction
+        assert _rung(call, sam) is not None
+        transaction.on_commit(lambda: ran.append(_stored(call)), using=SIDE)
+        assert ran == [] and _stored(call) == CallStatus.INITIATED  # not committed yet
+    assert ran == [CallStatus.RINGING]  # the hook ran after the commit
+    assert not connection.in_atomic_block and connection.get_autocommit()
+    assert not connection.connection.in_transaction and connection.atomic_blocks == []
+
+
+@on_side_committed
+def test_a_transitions_block_rolls_back_as_djangos(side):
+    """An exception, or a block marked for rollback, rolls the transition back and drops
+    its hooks; an inner block is a savepoint; a durable block inside is refused."""
+    from django.db import IntegrityError
+
+    connection, account, jane, sam = side
+    call = _side_call(account, jane, sam)
+    ran = []
+    with pytest.raises(ZeroDivisionError), callsql.atomic(SIDE):
+        assert _rung(call, sam) is not None
+        transaction.on_commit(lambda: ran.append("hook"), using=SIDE)
+        1 / 0  # noqa: B018
+    with callsql.atomic(SIDE):
+        assert _rung(call, sam) is not None
+        transaction.on_commit(lambda: ran.append("hook"), using=SIDE)
+        transaction.set_rollback(True, using=SIDE)
+    assert ran == [] and _stored(call) == CallStatus.INITIATED
+    assert connection.get_autocommit() and not connection.connection.in_transaction
+    twin = Call(pk=call.pk, account=account, caller=jane, callee=sam, context="x", status="over")
+    with callsql.atomic(SIDE):
+        with pytest.raises(IntegrityError), transaction.atomic(using=SIDE):
+            callsql.insert(twin, using=SIDE)
+        assert _rung(call, sam) is not None  # after the savepoint's rollback
+        with pytest.raises(RuntimeError, match="durable"), transaction.atomic(SIDE, durable=True):
+            pass
+    assert _stored(call) == CallStatus.RINGING
+
+
+@on_side_committed
+def test_a_transitions_block_is_djangos_own_elsewhere(side):
+    """Inside another block, or with the queries watched, it is Django's block."""
+    from django.test.utils import CaptureQueriesContext
+
+    connection, *_ = side
+    connection.ensure_connection()
+    assert not isinstance(callsql.atomic(SIDE), transaction.Atomic)
+    with transaction.atomic(using=SIDE):
+        assert isinstance(callsql.atomic(SIDE), transaction.Atomic)
+    with CaptureQueriesContext(connection):
+        assert isinstance(callsql.atomic(SIDE), transaction.Atomic)
