@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
+from django.db.models import Field, Model
 
 from .models import LIVE_STATUSES, Account, Block, Call, Registration
 
@@ -84,7 +84,57 @@ def from_row(model: type[Model], row: Sequence[Any], alias: str) -> Model:
 
 
 def _prep(model: type[Model], name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
+    return saved(model._meta.get_field(name), value, connection)
+
+
+# Field classes (exactly these, not subclasses) whose value None is saved as NULL.
+_NULLABLE = frozenset(
+    {
+        models.CharField,
+        models.URLField,
+        models.TextField,
+        models.DateTimeField,
+        models.UUIDField,
+        models.ForeignKey,
+        models.FloatField,
+        models.BooleanField,
+    }
+)
+_TEXT = frozenset({models.CharField, models.URLField, models.TextField})
+_INTEGER_KEYS = frozenset({models.AutoField, models.BigAutoField})
+
+
+def saved(field: Field, value: Any, connection: BaseDatabaseWrapper) -> Any:
+    """``field.get_db_prep_save(value, connection)``: the value as the database gets it.
+
+    On SQLite the values a call row holds (text, a UUID, integer keys, UTC datetimes,
+    booleans, NULL) are made here directly, as Django's fields and SQLite's operations make
+    them: a UTC datetime is its naive text in the connection's UTC, a UUID its hex. Anything
+    else (another database, field class, type of value or time zone) goes to the field
+    itself. The field's path costs 2-6 µs each on the benchmark machine, and a call set-up
+    prepares about thirty values.
+    """
+    if connection.vendor != "sqlite":
+        return field.get_db_prep_save(value, connection)
+    kind = type(field)
+    if value is None:
+        if kind in _NULLABLE:
+            return None
+    elif kind in _TEXT:
+        if type(value) is str:
+            return value
+    elif kind is models.DateTimeField:
+        if type(value) is datetime and value.tzinfo is UTC and connection.timezone is UTC:
+            return str(value.replace(tzinfo=None))
+    elif kind is models.UUIDField:
+        if type(value) is UUID:
+            return value.hex
+    elif kind is models.ForeignKey:
+        if type(value) is int and type(field.target_field) in _INTEGER_KEYS:
+            return value
+    elif kind is models.BooleanField and type(value) is bool:
+        return value
+    return field.get_db_prep_save(value, connection)
 
 
 def _run(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> Any:
@@ -420,7 +470,7 @@ def insert(call: Call, using: str = "default") -> None:
         f"INSERT INTO {_q(connection, Call._meta.db_table)} "
         f"({_columns(Call, connection.vendor, using)}) VALUES ({marks})"
     )
-    params = [f.get_db_prep_save(f.pre_save(call, True), connection) for f in fields]
+    params = [saved(f, f.pre_save(call, True), connection) for f in fields]
     _run(connection, sql, params).close()
     call._state.adding = False
     call._state.db = using

@@ -258,3 +258,46 @@ def test_a_transitions_block_is_djangos_own_elsewhere(side):
         assert isinstance(callsql.atomic(SIDE), transaction.Atomic)
     with CaptureQueriesContext(connection):
         assert isinstance(callsql.atomic(SIDE), transaction.Atomic)
+
+
+@on_side
+def test_values_are_saved_as_djangos_fields_save_them(side):
+    """callsql.saved makes the values of a call row itself: each is what the field's own
+    get_db_prep_save gives, on SQLite and on the database the suite runs on, for the
+    values a call holds and for others that go to the field."""
+    import uuid
+    import zoneinfo
+    from datetime import UTC, datetime
+
+    from django.db import connections
+
+    _, account, jane, _ = side
+    when = datetime(2026, 11, 28, 21, 30, 5, 123456, tzinfo=UTC)
+    samples = {
+        "id": [uuid.uuid4(), str(uuid.uuid4()), None],
+        "account": [account.pk, str(account.pk), None],
+        "caller": [jane.pk, True],
+        "context": ["", LOOKALIKE, "élan 🎉", 12, None],
+        "caller_image": ["https://example.com/a.png", None],
+        "status": [CallStatus.RINGING, "over"],
+        "created_at": [
+            when,
+            when.astimezone(zoneinfo.ZoneInfo("Asia/Kolkata")),
+            datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            None,
+        ],
+        "deadline": [when + timedelta(seconds=30), None],
+        "quality": [{"mos": 4.1, "note": LOOKALIKE}, None],
+        "quality_mos": [4.25, 3, None],
+        "quality_relayed": [True, False, None, 1],
+    }
+    for alias in ("default", SIDE):
+        connection = connections[alias]
+        for name, values in samples.items():
+            field = Call._meta.get_field(name)
+            for value in values:
+                expected = field.get_db_prep_save(value, connection)
+                got = callsql.saved(field, value, connection)
+                # psycopg's JSON wrapper compares by identity: its object, then.
+                same = (type(got), getattr(got, "obj", got))
+                assert same == (type(expected), getattr(expected, "obj", expected)), (alias, name)
