@@ -121,7 +121,7 @@ def saved(field: Field, value: Any, connection: BaseDatabaseWrapper) -> Any:
         if kind in _NULLABLE:
             return None
     elif kind in _TEXT:
-        if type(value) is str:
+        if isinstance(value, str):  # what the field's to_python gives back (choices too)
             return value
     elif kind is models.DateTimeField:
         if type(value) is datetime and value.tzinfo is UTC and connection.timezone is UTC:
