@@ -59,7 +59,7 @@ _database_thread = ThreadPoolExecutor(max_workers=1)
 _local = threading.local()
 
 
-async def _hop(work: Any) -> Any:
+async def hop(work: Any) -> Any:
     """``work()`` in the database thread; its result back in the loop (one wake-up each way)."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
@@ -119,7 +119,7 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
                 return
             frame = json.loads(message["text"])
             if WORK != "none":
-                await _hop(_transition if WORK == "sqlite" else _nothing)
+                await hop(_transition if WORK == "sqlite" else _nothing)
             out = json.dumps({"type": "state", "call_id": frame.get("call_id"), "status": "x"})
             others = [s for key, s in _sockets.items() if key is not me]
             targets = {1: [send], 2: [send, *others], 3: [send, send, *others]}[OUTS]

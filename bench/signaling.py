@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     BENCH,
+    LEAN_WS,
     PEERJS_VERSION,
     PY,
     ROOT,
@@ -79,7 +80,7 @@ class Config:
     name: str
     label: str
     protocol: str  # "directcall" or "peer" (PeerJS's wire protocol)
-    server: str  # peerjs | relay | a key of bench._common.SERVERS (daphne, uvicorn, ...)
+    server: str  # peerjs | relay | floor | a key of bench._common.SERVERS (daphne, uvicorn, ...)
     procs: int = 1
     layer: str | None = None  # memory | redis | pubsub | dclayer
     proxy: bool = False  # behind nginx terminating TLS (deploy/topology.py)
@@ -92,6 +93,8 @@ class Config:
 CONFIGS = [
     Config("peerjs", f"PeerJS server {PEERJS_VERSION} (Node)", "peer", "peerjs"),
     Config("relay", "plain Python websockets relay", "peer", "relay"),
+    # directcall's protocol and rules with no framework (bench/floor.py), on SQLite.
+    Config("floor", "the floor: directcall's rules, no framework", "directcall", "floor"),
     Config("daphne", "1 daphne, InMemoryChannelLayer", "directcall", "daphne", 1, "memory"),
     Config("uvicorn", "1 uvicorn (websockets), in-memory", "directcall", "uvicorn", 1, "memory"),
     Config(
@@ -265,6 +268,16 @@ class Run:
             return self._pinned([Proc("relay", cmd, port, logs / "relay.log")])
         prefix = f"{self.prefix}-{config.name}"
         url = self.db.clone(config.name)
+        if config.server == "floor":
+            port = free_port()
+            cmd = [PY, "-m", "uvicorn", "bench.floor:app", "--host", "127.0.0.1"]
+            cmd += ["--port", str(port), "--backlog", "4096", "--lifespan", "off"]
+            cmd += ["--ws", LEAN_WS, "--log-level", "warning"]
+            env = {
+                **django_env(url, "memory", prefix, None),
+                "FLOOR_DATABASE": url.removeprefix("sqlite:///"),
+            }
+            return self._pinned([Proc("floor", cmd, port, logs / "floor.log", env)])
         env = django_env(url, config.layer, prefix, self.redis_url if config.redis else None)
         if config.proxy:
             return [
@@ -864,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = args.config_list
     # The Python package each server needs (besides the project's own).
     needs = {"uvicorn": "uvicorn", "uvicorn-sansio": "uvicorn", "uvicorn-wsproto": "wsproto"}
-    needs["uvicorn-lean"] = "uvicorn"
+    needs["uvicorn-lean"] = needs["floor"] = "uvicorn"
     needs.update(hypercorn="hypercorn", granian="granian")
     for config in list(configs):
         package = needs.get(config.server)
@@ -873,6 +886,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{package} is not installed (the test dependency group has it): skip {config.name}"
             )
             configs.remove(config)
+    if args.postgres and any(c.server == "floor" for c in configs):
+        log("the floor configuration runs on SQLite only: skipping it (--postgres)")
+        configs = [c for c in configs if c.server != "floor"]
     if any(c.proxy for c in configs) and not nginx_installed():
         log("nginx is not installed (apt-get install nginx): skipping the proxy configuration")
         configs = [c for c in configs if not c.proxy]
