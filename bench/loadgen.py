@@ -148,7 +148,7 @@ class CpuMeter:
     @staticmethod
     def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         """Seconds of server CPU; per-thread ns when no thread exited, else utime+stime."""
-        total = 0
+        total = main = 0
         precise = True
         for pid, threads in before["threads"].items():
             later = after["threads"][pid]
@@ -156,6 +156,8 @@ class CpuMeter:
                 precise = False
                 break
             total += sum(ns - threads.get(tid, 0) for tid, ns in later.items())
+            # The process's first thread: the event loop (of uvicorn, daphne, Node).
+            main += later.get(pid, 0) - threads.get(pid, 0)
         if not precise:
             total = sum(after["stat"][pid] - before["stat"][pid] for pid in before["stat"])
         redis_s = None
@@ -163,6 +165,8 @@ class CpuMeter:
             redis_s = after["redis"] - before["redis"]
         return {
             "cpu_s": total / 1e9,
+            # Of which the main threads (None when a thread came and went).
+            "main_cpu_s": main / 1e9 if precise else None,
             "redis_cpu_s": redis_s,
             "wall_s": after["t"] - before["t"],
             "precise": precise,

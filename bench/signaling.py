@@ -536,6 +536,7 @@ def _brief(name: str, e: dict[str, Any]) -> str:
         return (
             f"{e['calls']} calls ({e['failed']} failed) at {e['achieved_rate'] or 0:.1f}/s, "
             f"invite→incoming p50 {e['invite_p50_ms']} ms, server CPU {e['cpu_s']:.3f}s"
+            + (f" (main threads {e['main_cpu_s']:.3f}s)" if e.get("main_cpu_s") else "")
         )
     if name in ("relay", "relay_idle"):
         return f"{e['frames']} frames in {e['wall_s']:.2f}s, server CPU {e['cpu_s']:.3f}s"

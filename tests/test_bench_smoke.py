@@ -66,7 +66,8 @@ def test_signaling_benchmark_smoke():
     _check(result, "signaling.py", "## directcall signaling benchmark (smoke)")
     assert "Each server process on a CPU of its own, batch (--pin)." in result.stdout
     assert "| configuration" in result.stdout
-    for label in ("PeerJS server", "plain Python websockets relay", "1 daphne"):
+    labels = ("PeerJS server", "plain Python websockets relay", "1 daphne")
+    for label in (*labels, "the floor: directcall's rules, no framework"):
         assert label in result.stdout, result.stdout
     if os.environ.get("REDIS_URL"):
         assert "2 daphne, RedisChannelLayer" in result.stdout
