@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from directcall.models import Account
+from directcall.models import Account, Registration
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -249,3 +249,18 @@ async def signaling(channel_backend):
 
     yield channel_backend
     await stop_running_sweeper()
+
+
+@pytest.fixture
+def side():
+    """An account with two registrations in the "sqlite" database (the test settings'
+    SQLite file, whatever "default" is); its connection. Tests that use it ask for
+    ``databases=["default", "sqlite"]``."""
+    from django.db import connections
+
+    account = Account(name="Side", require_clevertap=False, identity="page")
+    account.set_new_api_key()
+    account.save(using="sqlite")
+    jane = Registration.objects.using("sqlite").create(account=account, cuid="tutor_jane")
+    sam = Registration.objects.using("sqlite").create(account=account, cuid="student_sam")
+    return connections["sqlite"], account, jane, sam

@@ -46,21 +46,6 @@ SIDE = "sqlite"
 on_side = pytest.mark.django_db(databases=["default", SIDE])
 
 
-@pytest.fixture
-def side():
-    """An account with two registrations in the "sqlite" database; its connection."""
-    from django.db import connections
-
-    from directcall.models import Account
-
-    account = Account(name="Side", require_clevertap=False, identity="page")
-    account.set_new_api_key()
-    account.save(using=SIDE)
-    jane = Registration.objects.using(SIDE).create(account=account, cuid="tutor_jane")
-    sam = Registration.objects.using(SIDE).create(account=account, cuid="student_sam")
-    return connections[SIDE], account, jane, sam
-
-
 def _side_call(account, jane, sam, context: str = "hi") -> Call:
     call = Call(
         account=account,
