@@ -1,5 +1,8 @@
 """Signaling load benchmark: directcall's server configurations against PeerJS and a plain relay.
 
+The ``floor`` configuration (``bench/floor.py``) serves directcall's protocol and rules with
+no framework: what a set-up costs any server that keeps them.
+
     .venv/bin/python bench/signaling.py            # the full run (docs/performance.md)
     .venv/bin/python bench/signaling.py --smoke    # a few calls per configuration (CI)
     .venv/bin/python bench/signaling.py --configs daphne,peerjs --idle 1000
