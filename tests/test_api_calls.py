@@ -224,6 +224,21 @@ def test_registrations_by_cuid(api_client, world):
         assert missing.status_code == 404 and missing.json()["code"] == "ERR_NOT_FOUND"
 
 
+def test_any_text_in_the_path_gets_the_apis_json_404(api_client, world):
+    """Newlines too (%0A): Django's ``path:`` converter stops at one, and the request then
+    missed the route and got Django's HTML page (found by the schema fuzzer)."""
+    a = world["a"]
+    own = a["calls"][0].pk
+    for url in (
+        *(f"/directcall/v1/registrations/{cuid}" for cuid in ("%C2%9F%C2%AD%0A", "x%0Ay", "%0A")),
+        *(f"{CALLS}/{call_id}" for call_id in ("not-a-uuid", f"{own}%0A", "%0A%0A")),
+    ):
+        missing = get(api_client, url, a["key"])
+        assert missing.status_code == 404, url
+        assert missing["Content-Type"] == "application/json", url
+        assert missing.json()["code"] == "ERR_NOT_FOUND", url
+
+
 def test_throttled_per_key_and_per_ip_wrong_keys_included(api_client, world, settings):
     settings.DIRECTCALL = {
         **settings.DIRECTCALL,
