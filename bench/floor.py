@@ -35,12 +35,14 @@ SQLite only (``FLOOR_DATABASE``: the file's path); secrets as ``bench/settings.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,6 +70,20 @@ def _db() -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction (``BEGIN IMMEDIATE``): committed when the block ends, a
+    ``return`` from it included (a refused invite commits a transaction that wrote
+    nothing); rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _now() -> str:
@@ -102,15 +118,13 @@ def _place(account: int, caller: int, receiver: str, context: str) -> dict[str, 
     callee, name, image, _ = found[0]
     call_id = uuid.uuid4()
     now = datetime.now(UTC).replace(tzinfo=None)
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(db):
         busy = db.execute(
             "SELECT caller_id, callee_id FROM directcall_call WHERE status IN (?, ?, ?) "
             "AND (caller_id IN (?, ?) OR callee_id IN (?, ?))",
             (*LIVE, caller, callee, caller, callee),
         ).fetchall()
         if busy:
-            db.execute("ROLLBACK")
             return {"error": "ERR_CALL_STATE"}
         db.execute(
             "INSERT INTO directcall_call (id, context, caller_image, receiver_image, status, "
@@ -129,10 +143,6 @@ def _place(account: int, caller: int, receiver: str, context: str) -> dict[str, 
                 caller,
             ),
         )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return {"call_id": str(call_id), "callee": callee, "name": name, "image": image}
 
 
@@ -142,18 +152,13 @@ def _update(call_id: str, to: str, allowed: tuple[str, ...], **values: Any) -> s
     db = _db()
     sets = ", ".join(f"{column} = ?" for column in ("status", *values))
     marks = ", ".join("?" for _ in allowed)
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(db):
         row = db.execute(
             # Column names and marks are this module's own; values are bound.
             f"UPDATE directcall_call SET {sets} WHERE id = ? AND status IN ({marks}) "  # noqa: S608
             "RETURNING status",
             (to, *values.values(), uuid.UUID(call_id).hex, *allowed),
         ).fetchall()
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return row[0][0] if row else None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -133,11 +134,10 @@ def test_the_floor_keeps_the_rules(side, monkeypatch):
     row = (
         connection.cursor()
         .execute(
-            "SELECT status, end_reason, answered_at IS NOT NULL, ended_at IS NOT NULL, "
+            "SELECT id, status, end_reason, answered_at IS NOT NULL, ended_at IS NOT NULL, "
             "caller_id, callee_id FROM directcall_call"
         )
         .fetchall()
     )
-    assert row == [("over", "user_hangup", 1, 1, jane.pk, sam.pk)]
-    assert call_id.replace("-", "")
+    assert row == [(uuid.UUID(call_id).hex, "over", "user_hangup", 1, 1, jane.pk, sam.pk)]
     assert floor.online == {jane.pk: set(), sam.pk: set(), eve.pk: set()}
