@@ -26,6 +26,7 @@ transition's row).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -33,9 +34,14 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
 
 from .models import LIVE_STATUSES, Account, Block, Call, Registration
 
@@ -73,14 +79,94 @@ def _converters(model: type[Model], alias: str) -> list[tuple[Any, list[Callable
 
 
 def from_row(model: type[Model], row: Sequence[Any], alias: str) -> Model:
-    """A model instance from a row of all its concrete columns (in field order)."""
+    """A model instance from a row of all its concrete columns (in field order).
+
+    What ``model.from_db`` gives for the row after the columns' converters, made for
+    less where nothing can tell the difference (:func:`_reader`): on SQLite with UTC
+    datetimes, a datetime or UUID column is converted as Django's converter does it
+    (``fromisoformat``, made aware in UTC; ``UUID(text)``), without its call layers; and
+    with no ``pre_init``/``post_init`` receiver for the model, the instance is built as
+    ``Model.__init__`` builds it from positional values (its state, then each column's
+    value in its ``__dict__``), without the signals and the ``setattr`` of each field.
+    """
     connection = connections[alias]
+    attnames, columns, bare = _reader(model, alias)
+    fast = connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone is UTC
     values = []
-    for value, (col, converters) in zip(row, _converters(model, alias), strict=False):
+    for value, (col, converters, kind) in zip(row, columns, strict=False):
+        if value is not None and fast and kind is not None:
+            value = _convert(value, kind, col, converters, connection)
+        else:
+            for converter in converters:
+                value = converter(value, col, connection)
+        values.append(value)
+    if not bare or len(values) != len(attnames) or _watched(model):
+        return model.from_db(alias, list(attnames), values)
+    instance = model.__new__(model)
+    state = instance._state = ModelState()
+    state.adding, state.db = False, alias
+    instance.__dict__.update(zip(attnames, values, strict=True))
+    return instance
+
+
+# The two converters of SQLite's backend that from_row applies itself (named, not
+# imported: a deployment on another database never loads that backend).
+_DATETIME, _UUID = "datetime", "uuid"
+_SQLITE_OPERATIONS = "django.db.backends.sqlite3.operations"
+_FAST_CONVERTERS = {
+    "DatabaseOperations.convert_datetimefield_value": _DATETIME,
+    "DatabaseOperations.convert_uuidfield_value": _UUID,
+}
+# What Django's fields put on the model class for their values: descriptors whose
+# ``__set__`` (if any) only stores the value for an instance that has no cached relation.
+_PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute)
+
+
+def _convert(
+    value: Any, kind: str, col: Any, converters: list[Callable], connection: BaseDatabaseWrapper
+) -> Any:
+    """A datetime or UUID column's value as SQLite's converter makes it with UTC datetimes:
+    a datetime (or its ISO text) made aware in UTC, a UUID from its text."""
+    try:
+        if kind is _UUID:
+            return UUID(value)
+        parsed = value if type(value) is datetime else datetime.fromisoformat(value)
+    except (TypeError, ValueError):  # what fromisoformat does not read: Django's own parser
         for converter in converters:
             value = converter(value, col, connection)
-        values.append(value)
-    return model.from_db(alias, [f.attname for f in model._meta.concrete_fields], values)
+        return value
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@cache
+def _reader(
+    model: type[Model], alias: str
+) -> tuple[tuple[str, ...], list[tuple[Any, list[Callable], str | None]], bool]:
+    """For :func:`from_row`: the model's attribute names; each column's expression, its
+    converters and which of them from_row may apply itself (SQLite's datetime or UUID
+    converter alone); and whether instances may be built without ``__init__`` (the model
+    keeps ``Model.from_db`` and plain field descriptors)."""
+    columns = []
+    for col, converters in _converters(model, alias):
+        kind = None
+        if len(converters) == 1:
+            function = getattr(converters[0], "__func__", converters[0])
+            if getattr(function, "__module__", None) == _SQLITE_OPERATIONS:
+                kind = _FAST_CONVERTERS.get(getattr(function, "__qualname__", ""))
+        columns.append((col, converters, kind))
+    fields = model._meta.concrete_fields
+    bare = model.from_db.__func__ is Model.from_db.__func__ and all(
+        type(inspect.getattr_static(model, f.attname, None)) in _PLAIN_DESCRIPTORS for f in fields
+    )
+    return tuple(f.attname for f in fields), columns, bare
+
+
+def _watched(model: type[Model]) -> bool:
+    """Whether a ``pre_init`` or ``post_init`` receiver listens to ``model``'s instances."""
+    return any(signal.receivers and signal.has_listeners(model) for signal in _INIT_SIGNALS)
+
+
+_INIT_SIGNALS = (pre_init, post_init)
 
 
 def _prep(model: type[Model], name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:

@@ -286,3 +286,70 @@ def test_values_are_saved_as_djangos_fields_save_them(side):
                 # psycopg's JSON wrapper compares by identity: its object, then.
                 same = (type(got), getattr(got, "obj", got))
                 assert same == (type(expected), getattr(expected, "obj", expected)), (alias, name)
+
+
+@on_side
+def test_rows_make_the_instances_the_orm_makes(side):
+    """callsql.from_row converts a row and builds the instance itself (SQLite's datetime
+    and UUID columns, no __init__): the same values, types and state as the ORM's own
+    instance of the row, on SQLite and on the database the suite runs on."""
+    from django.db import connections
+
+    from directcall.models import Account
+
+    _, account, jane, sam = side
+    for alias in (SIDE, "default"):
+        if alias == "default":
+            account = Account(name="Main", require_clevertap=False, identity="page")
+            account.set_new_api_key()
+            account.save()
+            jane = Registration.objects.create(account=account, cuid="tutor_jane", name="Jane")
+            sam = Registration.objects.create(account=account, cuid="student_sam")
+            call = calls.start(jane.pk, clean_call_params(sam.cuid, LOOKALIKE))
+        else:
+            call = _side_call(account, jane, sam, LOOKALIKE)
+        Call.objects.using(alias).filter(pk=call.pk).update(
+            answered_at=timezone.now(), quality={"mos": 4.2}, quality_relayed=True
+        )
+        for model, pk in ((Call, call.pk), (Registration, jane.pk)):
+            columns = ", ".join(
+                connections[alias].ops.quote_name(f.column) for f in model._meta.concrete_fields
+            )
+            table = connections[alias].ops.quote_name(model._meta.db_table)
+            key = model._meta.pk.get_db_prep_value(pk, connections[alias])
+            with connections[alias].cursor() as cursor:
+                cursor.execute(f"SELECT {columns} FROM {table} WHERE id = %s", [key])  # noqa: S608
+                row = cursor.fetchone()
+            made = callsql.from_row(model, row, alias)
+            expected = model.objects.using(alias).get(pk=pk)
+            assert type(made) is model
+            assert (made._state.adding, made._state.db) == (False, alias)
+            values = {f.attname: getattr(made, f.attname) for f in model._meta.concrete_fields}
+            wanted = {f.attname: getattr(expected, f.attname) for f in model._meta.concrete_fields}
+            assert values == wanted, (alias, model)
+            assert [type(v) for v in values.values()] == [type(v) for v in wanted.values()]
+            assert made.created_at.tzinfo is not None
+
+
+@on_side
+def test_a_post_init_receiver_still_sees_the_instances_rows_make(side):
+    """With a pre_init or post_init receiver for the model, from_row builds the instance
+    through Model.__init__, so the receiver runs (libraries that track fields need it)."""
+    from django.db.models.signals import post_init
+
+    _, account, jane, sam = side
+    call = _side_call(account, jane, sam)
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=Call)
+    try:
+        changed = callsql.update(
+            call.pk, (CallStatus.INITIATED,), {"status": "ringing"}, using=SIDE
+        )
+    finally:
+        post_init.disconnect(receiver, sender=Call)
+    assert changed is not None
+    assert seen == [changed[0]] and seen[0] is changed[0]
