@@ -91,15 +91,18 @@ def from_row(model: type[Model], row: Sequence[Any], alias: str) -> Model:
     """
     connection = connections[alias]
     attnames, columns, bare = _reader(model, alias)
-    fast = connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone is UTC
-    values = []
-    for value, (col, converters, kind) in zip(row, columns, strict=False):
+    fast = settings.USE_TZ and connection.timezone is UTC
+    values = list(row)
+    for i, col, converters, kind in columns:  # the columns that have converters, in order
+        if i >= len(values):
+            break
+        value = values[i]
         if value is not None and fast and kind is not None:
-            value = _convert(value, kind, col, converters, connection)
+            values[i] = _convert(value, kind, col, converters, connection)
         else:
             for converter in converters:
                 value = converter(value, col, connection)
-        values.append(value)
+            values[i] = value
     if not bare or len(values) != len(attnames) or _watched(model):
         return model.from_db(alias, list(attnames), values)
     instance = model.__new__(model)
@@ -141,19 +144,21 @@ def _convert(
 @cache
 def _reader(
     model: type[Model], alias: str
-) -> tuple[tuple[str, ...], list[tuple[Any, list[Callable], str | None]], bool]:
-    """For :func:`from_row`: the model's attribute names; each column's expression, its
-    converters and which of them from_row may apply itself (SQLite's datetime or UUID
-    converter alone); and whether instances may be built without ``__init__`` (the model
-    keeps ``Model.from_db`` and plain field descriptors)."""
+) -> tuple[tuple[str, ...], list[tuple[int, Any, list[Callable], str | None]], bool]:
+    """For :func:`from_row`: the model's attribute names; each column that has converters
+    (its index, expression, converters and whether from_row may apply them itself: SQLite's
+    datetime or UUID converter alone); and whether instances may be built without
+    ``__init__`` (the model keeps ``Model.from_db`` and plain field descriptors)."""
     columns = []
-    for col, converters in _converters(model, alias):
+    for i, (col, converters) in enumerate(_converters(model, alias)):
+        if not converters:
+            continue
         kind = None
         if len(converters) == 1:
             function = getattr(converters[0], "__func__", converters[0])
             if getattr(function, "__module__", None) == _SQLITE_OPERATIONS:
                 kind = _FAST_CONVERTERS.get(getattr(function, "__qualname__", ""))
-        columns.append((col, converters, kind))
+        columns.append((i, col, converters, kind))
     fields = model._meta.concrete_fields
     bare = model.from_db.__func__ is Model.from_db.__func__ and all(
         type(inspect.getattr_static(model, f.attname, None)) in _PLAIN_DESCRIPTORS for f in fields

@@ -290,8 +290,26 @@ def release(
 
 def lookup(account_pk: int, cuid: str) -> Presence | None:
     """A cuid's presence in this account, or None if it is offline (no live connection)."""
-    entry = _Entry.read(cache.get(_key(account_pk, cuid)))
-    return entry.presence() if entry is not None and entry.conns else None
+    return _online(cache.get(_key(account_pk, cuid)))
+
+
+def _online(value: object) -> Presence | None:
+    """``_Entry.read(value).presence()`` of an entry with live connections, else None:
+    made straight from the cached value, for the look-ups of every call's states."""
+    if not isinstance(value, dict):
+        return None
+    device, key, conns = value.get("device"), value.get("key"), value.get("conns")
+    if not (isinstance(device, str) and isinstance(key, str) and isinstance(conns, dict)):
+        return None
+    if not conns:
+        return None
+    others = value.get("others")
+    return Presence(
+        device,
+        key,
+        MappingProxyType(dict(conns)),
+        MappingProxyType(dict(others) if isinstance(others, dict) else {}),
+    )
 
 
 def held(account_pk: int, cuid: str) -> Presence | None:
@@ -314,9 +332,9 @@ def online(people: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Presence]
     found = cache.get_many(list(keys))
     result = {}
     for key, person in keys.items():
-        entry = _Entry.read(found.get(key))
-        if entry is not None and entry.conns:
-            result[person] = entry.presence()
+        presence = _online(found.get(key))
+        if presence is not None:
+            result[person] = presence
     return result
 
 

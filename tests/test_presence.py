@@ -207,3 +207,28 @@ async def test_akeep_renews_until_another_device_holds_the_entry(settings):
     await asyncio.wait_for(phone_gets_in(), 5)
     await asyncio.wait_for(keeping, 5)  # returns: the connection must close
     assert (await presence.alookup(1, "tutor_jane")).device == "phone-00001"
+
+
+def test_lookups_read_the_entry_as_the_writers_do():
+    """A lookup makes its Presence straight from the cached value: the same one the
+    writers' reading of that value makes, and None for junk or an entry without
+    connections."""
+    good = {"device": "d1", "key": "k1", "conns": {"c1": "chan1"}, "seen": {"c1": 1.0}}
+    values = [
+        good,
+        {**good, "others": {"d2": "k2"}},
+        {**good, "others": "junk"},
+        {**good, "seen": "junk"},
+        {**good, "conns": {}},
+        {**good, "conns": ["c1"]},
+        {**good, "device": None},
+        {"device": "d1", "key": "k1"},
+        "junk",
+        None,
+    ]
+    for value in values:
+        entry = presence._Entry.read(value)
+        expected = entry.presence() if entry is not None and entry.conns else None
+        assert presence._online(value) == expected, value
+    assert presence._online(good) is not None
+    assert presence._online({**good, "others": {"d2": "k2"}}).others == {"d2": "k2"}
