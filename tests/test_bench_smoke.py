@@ -122,3 +122,10 @@ def test_transitions_benchmark_smoke():
     result = _run("transitions.py", timeout=180, args=("--pin",), unset=("DATABASE_URL",))
     _check(result, "transitions.py", "## Set-up database work (smoke): sqlite")
     assert "| back to back |" in result.stdout and "| paced |" in result.stdout
+
+
+def test_inprocess_benchmark_smoke():
+    """directcall's application and the floor's, alternated, both in the table."""
+    result = _run("inprocess.py", timeout=180, unset=("DATABASE_URL",))
+    _check(result, "inprocess.py", "## In-process set-up CPU (smoke)")
+    assert "| median | directcall |" in result.stdout and "| median | floor |" in result.stdout
