@@ -289,11 +289,15 @@ def test_values_are_saved_as_djangos_fields_save_them(side):
 
 
 @on_side
-def test_rows_make_the_instances_the_orm_makes(side):
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_rows_make_the_instances_the_orm_makes(side, settings, use_tz):
     """callsql.from_row converts a row and builds the instance itself (SQLite's datetime
     and UUID columns, no __init__): the same values, types and state as the ORM's own
-    instance of the row, on SQLite and on the database the suite runs on."""
+    instance of the row, on SQLite and on the database the suite runs on; with naive
+    datetimes (USE_TZ off) too, where Django's converters do it all."""
     from django.db import connections
+
+    settings.USE_TZ = use_tz
 
     from directcall.models import Account
 
@@ -328,7 +332,7 @@ def test_rows_make_the_instances_the_orm_makes(side):
             wanted = {f.attname: getattr(expected, f.attname) for f in model._meta.concrete_fields}
             assert values == wanted, (alias, model)
             assert [type(v) for v in values.values()] == [type(v) for v in wanted.values()]
-            assert made.created_at.tzinfo is not None
+            assert (made.created_at.tzinfo is not None) is use_tz
 
 
 @on_side
