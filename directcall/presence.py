@@ -144,20 +144,11 @@ class _Entry:
 
     @classmethod
     def read(cls, value: object) -> _Entry | None:
-        if not isinstance(value, dict):
+        fields = _fields(value)
+        if fields is None or not isinstance(value, dict):
             return None
-        device, key = value.get("device"), value.get("key")
-        conns, seen = value.get("conns"), value.get("seen")
-        if not (isinstance(device, str) and isinstance(key, str) and isinstance(conns, dict)):
-            return None  # junk, or an entry of an older version: it expires
-        others = value.get("others")
-        return cls(
-            device,
-            key,
-            dict(conns),
-            dict(seen) if isinstance(seen, dict) else {},
-            dict(others) if isinstance(others, dict) else {},
-        )
+        seen = value.get("seen")
+        return cls(*fields[:3], dict(seen) if isinstance(seen, dict) else {}, fields[3])
 
     def value(self) -> dict[str, Any]:
         value = {"device": self.device, "key": self.key, "conns": self.conns, "seen": self.seen}
@@ -188,6 +179,18 @@ class _Entry:
             # Several devices may hold the cuid: one a racing write left out comes back.
             self.others[holder.device] = expected = holder.key
         return expected is not None and hmac.compare_digest(holder.key, expected)
+
+
+def _fields(value: object) -> tuple[str, str, dict[str, str], dict[str, str]] | None:
+    """A cached entry's device, key hash, connections and other devices (copies), or None
+    for junk or an entry of an older version (it expires)."""
+    if not isinstance(value, dict):
+        return None
+    device, key, conns = value.get("device"), value.get("key"), value.get("conns")
+    if not (isinstance(device, str) and isinstance(key, str) and isinstance(conns, dict)):
+        return None
+    others = value.get("others")
+    return device, key, dict(conns), dict(others) if isinstance(others, dict) else {}
 
 
 def _fresh(holder: Holder, key_hash: str) -> dict[str, Any]:
@@ -296,20 +299,11 @@ def lookup(account_pk: int, cuid: str) -> Presence | None:
 def _online(value: object) -> Presence | None:
     """``_Entry.read(value).presence()`` of an entry with live connections, else None:
     made straight from the cached value, for the look-ups of every call's states."""
-    if not isinstance(value, dict):
+    fields = _fields(value)
+    if fields is None or not fields[2]:
         return None
-    device, key, conns = value.get("device"), value.get("key"), value.get("conns")
-    if not (isinstance(device, str) and isinstance(key, str) and isinstance(conns, dict)):
-        return None
-    if not conns:
-        return None
-    others = value.get("others")
-    return Presence(
-        device,
-        key,
-        MappingProxyType(dict(conns)),
-        MappingProxyType(dict(others) if isinstance(others, dict) else {}),
-    )
+    device, key, conns, others = fields
+    return Presence(device, key, MappingProxyType(conns), MappingProxyType(others))
 
 
 def held(account_pk: int, cuid: str) -> Presence | None:
