@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from deploy.topology import free_port, pinned_to
+from deploy.topology import free_port, pinned_to, worker_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -42,6 +42,14 @@ ASGI_APP = os.environ.get("BENCH_ASGI_APP", "bench.asgi:application")
 
 class BenchError(RuntimeError):
     """A benchmark could not run (a server did not start, npm failed, ...)."""
+
+
+def pin_this_process() -> None:
+    """This process, and the threads it starts from now on, on the CPU a lone pinned server
+    gets, scheduled as batch (as ``bench/signaling.py --pin`` pins a server)."""
+    pin = pinned_to({worker_cpu(0)})
+    assert pin is not None
+    pin()
 
 
 def raise_nofile() -> None:

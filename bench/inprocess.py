@@ -118,23 +118,15 @@ class Pair:
         await self.callee.close()
 
 
-def _setup_django(tmp: str) -> str:
-    """Django on the benchmark's settings over a fresh SQLite file; the file's path."""
+def _setup_django(tmp: str) -> None:
+    """Django on the benchmark's settings over a fresh SQLite file, which the floor reads too
+    (it is SQLite only)."""
+    from bench.transitions import setup_django
+
     path = str(Path(tmp) / "db.sqlite3")
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="bench.settings",
-        DATABASE_URL=f"sqlite:///{path}",
-        BENCH_LAYER="memory",
-        FLOOR_DATABASE=path,
-    )
+    os.environ.update(DATABASE_URL=f"sqlite:///{path}", FLOOR_DATABASE=path)
     os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return path
+    setup_django(tmp)
 
 
 def _people() -> dict[str, tuple[str, str, str]]:
@@ -235,11 +227,9 @@ def main() -> None:
     if args.smoke:
         args.calls, args.rounds, args.warmup = 5, 2, 2
     if args.pin:
-        from deploy.topology import pinned_to, worker_cpu
+        from bench._common import pin_this_process
 
-        pin = pinned_to({worker_cpu(0)})
-        assert pin is not None
-        pin()
+        pin_this_process()
     with tempfile.TemporaryDirectory(prefix="dc_inprocess_") as tmp:
         _setup_django(tmp)
         asyncio.run(_measure(args, _people()))

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 STEPS = ("place_call", "ring", "accept", "leave")
 
 
-def _setup_django(tmp: str) -> str:
+def setup_django(tmp: str) -> str:
     """Django on the benchmark's settings; a fresh SQLite file in ``tmp`` unless
     DATABASE_URL is set."""
     if not os.environ.get("DATABASE_URL"):
@@ -139,13 +139,11 @@ def main() -> None:
     if args.smoke:
         args.calls, args.rounds = 5, 1
     if args.pin:
-        from deploy.topology import pinned_to, worker_cpu
+        from bench._common import pin_this_process
 
-        pin = pinned_to({worker_cpu(0)})
-        assert pin is not None
-        pin()
+        pin_this_process()
     with tempfile.TemporaryDirectory(prefix="dc_transitions_") as tmp:
-        _measure(args, _setup_django(tmp))
+        _measure(args, setup_django(tmp))
 
 
 def _measure(args: argparse.Namespace, vendor: str) -> None:
