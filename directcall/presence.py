@@ -261,14 +261,72 @@ def renew(account_pk: int, cuid: str, holder: Holder) -> bool:
 
 def renew_many(people: list[tuple[int, str, Holder]]) -> list[bool | Exception]:
     """:func:`renew` for several ``(account_pk, cuid, holder)``; each one's outcome, or the
-    exception it raised (one failing does not stop the others)."""
+    exception it raised (one failing does not stop the others).
+
+    Two cache round trips for up to :data:`RENEW_BATCH` of them (``get_many``, then
+    ``set_many``), where :func:`renew` costs two each: an idle connection's only regular
+    work is this renewal, every PRESENCE_TTL/3, and on Redis the round trips were nearly
+    all of it (docs/performance.md, run S). The batch bounds how long an entry is between
+    its read and its write (a tab that joins or leaves meanwhile is put back or pruned as
+    after any race, see the module docstring). Tabs of one cuid renewed together write
+    its entry once. An entry that lapsed (or holds junk) is put back by :func:`renew`, one
+    by one, with ``add()``'s atomicity.
+    """
     outcomes: list[bool | Exception] = []
-    for account_pk, cuid, holder in people:
-        try:
-            outcomes.append(renew(account_pk, cuid, holder))
-        except Exception as exc:
-            outcomes.append(exc)
+    for start in range(0, len(people), RENEW_BATCH):
+        outcomes += _renew_batch(people[start : start + RENEW_BATCH])
     return outcomes
+
+
+# How many connections' renewals share two cache round trips.
+RENEW_BATCH = 100
+
+
+def _renew_batch(people: list[tuple[int, str, Holder]]) -> list[bool | Exception]:
+    keys = [_key(account_pk, cuid) for account_pk, cuid, _ in people]
+    try:
+        values = cache.get_many(list(dict.fromkeys(keys)))
+    except Exception as exc:
+        return [exc] * len(people)
+    outcomes: list[bool | Exception | None] = [None] * len(people)
+    entries: dict[str, _Entry] = {}
+    lapsed: set[str] = set()
+    now = time.time()
+    for i, (key, (_, _, holder)) in enumerate(zip(keys, people, strict=True)):
+        entry = entries.get(key)
+        if entry is None and key not in lapsed:
+            entry = _Entry.read(values.get(key))
+            if entry is None:
+                lapsed.add(key)
+            else:
+                entry.prune(now)
+                entries[key] = entry
+        if entry is None:
+            continue  # one by one, below
+        if entry.owned_by(holder):
+            entry.put(holder, now)
+            outcomes[i] = True
+        else:
+            outcomes[i] = False
+    renewed = {key for key, outcome in zip(keys, outcomes, strict=True) if outcome is True}
+    written = {key: entry for key, entry in entries.items() if key in renewed}
+    if written:
+        try:
+            failed = set(cache.set_many({k: e.value() for k, e in written.items()}, _ttl()) or ())
+        except Exception as exc:
+            failed, error = set(written), exc
+        else:
+            error = RuntimeError("the cache did not store the entry")
+        for i, key in enumerate(keys):
+            if key in failed and outcomes[i] is True:
+                outcomes[i] = error
+    for i, (account_pk, cuid, holder) in enumerate(people):
+        if outcomes[i] is None:
+            try:
+                outcomes[i] = renew(account_pk, cuid, holder)
+            except Exception as exc:
+                outcomes[i] = exc
+    return outcomes  # type: ignore[return-value]  # every None was replaced
 
 
 def release(

@@ -129,3 +129,13 @@ def test_inprocess_benchmark_smoke():
     result = _run("inprocess.py", timeout=180, unset=("DATABASE_URL",))
     _check(result, "inprocess.py", "## In-process set-up CPU (smoke)")
     assert "| median | directcall |" in result.stdout and "| median | floor |" in result.stdout
+
+
+def test_renewal_benchmark_smoke():
+    """Both ways on the local-memory cache, and on Redis when the suite has it."""
+    result = _run("renewal.py", timeout=120, unset=("DATABASE_URL",))
+    _check(result, "renewal.py", "## Presence renewal (smoke)")
+    caches = ("locmem", "redis") if os.environ.get("REDIS_URL") else ("locmem",)
+    for cache in caches:
+        for way in ("one by one", "batched"):
+            assert f"| {cache.ljust(6)} | {way.ljust(10)} |" in result.stdout, result.stdout

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 
 from directcall import presence
+from directcall.caching import get_cache
 from directcall.presence import Claim, Holder
 
 LAPTOP = Holder("chan-laptop", "laptop-0001", "conn-1")
@@ -122,6 +123,81 @@ def test_connections_that_stop_renewing_are_dropped(settings):
         assert presence.renew(1, "tutor_jane", tab2)
         time.sleep(0.2)
     assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop-2"]
+
+
+class CountedCache:
+    """The real cache backend (Redis in the suite), counting the calls made to it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str):
+        method = getattr(get_cache(), name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_renew_many_renews_a_batch_in_two_round_trips(monkeypatch):
+    jane_key = claim_laptop()
+    presence.claim(1, "tutor_jane", LAPTOP_TAB2, jane_key)
+    sam_key = presence.claim(1, "student_sam", PHONE)[1]
+    gil = Holder("chan-gil", "desk-000001", "conn-7")
+    gil_key = presence.claim(1, "grocer_gil", gil)[1]
+    presence.release(1, "grocer_gil", signed_in(gil, gil_key), hold=False)  # it lapsed
+    tab2 = signed_in(LAPTOP_TAB2, jane_key)
+    presence.release(1, "tutor_jane", tab2, hold=False)  # left out by a race
+    ada = Holder("chan-ada", "tablet-0001", "conn-8", key=presence.hash_key("a" * 43))
+    presence.claim(1, "tutor_ada", PHONE)  # another device holds tutor_ada
+    counted = CountedCache()
+    monkeypatch.setattr(presence, "cache", counted)
+    people = [
+        (1, "tutor_jane", signed_in(LAPTOP, jane_key)),
+        (1, "student_sam", signed_in(PHONE, sam_key)),
+        (1, "grocer_gil", signed_in(gil, gil_key)),
+        (1, "tutor_ada", ada),
+        (1, "tutor_jane", tab2),
+    ]
+    assert presence.renew_many(people) == [True, True, True, False, True]
+    # One read and one write for the batch; the lapsed entry is put back on its own.
+    assert counted.calls == ["get_many", "set_many", "get", "add"]
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop", "chan-laptop-2"]
+    assert presence.lookup(1, "student_sam").channels == ["chan-phone"]
+    assert presence.lookup(1, "grocer_gil").channels == ["chan-gil"]
+    assert presence.lookup(1, "tutor_ada").device == "phone-00001"  # untouched
+
+
+def test_renew_many_in_batches_says_what_became_of_each(monkeypatch):
+    monkeypatch.setattr(presence, "RENEW_BATCH", 2)
+    people = []
+    for i in range(5):
+        holder = Holder(f"chan-{i}", f"device-{i:04d}", f"conn-{i}")
+        people.append(
+            (1, f"user_{i:04d}", signed_in(holder, presence.claim(1, f"user_{i:04d}", holder)[1]))
+        )
+    people.insert(3, (1, "user_0000", Holder("chan-x", "device-xxxx", "conn-x", key="x")))
+    counted = CountedCache()
+    monkeypatch.setattr(presence, "cache", counted)
+    assert presence.renew_many(people) == [True, True, True, False, True, True]
+    assert counted.calls == ["get_many", "set_many"] * 3
+
+
+def test_renew_many_reports_a_failed_write_for_the_renewed_only(monkeypatch):
+    key = claim_laptop()
+    counted = CountedCache()
+
+    def failing_set_many(*args, **kwargs):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(presence, "cache", counted)
+    monkeypatch.setattr(counted, "set_many", failing_set_many, raising=False)
+    outcomes = presence.renew_many(
+        [(1, "tutor_jane", signed_in(LAPTOP, key)), (1, "tutor_jane", PHONE)]
+    )
+    assert isinstance(outcomes[0], ConnectionError) and outcomes[1] is False
 
 
 def test_lookups_of_many_people_at_once(settings):
