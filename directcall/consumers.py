@@ -229,7 +229,7 @@ class SignalingConsumer(OrderedConsumer):
             await self._send(protocol.error_frame(refusal.error, frame if refusal.echo else None))
             await self.close(refusal.close_code)
             return
-        self.renew_at = time.monotonic() + signin.renewal_interval()
+        self.renew_at = signin.next_renewal(time.monotonic())
         self.sweeper.timers.at(self, self.renew_at)  # on_timer: no sign-in deadline now
         self.sweeper.watch(self.party)
         await watch.changed((session.account_pk, session.cuid))

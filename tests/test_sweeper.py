@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.utils import timezone
 
-from directcall import presence
+from directcall import presence, signin
 from directcall.models import Call, CallStatus
 from directcall.sweeper import Sweeper, running_sweeper, stop_running_sweeper
 
@@ -231,6 +231,27 @@ async def test_a_signed_in_connection_is_renewed_by_the_process_timers(
             break
     assert (await jane.next("error"))["code"] == "ERR_ALREADY_SIGNEDIN"
     assert await jane.closed() == 4002
+
+
+async def test_renewals_fall_on_a_grid(people, clients, settings, monkeypatch):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "PRESENCE_TTL": 3}  # every 1 s, 0.1 s grid
+    batches, renew = Calls(), signin.renew
+
+    async def counted(conns):
+        batches.append([(conn.party.session.cuid, conn.renew_at) for conn in conns])
+        await renew(conns)
+
+    monkeypatch.setattr(signin, "renew", counted)
+    for cuid in ("tutor_jane", "student_sam", "grocer_gil"):
+        await clients.sign_in(people[cuid])
+    await batches.reach(4)
+    renewed = [cuid for batch in batches for cuid, _ in batch]
+    assert {"tutor_jane", "student_sam", "grocer_gil"} <= set(renewed)
+    # Each next renewal on the grid (a tenth of the interval): connections signed in at
+    # different moments fall on a few moments, each renewed as one batch by the timers.
+    for batch in batches:
+        for _, renew_at in batch:
+            assert renew_at * 10 == pytest.approx(round(renew_at * 10), abs=1e-6)
 
 
 def _holder_of(client) -> presence.Holder:
