@@ -28,7 +28,8 @@ Phases (in order; a count of 0 skips one):
 4. ``max``: every pair (up to ``max_concurrency``) places full calls back to back for
    ``max_seconds``: sustained calls per second at saturation.
 5. ``memory``: idle connections (signed in, then silent) opened up to each of ``idle_steps``:
-   RSS growth of the server processes per connection, and server CPU per sign-in.
+   RSS growth of the server processes per connection, server CPU per sign-in, and (with
+   ``idle_cpu_seconds``) server CPU per connection and second while all of them sit idle.
 6. ``relay_idle``: the relay phase again (``idle_relay_frames``) with all idle connections
    still open.
 """
@@ -714,6 +715,16 @@ async def run(config: dict[str, Any]) -> None:
                     await asyncio.sleep(settle)
                     rss = {pid: rss_kb(pid) for pid in config["server_pids"]}
                     delta_kb = sum(rss[pid] - base[pid] for pid in base)
+                    # The servers' CPU while every connection (the load's too) sits idle:
+                    # what keeping them signed in costs (presence renewals, timers).
+                    idle_cpu = None
+                    window = float(config.get("idle_cpu_seconds") or 0)
+                    if window > 0:
+                        before = meter.sample()
+                        await asyncio.sleep(window)
+                        quiet = CpuMeter.delta(before, meter.sample())
+                        spent = quiet["cpu_s"] + (quiet["redis_cpu_s"] or 0)
+                        idle_cpu = spent / window / (len(idle) + len(load)) * 1e6
                     emit(
                         "phase",
                         name="memory",
@@ -726,6 +737,7 @@ async def run(config: dict[str, Any]) -> None:
                         open_cpu_ms=(opened["cpu_s"] + (opened["redis_cpu_s"] or 0))
                         / max(1, len(added))
                         * 1e3,
+                        idle_cpu_us=idle_cpu,
                     )
                 # The relay again with every idle connection still open: does the cost of
                 # a frame depend on how many other connections the server holds?

@@ -358,6 +358,7 @@ class Run:
             "max_concurrency": min(a.max_concurrency, len(load) // 2),
             "warmup_calls": a.warmup_calls,
             "idle_settle": a.idle_settle,
+            "idle_cpu_seconds": a.idle_cpu,
             "timeout": a.step_timeout,
             "total_timeout": a.config_timeout,
             "hold": [self.args.profile_phase] if self.profiling(config) else [],
@@ -546,9 +547,11 @@ def _brief(name: str, e: dict[str, Any]) -> str:
     if name == "max":
         return f"{e['calls']} calls ({e['failed']} failed), {e['calls_per_s'] or 0:.1f}/s"
     if name == "memory":
+        quiet = e.get("idle_cpu_us")
         return (
             f"{e['connections']} idle: {e['per_connection_kb']:.1f} KiB each; opening them "
             f"took {e['open_seconds']:.1f}s, {e['open_cpu_ms']:.2f} ms server CPU each"
+            + (f"; idle, {quiet:.1f} µs server CPU per connection per second" if quiet else "")
         )
     return ""
 
@@ -645,6 +648,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
         failed = sum(p.get(k, {}).get("failed", 0) for k in ("load", "setup", "max"))
         opens = [m["open_cpu_ms"] for m in r.get("memory", [])]
+        quiet = [m["idle_cpu_us"] for m in r.get("memory", []) if m.get("idle_cpu_us") is not None]
         detail_rows.append(
             [
                 r["config"],
@@ -655,6 +659,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 f"{peak.get('calls', 0)} in {peak.get('wall_s', 0):.1f}s"
                 f" × {peak.get('concurrency', 0)}",
                 f"{statistics.fmean(opens):.2f}" if opens else "—",
+                " / ".join(f"{us:.1f}" for us in quiet) if quiet else "—",
                 f"{r.get('other_cores', 0):.2f}",
                 str(failed),
                 f"{r.get('seconds', 0):.0f}s",
@@ -669,6 +674,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             "full call at saturation, ms CPU",
             "saturation: calls in s × pairs",
             "sign-in ms CPU/conn",
+            "idle µs CPU/conn/s",
             "other load, cores",
             "failed calls",
             "run time",
@@ -832,6 +838,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", help="idle connection counts for RSS, e.g. 1000,5000 ('' none)")
     parser.add_argument("--warmup-calls", type=int)
     parser.add_argument("--idle-settle", type=float, help="seconds before reading RSS")
+    parser.add_argument(
+        "--idle-cpu",
+        type=float,
+        default=0.0,
+        help="seconds of server CPU measured with the idle connections open (0: not measured)",
+    )
     parser.add_argument("--step-timeout", type=float, default=20.0, help="seconds per wait")
     parser.add_argument("--config-timeout", type=float, default=300.0, help="seconds per config")
     parser.add_argument(
