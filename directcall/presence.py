@@ -259,27 +259,27 @@ def renew(account_pk: int, cuid: str, holder: Holder) -> bool:
     return True
 
 
+# How many connections' renewals share two cache round trips (renew_many).
+RENEW_BATCH = 100
+
+
 def renew_many(people: list[tuple[int, str, Holder]]) -> list[bool | Exception]:
     """:func:`renew` for several ``(account_pk, cuid, holder)``; each one's outcome, or the
     exception it raised (one failing does not stop the others).
 
     Two cache round trips for up to :data:`RENEW_BATCH` of them (``get_many``, then
-    ``set_many``), where :func:`renew` costs two each: an idle connection's only regular
-    work is this renewal, every PRESENCE_TTL/3, and on Redis the round trips were nearly
-    all of it (docs/performance.md, run S). The batch bounds how long an entry is between
-    its read and its write (a tab that joins or leaves meanwhile is put back or pruned as
-    after any race, see the module docstring). Tabs of one cuid renewed together write
-    its entry once. An entry that lapsed (or holds junk) is put back by :func:`renew`, one
-    by one, with ``add()``'s atomicity.
+    ``set_many``), where :func:`renew` costs two each: besides its client's pings, this
+    renewal every PRESENCE_TTL/3 is what an idle connection costs its server, and on
+    Redis the round trips were nearly all of it (docs/performance.md, run S). The batch
+    bounds how long an entry is between its read and its write (a tab that joins or
+    leaves meanwhile is put back or pruned as after any race, see the module docstring).
+    Tabs of one cuid renewed together write its entry once. An entry that lapsed (or
+    holds junk) is put back by :func:`renew`, one by one, with ``add()``'s atomicity.
     """
     outcomes: list[bool | Exception] = []
     for start in range(0, len(people), RENEW_BATCH):
         outcomes += _renew_batch(people[start : start + RENEW_BATCH])
     return outcomes
-
-
-# How many connections' renewals share two cache round trips.
-RENEW_BATCH = 100
 
 
 def _renew_batch(people: list[tuple[int, str, Holder]]) -> list[bool | Exception]:

@@ -160,8 +160,8 @@ def next_renewal(now: float) -> float:
 def upkeep(conn: Any, now: float) -> float | None:
     """A signed-in connection's timer (``conn``: its SignalingConsumer, called by the
     process's :class:`~directcall.sweeper.Timers`): close it once idle for IDLE_TIMEOUT,
-    renew its presence every PRESENCE_TTL/3 (with the others due at the same moment:
-    :func:`renew`). Returns when it is due next."""
+    renew its presence every PRESENCE_TTL/3 (:func:`next_renewal`; with the others due at
+    the same moment: :func:`renew`). Returns when it is due next."""
     idle_at = conn.last_frame_at + get_settings().IDLE_TIMEOUT
     if now >= idle_at:
         conn._spawn(conn.close(protocol.CLOSE_IDLE))
