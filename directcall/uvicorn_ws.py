@@ -24,6 +24,11 @@ idle signaling socket holds cut down by about 12 KiB per connection, to half
 - the application runs as the connection's task directly, its outcome handled by a done
   callback, instead of inside a ``run_asgi`` coroutine of its own.
 
+One behaviour differs, to spare CPU rather than memory: the keepalive ping goes only to a
+client that has been silent for ``ws_ping_interval`` (a frame from it proves the socket
+alive as a pong would), so a client that pings on its own, as the SDK does, is not pinged
+as well.
+
 It relies on attributes of uvicorn's ``WebSocketsSansIOProtocol`` that are not public API:
 pyproject pins uvicorn to the tested range, and tests/test_uvicorn_ws.py fails when the
 parent class's code changes.
@@ -141,6 +146,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         "frames",
         "handshake_complete",
         "handshake_initiated",
+        "heard_at",
         "inbox",
         "initial_response",
         "last_ping_rtt",
@@ -207,6 +213,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.pending_ping_payload = None
         self.ping_sent_at = 0.0
         self.last_ping_rtt = 0.0
+        self.heard_at = 0.0  # when the client last sent anything (loop time)
         self.frames: list[bytes] | None = None  # a fragmented message's frames so far
         self.curr_msg_data_type = "bytes"
         self.inbox: list[dict[str, Any]] | None = None  # messages the app has not received
@@ -273,6 +280,24 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server = _shared_address(self.server)
+
+    def data_received(self, data: bytes) -> None:
+        self.heard_at = self.loop.time()
+        super().data_received(data)
+
+    def send_keepalive_ping(self) -> None:
+        """uvicorn's keepalive ping, sent only after ``ws_ping_interval`` of silence from the
+        client: anything it sent since proves the socket alive, as a pong would. A client
+        that talks (the SDK pings every 15 s) is spared the ping and its pong, about a third
+        of what an idle connection cost its worker (docs/performance.md, run S); a client
+        gone silent is pinged, and closed without a pong, as before."""
+        quiet = self.loop.time() - self.heard_at
+        if quiet < self.ping_interval:
+            self.ping_timer = self.loop.call_later(
+                self.ping_interval - quiet, self.send_keepalive_ping
+            )
+            return
+        super().send_keepalive_ping()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_keepalive()

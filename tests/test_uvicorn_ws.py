@@ -368,6 +368,35 @@ async def test_an_unanswered_keepalive_ping_closes_the_socket(people, signaling)
 
 
 @memory_only
+async def test_a_client_that_talks_is_not_pinged_and_one_gone_silent_is(people, signaling):
+    async with served_site(ws_ping_interval=0.2, ws_ping_timeout=0.3) as site:
+        raw = RawClient(site)
+        await raw.open()
+        token = tokens.issue(
+            people["tutor_jane"].account_id, people["tutor_jane"].pk, "tutor_jane", "dev-raw03"
+        )
+        await raw.send(type="auth", token=token)
+        await raw.text("ready")
+        loop = asyncio.get_running_loop()
+        talking_until = loop.time() + 1.5  # seven ping intervals
+        seen: list[Frame] = []
+        while loop.time() < talking_until:  # the application's ping every 0.1 s
+            await raw.send(type="ping")
+            while not any(f.opcode is Opcode.TEXT and b'"pong"' in f.data for f in seen):
+                seen += await raw.frames(5)
+            assert not any(f.opcode in (Opcode.PING, Opcode.CLOSE) for f in seen), seen
+            seen = []
+            await asyncio.sleep(0.1)
+        # Silent now (pings unanswered): pinged, then closed for the missing pong.
+        deadline = loop.time() + 10
+        while not any(f.opcode is Opcode.CLOSE for f in seen):
+            assert loop.time() < deadline
+            seen += await raw.frames(10)
+        assert any(f.opcode is Opcode.PING for f in seen)
+        assert raw.conn.close_rcvd is not None and raw.conn.close_rcvd.code == 1011
+
+
+@memory_only
 async def test_a_message_over_the_servers_max_size_closes_with_1009(people, signaling):
     async with served_site(ws_max_size=70_000) as site:
         clients = SocketClients(site)
