@@ -5,10 +5,10 @@ against batched, on Redis and on the local-memory cache.
     .venv/bin/python bench/renewal.py --connections 5000 --caches redis
 
 A signed-in connection renews its presence entry every PRESENCE_TTL/3 (10 s by default):
-besides the client's pings, it is the only regular work an idle connection costs its
-server. The process's timers hand the connections due together to
-``presence.renew_many``. This runs, in this process, ``--connections`` signed-in cuids
-renewed the two ways, alternated round by round:
+besides the pings (the client's, and the server's keepalive to a silent socket), it is the
+only regular work an idle connection costs its server. The process's timers hand the
+connections due together to ``presence.renew_many``. This runs, in this process,
+``--connections`` signed-in cuids renewed the two ways, alternated round by round:
 
 - one by one: ``presence.renew`` for each connection, as ``renew_many`` did until run S
   (a read and a write of the entry each: two Redis round trips);
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1000, help="signed-in cuids")
     parser.add_argument("--rounds", type=int, default=4, help="rounds, the order alternated")
     parser.add_argument("--repeat", type=int, default=5, help="renewals of all, per round")
-    parser.add_argument("--caches", default="redis,locmem", help="redis, locmem or both")
+    parser.add_argument("--caches", default="redis,locmem", help="comma-separated: redis, locmem")
     parser.add_argument("--pin", action="store_true", help="this process on a CPU, batch")
     parser.add_argument("--smoke", action="store_true", help="a few connections, two rounds")
     args = parser.parse_args()

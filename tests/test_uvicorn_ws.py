@@ -369,7 +369,8 @@ async def test_an_unanswered_keepalive_ping_closes_the_socket(people, signaling)
 
 @memory_only
 async def test_a_client_that_talks_is_not_pinged_and_one_gone_silent_is(people, signaling):
-    async with served_site(ws_ping_interval=0.2, ws_ping_timeout=0.3) as site:
+    interval = 0.3
+    async with served_site(ws_ping_interval=interval, ws_ping_timeout=0.3) as site:
         raw = RawClient(site)
         await raw.open()
         token = tokens.issue(
@@ -378,13 +379,19 @@ async def test_a_client_that_talks_is_not_pinged_and_one_gone_silent_is(people, 
         await raw.send(type="auth", token=token)
         await raw.text("ready")
         loop = asyncio.get_running_loop()
-        talking_until = loop.time() + 1.5  # seven ping intervals
+        talking_until = loop.time() + 2.1  # seven ping intervals
         seen: list[Frame] = []
+        last_sent = loop.time()
         while loop.time() < talking_until:  # the application's ping every 0.1 s
+            # A stall of this test's own (a loaded machine) may leave the socket silent for
+            # a ping interval: a ping after one is the server's right.
+            stalled = loop.time() - last_sent >= interval * 0.75
+            last_sent = loop.time()
             await raw.send(type="ping")
             while not any(f.opcode is Opcode.TEXT and b'"pong"' in f.data for f in seen):
                 seen += await raw.frames(5)
-            assert not any(f.opcode in (Opcode.PING, Opcode.CLOSE) for f in seen), seen
+            assert not any(f.opcode is Opcode.CLOSE for f in seen), seen
+            assert stalled or not any(f.opcode is Opcode.PING for f in seen), seen
             seen = []
             await asyncio.sleep(0.1)
         # Silent now (pings unanswered): pinged, then closed for the missing pong.
