@@ -41,6 +41,7 @@ from bench._common import (
     redis_ok,
     table,
 )
+from bench.transitions import setup_django
 
 WAYS = ("one by one", "batched")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -139,12 +140,7 @@ def main() -> None:
         names.remove("redis")
     prefix = f"dcrenew-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="dc-renewal-") as tmp:
-        os.environ["DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'db.sqlite3'}"
-        os.environ["BENCH_LAYER"] = "memory"
-        os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
-        import django
-
-        django.setup()
+        setup_django(tmp)
         from django.test import override_settings
 
         rows = []

@@ -179,6 +179,24 @@ class RawClient:
         assert self.conn.handshake_exc is None, self.conn.handshake_exc
         self.events = [e for e in self.conn.events_received() if isinstance(e, Frame)]
 
+    async def sign_in(self, registration: Any, device: str) -> None:
+        """Open the socket and sign in as ``registration`` from ``device``; wait for ``ready``."""
+        await self.open()
+        token = tokens.issue(registration.account_id, registration.pk, registration.cuid, device)
+        await self.send(type="auth", token=token)
+        await self.text("ready")
+
+    async def closed_for_a_missing_pong(self) -> None:
+        """Read, pings unanswered, until the server closes: it pinged, then closed with 1011."""
+        seen: list[Frame] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not any(f.opcode is Opcode.CLOSE for f in seen):
+            assert loop.time() < deadline
+            seen += await self.frames(10)
+        assert any(f.opcode is Opcode.PING for f in seen)
+        assert self.conn.close_rcvd is not None and self.conn.close_rcvd.code == 1011
+
     async def _flush(self) -> None:
         for data in self.conn.data_to_send():
             if data:
@@ -319,12 +337,7 @@ async def test_a_handshake_refused_by_the_application_is_403():
 async def test_a_client_that_vanishes_is_cleaned_up(people, sockets, site):
     jane = await sockets.sign_in(people["tutor_jane"])
     raw = RawClient(site)
-    await raw.open()
-    token = tokens.issue(
-        people["student_sam"].account_id, people["student_sam"].pk, "student_sam", "dev-raw01"
-    )
-    await raw.send(type="auth", token=token)
-    await raw.text("ready")
+    await raw.sign_in(people["student_sam"], "dev-raw01")
     assert await online(people["student_sam"])
     call_id = (await jane.invite("student_sam"))["call_id"]
     await raw.text("incoming")
@@ -349,20 +362,8 @@ async def _true(value: bool) -> bool:
 async def test_an_unanswered_keepalive_ping_closes_the_socket(people, signaling):
     async with served_site(ws_ping_interval=0.2, ws_ping_timeout=0.3) as site:
         raw = RawClient(site)
-        await raw.open()
-        token = tokens.issue(
-            people["tutor_jane"].account_id, people["tutor_jane"].pk, "tutor_jane", "dev-raw02"
-        )
-        await raw.send(type="auth", token=token)
-        await raw.text("ready")
-        seen: list[Frame] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not any(f.opcode is Opcode.CLOSE for f in seen):
-            assert loop.time() < deadline
-            seen += await raw.frames(10)
-        assert any(f.opcode is Opcode.PING for f in seen)
-        assert raw.conn.close_rcvd is not None and raw.conn.close_rcvd.code == 1011
+        await raw.sign_in(people["tutor_jane"], "dev-raw02")
+        await raw.closed_for_a_missing_pong()
         await until(lambda: _not(online(people["tutor_jane"])))
         await until(lambda: _true(site.protocols() == []))
 
@@ -372,12 +373,7 @@ async def test_a_client_that_talks_is_not_pinged_and_one_gone_silent_is(people, 
     interval = 0.3
     async with served_site(ws_ping_interval=interval, ws_ping_timeout=0.3) as site:
         raw = RawClient(site)
-        await raw.open()
-        token = tokens.issue(
-            people["tutor_jane"].account_id, people["tutor_jane"].pk, "tutor_jane", "dev-raw03"
-        )
-        await raw.send(type="auth", token=token)
-        await raw.text("ready")
+        await raw.sign_in(people["tutor_jane"], "dev-raw03")
         loop = asyncio.get_running_loop()
         talking_until = loop.time() + 2.1  # seven ping intervals
         seen: list[Frame] = []
@@ -394,13 +390,7 @@ async def test_a_client_that_talks_is_not_pinged_and_one_gone_silent_is(people, 
             assert stalled or not any(f.opcode is Opcode.PING for f in seen), seen
             seen = []
             await asyncio.sleep(0.1)
-        # Silent now (pings unanswered): pinged, then closed for the missing pong.
-        deadline = loop.time() + 10
-        while not any(f.opcode is Opcode.CLOSE for f in seen):
-            assert loop.time() < deadline
-            seen += await raw.frames(10)
-        assert any(f.opcode is Opcode.PING for f in seen)
-        assert raw.conn.close_rcvd is not None and raw.conn.close_rcvd.code == 1011
+        await raw.closed_for_a_missing_pong()  # silent now: pinged, closed without a pong
 
 
 @memory_only
