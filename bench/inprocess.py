@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -119,12 +120,13 @@ class Pair:
 
 
 def _setup_django(tmp: str) -> None:
-    """Django on the benchmark's settings over a fresh SQLite file, which the floor reads too
-    (it is SQLite only)."""
+    """Django on the benchmark's settings over a fresh SQLite file; the floor (SQLite only)
+    gets a copy of it once the people are in (:func:`_people`)."""
     from bench.transitions import setup_django
 
     path = str(Path(tmp) / "db.sqlite3")
-    os.environ.update(DATABASE_URL=f"sqlite:///{path}", FLOOR_DATABASE=path)
+    floor = str(Path(tmp) / "floor.sqlite3")
+    os.environ.update(DATABASE_URL=f"sqlite:///{path}", FLOOR_DATABASE=floor)
     os.environ.pop("REDIS_URL", None)
     setup_django(tmp)
 
@@ -148,6 +150,11 @@ def _people() -> dict[str, tuple[str, str, str]]:
             tokens.issue(account.pk, caller.pk, caller.cuid, "device-caller"),
             tokens.issue(account.pk, callee.pk, callee.cuid, "device-callee"),
         )
+    # The floor's own copy: directcall's sweep would end the floor's calls in a shared
+    # table as left behind (their parties are not in directcall's presence).
+    with sqlite3.connect(os.environ["FLOOR_DATABASE"]) as copy:
+        connections["default"].ensure_connection()
+        connections["default"].connection.backup(copy)
     connections.close_all()  # the database thread opens its own
     return people
 
