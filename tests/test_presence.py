@@ -308,3 +308,31 @@ def test_lookups_read_the_entry_as_the_writers_do():
         assert presence._online(value) == expected, value
     assert presence._online(good) is not None
     assert presence._online({**good, "others": {"d2": "k2"}}).others == {"d2": "k2"}
+
+
+def test_renew_many_keeps_several_devices_of_one_cuid_in_one_write(settings, monkeypatch):
+    settings.DIRECTCALL = {"MULTIPLE_DEVICES": True}
+    laptop_key = claim_laptop()
+    outcome, phone_key = presence.claim(1, "tutor_jane", PHONE)
+    assert outcome is Claim.CLAIMED and phone_key
+    laptop, phone = signed_in(LAPTOP, laptop_key), signed_in(PHONE, phone_key)
+    # Racing writes left both connections out of the entry, and the phone's device too.
+    entry = get_cache().get(presence._key(1, "tutor_jane"))
+    entry["others"], entry["conns"], entry["seen"] = {}, {}, {}
+    get_cache().set(presence._key(1, "tutor_jane"), entry)
+    stranger = Holder("chan-x", "laptop-0001", "conn-x", key=presence.hash_key("x" * 43))
+    counted = CountedCache()
+    monkeypatch.setattr(presence, "cache", counted)
+    outcomes = presence.renew_many([(1, "tutor_jane", laptop), (1, "tutor_jane", phone)])
+    assert outcomes == [True, True]
+    # Both came back, the phone with its own key, in the batch's one write.
+    assert counted.calls == ["get_many", "set_many"]
+    found = presence.lookup(1, "tutor_jane")
+    assert found.channels == ["chan-laptop", "chan-phone"]
+    assert found.others == {"phone-00001": presence.hash_key(phone_key)}
+    # The laptop's device with another key is refused, and the entry stays as it was.
+    assert presence.renew_many([(1, "tutor_jane", stranger), (1, "tutor_jane", phone)]) == [
+        False,
+        True,
+    ]
+    assert presence.lookup(1, "tutor_jane").channels == ["chan-laptop", "chan-phone"]
