@@ -137,6 +137,15 @@ def _transition(
         values.update(ended_at=now, end_reason=reason, deadline=None)
     if known is not None and str(known.pk) != str(call_id):
         known = None
+    if known is not None and not known.account.has_webhooks and callsql.alone():
+        # No outbox to write with it: the UPDATE alone, if the account still has no
+        # endpoint when it runs; else (or when it lost) the transaction below decides.
+        changed = callsql.update(call_id, sources, values, party, due, unless_webhooks=True)
+        if changed is not None:
+            call = _with_parties(changed[0], known)
+            call.account.has_webhooks = False
+            _send_signal(call)
+            return call
     with callsql.atomic():
         changed = callsql.update(call_id, sources, values, party, due)
         if changed is None:

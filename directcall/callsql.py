@@ -288,6 +288,30 @@ def atomic(using: str = DEFAULT_DB_ALIAS) -> AbstractContextManager[Any]:
     return _DriverAtomic(connection)
 
 
+def alone(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether a transition may be its conditional ``UPDATE`` alone, with no transaction
+    around it: on PostgreSQL, under autocommit (no block of the caller's is open).
+
+    A transition's transaction holds its ``UPDATE`` and, for an account with webhook
+    endpoints, the outbox rows written with it (:func:`directcall.calls._won`); without
+    them it holds the ``UPDATE`` alone, which PostgreSQL makes atomic by itself, with the
+    same row lock and the same re-check of its conditions against a racing transition.
+    ``BEGIN`` and ``COMMIT`` are a round trip each to the server (psycopg sends ``BEGIN``
+    on its own before the first statement): two of a transition's three
+    (docs/performance.md, run T). On SQLite the block stays: there ``BEGIN IMMEDIATE``
+    takes the write lock before the statement reads (an ``UPDATE`` alone would start as a
+    reader, and fail rather than wait when another connection wrote meanwhile), and it
+    costs no round trip.
+    """
+    connection = connections[using]
+    return (
+        connection.vendor == "postgresql"
+        and supports_returning(connection)
+        and connection.get_autocommit()
+        and not connection.in_atomic_block
+    )
+
+
 class _DriverAtomic:
     """The outermost ``transaction.atomic`` block on SQLite, begun and committed on the
     driver's connection.
@@ -401,6 +425,7 @@ def _update_sql(
     n_sources: int,
     side: str | None,
     deadline_op: str | None,
+    unless_webhooks: bool = False,
 ) -> str:
     connection = connections[alias]
     meta = Call._meta
@@ -418,14 +443,16 @@ def _update_sql(
         where.append(f"({caller} = %s OR {callee} = %s)")
     if deadline_op is not None:
         where.append(f"{_q(connection, 'deadline')} {deadline_op} %s")
+    account, account_id = _q(connection, Account._meta.db_table), _q(connection, "account_id")
+    has_webhooks = (
+        f"(SELECT {account}.{_q(connection, 'has_webhooks')} FROM {account} "
+        f"WHERE {account}.{_q(connection, 'id')} = {table}.{account_id})"
+    )
+    if unless_webhooks:
+        where.append(f"NOT {has_webhooks}")
     returning = ""
     if supports_returning(connection):
-        account = _q(connection, Account._meta.db_table)
-        webhooks = (
-            f"(SELECT {account}.{_q(connection, 'has_webhooks')} FROM {account} "
-            f"WHERE {account}.{_q(connection, 'id')} = {table}.{_q(connection, 'account_id')})"
-        )
-        returning = f" RETURNING {_columns(Call, connection.vendor, alias)}, {webhooks}"
+        returning = f" RETURNING {_columns(Call, connection.vendor, alias)}, {has_webhooks}"
     return f"UPDATE {table} SET {sets} WHERE {' AND '.join(where)}{returning}"
 
 
@@ -436,13 +463,16 @@ def update(
     party: tuple[str, int] | None = None,
     deadline: tuple[str, datetime] | None = None,
     using: str = "default",
+    unless_webhooks: bool = False,
 ) -> tuple[Call, bool] | None:
     """Set ``values`` on the call if its status is one of ``sources`` (and ``party``: who
-    asks is ``(side, registration pk)``; ``deadline``: ``("<" or ">=", when)``).
+    asks is ``(side, registration pk)``; ``deadline``: ``("<" or ">=", when)``;
+    ``unless_webhooks``: its account has no webhook endpoint, as the statement reads it).
 
     Return the row as changed and the account's ``has_webhooks``, or None when the row
     did not change (another transition won, or the conditions do not hold). Run inside a
-    transaction (``transaction.atomic``) that the caller commits.
+    transaction (``transaction.atomic``) that the caller commits, or alone, where
+    :func:`alone` allows it.
     """
     connection = connections[using]
     names = tuple(values)
@@ -452,7 +482,7 @@ def update(
     op = deadline[0] if deadline else None
     if op not in (None, "<", ">="):
         raise ValueError(f"unknown deadline comparison {op!r}")
-    sql = _update_sql(using, names, len(sources), side, op)
+    sql = _update_sql(using, names, len(sources), side, op, unless_webhooks)
     params = [_prep(Call, name, values[name], connection) for name in names]
     params.append(
         _prep(Call, "id", call_id if isinstance(call_id, UUID) else UUID(str(call_id)), connection)

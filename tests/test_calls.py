@@ -525,17 +525,66 @@ def test_accept_racing_expire_has_one_winner(people, ended_signals):
     assert len({s[0] for s in ended_signals}) == 20
 
 
+def held(call: Call) -> Call:
+    """``call`` as a party's connection holds it: with its account and parties."""
+    return Call.objects.select_related("account", "caller", "callee").get(pk=call.pk)
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["read", "held"])
 @pytest.mark.django_db(transaction=True)
-def test_hangups_racing_from_both_sides_have_one_winner(people, ended_signals):
+def test_hangups_racing_from_both_sides_have_one_winner(people, ended_signals, known):
+    """``held``: each side passes the call it holds, as the consumers do (on PostgreSQL,
+    each hang-up is then its UPDATE alone, with no transaction around it)."""
     jane, sam = people["tutor_jane"], people["student_sam"]
     for _ in range(10):
         call = calls.start(jane.pk, clean_call_params("student_sam", "race"))
         calls.accept(call.pk, sam.pk)
         results = race(
-            partial(calls.hang_up, call.pk, jane.pk), partial(calls.hang_up, call.pk, sam.pk)
+            partial(calls.hang_up, call.pk, jane.pk, call=held(call) if known else None),
+            partial(calls.hang_up, call.pk, sam.pk, call=held(call) if known else None),
         )
         assert sum(result is not None for result in results) == 1
     assert len(ended_signals) == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transition_is_its_update_alone_unless_the_account_has_webhooks_now(people, monkeypatch):
+    """On PostgreSQL a transition of a call whose account has no webhook endpoint is one
+    statement, with no BEGIN or COMMIT (two round trips); when the account has endpoints
+    by the time it runs (the party's copy of the call says not), the statement changes
+    nothing and the transition is made in its transaction, outbox hook included. On SQLite
+    it is always made in its transaction (BEGIN IMMEDIATE takes the write lock first)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from directcall.models import Account
+
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = calls.start(jane.pk, clean_call_params("student_sam", "alone"))
+    known = held(call)
+    assert not known.account.has_webhooks
+    seen = []
+    monkeypatch.setattr(
+        calls,
+        "_won",
+        lambda call, created=False: seen.append((call.status, call.account.has_webhooks)),
+    )
+    postgres = connection.vendor == "postgresql"
+    with CaptureQueriesContext(connection) as ring:
+        assert calls.ring(call.pk, sam.pk, call=known).status == RINGING
+    statements = [query["sql"].split()[0] for query in ring.captured_queries]
+    assert statements == (["UPDATE"] if postgres else ["BEGIN", "UPDATE", "COMMIT"])
+    assert seen == ([] if postgres else [(RINGING, False)])  # _won: nothing to write
+
+    Account.objects.filter(pk=jane.account_id).update(has_webhooks=True)
+    seen.clear()
+    with CaptureQueriesContext(connection) as accept:
+        answered = calls.accept(call.pk, sam.pk, call=known)
+    assert answered.status == ANSWERED and answered.account.has_webhooks
+    assert seen == [(ANSWERED, True)]
+    statements = [query["sql"].split()[0] for query in accept.captured_queries]
+    in_transaction = ["BEGIN", "UPDATE", "COMMIT"]
+    assert statements == (["UPDATE", *in_transaction] if postgres else in_transaction)
+    assert Call.objects.get(pk=call.pk).status == ANSWERED
 
 
 @pytest.mark.django_db(transaction=True)

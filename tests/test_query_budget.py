@@ -6,7 +6,8 @@ What the budget is (docs/performance.md, "Queries per call"): signing in reads t
 registration with its account and the live calls handed back; the invite reads the callee
 (and whether it blocked the caller) and both parties' live calls, and inserts the call, in
 one transaction (SQLite: ``BEGIN IMMEDIATE`` counts as a query; PostgreSQL also locks the
-two registrations); each transition is one ``UPDATE ... RETURNING`` in a transaction; the
+two registrations); each transition is one ``UPDATE ... RETURNING`` in a transaction, on
+PostgreSQL without one (:func:`directcall.callsql.alone`); the
 callee's connection is handed the call in the ``incoming`` message and reads nothing. The
 account here has no webhook endpoint (one with endpoints writes its outbox rows too), and
 only directcall's own signal receivers run (a host site's, such as the demo's billing, add
@@ -33,12 +34,14 @@ def _budget() -> dict[str, int]:
     connection = connections[DEFAULT_DB_ALIAS]
     transaction = 2  # BEGIN and COMMIT, as Django logs them
     lock = 1 if connection.features.has_select_for_update else 0
+    # PostgreSQL: a transition of an account without webhooks is its UPDATE alone.
+    alone = 0 if connection.vendor == "postgresql" else transaction
     return {
         "sign-in": 2,  # the registration (with its account), its live calls
         "invite": 3 + lock + transaction,  # callee + block, [lock], both busy?, INSERT
-        "ringing": 1 + transaction,  # UPDATE ... RETURNING
-        "accept": 1 + transaction,
-        "hangup": 1 + transaction,
+        "ringing": 1 + alone,  # UPDATE ... RETURNING
+        "accept": 1 + alone,
+        "hangup": 1 + alone,
     }
 
 
