@@ -35,7 +35,6 @@ from typing import Any
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import Q
 from django.utils import timezone
 
 from . import backoff, callsql, errors, presence, signals
@@ -542,12 +541,9 @@ def lose_connection(call_id: UUID | str) -> Call | None:
 
 
 def live_calls_of(registration_pk: int) -> list[Call]:
-    """The live calls a registration is a party of (normally at most one)."""
-    return list(
-        Call.objects.live()
-        .filter(Q(caller_id=registration_pk) | Q(callee_id=registration_pk))
-        .select_related("account", "caller", "callee")
-    )
+    """The live calls a registration is a party of (normally at most one), newest first,
+    with their accounts and parties."""
+    return callsql.live_calls_of(registration_pk)
 
 
 # -- a call passed along in messages -----------------------------------------------------------

@@ -508,6 +508,103 @@ def update(
     return call, call.account.has_webhooks
 
 
+# -- signing in: the registration, the live calls ---------------------------------------------
+# A sign-in is made on every page that loads the SDK. Its two reads were querysets: each
+# cost about a millisecond of query building and compiling on the benchmark machine, most
+# of a sign-in's database thread (docs/performance.md, run T). The statements are built
+# here once per database, from the models' metadata.
+
+
+def _qualified(connection: BaseDatabaseWrapper, model: type[Model], table: str) -> str:
+    """Every concrete column of ``model`` in field order, qualified by ``table``."""
+    return ", ".join(f"{table}.{_q(connection, f.column)}" for f in model._meta.concrete_fields)
+
+
+def _width(model: type[Model]) -> int:
+    return len(model._meta.concrete_fields)
+
+
+def _related(instance: Model, **related: Model) -> Model:
+    """``instance`` with these related objects cached, as ``select_related`` leaves them."""
+    instance._state.fields_cache.update(related)
+    return instance
+
+
+def registration_of(
+    pk: int, account_pk: int, cuid: str, using: str = DEFAULT_DB_ALIAS
+) -> Registration | None:
+    """The registration ``pk`` with its account, if it is still ``cuid`` of that account and
+    the account is active (one query); else None."""
+    connection = connections[using]
+    rows = _rows(connection, _registration_sql(using), [pk, account_pk, cuid, True])
+    if not rows:
+        return None
+    row, width = rows[0], _width(Registration)
+    account = from_row(Account, row[width:], using)
+    return _related(from_row(Registration, row[:width], using), account=account)
+
+
+@cache
+def _registration_sql(alias: str) -> str:
+    connection = connections[alias]
+    registration = _q(connection, Registration._meta.db_table)
+    account = _q(connection, Account._meta.db_table)
+    return (
+        f"SELECT {_qualified(connection, Registration, registration)}, "
+        f"{_qualified(connection, Account, account)} FROM {registration} "
+        f"INNER JOIN {account} ON {account}.{_q(connection, 'id')} = "
+        f"{registration}.{_q(connection, 'account_id')} "
+        f"WHERE {registration}.{_q(connection, 'id')} = %s "
+        f"AND {registration}.{_q(connection, 'account_id')} = %s "
+        f"AND {registration}.{_q(connection, 'cuid')} = %s "
+        f"AND {account}.{_q(connection, 'is_active')} = %s"
+    )
+
+
+def live_calls_of(registration_pk: int, using: str = DEFAULT_DB_ALIAS) -> list[Call]:
+    """The live calls of a registration, as either party, newest first, each with its
+    account and parties (one query)."""
+    connection = connections[using]
+    live = [str(status) for status in LIVE_STATUSES]
+    rows = _rows(connection, _live_calls_sql(using), [*live, registration_pk, registration_pk])
+    calls = []
+    call_width, account_width = _width(Call), _width(Account)
+    registration_width = _width(Registration)
+    for row in rows:
+        at = call_width
+        account = from_row(Account, row[at : at + account_width], using)
+        at += account_width
+        caller = from_row(Registration, row[at : at + registration_width], using)
+        at += registration_width
+        callee = from_row(Registration, row[at : at + registration_width], using)
+        call = from_row(Call, row[:call_width], using)
+        calls.append(_related(call, account=account, caller=caller, callee=callee))
+    return calls
+
+
+@cache
+def _live_calls_sql(alias: str) -> str:
+    connection = connections[alias]
+    call = _q(connection, Call._meta.db_table)
+    account = _q(connection, Account._meta.db_table)
+    registration = _q(connection, Registration._meta.db_table)
+    caller, callee = _q(connection, "caller"), _q(connection, "callee")
+    pk = _q(connection, "id")
+    caller_id, callee_id = _q(connection, "caller_id"), _q(connection, "callee_id")
+    live = ", ".join(["%s"] * len(LIVE_STATUSES))
+    return (
+        f"SELECT {_qualified(connection, Call, call)}, {_qualified(connection, Account, account)}, "
+        f"{_qualified(connection, Registration, caller)}, "
+        f"{_qualified(connection, Registration, callee)} FROM {call} "
+        f"INNER JOIN {account} ON {account}.{pk} = {call}.{_q(connection, 'account_id')} "
+        f"INNER JOIN {registration} {caller} ON {caller}.{pk} = {call}.{caller_id} "
+        f"INNER JOIN {registration} {callee} ON {callee}.{pk} = {call}.{callee_id} "
+        f"WHERE {call}.{_q(connection, 'status')} IN ({live}) "
+        f"AND ({call}.{caller_id} = %s OR {call}.{callee_id} = %s) "
+        f"ORDER BY {call}.{_q(connection, 'created_at')} DESC"
+    )
+
+
 # -- placing a call ---------------------------------------------------------------------------
 
 

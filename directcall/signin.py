@@ -22,7 +22,18 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 
-from . import calls, errors, iplimit, presence, protocol, revocation, tokens, transport, watch
+from . import (
+    calls,
+    callsql,
+    errors,
+    iplimit,
+    presence,
+    protocol,
+    revocation,
+    tokens,
+    transport,
+    watch,
+)
 from .conf import get_settings
 from .errors import DirectCallError
 from .models import LIVE_STATUSES, Account, CallStatus, Registration
@@ -293,17 +304,9 @@ async def within_auth_rates(
 
 @database_sync_to_async
 def registration_of(session: tokens.Session) -> Registration | None:
-    """The token's registration, if it still exists under that account and cuid, and active."""
-    return (
-        Registration.objects.select_related("account")
-        .filter(
-            pk=session.registration_pk,
-            account_id=session.account_pk,
-            cuid=session.cuid,
-            account__is_active=True,
-        )
-        .first()
-    )
+    """The token's registration (with its account), if it still exists under that account
+    and cuid, and the account is active."""
+    return callsql.registration_of(session.registration_pk, session.account_pk, session.cuid)
 
 
 def _log_already_signed_in(

@@ -357,3 +357,79 @@ def test_a_post_init_receiver_still_sees_the_instances_rows_make(side):
         post_init.disconnect(receiver, sender=Call)
     assert changed is not None
     assert seen == [changed[0]] and seen[0] is changed[0]
+
+
+# -- signing in: the registration and the live calls, against the ORM's ----------------------
+
+
+def _fields(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+def _same(mine, orms, related: tuple[str, ...]) -> None:
+    """The same row, and the same related rows cached (no query to read them)."""
+    assert type(mine) is type(orms) and _fields(mine) == _fields(orms)
+    assert not mine._state.adding and mine._state.db == orms._state.db
+    for name in related:
+        assert mine._state.fields_cache[name] is not None
+        assert _fields(mine._state.fields_cache[name]) == _fields(getattr(orms, name))
+
+
+def test_the_registration_at_sign_in_is_the_orms(people, django_assert_num_queries):
+    from directcall.models import Account
+
+    jane, mallory = people["tutor_jane"], people["mallory_m"]
+    orms = Registration.objects.select_related("account").get(pk=jane.pk)
+    with django_assert_num_queries(1):
+        mine = callsql.registration_of(jane.pk, jane.account_id, "tutor_jane")
+        _same(mine, orms, ("account",))
+        assert mine.account.name == orms.account.name
+    # Another cuid, another account, an unknown pk: nobody.
+    assert callsql.registration_of(jane.pk, jane.account_id, "student_sam") is None
+    assert callsql.registration_of(jane.pk, mallory.account_id, "tutor_jane") is None
+    assert callsql.registration_of(10**9, jane.account_id, "tutor_jane") is None
+    Account.objects.filter(pk=jane.account_id).update(is_active=False)
+    assert callsql.registration_of(jane.pk, jane.account_id, "tutor_jane") is None
+
+
+def test_the_live_calls_at_sign_in_are_the_orms(people, django_assert_num_queries):
+    from django.db.models import Q
+
+    jane, sam, gil = people["tutor_jane"], people["student_sam"], people["grocer_gil"]
+    now = timezone.now()
+    made = []
+    for i, (caller, callee, status) in enumerate(
+        [
+            (jane, sam, CallStatus.OVER),
+            (sam, jane, CallStatus.RINGING),
+            (jane, gil, CallStatus.ANSWERED),
+            (gil, sam, CallStatus.INITIATED),  # not jane's
+            (gil, jane, CallStatus.INITIATED),
+            (jane, gil, CallStatus.MISSED),
+        ]
+    ):
+        made.append(
+            Call.objects.create(
+                account=jane.account,
+                caller=caller,
+                callee=callee,
+                context=LOOKALIKE,
+                status=status,
+                created_at=now - timedelta(seconds=10 - i),
+                deadline=now + timedelta(seconds=30) if status in calls.LIVE_STATUSES else None,
+                answered_at=now if status == CallStatus.ANSWERED else None,
+                caller_key_hash="k" * 64,
+            )
+        )
+    orms = list(
+        Call.objects.live()
+        .filter(Q(caller_id=jane.pk) | Q(callee_id=jane.pk))
+        .select_related("account", "caller", "callee")
+    )
+    assert [call.pk for call in orms] == [made[4].pk, made[2].pk, made[1].pk]  # newest first
+    with django_assert_num_queries(1):
+        mine = calls.live_calls_of(jane.pk)
+        assert [call.pk for call in mine] == [call.pk for call in orms]
+        for call, orms_call in zip(mine, orms, strict=True):
+            _same(call, orms_call, ("account", "caller", "callee"))
+    assert calls.live_calls_of(people["mallory_m"].pk) == []
