@@ -1,4 +1,5 @@
-"""The statements of the call state machine's hot path, as SQL built once per database.
+"""The statements of the call state machine's hot path, and of a sign-in's two reads, as
+SQL built once per database.
 
 :mod:`directcall.calls` makes every transition of a call with :func:`update`: one
 conditional ``UPDATE ... WHERE status IN (...) RETURNING ...`` that changes the row only if
