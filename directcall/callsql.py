@@ -61,6 +61,20 @@ def _q(connection: BaseDatabaseWrapper, name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+def _qualified(connection: BaseDatabaseWrapper, model: type[Model], table: str) -> str:
+    """Every concrete column of ``model`` in field order, qualified by ``table``."""
+    return ", ".join(f"{table}.{_q(connection, f.column)}" for f in model._meta.concrete_fields)
+
+
+def _has_webhooks(connection: BaseDatabaseWrapper, table: str) -> str:
+    """A scalar subquery: whether the account of ``table``'s row has a webhook endpoint."""
+    account = _q(connection, Account._meta.db_table)
+    return (
+        f"(SELECT {account}.{_q(connection, 'has_webhooks')} FROM {account} "
+        f"WHERE {account}.{_q(connection, 'id')} = {table}.{_q(connection, 'account_id')})"
+    )
+
+
 @cache
 def _columns(model: type[Model], vendor: str, alias: str) -> str:
     connection = connections[alias]
@@ -444,11 +458,7 @@ def _update_sql(
         where.append(f"({caller} = %s OR {callee} = %s)")
     if deadline_op is not None:
         where.append(f"{_q(connection, 'deadline')} {deadline_op} %s")
-    account, account_id = _q(connection, Account._meta.db_table), _q(connection, "account_id")
-    has_webhooks = (
-        f"(SELECT {account}.{_q(connection, 'has_webhooks')} FROM {account} "
-        f"WHERE {account}.{_q(connection, 'id')} = {table}.{account_id})"
-    )
+    has_webhooks = _has_webhooks(connection, table)
     if unless_webhooks:
         where.append(f"NOT {has_webhooks}")
     returning = ""
@@ -514,11 +524,6 @@ def update(
 # cost about a millisecond of query building and compiling on the benchmark machine, most
 # of a sign-in's database thread (docs/performance.md, run T). The statements are built
 # here once per database, from the models' metadata.
-
-
-def _qualified(connection: BaseDatabaseWrapper, model: type[Model], table: str) -> str:
-    """Every concrete column of ``model`` in field order, qualified by ``table``."""
-    return ", ".join(f"{table}.{_q(connection, f.column)}" for f in model._meta.concrete_fields)
 
 
 def _width(model: type[Model]) -> int:
@@ -632,14 +637,8 @@ def _callee_sql(alias: str) -> str:
         f"EXISTS (SELECT 1 FROM {block} WHERE {block}.{_q(connection, 'blocker_id')} = "
         f"{registration}.{_q(connection, 'id')} AND {block}.{_q(connection, 'blocked_id')} = %s)"
     )
-    columns = ", ".join(
-        f"{registration}.{_q(connection, f.column)}" for f in Registration._meta.concrete_fields
-    )
-    account = _q(connection, Account._meta.db_table)
-    webhooks = (
-        f"(SELECT {account}.{_q(connection, 'has_webhooks')} FROM {account} WHERE "
-        f"{account}.{_q(connection, 'id')} = {registration}.{_q(connection, 'account_id')})"
-    )
+    columns = _qualified(connection, Registration, registration)
+    webhooks = _has_webhooks(connection, registration)
     return (
         f"SELECT {columns}, {blocked}, {webhooks} FROM {registration} "
         f"WHERE {registration}.{_q(connection, 'account_id')} = %s "
