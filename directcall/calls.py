@@ -37,7 +37,7 @@ from uuid import UUID
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
-from . import backoff, callsql, errors, presence, signals
+from . import backoff, caching, callsql, errors, presence, signals
 from .adapter import DefaultCallAdapter, get_adapter
 from .caching import cache
 from .conf import get_settings
@@ -166,7 +166,7 @@ def _transition(
 def check_invite_rate(account_pk: int, cuid: str, now: float | None = None) -> None:
     """Count one invite by ``cuid``; raise ``ERR_RATE_LIMITED`` past ``CALL_RATE``.
 
-    A fixed window in the shared cache: ``add`` starts it atomically, ``incr`` counts, so
+    A fixed window in the shared cache, counted atomically (:func:`caching.count`), so
     every server process sees the same count. Invites to offline or unknown receivers count
     too, which also limits probing who is online.
     """
@@ -175,14 +175,7 @@ def check_invite_rate(account_pk: int, cuid: str, now: float | None = None) -> N
         return
     limit, window = rate
     slot = int((now if now is not None else time.time()) // window)
-    key = f"directcall:invites:{account_pk}:{cuid}:{slot}"
-    cache.add(key, 0, window + 1)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the window expired between add() and incr()
-        cache.add(key, 1, window + 1)
-        count = 1
-    if count > limit:
+    if caching.count(f"directcall:invites:{account_pk}:{cuid}:{slot}", window + 1) > limit:
         logger.warning("invite rate limit hit by %s (account %s)", cuid, account_pk)
         raise DirectCallError(
             errors.RATE_LIMITED, f"Too many calls; at most {limit} per {window} s."

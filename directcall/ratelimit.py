@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .caching import cache
+from .caching import count
 
 
 class TokenBucket:
@@ -61,18 +61,11 @@ def within_rate(name: str, rate: tuple[int, int] | None, now: float | None = Non
     """Count one event of ``name`` in the shared cache; False once ``rate`` is exceeded.
 
     ``rate`` is ``(count, seconds)`` (a :class:`directcall.conf.Rate`), or None for no
-    limit. A fixed window: ``add`` starts it atomically and ``incr`` counts, so every
-    server process sees the same count (the invite rate works the same way).
+    limit. A fixed window, counted atomically by :func:`directcall.caching.count`, so
+    every server process sees the same count (the invite rate works the same way).
     """
     if rate is None:
         return True
     limit, window = rate
     slot = int((time.time() if now is None else now) // window)
-    key = f"directcall:rate:{name}:{slot}"
-    cache.add(key, 0, window + 1)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the window expired between add() and incr()
-        cache.add(key, 1, window + 1)
-        count = 1
-    return count <= limit
+    return count(f"directcall:rate:{name}:{slot}", window + 1) <= limit

@@ -15,6 +15,7 @@ from django.urls import reverse
 from rest_framework.response import Response
 
 from directcall import tokens
+from directcall.api.throttling import InitIPThrottle
 from directcall.api.views import InitView
 from directcall.models import Registration
 
@@ -393,10 +394,8 @@ def test_throttle_window_passes(api_client, make_account, monkeypatch):
         account, key = make_account()
         assert init(api_client, account, key).status_code == 200
         assert init(api_client, account, key).status_code == 429
-        from rest_framework.throttling import SimpleRateThrottle
-
         later = time.time() + 61
-        monkeypatch.setattr(SimpleRateThrottle, "timer", lambda self: later)
+        monkeypatch.setattr(InitIPThrottle, "timer", staticmethod(lambda: later))
         assert init(api_client, account, key).status_code == 200
 
 
@@ -489,3 +488,34 @@ class TestTokens:
         with override_settings(SECRET_KEY="first-site"):
             token = tokens.issue(1, 2, "tutor_jane", "device-0001")
         assert tokens.verify(token) is None
+
+
+def test_throttle_counts_every_request_of_concurrent_workers(settings, rf):
+    """Eight threads (as eight server processes would) send 200 requests with a budget of
+    50: exactly 50 pass. A list of request times read and written back whole, as DRF's
+    throttle keeps it, loses the requests of whoever writes it back first."""
+    import threading
+
+    from directcall.api.throttling import InitAccountThrottle
+
+    settings.DIRECTCALL = {"THROTTLE_RATES": {"directcall_init_account": "50/hour"}}
+    request = rf.post(URL)
+    allowed: list[bool] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [InitAccountThrottle("CONCURRENT-1").allow_request(request, None) for _ in range(25)]
+        with lock:
+            allowed.extend(mine)
+
+    workers = [threading.Thread(target=work) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert allowed.count(True) == 50
+    refused = InitAccountThrottle("CONCURRENT-1")
+    assert not refused.allow_request(request, None)
+    assert 0 < refused.wait() <= 3600
+    # Another account has its own budget.
+    assert InitAccountThrottle("CONCURRENT-2").allow_request(request, None)

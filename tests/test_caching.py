@@ -147,3 +147,95 @@ async def test_init_requests_open_no_redis_connections(settings, redis_url, make
         # The test client keeps the views' database connection open (its thread outlives
         # the test): closed here, so that the test database can be dropped at the end.
         await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def redis_cache(settings, redis_url):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": settings.RUN_PREFIX,
+        }
+    }
+    return caching.get_cache()
+
+
+def test_a_redis_backend_makes_one_client_per_pool(redis_cache):
+    """Django's client makes a ``redis.Redis`` per operation; this thread's makes one."""
+    made = []
+    client_class = redis_cache._cache._client
+    redis_cache._cache._client = lambda **kwargs: made.append(1) or client_class(**kwargs)
+    for n in range(10):
+        caching.cache.set(f"one_client:{n}", n, 30)
+        assert caching.cache.get(f"one_client:{n}") == n
+        assert caching.cache.get_many([f"one_client:{n}"]) == {f"one_client:{n}": n}
+    assert len(made) <= 1
+    # Django's own backend is untouched: the host's cache keeps Django's client.
+    assert type(caches["default"]._cache).__module__ == "django.core.cache.backends.redis"
+
+
+def count_in_threads(key: str, threads: int, each: int) -> list[int]:
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [caching.count(key, 30) for _ in range(each)]
+        with lock:
+            counts.extend(mine)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return counts
+
+
+@pytest.mark.parametrize("backend", ["redis", "locmem"])
+def test_count_is_atomic_across_threads(backend, settings, redis_url):
+    """Every count is seen once: no two callers get the same number, none is lost."""
+    if backend == "redis":
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url,
+                "KEY_PREFIX": settings.RUN_PREFIX,
+            }
+        }
+    else:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    counts = count_in_threads(f"atomic:{backend}", threads=8, each=40)
+    assert sorted(counts) == list(range(1, 321))
+    assert caching.cache.get(f"atomic:{backend}") == 320  # readable as the cache's value
+
+
+def test_count_on_redis_is_one_round_trip_and_always_expires(redis_cache, redis_url, monkeypatch):
+    raw = redis.Redis.from_url(redis_url)
+    key = redis_cache.make_and_validate_key("expires")
+    sent = []
+    send = redis.connection.Connection.send_packed_command
+    try:
+        caching.count("expires", 30)
+        monkeypatch.setattr(
+            redis.connection.Connection,
+            "send_packed_command",
+            lambda self, *args, **kwargs: sent.append(1) or send(self, *args, **kwargs),
+        )
+        for _ in range(20):
+            caching.count("expires", 30)
+        monkeypatch.undo()
+        assert len(sent) == 20  # add, exists and incr made it three per count
+        assert caching.cache.get("expires") == 21
+        assert 0 < raw.ttl(key) <= 30
+        # A window that ended starts again from one, with its expiry: a counter is never
+        # left to live (and refuse) forever.
+        raw.delete(key)
+        assert caching.count("expires", 30) == 1
+        assert 0 < raw.ttl(key) <= 30
+        # A server that lost its scripts (a restart, SCRIPT FLUSH) is sent the script again.
+        raw.script_flush()
+        assert caching.count("expires", 30) == 2
+    finally:
+        raw.delete(key)
+        raw.close()

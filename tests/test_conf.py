@@ -191,8 +191,7 @@ def test_the_init_throttles_parse_with_the_shared_grammar():
     from directcall.api.throttling import InitIPThrottle
 
     with override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_ip": "7/hour"}}):
-        throttle = InitIPThrottle()
-    assert (throttle.num_requests, throttle.duration) == (7, 3600)
+        assert InitIPThrottle().get_rate() == (7, 3600)
 
 
 def test_known_throttle_scopes_are_the_defaults():

@@ -1,25 +1,59 @@
-"""Throttles of the init endpoint: per client IP and per account, rates from DIRECTCALL."""
+"""Throttles of the HTTP API: per client IP, per account, per key and per user, rates
+from ``DIRECTCALL["THROTTLE_RATES"]``.
+
+Fixed windows counted in the shared cache (:func:`directcall.caching.count`), as the
+socket's rate limits are. DRF's ``SimpleRateThrottle`` keeps instead a list of every
+request's time in the window under one cache key, read and written back whole by each
+request: its cost grows with the rate (600 floats pickled twice per request at the
+account's default budget), and two server processes that read the same list both write
+it back, so one of the two requests is lost from the count.
+"""
 
 from __future__ import annotations
 
-from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+import time
 
-from ..caching import cache
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+from ..caching import count
 from ..conf import Rate, get_settings, parse_rate
 
 
-class _ConfiguredRateThrottle(SimpleRateThrottle):
-    # The thread's cache backend, not DRF's ``default_cache`` (a backend per request's
-    # context: with Redis, a new connection per request): directcall.caching.
-    cache = cache
+class _ConfiguredRateThrottle(BaseThrottle):
+    """At most ``THROTTLE_RATES[scope]`` requests per window; every request counts."""
 
-    def get_rate(self) -> str | None:
-        return get_settings().THROTTLE_RATES.get(self.scope)
+    scope: str
+    cache_format = "throttle_%(scope)s_%(ident)s"
+    timer = staticmethod(time.time)
 
-    def parse_rate(self, rate: str | None) -> Rate | tuple[None, None]:
-        """DRF's ``(count, seconds)``, read with directcall's one rate grammar."""
-        return (None, None) if rate is None else parse_rate(rate)
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def get_cache_key(self, request, view) -> str | None:
+        """The key of the client counted, or None to leave the request uncounted."""
+        raise NotImplementedError
+
+    def get_rate(self) -> Rate | None:
+        rate = get_settings().THROTTLE_RATES.get(self.scope)
+        return None if rate is None else parse_rate(rate)
+
+    def allow_request(self, request, view) -> bool:
+        rate = self.get_rate()
+        key = None if rate is None else self.get_cache_key(request, view)
+        if key is None:
+            return True
+        limit, window = rate
+        now = self.timer()
+        slot = int(now // window)
+        if count(f"{key}:{slot}", window + 1) <= limit:
+            return True
+        self._wait = (slot + 1) * window - now
+        return False
+
+    def wait(self) -> float | None:
+        """Seconds until this client's window ends (``Retry-After``), once refused."""
+        return self._wait
 
 
 class InitIPThrottle(_ConfiguredRateThrottle):
