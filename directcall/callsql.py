@@ -1,5 +1,5 @@
-"""The statements of the call state machine's hot path, and of a sign-in's two reads, as
-SQL built once per database.
+"""The statements of the call state machine's hot path, and of a sign-in's reads and
+write, as SQL built once per database.
 
 :mod:`directcall.calls` makes every transition of a call with :func:`update`: one
 conditional ``UPDATE ... WHERE status IN (...) RETURNING ...`` that changes the row only if
@@ -608,6 +608,62 @@ def _live_calls_sql(alias: str) -> str:
         f"WHERE {call}.{_q(connection, 'status')} IN ({live}) "
         f"AND ({call}.{caller_id} = %s OR {call}.{callee_id} = %s) "
         f"ORDER BY {call}.{_q(connection, 'created_at')} DESC"
+    )
+
+
+# -- POST v1/init: the account, the registration --------------------------------------------
+# Every page that loads the SDK makes one. The account was read by a queryset, and the
+# registration upserted by update_or_create: a transaction, a savepoint, a locking SELECT
+# and an UPDATE of every column (seven round trips on PostgreSQL, with BEGIN and COMMIT).
+
+
+def account_by_id(account_id: str, using: str = DEFAULT_DB_ALIAS) -> Account | None:
+    """The account whose public ``account_id`` this is (unique), or None (one query)."""
+    rows = _rows(connections[using], _account_sql(using), [account_id])
+    return from_row(Account, rows[0], using) if rows else None
+
+
+@cache
+def _account_sql(alias: str) -> str:
+    connection = connections[alias]
+    account = _q(connection, Account._meta.db_table)
+    return (
+        f"SELECT {_qualified(connection, Account, account)} FROM {account} "
+        f"WHERE {account}.{_q(connection, 'account_id')} = %s"
+    )
+
+
+def update_registration(
+    account: Account, cuid: str, values: dict[str, Any], using: str = DEFAULT_DB_ALIAS
+) -> Registration | None:
+    """Set ``values`` on ``cuid``'s registration in ``account`` and return it as the
+    statement left it, with the account cached; None when there is none (or the database
+    has no ``RETURNING``): then nothing was written.
+
+    One ``UPDATE ... RETURNING``, atomic on its own: the row is updated whole or not at all.
+    """
+    connection = connections[using]
+    if not supports_returning(connection):
+        return None
+    names = sorted(values)
+    params = [_prep(Registration, name, values[name], connection) for name in names]
+    sql = _update_registration_sql(using, tuple(names))
+    rows = _rows(connection, sql, [*params, account.pk, cuid])
+    if not rows:
+        return None
+    return _related(from_row(Registration, rows[0], using), account=account)
+
+
+@cache
+def _update_registration_sql(alias: str, names: tuple[str, ...]) -> str:
+    connection = connections[alias]
+    table = _q(connection, Registration._meta.db_table)
+    fields = [Registration._meta.get_field(name) for name in names]
+    assignments = ", ".join(f"{_q(connection, field.column)} = %s" for field in fields)
+    return (
+        f"UPDATE {table} SET {assignments} "
+        f"WHERE {_q(connection, 'account_id')} = %s AND {_q(connection, 'cuid')} = %s "
+        f"RETURNING {_columns(Registration, connection.vendor, alias)}"
     )
 
 

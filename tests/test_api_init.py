@@ -519,3 +519,44 @@ def test_throttle_counts_every_request_of_concurrent_workers(settings, rf):
     assert 0 < refused.wait() <= 3600
     # Another account has its own budget.
     assert InitAccountThrottle("CONCURRENT-2").allow_request(request, None)
+
+
+def test_a_known_cuid_signs_in_with_two_statements(
+    api_client, make_account, django_assert_num_queries
+):
+    """The account's read and the registration's UPDATE: no transaction, no locking read."""
+    account, key = make_account()
+    assert init(api_client, account, key, name="Jane").status_code == 200
+    created = Registration.objects.get(account=account, cuid="tutor_jane")
+    with django_assert_num_queries(2) as counted:
+        response = init(api_client, account, key, name="Jane Again", deviceId="device-0002")
+    assert response.status_code == 200
+    assert counted.captured_queries[1]["sql"].startswith("UPDATE")
+    registration = Registration.objects.get(account=account, cuid="tutor_jane")
+    assert (registration.pk, registration.created_at) == (created.pk, created.created_at)
+    assert (registration.name, registration.device_id) == ("Jane Again", "device-0002")
+    assert registration.last_seen_at > created.last_seen_at
+    assert tokens.verify(response.json()["token"]).registration_pk == created.pk
+    # A sign-in without a name clears the stored one, as before.
+    assert init(api_client, account, key).status_code == 200
+    assert Registration.objects.get(pk=created.pk).name == ""
+
+
+def test_a_receiver_of_registration_saves_hears_every_sign_in(api_client, make_account):
+    """With a ``post_save`` receiver for registrations (a host's audit log, say), a sign-in
+    saves through the ORM, so the receiver hears each one."""
+    from django.db.models.signals import post_save
+
+    heard = []
+
+    def on_save(sender, instance, created, **kwargs):
+        heard.append((instance.cuid, instance.name, created))
+
+    post_save.connect(on_save, sender=Registration, weak=False)
+    try:
+        account, key = make_account()
+        assert init(api_client, account, key, name="Jane").status_code == 200
+        assert init(api_client, account, key, name="Jane Again").status_code == 200
+    finally:
+        post_save.disconnect(on_save, sender=Registration)
+    assert heard == [("tutor_jane", "Jane", True), ("tutor_jane", "Jane Again", False)]

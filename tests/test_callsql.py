@@ -433,3 +433,41 @@ def test_the_live_calls_at_sign_in_are_the_orms(people, django_assert_num_querie
         for call, orms_call in zip(mine, orms, strict=True):
             _same(call, orms_call, ("account", "caller", "callee"))
     assert calls.live_calls_of(people["mallory_m"].pk) == []
+
+
+def test_the_account_at_init_is_the_orms(people, django_assert_num_queries):
+    from directcall.models import Account
+
+    jane = people["tutor_jane"]
+    orms = Account.objects.get(pk=jane.account_id)
+    with django_assert_num_queries(1):
+        mine = callsql.account_by_id(orms.account_id)
+    assert type(mine) is Account and _fields(mine) == _fields(orms)
+    assert callsql.account_by_id("NO-SUCH-ACCOUNT") is None
+    assert callsql.account_by_id(orms.account_id.lower() + LOOKALIKE) is None
+
+
+def test_the_registration_updated_at_init_is_what_the_orm_reads(people, django_assert_num_queries):
+    jane, mallory = people["tutor_jane"], people["mallory_m"]
+    account = jane.account
+    seen = timezone.now() + timedelta(minutes=5)
+    values = {
+        "name": LOOKALIKE[:50],
+        "image_url": "https://img.example/j.png?a=1&b='2'",
+        "ct_account_id": "",
+        "ct_id": "__g1",
+        "device_id": "dev-jane",
+        "last_seen_at": seen,
+    }
+    with django_assert_num_queries(1):
+        mine = callsql.update_registration(account, "tutor_jane", values)
+    orms = Registration.objects.select_related("account").get(pk=jane.pk)
+    _same(mine, orms, ("account",))
+    assert mine.account is account
+    assert (orms.name, orms.ct_id, orms.last_seen_at) == (LOOKALIKE[:50], "__g1", seen)
+    assert orms.created_at == jane.created_at  # only what it was given
+    # Another account's cuid, or a cuid nobody has: nothing found, nothing written.
+    before = list(Registration.objects.order_by("pk").values())
+    assert callsql.update_registration(mallory.account, "tutor_jane", values) is None
+    assert callsql.update_registration(account, "nobody_here", values) is None
+    assert list(Registration.objects.order_by("pk").values()) == before

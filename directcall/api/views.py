@@ -7,6 +7,7 @@ import secrets
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -21,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import errors, ice, tokens
+from .. import callsql, errors, ice, tokens
 from ..adapter import get_adapter
 from ..conf import get_settings
 from ..errors import DirectCallError
@@ -58,7 +59,7 @@ def authenticate(params: InitParams) -> Account:
 
     An unknown account, a wrong or revoked key and an inactive account are one answer.
     """
-    account = Account.objects.filter(account_id=params.account_id).first()
+    account = callsql.account_by_id(params.account_id)
     if account is None:
         secrets.compare_digest(hash_api_key_secret(params.api_key), _DUMMY_HASH)
         reason = "unknown account"
@@ -135,6 +136,13 @@ def upsert_registration(account: Account, cuid: str, **fields: str) -> Registrat
     the key).
     """
     defaults = {"last_seen_at": timezone.now(), "name": "", "image_url": "", **fields}
+    if not (pre_save.has_listeners(Registration) or post_save.has_listeners(Registration)):
+        # A sign-in of a known cuid, the usual one: its UPDATE alone, which nobody could
+        # tell from update_or_create's (no receiver of its signals; no webhook event for
+        # an update). A new cuid, or a database without RETURNING, is created below.
+        registration = callsql.update_registration(account, cuid, defaults)
+        if registration is not None:
+            return registration
     with transaction.atomic():
         registration, created = Registration.objects.update_or_create(
             account=account, cuid=cuid, defaults=defaults
