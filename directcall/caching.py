@@ -1,4 +1,5 @@
-"""The shared cache (presence, the token deny-list, rates, offers): one backend per thread.
+"""The shared cache (presence, the token deny-list, rates, offers): one backend per thread,
+and one per process on Redis.
 
 Django's ``cache`` gives each *context* its own backend object (``caches`` is an
 ``asgiref.local.Local`` that follows ``contextvars``), as fits a request. A signaling
@@ -10,6 +11,11 @@ Here each thread keeps one backend per alias instead, made by Django's own
 ``caches.create_connection``: what Django promises a backend (one user thread at a time),
 without one per context. Changing ``CACHES`` (``override_settings`` in tests) makes each
 thread build its backend again.
+
+A Redis backend is shared by every thread of the process: Django's ASGI handler runs each
+HTTP request (``POST v1/init``) in a thread of its own that ends with the request, so a
+backend per thread was a new pool and a new TCP connection to Redis per request. redis-py's
+pool and client are thread-safe; the pools and client are made under a lock.
 
 Django's ``RedisCache`` also makes a new ``redis.Redis`` client for every operation, which
 costs about as much CPU as the round trip itself (its table of 170 response callbacks is
@@ -32,22 +38,37 @@ from django.dispatch import receiver
 
 _local = threading.local()  # .backends: {alias: backend}, .generation
 _generation = 0
+_shared: dict[str, BaseCache] = {}  # alias: the process's Redis backend (this generation)
+_lock = threading.Lock()
 
 
 def get_cache(alias: str = DEFAULT_CACHE_ALIAS) -> BaseCache:
-    """This thread's backend for the cache ``alias``."""
+    """This thread's backend for the cache ``alias`` (the process's, on Redis)."""
     backends = getattr(_local, "backends", None)
     if backends is None or _local.generation != _generation:
         backends = _local.backends = {}
         _local.generation = _generation
     backend = backends.get(alias)
     if backend is None:
-        backend = backends[alias] = caches.create_connection(alias)
-        # Before its client exists (``_cache`` is made on first use). A subclass of
-        # Django's client, from the host's OPTIONS or a custom backend, is left as it is.
-        if isinstance(backend, RedisCache) and backend._class is DjangoRedisCacheClient:
-            backend._class = RedisCacheClient
+        backend = backends[alias] = _backend(alias)
     return backend
+
+
+def _backend(alias: str) -> BaseCache:
+    with _lock:
+        backend = _shared.get(alias)
+        if backend is not None:
+            return backend
+        backend = caches.create_connection(alias)
+        if not isinstance(backend, RedisCache):
+            return backend
+        # Before its client exists (``_cache`` is made on first use, here under the lock).
+        # A custom backend's own client class is left as it is.
+        if backend._class is DjangoRedisCacheClient:
+            backend._class = RedisCacheClient
+        backend._cache  # noqa: B018
+        _shared[alias] = backend
+        return backend
 
 
 class RedisCacheClient(DjangoRedisCacheClient):
@@ -71,11 +92,23 @@ class RedisCacheClient(DjangoRedisCacheClient):
         self._clients: dict[int, Any] = {}
         self._count_script: Any = None
 
+    def _get_connection_pool(self, write: bool) -> Any:
+        index = self._get_connection_pool_index(write)
+        pool = self._pools.get(index)
+        if pool is None:
+            with _lock:  # threads share this client: one pool per server, not one each
+                if index not in self._pools:
+                    self._pools[index] = self._pool_class.from_url(
+                        self._servers[index], **self._pool_options
+                    )
+                pool = self._pools[index]
+        return pool
+
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         pool = self._get_connection_pool(write)
         client = self._clients.get(id(pool))
         if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+            client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
 
     def count(self, key: str, timeout: int) -> int:
@@ -126,4 +159,6 @@ cache = CacheProxy()
 def _forget_backends(*, setting: str, **kwargs: Any) -> None:
     global _generation
     if setting == "CACHES":
-        _generation += 1
+        with _lock:
+            _generation += 1
+            _shared.clear()

@@ -239,3 +239,60 @@ def test_count_on_redis_is_one_round_trip_and_always_expires(redis_cache, redis_
     finally:
         raw.delete(key)
         raw.close()
+
+
+async def test_requests_in_threads_of_their_own_share_one_redis_connection(
+    settings, redis_url, make_account
+):
+    """Django's ASGI handler, as a server runs it, gives each request a thread of its own
+    (``ThreadSensitiveContext``) that ends with it. The Redis backend is the process's, so
+    five ``POST v1/init`` open no new connection to Redis (one each before)."""
+    import json
+
+    from asgiref.sync import sync_to_async
+    from asgiref.testing import ApplicationCommunicator
+    from django.core.handlers.asgi import ASGIHandler
+    from django.db import connections
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": settings.RUN_PREFIX,
+        }
+    }
+    account, key = await sync_to_async(make_account)(require_clevertap=False)
+    body = json.dumps({"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"})
+
+    async def init() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/directcall/v1/init",
+            "raw_path": b"/directcall/v1/init",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        app = ApplicationCommunicator(ASGIHandler(), scope)
+        await app.send_input({"type": "http.request", "body": body.encode()})
+        start = await app.receive_output(10)
+        response = await app.receive_output(10)
+        assert start["status"] == 200, response["body"]
+
+    try:
+        await init()
+        before = connections_received(redis_url)
+        for _ in range(5):
+            await init()
+        assert connections_received(redis_url) - before <= 2
+    finally:
+        await sync_to_async(connections.close_all)()
