@@ -16,7 +16,8 @@ process with the signaling benchmark's clients (``bench/loadgen.py``), every one
    (``/proc``, ``INFO cpu``); Redis ``INFO commandstats`` and network bytes;
    ``pg_stat_database`` (transactions, rows) of the topology's database.
 2. **sign-ins**: ``--idle`` more users sign in as a page does (``POST v1/init``, then the
-   socket's ``auth``): CPU, Redis commands and database transactions per sign-in.
+   socket's ``auth``), then each once more (``POST v1/init`` of a known cuid, as the
+   next page view makes it): CPU, Redis commands and database transactions per sign-in.
 3. **idle**: those users stay connected, pinging every 15 s as the SDK does: RSS growth of
    the workers and of nginx per connection; then ``--idle-seconds`` of quiet: what those
    connections cost per second (worker CPU, Redis commands, database transactions:
@@ -232,13 +233,20 @@ async def drive(
         idle = await open_all(_specs(topology, tokens, idle_ids), "directcall", 60, width=64)
         log(f"{len(idle)} idle connections open in {time.monotonic() - t0:.1f}s")
         marks.append((counters.settled(), workers_cpu.sample(), nginx_cpu.sample()))
+        # The same users' next page view: POST v1/init of a cuid the server knows.
+        await asyncio.to_thread(mint, idle_ids)
+        marks.append((counters.settled(), workers_cpu.sample(), nginx_cpu.sample()))
         out["sign_in"] = {
             step: {
                 "counters": Counters.delta(a[0], b[0]),
                 "workers_cpu_s": CpuMeter.delta(a[1], b[1])["cpu_s"],
                 "nginx_cpu_s": CpuMeter.delta(a[2], b[2])["cpu_s"],
             }
-            for step, a, b in (("init", marks[0], marks[1]), ("auth", marks[1], marks[2]))
+            for step, a, b in (
+                ("init", marks[0], marks[1]),
+                ("auth", marks[1], marks[2]),
+                ("init_again", marks[2], marks[3]),
+            )
         }
         pinger = asyncio.create_task(_pinging(idle, stop))
         await asyncio.sleep(min(5.0, args.idle_seconds))  # the first renewals, the allocator
@@ -348,6 +356,7 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
                 for label, step in (
                     ("POST v1/init (a new TLS connection each)", out["sign_in"]["init"]),
                     ("socket: TLS, upgrade, auth", out["sign_in"]["auth"]),
+                    ("POST v1/init again, the next page view", out["sign_in"]["init_again"]),
                 )
             ],
         ),
