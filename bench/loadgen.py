@@ -148,7 +148,14 @@ class CpuMeter:
 
     @staticmethod
     def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-        """Seconds of server CPU; per-thread ns when no thread exited, else utime+stime."""
+        """Seconds of server CPU: per-thread ns when every thread lived through the window,
+        else utime+stime (which counts exited threads too, to the clock tick).
+
+        A thread can also start and end between the two samples, unseen by both: Django's
+        ASGI handler runs each HTTP request in a thread of its own. So the per-thread sum
+        is kept only while the processes' own utime+stime says no more than that (within
+        two clock ticks per process).
+        """
         total = main = 0
         precise = True
         for pid, threads in before["threads"].items():
@@ -159,8 +166,12 @@ class CpuMeter:
             total += sum(ns - threads.get(tid, 0) for tid, ns in later.items())
             # The process's first thread: the event loop (of uvicorn, daphne, Node).
             main += later.get(pid, 0) - threads.get(pid, 0)
+        stat = sum(after["stat"][pid] - before["stat"][pid] for pid in before["stat"])
+        tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        if precise and stat > total + 2 * tick * len(before["stat"]):
+            precise = False  # threads came and went between the samples
         if not precise:
-            total = sum(after["stat"][pid] - before["stat"][pid] for pid in before["stat"])
+            total = stat
         redis_s = None
         if before["redis"] is not None and after["redis"] is not None:
             redis_s = after["redis"] - before["redis"]
