@@ -10,8 +10,9 @@ What revokes sessions (docs/security.md#revocation):
   end first (``revoked``), and their other party is told;
 - the Django user logging out (``user_logged_out``): the tokens of that Django session.
 
-And one for the database: the connections of a thread made for one HTTP request are closed
-when the request finishes (:func:`close_request_thread_connections`).
+And two for the database: the connections of a thread made for one HTTP request are parked
+for the next request or closed when the request finishes
+(:func:`close_request_thread_connections`, :mod:`directcall.requestdb`).
 
 Changes made with ``QuerySet.update()`` send no signals: call :mod:`directcall.revocation`
 yourself then.
@@ -21,14 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import SyncToAsync
 from django.contrib.auth.signals import user_logged_out
-from django.core.signals import request_finished
-from django.db import connections
+from django.core.signals import request_finished, request_started
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from . import revocation, watch
+from . import requestdb, revocation, watch
 from .models import WATCHED_FIELDS, Account, Call, Identity, Registration
 from .signals import call_ended, call_initiated
 
@@ -120,19 +119,26 @@ def call_started_or_ended(sender: type, call: Call, **kwargs: Any) -> None:
     watch.call_changed(call)
 
 
+@receiver(request_started, dispatch_uid="directcall.request_thread_connections_started")
+def request_thread_connections_started(sender: Any, **kwargs: Any) -> None:
+    """A thread that serves one ASGI request takes a parked PostgreSQL connection, if any,
+    instead of opening one (:mod:`directcall.requestdb`)."""
+    requestdb.take_parked()
+
+
 @receiver(request_finished, dispatch_uid="directcall.close_request_thread_connections")
 def close_request_thread_connections(sender: Any, **kwargs: Any) -> None:
-    """Close the database connections of a thread that served one ASGI request only.
+    """Park or close the database connections of a thread that served one ASGI request only.
 
     Django's ASGI handler runs each request's synchronous code (the views of ``v1/``, the
     admin) in a thread of its own (``ThreadSensitiveContext``), which ends with the
     request. With persistent connections (``CONN_MAX_AGE``, which the signaling
     consumer's database thread needs: docs/deployment.md) each such thread left its
     connection open until it was collected: 70-90 PostgreSQL connections from two workers
-    during a burst of sign-ins (``bench/sizing.py``), past the server's 100 at times. The
-    signaling consumer's thread, shared by every connection of the process, keeps its
-    own; under WSGI (no such context) Django's own rules apply.
+    during a burst of sign-ins (``bench/sizing.py``), past the server's 100 at times. Now
+    an idle PostgreSQL connection is parked for the next request (a few per process,
+    :mod:`directcall.requestdb`) and the others are closed. The signaling consumer's
+    thread, shared by every connection of the process, keeps its own; under WSGI (no such
+    context) Django's own rules apply.
     """
-    if SyncToAsync.thread_sensitive_context.get(None) is None:
-        return
-    connections.close_all()
+    requestdb.park_or_close()

@@ -286,6 +286,7 @@ async def test_requests_in_threads_of_their_own_share_one_redis_connection(
         await app.send_input({"type": "http.request", "body": body.encode()})
         start = await app.receive_output(10)
         response = await app.receive_output(10)
+        await app.wait(10)  # the request's end: its thread's connections closed
         assert start["status"] == 200, response["body"]
 
     try:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from directcall import requestdb
 from directcall.models import Call, CallStatus, EndReason, Registration
 from directcall.signals import call_ended
 from example_project.models import CallCharge
@@ -147,9 +148,12 @@ async def test_a_request_threads_database_connection_is_closed_when_it_finishes(
     finally:
         connection_created.disconnect(created)
         # make_account's thread (asgiref's shared one) opened a persistent connection too:
-        # closed, so that later tests without database access do not find it open.
+        # closed, so that later tests without database access do not find it open. On
+        # PostgreSQL the requests' connection is parked for the next request: closed too.
         await sync_to_async(connections.close_all)()
+        requestdb.close_parked()
     here = threading.get_ident()
     in_request_threads = [wrapper for thread, wrapper in opened if thread != here]
     assert len(in_request_threads) == 3  # a thread, and so a connection, per request
+    # Closed, or parked (on PostgreSQL): no request thread's wrapper holds one.
     assert all(wrapper.connection is None for wrapper in in_request_threads)
