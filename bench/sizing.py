@@ -14,7 +14,8 @@ process with the signaling benchmark's clients (``bench/loadgen.py``), every one
    ringing, accept, ``--candidates`` candidate frames each way, hangup). Measured around
    exactly those calls: calls per second; CPU of the workers, nginx and Redis
    (``/proc``, ``INFO cpu``); Redis ``INFO commandstats`` and network bytes;
-   ``pg_stat_database`` (transactions, rows) of the topology's database.
+   ``pg_stat_database`` (transactions, rows) of the topology's database, and the CPU of the
+   PostgreSQL server's processes when it runs on this machine.
 2. **sign-ins**: ``--idle`` more users sign in as a page does (``POST v1/init``, then the
    socket's ``auth``), then each once more (``POST v1/init`` of a known cuid, as the
    next page view makes it): CPU, Redis commands and database transactions per sign-in.
@@ -74,6 +75,29 @@ class Counters:
         self.tables = psycopg.connect(
             urlunsplit(parts._replace(scheme="postgresql")), autocommit=True
         )
+        # The server's first process (the postmaster), when it runs on this machine: it
+        # forks a backend per connection and collects each one's CPU when it exits.
+        backend = self.pg.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:
+            stat = Path(f"/proc/{backend}/stat").read_text()
+            self.postmaster: int | None = int(stat[stat.rindex(")") + 2 :].split()[1])
+        except OSError:
+            self.postmaster = None
+
+    def postgres_cpu(self) -> float | None:
+        """CPU seconds of the PostgreSQL server: its processes now alive, and those exited."""
+        if self.postmaster is None:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for path in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                text = path.read_text()
+                fields = text[text.rindex(")") + 2 :].split()
+                if int(path.parent.name) == self.postmaster or int(fields[1]) == self.postmaster:
+                    # utime, stime, and the times of its exited, collected children.
+                    total += sum(int(value) for value in fields[11:15])
+        return total / tick
 
     def sample(self) -> dict[str, Any]:
         stats = self.redis.info("commandstats")
@@ -93,6 +117,7 @@ class Counters:
             "commands": Counter({k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}),
             # The probes' own INFO calls are counted by Redis too: left out below.
             "redis_cpu": float(other["used_cpu_user"]) + float(other["used_cpu_sys"]),
+            "postgres_cpu": self.postgres_cpu(),
             "net_in": int(other["total_net_input_bytes"]),
             "net_out": int(other["total_net_output_bytes"]),
             "db": dict(
@@ -117,6 +142,9 @@ class Counters:
             "rows_read": after["rows_read"] - before["rows_read"],
             "commands": commands,
             "redis_cpu": after["redis_cpu"] - before["redis_cpu"],
+            "postgres_cpu": None
+            if before["postgres_cpu"] is None or after["postgres_cpu"] is None
+            else after["postgres_cpu"] - before["postgres_cpu"],
             "net_in": after["net_in"] - before["net_in"],
             "net_out": after["net_out"] - before["net_out"],
             "db": {k: after["db"][k] - before["db"][k] for k in before["db"]},
@@ -274,6 +302,14 @@ async def drive(
     return out
 
 
+def _ms(seconds: float | None, per: float, unit: str = "ms", scale: float = 1.0) -> str:
+    """``seconds`` per ``per`` in ms (or ``unit`` after dividing by ``scale``); ``?`` if
+    not measured."""
+    if seconds is None or per <= 0:
+        return "?"
+    return f"{seconds * 1000 / scale / per:.2f} {unit}"
+
+
 def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) -> str:
     c, i = out["calls"], out["idle"]
     n = max(1, c["calls"])
@@ -343,6 +379,7 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
                 "Redis commands",
                 "Redis CPU",
                 "PostgreSQL transactions",
+                "PostgreSQL CPU",
             ],
             [
                 [
@@ -352,6 +389,7 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
                     f"{sum(step['counters']['commands'].values()) / conns:.1f}",
                     f"{step['counters']['redis_cpu'] * 1e6 / conns:.0f} µs",
                     f"{step['counters']['db']['commit'] / conns:.1f}",
+                    _ms(step["counters"]["postgres_cpu"], conns),
                 ]
                 for label, step in (
                     ("POST v1/init (a new TLS connection each)", out["sign_in"]["init"]),
@@ -387,6 +425,11 @@ def report(out: dict[str, Any], args: argparse.Namespace, topology: Topology) ->
                     "PostgreSQL transactions",
                     f"{db['commit'] * per_k:,.0f}",
                     f"{i['counters']['db']['commit'] * idle_k:,.2f}",
+                ],
+                [
+                    "PostgreSQL CPU (the server's processes; a local server only)",
+                    _ms(c["counters"]["postgres_cpu"], n / 1000, "s", 1000),
+                    _ms(i["counters"]["postgres_cpu"], 1 / idle_k),
                 ],
                 [
                     "PostgreSQL rows inserted / updated / deleted",
