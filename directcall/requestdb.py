@@ -18,13 +18,16 @@ not idle, the request's connection is closed as before. The signaling consumer's
 thread keeps its own connection; SQLite (a file, opened in microseconds), Django's own pool
 (``OPTIONS["pool"]``), ``CONN_MAX_AGE = 0`` and WSGI (no such thread) are left to Django.
 
-A parked connection broken since (a database restart) fails its first query, as the
-consumer thread's does: that request is answered ``ERR_SERVICE_UNAVAILABLE`` and the
+A connection parked for more than :data:`QUIET` seconds is checked (``SELECT 1``) before
+it is reused: a database restart during a quiet spell goes unseen by the requests. One
+broken within those seconds (a restart while the worker is busy) fails its first query, as
+the consumer thread's does: that request is answered ``ERR_SERVICE_UNAVAILABLE`` and the
 connection is closed, not parked again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -34,8 +37,9 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 PARKED = 4  # connections kept per database alias and process
+QUIET = 5.0  # seconds parked after which a connection is checked before it is reused
 
-_parked: dict[str, list[tuple[Any, float]]] = {}  # alias: [(connection, opened at)]
+_parked: dict[str, list[tuple[Any, float, float]]] = {}  # alias: [(connection, opened, parked)]
 _lock = threading.Lock()
 
 
@@ -67,13 +71,18 @@ def _reusing(wrapper: BaseDatabaseWrapper) -> Any:
     new_connection = type(wrapper).get_new_connection
 
     def get_new_connection(conn_params: dict[str, Any]) -> Any:
-        with _lock:
-            parked = _parked.get(wrapper.alias)
-            raw = parked.pop() if parked else None
-        if raw is not None and not raw[0].closed:
-            connection, opened_at = raw
-            wrapper._directcall_opened_at = opened_at
-            return connection
+        while True:
+            with _lock:
+                parked = _parked.get(wrapper.alias)
+                entry = parked.pop() if parked else None
+            if entry is None:
+                break
+            connection, opened_at, parked_at = entry
+            if _alive(connection, parked_at):
+                wrapper._directcall_opened_at = opened_at
+                return connection
+            with contextlib.suppress(Exception):
+                connection.close()
         wrapper._directcall_opened_at = time.monotonic()
         return new_connection(wrapper, conn_params)
 
@@ -93,7 +102,7 @@ def park_or_close(sender: Any = None, **kwargs: Any) -> None:
             with _lock:
                 parked = _parked.setdefault(wrapper.alias, [])
                 if len(parked) < PARKED:
-                    parked.append((raw, opened_at))
+                    parked.append((raw, opened_at, time.monotonic()))
                     # Detached, not closed: the wrapper forgets it as close() would.
                     wrapper.run_on_commit = []
                     wrapper.connection = None
@@ -118,10 +127,25 @@ def _idle(wrapper: BaseDatabaseWrapper, raw: Any, opened_at: float) -> bool:
     )
 
 
+def _alive(raw: Any, parked_at: float) -> bool:
+    """Whether a parked connection still works: asked of the server (one round trip) only
+    after :data:`QUIET` seconds parked, when a restart of the database may have ended it
+    unseen; a busy worker reuses its connections within milliseconds."""
+    if raw.closed:
+        return False
+    if time.monotonic() - parked_at < QUIET:
+        return True
+    try:
+        raw.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
 def close_parked() -> None:
     """Close every parked connection (tests; a process that stops using the database)."""
     with _lock:
-        parked = [raw for connections_ in _parked.values() for raw, _ in connections_]
+        parked = [entry[0] for entries in _parked.values() for entry in entries]
         _parked.clear()
     for raw in parked:
         raw.close()

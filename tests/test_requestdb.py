@@ -135,3 +135,21 @@ async def test_on_sqlite_each_request_thread_connects_and_closes(persistent, sig
         connection_created.disconnect(created)
     assert len(opened) == 2 and all(wrapper.connection is None for wrapper in opened)
     assert not requestdb._parked
+
+
+async def test_a_connection_parked_through_a_quiet_spell_is_checked_before_reuse(
+    persistent, signed, monkeypatch
+):
+    """Parked longer than QUIET (here at once): a connection the database ended is found
+    dead by a ``SELECT 1`` and replaced; the request never sees it."""
+    postgres_only()
+    monkeypatch.setattr(requestdb, "QUIET", 0.0)
+    [first] = await sessions_of_requests(signed, 1)
+
+    def terminate():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+
+    await sync_to_async(terminate)()
+    [second, third] = await sessions_of_requests(signed, 2)
+    assert first not in (second, third) and second == third  # the new one parked in turn
