@@ -4,8 +4,9 @@ Django's ASGI handler runs each request's synchronous code (``POST v1/init``, th
 API, the admin) in a thread of its own (``ThreadSensitiveContext``) that ends with the
 request. Django's connections belong to a thread, so each such request opened a new one,
 and directcall closed it when the request finished (before, it stayed open until the
-thread was collected: docs/deployment.md). On PostgreSQL opening one (TCP, start-up,
-authentication, Django's set-up of the session) was about half of a sign-in's CPU
+thread was collected: docs/deployment.md). On PostgreSQL, opening one (TCP, start-up,
+authentication, Django's set-up of the session) cost the server a backend process forked
+for it, 7-8 ms of its CPU per ``POST v1/init``, and the worker a good part of its own
 (docs/performance.md, run U).
 
 Here a request thread's PostgreSQL connection is *parked* when the request finishes, if it
