@@ -1,7 +1,9 @@
 """directcall.requestdb: a request thread's PostgreSQL connection is parked for the next.
 
 Each request goes through Django's own ASGI handler, which runs it in a thread of its own
-(``ThreadSensitiveContext``), as a server runs it. On SQLite nothing is parked.
+(``ThreadSensitiveContext``), as a server runs it. On SQLite nothing is parked, and each
+request's connection is closed at its end (``tests/test_receivers.py``); the tests here
+run when the suite runs on PostgreSQL (CI).
 """
 
 from __future__ import annotations
@@ -116,25 +118,6 @@ async def test_a_connection_broken_while_parked_fails_one_request_and_is_dropped
     assert not requestdb._parked.get("default")  # closed, not parked again
     [second] = await sessions_of_requests(signed, 1)
     assert second != first
-
-
-async def test_on_sqlite_each_request_thread_connects_and_closes(persistent, signed):
-    if connection.vendor != "sqlite":
-        pytest.skip("the suite runs on SQLite")
-    opened = []
-
-    def created(sender, connection, **kwargs):
-        if requestdb.in_request_thread():
-            opened.append(connection)
-
-    connection_created.connect(created)
-    try:
-        for _ in range(2):
-            assert await init(signed) == 200
-    finally:
-        connection_created.disconnect(created)
-    assert len(opened) == 2 and all(wrapper.connection is None for wrapper in opened)
-    assert not requestdb._parked
 
 
 async def test_a_connection_parked_through_a_quiet_spell_is_checked_before_reuse(
