@@ -29,9 +29,10 @@ sys.stdin.readline()
 """
 
 
-def test_threads_that_start_and_end_between_samples_are_counted():
+def measure(source: str) -> dict:
+    """The meter's reading of a child running ``source`` between its two samples."""
     child = subprocess.Popen(
-        [sys.executable, "-c", BURNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", source], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout.readline().strip() == "ready"
@@ -40,33 +41,20 @@ def test_threads_that_start_and_end_between_samples_are_counted():
         child.stdin.write("go\n")
         child.stdin.flush()
         assert child.stdout.readline().strip() == "done"
-        measured = CpuMeter.delta(before, meter.sample())
+        return CpuMeter.delta(before, meter.sample())
     finally:
         child.stdin.write("end\n")
         child.stdin.flush()
         child.wait(30)
+
+
+def test_threads_that_start_and_end_between_samples_are_counted():
+    measured = measure(BURNER)
     # 20 threads × 30 ms of CPU each; none alive at either sample.
     assert measured["cpu_s"] >= 0.4
     assert measured["precise"] is False and measured["main_cpu_s"] is None
 
 
 def test_threads_alive_at_both_samples_are_counted_to_the_nanosecond():
-    child = subprocess.Popen(
-        [sys.executable, "-c", BURNER.replace("for _ in range(20):", "for _ in range(0):")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        meter = CpuMeter([child.pid], None)
-        before = meter.sample()
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        assert child.stdout.readline().strip() == "done"
-        measured = CpuMeter.delta(before, meter.sample())
-    finally:
-        child.stdin.write("end\n")
-        child.stdin.flush()
-        child.wait(30)
+    measured = measure(BURNER.replace("for _ in range(20):", "for _ in range(0):"))
     assert measured["precise"] is True and measured["main_cpu_s"] is not None

@@ -8,7 +8,6 @@ Redis, with its own ``total_connections_received`` (the suite runs one test at a
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
 import threading
@@ -39,6 +38,17 @@ def connections_received(url: str) -> int:
         return client.info("stats")["total_connections_received"]
     finally:
         client.close()
+
+
+def use_redis(settings, url: str) -> None:
+    """Redis's cache backend, under this run's key prefix."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": settings.RUN_PREFIX,
+        }
+    }
 
 
 def in_fresh_context(function, *args):
@@ -80,13 +90,7 @@ def test_a_change_of_caches_builds_the_backend_again(settings, tmp_path):
 
 
 def test_fresh_contexts_share_one_redis_connection(settings, redis_url):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": settings.RUN_PREFIX,
-        }
-    }
+    use_redis(settings, redis_url)
     presence.lookup(1, "warm_up")
     before = connections_received(redis_url)
     for n in range(20):
@@ -111,53 +115,9 @@ async def test_calls_open_no_redis_connections(people, clients, signaling, redis
     assert connections_received(redis_url) - before <= 2
 
 
-async def test_init_requests_open_no_redis_connections(settings, redis_url, make_account):
-    """``POST v1/init`` through Django's ASGI handler (each request in a context of its own):
-    its throttles, the session's deny-list and the rest of its cache work share the
-    thread's connection."""
-    from asgiref.sync import sync_to_async
-    from django.db import connections
-    from django.test import AsyncClient
-
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": settings.RUN_PREFIX,
-        }
-    }
-    account, key = await sync_to_async(make_account)(require_clevertap=False)
-    client = AsyncClient()
-
-    async def init() -> None:
-        body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
-        response = await client.post("/directcall/v1/init", body, content_type="application/json")
-        assert response.status_code == 200, response.content
-
-    def in_a_task_of_its_own():  # as a server runs each request: a context of its own
-        return asyncio.get_running_loop().create_task(init(), context=contextvars.Context())
-
-    try:
-        await in_a_task_of_its_own()
-        before = connections_received(redis_url)
-        for _ in range(5):
-            await in_a_task_of_its_own()
-        assert connections_received(redis_url) - before <= 2
-    finally:
-        # The test client keeps the views' database connection open (its thread outlives
-        # the test): closed here, so that the test database can be dropped at the end.
-        await sync_to_async(connections.close_all)()
-
-
 @pytest.fixture
 def redis_cache(settings, redis_url):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": settings.RUN_PREFIX,
-        }
-    }
+    use_redis(settings, redis_url)
     return caching.get_cache()
 
 
@@ -196,13 +156,7 @@ def count_in_threads(key: str, threads: int, each: int) -> list[int]:
 def test_count_is_atomic_across_threads(backend, settings, redis_url):
     """Every count is seen once: no two callers get the same number, none is lost."""
     if backend == "redis":
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": redis_url,
-                "KEY_PREFIX": settings.RUN_PREFIX,
-            }
-        }
+        use_redis(settings, redis_url)
     else:
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     counts = count_in_threads(f"atomic:{backend}", threads=8, each=40)
@@ -244,50 +198,23 @@ def test_count_on_redis_is_one_round_trip_and_always_expires(redis_cache, redis_
 async def test_requests_in_threads_of_their_own_share_one_redis_connection(
     settings, redis_url, make_account
 ):
-    """Django's ASGI handler, as a server runs it, gives each request a thread of its own
-    (``ThreadSensitiveContext``) that ends with it. The Redis backend is the process's, so
-    five ``POST v1/init`` open no new connection to Redis (one each before)."""
-    import json
-
+    """``POST v1/init`` through Django's ASGI handler, as a server runs it: each request in a
+    context and a thread of its own (``ThreadSensitiveContext``) that end with it. Its
+    throttles, the session's deny-list and the rest of its cache work use the process's
+    Redis backend: five requests open no new connection (one each with a backend per
+    thread, one per context before that)."""
     from asgiref.sync import sync_to_async
-    from asgiref.testing import ApplicationCommunicator
-    from django.core.handlers.asgi import ASGIHandler
     from django.db import connections
 
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": settings.RUN_PREFIX,
-        }
-    }
+    from .asgi_http import init_body, post_init
+
+    use_redis(settings, redis_url)
     account, key = await sync_to_async(make_account)(require_clevertap=False)
-    body = json.dumps({"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"})
+    body = init_body(account, key)
 
     async def init() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/directcall/v1/init",
-            "raw_path": b"/directcall/v1/init",
-            "query_string": b"",
-            "headers": [
-                (b"host", b"testserver"),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
-        app = ApplicationCommunicator(ASGIHandler(), scope)
-        await app.send_input({"type": "http.request", "body": body.encode()})
-        start = await app.receive_output(10)
-        response = await app.receive_output(10)
-        await app.wait(10)  # the request's end: its thread's connections closed
-        assert start["status"] == 200, response["body"]
+        status, response = await post_init(body)
+        assert status == 200, response
 
     try:
         await init()

@@ -101,14 +101,13 @@ async def test_a_request_threads_database_connection_is_closed_when_it_finishes(
     """Django's ASGI handler runs a request's views in a thread of its own that ends with
     it: the connection that thread opened is closed at the end, not left for the garbage
     collector (persistent connections: 70-90 open on PostgreSQL in a burst of sign-ins)."""
-    import json
     import threading
 
     from asgiref.sync import sync_to_async
-    from asgiref.testing import ApplicationCommunicator
-    from django.core.asgi import get_asgi_application
     from django.db import connections
     from django.db.backends.signals import connection_created
+
+    from .asgi_http import init_body, post_init
 
     # Persistent connections, as in production (the tests' settings close each at once).
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 600)
@@ -118,33 +117,11 @@ async def test_a_request_threads_database_connection_is_closed_when_it_finishes(
     def created(sender, connection, **kwargs):
         opened.append((threading.get_ident(), connection))
 
-    body = json.dumps({"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"})
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/directcall/v1/init",
-        "raw_path": b"/directcall/v1/init",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"host", b"testserver"),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
     connection_created.connect(created)
     try:
         for _ in range(3):
-            app = ApplicationCommunicator(get_asgi_application(), scope)
-            await app.send_input({"type": "http.request", "body": body.encode()})
-            start = await app.receive_output(5)
-            response = await app.receive_output(5)
-            assert start["status"] == 200, response["body"]
-            await app.wait(5)
+            status, body = await post_init(init_body(account, key))
+            assert status == 200, body
     finally:
         connection_created.disconnect(created)
         # make_account's thread (asgiref's shared one) opened a persistent connection too:

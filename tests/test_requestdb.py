@@ -8,16 +8,14 @@ run when the suite runs on PostgreSQL (CI).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
-from django.core.asgi import get_asgi_application
 from django.db import connection, connections
 from django.db.backends.signals import connection_created
 
 from directcall import requestdb
+
+from .asgi_http import init_body, post_init
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,33 +31,12 @@ def persistent(monkeypatch):
 @pytest.fixture
 async def signed(make_account):
     account, key = await sync_to_async(make_account)(require_clevertap=False)
-    return json.dumps({"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"})
+    return init_body(account, key)
 
 
 async def init(body: str) -> int:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/directcall/v1/init",
-        "raw_path": b"/directcall/v1/init",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"host", b"testserver"),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    app = ApplicationCommunicator(get_asgi_application(), scope)
-    await app.send_input({"type": "http.request", "body": body.encode()})
-    start = await app.receive_output(5)
-    await app.receive_output(5)
-    await app.wait(5)
-    return start["status"]
+    status, _ = await post_init(body)
+    return status
 
 
 async def sessions_of_requests(body: str, requests: int) -> list[int | None]:
