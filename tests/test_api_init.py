@@ -10,6 +10,7 @@ import time
 
 import pytest
 from django.conf import settings
+from django.db.models.signals import post_save
 from django.test import override_settings
 from django.urls import reverse
 from rest_framework.response import Response
@@ -354,33 +355,120 @@ def test_ip_throttle_uses_x_forwarded_for_behind_configured_proxies(api_client, 
         assert _post_from(api_client, body, "10.0.0.3", "198.51.100.7").status_code == 200
 
 
+def _new_cuids(api_client, account, key, count, first=1):
+    """Sign ``count`` new cuids in, each from its own address; their status codes."""
+    return [
+        api_client.post(
+            URL,
+            {"accountId": account.account_id, "apikey": key, "cuid": f"new_user_{i}"},
+            format="json",
+            REMOTE_ADDR=f"127.0.0.{i}",
+        ).status_code
+        for i in range(first, first + count)
+    ]
+
+
 @override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
 def test_throttled_per_account(api_client, make_account):
+    """The account's budget counts new registrations: the third new cuid waits."""
     account, key = make_account()
     other, other_key = make_account(name="Other")
-    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
-    codes = [
-        api_client.post(URL, body, format="json", REMOTE_ADDR=f"127.0.0.{i}").status_code
-        for i in range(1, 4)
-    ]
-    assert codes == [200, 200, 429]
+    assert _new_cuids(api_client, account, key, 3) == [200, 200, 429]
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "new_user_9"}
     response = api_client.post(URL, body, format="json", REMOTE_ADDR="127.0.0.9")
     assert (response.status_code, response.json()["code"]) == (429, "ERR_RATE_LIMITED")
     assert int(response["Retry-After"]) > 0
-    assert Registration.objects.filter(account=account).count() == 1
+    # Refused whole: nothing registered.
+    assert set(Registration.objects.filter(account=account).values_list("cuid", flat=True)) == {
+        "new_user_1",
+        "new_user_2",
+    }
     assert init(api_client, other, other_key).status_code == 200
 
 
 @override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
-def test_wrong_keys_do_not_use_up_the_account_budget(api_client, make_account):
+def test_the_page_key_cannot_lock_a_sites_users_out(api_client, make_account):
+    """Whoever reads the page's key uses up the account's budget from a few addresses;
+    the site's returning users still sign in, on every page, as often as they like."""
     account, key = make_account()
+    assert _new_cuids(api_client, account, key, 2) == [200, 200]  # two users join
+    assert _new_cuids(api_client, account, key, 3, first=10) == [429, 429, 429]
+    returning = [
+        api_client.post(
+            URL,
+            {"accountId": account.account_id, "apikey": key, "cuid": f"new_user_{1 + i % 2}"},
+            format="json",
+            REMOTE_ADDR=f"198.51.100.{i}",
+        ).status_code
+        for i in range(1, 9)
+    ]
+    assert returning == [200] * 8
+    assert Registration.objects.filter(account=account).count() == 2
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
+def test_known_cuids_do_not_use_up_the_account_budget(api_client, make_account):
+    account, key = make_account()
+    assert init(api_client, account, key).status_code == 200  # tutor_jane, new: counted
+    for i in range(1, 6):
+        body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+        assert (
+            api_client.post(URL, body, format="json", REMOTE_ADDR=f"10.1.0.{i}").status_code == 200
+        )
+    assert _new_cuids(api_client, account, key, 2) == [200, 429]
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "1/min"}})
+def test_known_cuids_do_not_count_on_the_orm_path_either(api_client, make_account):
+    """With a receiver of the registration's signals, a sign-in goes through the ORM; a
+    known cuid is still told from a new one."""
+    heard = []
+
+    def receiver(sender, instance, created, **kwargs):
+        heard.append((instance.cuid, created))
+
+    post_save.connect(receiver, sender=Registration)
+    try:
+        account, key = make_account()
+        assert init(api_client, account, key).status_code == 200
+        for i in range(1, 4):
+            body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
+            assert (
+                api_client.post(URL, body, format="json", REMOTE_ADDR=f"10.2.0.{i}").status_code
+                == 200
+            )
+        assert _new_cuids(api_client, account, key, 1) == [429]
+    finally:
+        post_save.disconnect(receiver, sender=Registration)
+    assert heard == [("tutor_jane", True)] + [("tutor_jane", False)] * 3
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
+def test_refused_sign_ins_do_not_use_up_the_account_budget(api_client, make_account):
+    """Wrong keys and refused origins count against their address only."""
+    account, key = make_account(allowed_origins="https://shop.example")
     wrong = {"accountId": account.account_id, "apikey": "a.b", "cuid": "tutor_jane"}
     for i in range(1, 11):
         response = api_client.post(URL, wrong, format="json", REMOTE_ADDR=f"192.0.2.{i}")
         assert response.status_code == 401
     good = {**wrong, "apikey": key}
+    for i in range(1, 6):
+        response = api_client.post(
+            URL,
+            {**good, "cuid": f"elsewhere_{i}"},
+            format="json",
+            REMOTE_ADDR=f"192.0.3.{i}",
+            HTTP_ORIGIN="https://evil.example",
+        )
+        assert response.status_code == 403
     codes = [
-        api_client.post(URL, good, format="json", REMOTE_ADDR=f"127.0.0.{i}").status_code
+        api_client.post(
+            URL,
+            {**good, "cuid": f"new_user_{i}"},
+            format="json",
+            REMOTE_ADDR=f"127.0.0.{i}",
+            HTTP_ORIGIN="https://shop.example",
+        ).status_code
         for i in range(1, 4)
     ]
     assert codes == [200, 200, 429]

@@ -76,11 +76,12 @@ class InitIPThrottle(_ConfiguredRateThrottle):
 
 
 class InitAccountThrottle(_ConfiguredRateThrottle):
-    """Init requests per account (``THROTTLE_RATES["directcall_init_account"]``).
+    """New registrations per account (``THROTTLE_RATES["directcall_init_account"]``).
 
-    Not a view-level throttle: the view checks it after the credentials, for the
-    authenticated account only, so that wrong keys (anyone knows the public account id)
-    cannot use up an account's budget. Guessing keys is limited by the per-IP throttle.
+    Not a view-level throttle: the view counts only a sign-in that passed every check and
+    would register a cuid the account does not know yet. Anyone holding the page's key
+    can use up this budget, so it stops new cuids only; a known cuid's sign-in (every page
+    view of a returning user) never counts. Guessing keys is limited by the per-IP throttle.
     """
 
     scope = "directcall_init_account"

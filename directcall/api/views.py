@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
@@ -128,14 +129,21 @@ def check_clevertap(account: Account, ct_account_id: str | None, ct_id: str | No
             raise DirectCallError(errors.MISSING_CT_ID)
 
 
-def upsert_registration(account: Account, cuid: str, **fields: str) -> Registration:
+def upsert_registration(
+    account: Account,
+    cuid: str,
+    admit_new: Callable[[], None] | None = None,
+    **fields: str,
+) -> Registration:
     """Create or update the registration of ``cuid`` with what this sign-in says.
 
     A blank ``name`` or ``image_url`` clears the stored one: a sign-in never inherits a
     name or picture it was not given (the init response would hand it to whoever holds
-    the key).
+    the key). ``admit_new`` is called before a registration is created, never for a cuid
+    the account knows; it raises to refuse (the view's budget of new registrations).
     """
     defaults = {"last_seen_at": timezone.now(), "name": "", "image_url": "", **fields}
+    known = None
     if not (pre_save.has_listeners(Registration) or post_save.has_listeners(Registration)):
         # A sign-in of a known cuid, the usual one: its UPDATE alone, which nobody could
         # tell from update_or_create's (no receiver of its signals; no webhook event for
@@ -143,6 +151,13 @@ def upsert_registration(account: Account, cuid: str, **fields: str) -> Registrat
         registration = callsql.update_registration(account, cuid, defaults)
         if registration is not None:
             return registration
+        if callsql.supports_returning(connections[DEFAULT_DB_ALIAS]):
+            known = False  # the UPDATE found no row
+    if admit_new is not None:
+        if known is None:
+            known = Registration.objects.filter(account=account, cuid=cuid).exists()
+        if not known:
+            admit_new()
     with transaction.atomic():
         registration, created = Registration.objects.update_or_create(
             account=account, cuid=cuid, defaults=defaults
@@ -246,7 +261,6 @@ class InitView(DirectCallAPIView):
         """
         params = clean_init_params(request.data)
         account = authenticate(params)
-        self.check_account_throttle(request, account)
         if not account.origin_allowed(request.headers.get("Origin")):
             raise DirectCallError(errors.ORIGIN_NOT_ALLOWED)
         claims = None
@@ -262,6 +276,7 @@ class InitView(DirectCallAPIView):
             ct_account_id=params.ct_account_id or "",
             ct_id=params.ct_id or "",
             device_id=device_id,
+            admit_new=lambda: self.check_account_throttle(request, account),
         )
         body = session_body(
             request,
@@ -276,10 +291,12 @@ class InitView(DirectCallAPIView):
         return Response(body)
 
     def check_account_throttle(self, request: Request, account: Account) -> None:
-        """Count this authenticated request against the account's budget, or refuse it.
+        """Count a new registration against the account's budget, or refuse it (429).
 
-        Only requests with the right key are counted: the account id is public, so
-        counting wrong keys would let anyone use up an account's budget.
+        Only a sign-in that would create a registration is counted, once every other check
+        has passed. The page's key is public: a budget that every sign-in used up would let
+        whoever reads it lock every user of the site out from a few addresses. A known
+        cuid's sign-in is bounded per address only.
         """
         throttle = InitAccountThrottle(account.account_id)
         if not throttle.allow_request(request, self):
