@@ -454,6 +454,51 @@ test("a failed initDirectCall leaves the page free to try again", async () => {
   await signIn(tab);
 });
 
+/** `fetch` answering `statuses` in turn (then 200), each with `headers`; the answers counted. */
+function answering(t, statuses, headers = {}) {
+  const replies = [...statuses];
+  const seen = [];
+  const real = globalThis.fetch;
+  globalThis.fetch = async (url, options) => {
+    const status = replies.shift();
+    if (status === undefined) return real(url, options);
+    seen.push(status);
+    const body = status === 503 ? { code: "ERR_SERVICE_UNAVAILABLE", message: "Try again." } : null;
+    return {
+      ok: false,
+      status,
+      headers: new Headers(headers),
+      json: async () => {
+        if (body === null) throw new SyntaxError("not JSON"); // a proxy's HTML page
+        return body;
+      },
+    };
+  };
+  return seen;
+}
+
+test("a page that loads while the server restarts waits it out: 503 and 502 are tried again", async () => {
+  tab = installTab();
+  const seen = answering(tab, [503, 502, 504], { "Retry-After": "0" });
+  const { client } = await signIn(tab);
+  assert.deepEqual(seen, [503, 502, 504]);
+  assert.equal(tab.requests.length, 1); // the fourth attempt, answered
+  assert.equal(client.cuid, "tutor_jane");
+});
+
+test("an outage longer than the attempts rejects ERR_SERVICE_UNAVAILABLE; other refusals are not retried", async () => {
+  tab = installTab();
+  const seen = answering(tab, [503, 503, 503, 503, 503], { "Retry-After": "0" });
+  await assert.rejects(initDirectCall({ ...OPTIONS }), (error) => error.code === "ERR_SERVICE_UNAVAILABLE");
+  assert.deepEqual(seen, [503, 503, 503, 503]);
+  assert.equal(tab.sockets.length, 0);
+  tab.restore();
+  tab = installTab();
+  const refused = answering(tab, [502, 401], { "Retry-After": "0" });
+  await assert.rejects(initDirectCall({ ...OPTIONS }), (error) => error.code === ERR.INTERNET_LOST);
+  assert.deepEqual(refused, [502, 401]); // 401 (not JSON here) is final at once
+});
+
 test("hangup() with no call does nothing and sends nothing", async () => {
   tab = installTab();
   const { client, ws } = await signIn(tab);

@@ -15,7 +15,7 @@ import { readCallOptions, readInitOptions } from "./options.js";
 import { preflight } from "./preflight.js";
 import { loadScreensMarkup } from "./screens.js";
 import { claimKeptCall, resumedCall, resumeList, saveCallRecord } from "./resume.js";
-import { fetchSession } from "./session.js";
+import { fetchSession, SESSION_ATTEMPTS } from "./session.js";
 import { Signaling } from "./signaling.js";
 import { newDeviceKey, readDeviceKey, writeDeviceKey } from "./storage.js";
 import { adoptCall, enableAudio, mountScreens } from "./ui.js";
@@ -83,8 +83,8 @@ export class DirectCallClient extends EventTarget {
     return this.current ? this.current.summary() : null;
   }
 
-  async _fetchSession() {
-    const data = await fetchSession(this.config);
+  async _fetchSession(options) {
+    const data = await fetchSession(this.config, options);
     this.session = data;
     this.config.cuid = data.cuid; // in session mode the server decides who this is
     return data;
@@ -92,7 +92,8 @@ export class DirectCallClient extends EventTarget {
 
   async _start() {
     const [session, markup] = await Promise.all([
-      this._fetchSession(),
+      // A page that loads while the server restarts waits it out (a few seconds).
+      this._fetchSession({ attempts: SESSION_ATTEMPTS }),
       this.config.showScreens
         ? loadScreensMarkup(this.config.serverUrl, undefined, wantedLanguage(this.config.language))
         : Promise.resolve(null),

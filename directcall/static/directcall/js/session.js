@@ -3,8 +3,19 @@
 
 import { dcError, ERR, fromServer } from "./errors.js";
 
-/** POST the sign-in for `config`. Resolves the session; rejects `{code, message}`. */
-export async function fetchSession(config) {
+// A sign-in the server could not serve for a moment (503 while Redis or the database
+// restarts, 502/504 from the proxy while a worker restarts) is tried again this many times
+// in all, after the response's Retry-After (or 1 s), each wait at most RETRY_WAIT_MAX_MS.
+export const SESSION_ATTEMPTS = 4;
+export const RETRY_WAIT_MAX_MS = 5000;
+const TRANSIENT = [502, 503, 504];
+
+/**
+ * POST the sign-in for `config`. Resolves the session; rejects `{code, message}`.
+ * `attempts`: how many times an answer of a server that is briefly down is tried (1: no
+ * retry; the reconnection has its own backoff).
+ */
+export async function fetchSession(config, { attempts = 1 } = {}) {
   const c = config;
   const body = c.sessionUrl
     ? { deviceId: c.deviceId }
@@ -14,11 +25,25 @@ export async function fetchSession(config) {
   if (c.ringtone) body.ringtone = c.ringtone;
   if (c.ctAccountId) body.ctAccountId = c.ctAccountId;
   if (c.ctId) body.ctId = c.ctId;
-  let response;
+  for (let attempt = 1; ; attempt += 1) {
+    const response = await post(c, body);
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    if (response.ok) return data;
+    if (attempt >= attempts || !TRANSIENT.includes(response.status)) throw fromServer(data, ERR.INTERNET_LOST);
+    await new Promise((resolve) => setTimeout(resolve, retryWait(response)));
+  }
+}
+
+async function post(c, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (c.csrfToken) headers["X-CSRFToken"] = c.csrfToken;
   try {
-    const headers = { "Content-Type": "application/json" };
-    if (c.csrfToken) headers["X-CSRFToken"] = c.csrfToken;
-    response = await fetch(c.sessionUrl || new URL("v1/init", c.serverUrl), {
+    return await fetch(c.sessionUrl || new URL("v1/init", c.serverUrl), {
       method: "POST",
       headers,
       body: JSON.stringify(body),
@@ -28,12 +53,13 @@ export async function fetchSession(config) {
   } catch {
     throw dcError(ERR.INTERNET_LOST, "The directcall server cannot be reached.");
   }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) throw fromServer(data, ERR.INTERNET_LOST);
-  return data;
+}
+
+/** How long to wait before the next attempt: Retry-After (seconds) or 1 s, capped, plus up
+ * to a fifth more so that the pages of a busy site do not all come back at once. */
+function retryWait(response) {
+  const header = response.headers && response.headers.get ? response.headers.get("Retry-After") : null;
+  const asked = header === null || header === "" ? NaN : Number(header);
+  const wait = Math.min(Number.isFinite(asked) && asked >= 0 ? asked * 1000 : 1000, RETRY_WAIT_MAX_MS);
+  return wait * (1 + Math.random() / 5);
 }
