@@ -216,6 +216,7 @@ def test_cors_headers_and_preflight(api_client, make_account):
     response = init(api_client, account, key, origin="https://shop.example.com")
     assert response["Access-Control-Allow-Origin"] == "https://shop.example.com"
     assert "Access-Control-Allow-Credentials" not in response
+    assert response["Access-Control-Expose-Headers"] == "Retry-After"  # the SDK reads it
     assert response["Vary"] == "Origin"
     preflight = api_client.options(URL, HTTP_ORIGIN="https://shop.example.com")
     assert preflight.status_code == 204

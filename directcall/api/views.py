@@ -318,6 +318,9 @@ class InitView(DirectCallAPIView):
             response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
             response["Access-Control-Allow-Headers"] = "Content-Type"
             response["Access-Control-Max-Age"] = "600"
+            # Not a CORS-safelisted response header: without this, a page of another origin
+            # cannot read how long to wait before it tries a 429 or a 503 again.
+            response["Access-Control-Expose-Headers"] = "Retry-After"
         return response
 
 
