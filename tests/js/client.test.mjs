@@ -486,6 +486,29 @@ test("a page that loads while the server restarts waits it out: 503 and 502 are 
   assert.equal(client.cuid, "tutor_jane");
 });
 
+test("no answer at all (a preflight refused, the network down) is tried again too", async (t) => {
+  tab = installTab();
+  const real = globalThis.fetch;
+  let failures = 0;
+  globalThis.fetch = async (url, options) => {
+    if (failures < 2) {
+      failures += 1;
+      throw new TypeError("Failed to fetch");
+    }
+    return real(url, options);
+  };
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const pending = signIn(tab);
+  for (let i = 0; i < 200 && tab.sockets.length === 0; i++) {
+    t.mock.timers.tick(1200); // each wait is 1 s, plus up to a fifth
+    await flush();
+  }
+  t.mock.timers.reset();
+  const { client } = await pending;
+  assert.equal(failures, 2);
+  assert.equal(client.cuid, "tutor_jane");
+});
+
 test("an outage longer than the attempts rejects ERR_SERVICE_UNAVAILABLE; other refusals are not retried", async () => {
   tab = installTab();
   const seen = answering(tab, [503, 503, 503, 503, 503], { "Retry-After": "0" });

@@ -4,8 +4,9 @@
 import { dcError, ERR, fromServer } from "./errors.js";
 
 // A sign-in the server could not serve for a moment (503 while Redis or the database
-// restarts, 502/504 from the proxy while a worker restarts) is tried again this many times
-// in all, after the response's Retry-After (or 1 s), each wait at most RETRY_WAIT_MAX_MS.
+// restarts, 502/504 from the proxy while a worker restarts, or no answer the page may read:
+// during a Redis outage the CORS preflight itself fails) is tried this many times in all,
+// after the response's Retry-After (or 1 s), each wait at most RETRY_WAIT_MAX_MS.
 export const SESSION_ATTEMPTS = 4;
 export const RETRY_WAIT_MAX_MS = 5000;
 const TRANSIENT = [502, 503, 504];
@@ -26,7 +27,14 @@ export async function fetchSession(config, { attempts = 1 } = {}) {
   if (c.ctAccountId) body.ctAccountId = c.ctAccountId;
   if (c.ctId) body.ctId = c.ctId;
   for (let attempt = 1; ; attempt += 1) {
-    const response = await post(c, body);
+    let response;
+    try {
+      response = await post(c, body);
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      await sleep(retryWait(null));
+      continue;
+    }
     let data = null;
     try {
       data = await response.json();
@@ -35,8 +43,12 @@ export async function fetchSession(config, { attempts = 1 } = {}) {
     }
     if (response.ok) return data;
     if (attempt >= attempts || !TRANSIENT.includes(response.status)) throw fromServer(data, ERR.INTERNET_LOST);
-    await new Promise((resolve) => setTimeout(resolve, retryWait(response)));
+    await sleep(retryWait(response));
   }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function post(c, body) {
@@ -58,7 +70,7 @@ async function post(c, body) {
 /** How long to wait before the next attempt: Retry-After (seconds) or 1 s, capped, plus up
  * to a fifth more so that the pages of a busy site do not all come back at once. */
 function retryWait(response) {
-  const header = response.headers && response.headers.get ? response.headers.get("Retry-After") : null;
+  const header = response && response.headers && response.headers.get ? response.headers.get("Retry-After") : null;
   const asked = header === null || header === "" ? NaN : Number(header);
   const wait = Math.min(Number.isFinite(asked) && asked >= 0 ? asked * 1000 : 1000, RETRY_WAIT_MAX_MS);
   return wait * (1 + Math.random() / 5);
