@@ -85,6 +85,16 @@ def test_init_and_session_answer_503_while_redis_is_down(
         assert response.status_code == 503, response.content
         assert response.json()["code"] == "ERR_SERVICE_UNAVAILABLE"
         assert response.json()["message"] and response["Retry-After"].isdigit()
+    # A page of another origin: its preflight is answered (a refused one could not be read),
+    # and the request's 503 can be read, Retry-After included.
+    origin = {"HTTP_ORIGIN": "https://shop.example"}
+    preflight = api_client.options("/directcall/v1/init", **origin)
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Origin"] == "https://shop.example"
+    response = api_client.post("/directcall/v1/init", body, format="json", **origin)
+    assert response.status_code == 503
+    assert response["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert response["Access-Control-Expose-Headers"] == "Retry-After"
     private_redis.start()
     assert api_client.post("/directcall/v1/init", body, format="json").status_code == 200
 

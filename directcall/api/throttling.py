@@ -16,6 +16,7 @@ import time
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from .. import errors
 from ..caching import count
 from ..conf import Rate, get_settings, parse_rate
 
@@ -65,6 +66,18 @@ class InitIPThrottle(_ConfiguredRateThrottle):
     """
 
     scope = "directcall_init_ip"
+
+    def allow_request(self, request, view) -> bool:
+        """Counted as every request; but a CORS preflight is let through when the counter
+        cannot be reached. It does nothing but answer headers, and a browser cannot read a
+        refused one (the page's request fails as a network error): the request after it
+        gets the 503 with its ``Retry-After`` instead, which the page can read."""
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:
+            if request.method != "OPTIONS" or not errors.is_unavailable(exc):
+                raise
+            return True
 
     def get_ident(self, request) -> str | None:
         if api_settings.NUM_PROXIES is not None:
