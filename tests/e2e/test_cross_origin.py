@@ -13,6 +13,7 @@ few seconds).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,11 +21,15 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from directcall.models import Call, CallStatus
-from tests.e2e.harness import ROOT, wait_for_audio
+from tests.conftest import needs_redis_server
+from tests.e2e import timings
+from tests.e2e.harness import ROOT, SiteDatabase, env_var, start_server, wait_for_audio
 from tests.e2e.sdk import SDK, click, outcome, screen, sign_in, start_call
+from tests.test_outages import KillableRedis
 
 STATIC = ROOT / "directcall" / "static"
 SPA_HOST = "127.0.0.2"
@@ -160,3 +165,72 @@ def test_an_origin_the_account_does_not_list_is_refused_at_init(
     sam = spa_user(new_user, spa, "sam (SPA)")
     result = sign_in(sam, account, key, "student_sam", serverUrl=server_url(e2e_server))
     assert result["error"]["code"] == "ERR_ORIGIN_NOT_ALLOWED", result
+
+
+# -- a page that loads while the server's Redis restarts ------------------------------------------
+
+_START_SIGN_IN = """async (options) => {
+  const sdk = await import(options.__sdk);
+  delete options.__sdk;
+  window.signedIn = undefined;
+  sdk.initDirectCall(options).then(
+    (client) => { window.dc = client; window.signedIn = { ok: true }; },
+    (error) => { window.signedIn = { error }; });
+}"""
+
+
+@needs_redis_server()
+def test_a_page_that_loads_while_redis_restarts_signs_in_once_it_is_back(tmp_path, browser, spa):
+    """A server of its own on a private redis-server, killed as the SPA's page loads: the
+    preflight is answered, the init gets a 503 the page can read (CORS) and waits out its
+    Retry-After, and the sign-in goes through once Redis is back."""
+    redis_server = KillableRedis(tmp_path)
+    redis_server.start()
+    site = SiteDatabase.create(tmp_path / "outage.sqlite3", "Outage")
+    with sqlite3.connect(site.path) as db:
+        db.execute("UPDATE directcall_account SET allowed_origins = ?", (spa.url,))
+    with (
+        env_var("DATABASE_URL", f"sqlite:///{site.path}"),
+        env_var("DIRECTCALL_E2E_REDIS", "1"),
+        env_var("REDIS_URL", redis_server.url),
+    ):
+        server = start_server(
+            str(site.path),
+            run_prefix=settings.RUN_PREFIX + "outage",
+            directcall=timings.DIRECTCALL,
+            name="outage",
+        )
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{spa.url}/")
+        answers: list[tuple[str, int]] = []
+        page.on(
+            "response",
+            lambda r: answers.append((r.request.method, r.status)) if "/v1/init" in r.url else None,
+        )
+        redis_server.kill()
+        with page.expect_response(lambda r: "/v1/init" in r.url and r.status == 503):
+            page.evaluate(
+                _START_SIGN_IN,
+                {
+                    "accountId": site.account_id,
+                    "apikey": site.api_key,
+                    "cuid": "shop_visitor",
+                    "clevertap": None,
+                    "showScreens": False,
+                    "serverUrl": f"{server.url}/directcall/",
+                    "__sdk": SDK,
+                },
+            )
+        redis_server.start()
+        page.wait_for_function("() => window.signedIn !== undefined", timeout=30_000)
+        assert page.evaluate("() => window.signedIn") == {"ok": True}, server.log_tail()
+        posts = [status for method, status in answers if method == "POST"]
+        assert posts[0] == 503 and posts[-1] == 200, answers
+        assert ("OPTIONS", 503) not in answers, answers  # the preflight was answered
+        page.evaluate("() => window.dc.logout()")
+    finally:
+        context.close()
+        server.stop()
+        redis_server.stop()
