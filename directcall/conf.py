@@ -113,7 +113,7 @@ DEFAULTS: dict[str, Any] = {
     # Account id under which signed-in users get server-minted sessions (template tags).
     "SESSION_ACCOUNT": None,
     # DRF throttle rates of the init endpoint, per client IP (REMOTE_ADDR unless
-    # REST_FRAMEWORK["NUM_PROXIES"] is set) and per account (valid credentials only).
+    # REST_FRAMEWORK["NUM_PROXIES"] is set) and per account (sign-ins of new cuids only).
     "THROTTLE_RATES": {
         "directcall_init_ip": "60/min",
         "directcall_init_account": "600/min",
