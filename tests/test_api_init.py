@@ -358,13 +358,9 @@ def test_ip_throttle_uses_x_forwarded_for_behind_configured_proxies(api_client, 
 
 def _new_cuids(api_client, account, key, count, first=1):
     """Sign ``count`` new cuids in, each from its own address; their status codes."""
+    body = {"accountId": account.account_id, "apikey": key}
     return [
-        api_client.post(
-            URL,
-            {"accountId": account.account_id, "apikey": key, "cuid": f"new_user_{i}"},
-            format="json",
-            REMOTE_ADDR=f"127.0.0.{i}",
-        ).status_code
+        _post_from(api_client, {**body, "cuid": f"new_user_{i}"}, f"127.0.0.{i}").status_code
         for i in range(first, first + count)
     ]
 
@@ -394,12 +390,10 @@ def test_the_page_key_cannot_lock_a_sites_users_out(api_client, make_account):
     account, key = make_account()
     assert _new_cuids(api_client, account, key, 2) == [200, 200]  # two users join
     assert _new_cuids(api_client, account, key, 3, first=10) == [429, 429, 429]
+    body = {"accountId": account.account_id, "apikey": key}
     returning = [
-        api_client.post(
-            URL,
-            {"accountId": account.account_id, "apikey": key, "cuid": f"new_user_{1 + i % 2}"},
-            format="json",
-            REMOTE_ADDR=f"198.51.100.{i}",
+        _post_from(
+            api_client, {**body, "cuid": f"new_user_{i % 2 + 1}"}, f"198.51.100.{i}"
         ).status_code
         for i in range(1, 9)
     ]
@@ -411,11 +405,9 @@ def test_the_page_key_cannot_lock_a_sites_users_out(api_client, make_account):
 def test_known_cuids_do_not_use_up_the_account_budget(api_client, make_account):
     account, key = make_account()
     assert init(api_client, account, key).status_code == 200  # tutor_jane, new: counted
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
     for i in range(1, 6):
-        body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
-        assert (
-            api_client.post(URL, body, format="json", REMOTE_ADDR=f"10.1.0.{i}").status_code == 200
-        )
+        assert _post_from(api_client, body, f"10.1.0.{i}").status_code == 200
     assert _new_cuids(api_client, account, key, 2) == [200, 429]
 
 
@@ -432,12 +424,9 @@ def test_known_cuids_do_not_count_on_the_orm_path_either(api_client, make_accoun
     try:
         account, key = make_account()
         assert init(api_client, account, key).status_code == 200
+        body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
         for i in range(1, 4):
-            body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane"}
-            assert (
-                api_client.post(URL, body, format="json", REMOTE_ADDR=f"10.2.0.{i}").status_code
-                == 200
-            )
+            assert _post_from(api_client, body, f"10.2.0.{i}").status_code == 200
         assert _new_cuids(api_client, account, key, 1) == [429]
     finally:
         post_save.disconnect(receiver, sender=Registration)
