@@ -70,6 +70,7 @@ export declare const ERR: Readonly<{
   DEVICE_UNAVAILABLE: "ERR_DEVICE_UNAVAILABLE";
   NOT_SUPPORTED: "ERR_NOT_SUPPORTED";
   RATE_LIMITED: "ERR_RATE_LIMITED";
+  SERVICE_UNAVAILABLE: "ERR_SERVICE_UNAVAILABLE";
 }>;
 
 /** The parts of a CleverTap Web SDK instance that are read (ids) and used (events). */

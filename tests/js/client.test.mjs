@@ -509,6 +509,29 @@ test("no answer at all (a preflight refused, the network down) is tried again to
   assert.equal(client.cuid, "tutor_jane");
 });
 
+test("an auth the server cannot serve for a moment (error frame, close 1011) is tried again", async (t) => {
+  tab = installTab();
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const pending = initDirectCall({ ...OPTIONS });
+  await until(() => tab.sockets.length === 1, "the socket");
+  const first = tab.sockets[0];
+  first.open();
+  first.receive({ type: "error", code: "ERR_SERVICE_UNAVAILABLE", message: "Try again." });
+  first.closeFromServer(1011);
+  for (let i = 0; i < 200 && tab.sockets.length === 1; i++) {
+    t.mock.timers.tick(1200); // the wait is 1 s, plus up to a fifth
+    await flush();
+  }
+  t.mock.timers.reset();
+  const second = tab.sockets[1];
+  second.open();
+  assert.equal(second.sent[0].token, first.sent[0].token); // the same session
+  second.receive(READY);
+  const client = await pending;
+  clients.push(client);
+  assert.equal(client.cuid, "tutor_jane");
+});
+
 test("an outage longer than the attempts rejects ERR_SERVICE_UNAVAILABLE; other refusals are not retried", async () => {
   tab = installTab();
   const seen = answering(tab, [503, 503, 503, 503, 503], { "Retry-After": "0" });

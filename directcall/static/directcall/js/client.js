@@ -119,12 +119,22 @@ export class DirectCallClient extends EventTarget {
     this._resumeCall(ready);
   }
 
-  /** The first `ready`, with ERR_ALREADY_SIGNEDIN tried again when another tab brings a new key. */
+  /**
+   * The first `ready`, with ERR_ALREADY_SIGNEDIN tried again when another tab brings a new
+   * key, and an `auth` the server could not serve for a moment (Redis restarting: an error
+   * frame ERR_SERVICE_UNAVAILABLE, then close 1011) tried again 1 s later, as the sign-in's
+   * request is (SESSION_ATTEMPTS in all).
+   */
   async _connect(session) {
+    let unavailable = 0;
     for (let attempt = 0; ; attempt += 1) {
       try {
         return await this.signaling.connect(session);
       } catch (error) {
+        if (error && error.code === ERR.SERVICE_UNAVAILABLE && ++unavailable < SESSION_ATTEMPTS) {
+          await new Promise((resolve) => setTimeout(resolve, 1000 * (1 + Math.random() / 5)));
+          continue;
+        }
         if (!error || error.code !== ERR.ALREADY_SIGNEDIN || attempt >= 3) throw error;
         const wait = this.presentedKey ? 300 : DEVICE_KEY_WAIT_MS;
         if (!(await newDeviceKey(this.presentedKey, wait))) throw error;

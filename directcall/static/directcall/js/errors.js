@@ -24,6 +24,7 @@ export const ERR = Object.freeze({
   DEVICE_UNAVAILABLE: "ERR_DEVICE_UNAVAILABLE",
   NOT_SUPPORTED: "ERR_NOT_SUPPORTED",
   RATE_LIMITED: "ERR_RATE_LIMITED",
+  SERVICE_UNAVAILABLE: "ERR_SERVICE_UNAVAILABLE",
 });
 
 const MESSAGES = {
@@ -50,6 +51,7 @@ const MESSAGES = {
   ERR_DEVICE_UNAVAILABLE: "That microphone or speaker cannot be used.",
   ERR_NOT_SUPPORTED: "This browser cannot do that.",
   ERR_RATE_LIMITED: "Too many requests; try again later.",
+  ERR_SERVICE_UNAVAILABLE: "The service is briefly unavailable; try again in a few seconds.",
 };
 
 // Close codes of the signaling socket that say why it closed (docs/protocol.md), as the
