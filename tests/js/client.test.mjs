@@ -55,6 +55,15 @@ async function until(predicate, what) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** The server answers `ws` (open, its auth sent) with `ready`: `pending` resolves the client. */
+async function readyOn(ws, pending) {
+  ws.receive(READY);
+  const client = await pending;
+  clients.push(client);
+  assert.equal(client.cuid, "tutor_jane");
+  return client;
+}
+
 /** initDirectCall in `tab`, the server's part played with `ready` (or a refusal). */
 async function signIn(t, { ready = READY, options = OPTIONS } = {}) {
   const socketsBefore = t.sockets.length;
@@ -101,10 +110,7 @@ test("refused while another tab signs in for the first time: tried again once it
   const ws = tab.sockets[1];
   ws.open();
   assert.equal(ws.sent[0].device_key, KEY);
-  ws.receive(READY);
-  const client = await pending;
-  clients.push(client);
-  assert.equal(client.cuid, "tutor_jane");
+  await readyOn(ws, pending);
 });
 
 test("refused with no key coming: ERR_ALREADY_SIGNEDIN (another device)", async () => {
@@ -454,8 +460,17 @@ test("a failed initDirectCall leaves the page free to try again", async () => {
   await signIn(tab);
 });
 
+/** Advance mocked timers a retry's wait at a time (1 s, plus up to a fifth) until `done()`. */
+async function tickUntil(t, done) {
+  for (let i = 0; i < 200 && !done(); i++) {
+    t.mock.timers.tick(1200);
+    await flush();
+  }
+  t.mock.timers.reset();
+}
+
 /** `fetch` answering `statuses` in turn (then 200), each with `headers`; the answers counted. */
-function answering(t, statuses, headers = {}) {
+function answering(statuses, headers = {}) {
   const replies = [...statuses];
   const seen = [];
   const real = globalThis.fetch;
@@ -479,7 +494,7 @@ function answering(t, statuses, headers = {}) {
 
 test("a page that loads while the server restarts waits it out: 503 and 502 are tried again", async () => {
   tab = installTab();
-  const seen = answering(tab, [503, 502, 504], { "Retry-After": "0" });
+  const seen = answering([503, 502, 504], { "Retry-After": "0" });
   const { client } = await signIn(tab);
   assert.deepEqual(seen, [503, 502, 504]);
   assert.equal(tab.requests.length, 1); // the fourth attempt, answered
@@ -499,11 +514,7 @@ test("no answer at all (a preflight refused, the network down) is tried again to
   };
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const pending = signIn(tab);
-  for (let i = 0; i < 200 && tab.sockets.length === 0; i++) {
-    t.mock.timers.tick(1200); // each wait is 1 s, plus up to a fifth
-    await flush();
-  }
-  t.mock.timers.reset();
+  await tickUntil(t, () => tab.sockets.length > 0);
   const { client } = await pending;
   assert.equal(failures, 2);
   assert.equal(client.cuid, "tutor_jane");
@@ -518,29 +529,22 @@ test("an auth the server cannot serve for a moment (error frame, close 1011) is 
   first.open();
   first.receive({ type: "error", code: "ERR_SERVICE_UNAVAILABLE", message: "Try again." });
   first.closeFromServer(1011);
-  for (let i = 0; i < 200 && tab.sockets.length === 1; i++) {
-    t.mock.timers.tick(1200); // the wait is 1 s, plus up to a fifth
-    await flush();
-  }
-  t.mock.timers.reset();
+  await tickUntil(t, () => tab.sockets.length > 1);
   const second = tab.sockets[1];
   second.open();
   assert.equal(second.sent[0].token, first.sent[0].token); // the same session
-  second.receive(READY);
-  const client = await pending;
-  clients.push(client);
-  assert.equal(client.cuid, "tutor_jane");
+  await readyOn(second, pending);
 });
 
 test("an outage longer than the attempts rejects ERR_SERVICE_UNAVAILABLE; other refusals are not retried", async () => {
   tab = installTab();
-  const seen = answering(tab, [503, 503, 503, 503, 503], { "Retry-After": "0" });
+  const seen = answering([503, 503, 503, 503, 503], { "Retry-After": "0" });
   await assert.rejects(initDirectCall({ ...OPTIONS }), (error) => error.code === "ERR_SERVICE_UNAVAILABLE");
   assert.deepEqual(seen, [503, 503, 503, 503]);
   assert.equal(tab.sockets.length, 0);
   tab.restore();
   tab = installTab();
-  const refused = answering(tab, [502, 401], { "Retry-After": "0" });
+  const refused = answering([502, 401], { "Retry-After": "0" });
   await assert.rejects(initDirectCall({ ...OPTIONS }), (error) => error.code === ERR.INTERNET_LOST);
   assert.deepEqual(refused, [502, 401]); // 401 (not JSON here) is final at once
 });

@@ -15,7 +15,7 @@ import { readCallOptions, readInitOptions } from "./options.js";
 import { preflight } from "./preflight.js";
 import { loadScreensMarkup } from "./screens.js";
 import { claimKeptCall, resumedCall, resumeList, saveCallRecord } from "./resume.js";
-import { fetchSession, SESSION_ATTEMPTS } from "./session.js";
+import { fetchSession, SESSION_ATTEMPTS, waitBeforeRetry } from "./session.js";
 import { Signaling } from "./signaling.js";
 import { newDeviceKey, readDeviceKey, writeDeviceKey } from "./storage.js";
 import { adoptCall, enableAudio, mountScreens } from "./ui.js";
@@ -132,7 +132,7 @@ export class DirectCallClient extends EventTarget {
         return await this.signaling.connect(session);
       } catch (error) {
         if (error && error.code === ERR.SERVICE_UNAVAILABLE && ++unavailable < SESSION_ATTEMPTS) {
-          await new Promise((resolve) => setTimeout(resolve, 1000 * (1 + Math.random() / 5)));
+          await waitBeforeRetry();
           continue;
         }
         if (!error || error.code !== ERR.ALREADY_SIGNEDIN || attempt >= 3) throw error;

@@ -32,7 +32,7 @@ export async function fetchSession(config, { attempts = 1 } = {}) {
       response = await post(c, body);
     } catch (error) {
       if (attempt >= attempts) throw error;
-      await sleep(retryWait(null));
+      await waitBeforeRetry(null);
       continue;
     }
     let data = null;
@@ -43,12 +43,8 @@ export async function fetchSession(config, { attempts = 1 } = {}) {
     }
     if (response.ok) return data;
     if (attempt >= attempts || !TRANSIENT.includes(response.status)) throw fromServer(data, ERR.INTERNET_LOST);
-    await sleep(retryWait(response));
+    await waitBeforeRetry(response);
   }
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function post(c, body) {
@@ -67,11 +63,12 @@ async function post(c, body) {
   }
 }
 
-/** How long to wait before the next attempt: Retry-After (seconds) or 1 s, capped, plus up
- * to a fifth more so that the pages of a busy site do not all come back at once. */
-function retryWait(response) {
+/** Wait before the next attempt at a sign-in: the response's Retry-After (seconds), or 1 s
+ * without one (or without a response), capped, plus up to a fifth more so that the pages of
+ * a busy site do not all come back at once. */
+export function waitBeforeRetry(response = null) {
   const header = response && response.headers && response.headers.get ? response.headers.get("Retry-After") : null;
   const asked = header === null || header === "" ? NaN : Number(header);
   const wait = Math.min(Number.isFinite(asked) && asked >= 0 ? asked * 1000 : 1000, RETRY_WAIT_MAX_MS);
-  return wait * (1 + Math.random() / 5);
+  return new Promise((resolve) => setTimeout(resolve, wait * (1 + Math.random() / 5)));
 }
