@@ -90,6 +90,7 @@ DIRECTCALL = {
     # A load generator signs thousands of users in from 127.0.0.1 within seconds.
     "THROTTLE_RATES": {
         "directcall_init_ip": "1000000/min",
+        "directcall_init_ip_new": "1000000/min",
         "directcall_init_account": "1000000/min",
     },
     # Load clients send candidates as fast as the socket takes them.

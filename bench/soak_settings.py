@@ -35,6 +35,7 @@ DIRECTCALL = {
     # Every client signs in again after each fault, all from 127.0.0.1.
     "THROTTLE_RATES": {
         "directcall_init_ip": "1000000/min",
+        "directcall_init_ip_new": "1000000/min",
         "directcall_init_account": "1000000/min",
     },
     # Quick declines and cancels let a pair place more than 20 calls a minute.

@@ -112,10 +112,12 @@ DEFAULTS: dict[str, Any] = {
     "ADAPTER": "directcall.adapter.DefaultCallAdapter",
     # Account id under which signed-in users get server-minted sessions (template tags).
     "SESSION_ACCOUNT": None,
-    # DRF throttle rates of the init endpoint, per client IP (REMOTE_ADDR unless
-    # REST_FRAMEWORK["NUM_PROXIES"] is set) and per account (sign-ins of new cuids only).
+    # DRF throttle rates of the init endpoint: every request per client IP (REMOTE_ADDR
+    # unless REST_FRAMEWORK["NUM_PROXIES"] is set; every page view is one), and sign-ins
+    # of new cuids per client IP and per account.
     "THROTTLE_RATES": {
-        "directcall_init_ip": "60/min",
+        "directcall_init_ip": "600/min",
+        "directcall_init_ip_new": "60/min",
         "directcall_init_account": "600/min",
         # The calls API (docs/api.md#calls-api): every request per client IP (wrong keys
         # too), per server key, and per logged-in user.
@@ -141,6 +143,7 @@ DEFAULTS: dict[str, Any] = {
 
 THROTTLE_SCOPES = (
     "directcall_init_ip",
+    "directcall_init_ip_new",
     "directcall_init_account",
     "directcall_api_ip",
     "directcall_api_key",

@@ -51,7 +51,7 @@ DIRECTCALL = {
     # The fault tests shorten it to see a silent client dropped.
     "IDLE_TIMEOUT": float(os.environ.get("DIRECTCALL_MP_IDLE_TIMEOUT", "60")),
     # Generous: these tests create a handful of sessions from one IP within seconds.
-    "THROTTLE_RATES": {"directcall_init_ip": "600/min"},
+    "THROTTLE_RATES": {"directcall_init_ip": "600/min", "directcall_init_ip_new": "600/min"},
     "AUTH_RATE_IP": "600/min",
     # Tests call the same person again right after a declined or missed call.
     "RING_BACKOFF": None,

@@ -383,6 +383,46 @@ def test_throttled_per_account(api_client, make_account):
     assert init(api_client, other, other_key).status_code == 200
 
 
+def test_a_school_behind_one_address_signs_in_on_every_page_view(api_client, make_account):
+    """Every page view of a signed-in user is a sign-in, and the users of a school or an
+    office share one address: at the default rates, 200 sign-ins from it in a minute, 20
+    of them new students, all go through."""
+    account, key = make_account()
+    body = {"accountId": account.account_id, "apikey": key}
+    students = [f"student_{i}" for i in range(20)]
+    sign_ins = students + [students[i % 20] for i in range(180)]
+    codes = [
+        _post_from(api_client, {**body, "cuid": cuid}, "203.0.113.5").status_code
+        for cuid in sign_ins
+    ]
+    assert codes == [200] * 200
+    assert Registration.objects.filter(account=account).count() == 20
+
+
+@override_settings(
+    DIRECTCALL={
+        "THROTTLE_RATES": {"directcall_init_ip_new": "1/min", "directcall_init_account": "2/min"}
+    }
+)
+def test_new_cuids_are_budgeted_per_address(api_client, make_account):
+    """One address registers at most its budget of new cuids, and one it is refused does not
+    spend the account's; its known cuids, and new ones from other addresses, go on."""
+    account, key = make_account()
+    body = {"accountId": account.account_id, "apikey": key}
+    assert _post_from(api_client, {**body, "cuid": "new_user_1"}, "198.51.100.1").status_code == 200
+    response = _post_from(api_client, {**body, "cuid": "new_user_2"}, "198.51.100.1")
+    assert (response.status_code, response.json()["code"]) == (429, "ERR_RATE_LIMITED")
+    assert int(response["Retry-After"]) > 0
+    assert not Registration.objects.filter(account=account, cuid="new_user_2").exists()
+    for _ in range(3):
+        known = _post_from(api_client, {**body, "cuid": "new_user_1"}, "198.51.100.1")
+        assert known.status_code == 200
+    # The account's budget of two holds one more new cuid, from another address.
+    assert _post_from(api_client, {**body, "cuid": "new_user_2"}, "198.51.100.2").status_code == 200
+    assert _post_from(api_client, {**body, "cuid": "new_user_3"}, "198.51.100.3").status_code == 429
+    assert Registration.objects.filter(account=account).count() == 2
+
+
 @override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_account": "2/min"}})
 def test_the_page_key_cannot_lock_a_sites_users_out(api_client, make_account):
     """Whoever reads the page's key uses up the account's budget from a few addresses;

@@ -269,7 +269,9 @@ def test_e006_bad_turn_secret_is_not_echoed(value):
 @pytest.mark.parametrize(
     "rate", ["5/10m", "abc", "60", "60/", "/min", "0/min", "-1/min", "1.5/s", "60/week", 60, ""]
 )
-@pytest.mark.parametrize("scope", ["directcall_init_ip", "directcall_init_account"])
+@pytest.mark.parametrize(
+    "scope", ["directcall_init_ip", "directcall_init_ip_new", "directcall_init_account"]
+)
 def test_e006_bad_throttle_rate(scope, rate):
     problems = settings_problems({"ICE_SERVERS": [STUN], "THROTTLE_RATES": {scope: rate}})
     assert ids(problems) == ["directcall.E006"]
@@ -294,7 +296,8 @@ def test_e006_bad_throttle_rate(scope, rate):
     ],
 )
 def test_good_throttle_rates_pass(rate):
-    rates = {"directcall_init_ip": rate, "directcall_init_account": rate}
+    scopes = ("directcall_init_ip", "directcall_init_ip_new", "directcall_init_account")
+    rates = dict.fromkeys(scopes, rate)
     assert settings_problems({"ICE_SERVERS": [STUN], "THROTTLE_RATES": rates}) == []
 
 

@@ -88,6 +88,7 @@ def app(transactional_db, settings) -> WSGIHandler:
         "SESSION_ACCOUNT": SESSION_ACCOUNT_ID,
         "THROTTLE_RATES": {
             "directcall_init_ip": "1000000/min",
+            "directcall_init_ip_new": "1000000/min",
             "directcall_init_account": "1000000/min",
         },
     }

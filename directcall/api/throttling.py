@@ -58,11 +58,14 @@ class _ConfiguredRateThrottle(BaseThrottle):
 
 
 class InitIPThrottle(_ConfiguredRateThrottle):
-    """Init requests per client IP (``THROTTLE_RATES["directcall_init_ip"]``).
+    """Init requests per client IP (``THROTTLE_RATES["directcall_init_ip"]``), all of them.
 
-    The client IP is ``REMOTE_ADDR``. Only when ``REST_FRAMEWORK["NUM_PROXIES"]`` is
-    configured is ``X-Forwarded-For`` consulted (DRF's rules); otherwise a client could
-    pick its own identity by sending that header.
+    A bound on the work one address can ask for. Every page view of a signed-in user is a
+    request, and a school or an office sends all of its users' from one address, so the
+    default is generous; new cuids have their own, stricter budget (below). The client IP
+    is ``REMOTE_ADDR``. Only when ``REST_FRAMEWORK["NUM_PROXIES"]`` is configured is
+    ``X-Forwarded-For`` consulted (DRF's rules); otherwise a client could pick its own
+    identity by sending that header.
     """
 
     scope = "directcall_init_ip"
@@ -88,13 +91,25 @@ class InitIPThrottle(_ConfiguredRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
+class InitIPNewThrottle(InitIPThrottle):
+    """New registrations per client IP (``THROTTLE_RATES["directcall_init_ip_new"]``).
+
+    Not a view-level throttle: counted, like the account's budget below, only for a
+    sign-in that would register a cuid the account does not know yet, so that one
+    address cannot spend the account's budget on its own, and a returning user's sign-in
+    never waits for it.
+    """
+
+    scope = "directcall_init_ip_new"
+
+
 class InitAccountThrottle(_ConfiguredRateThrottle):
     """New registrations per account (``THROTTLE_RATES["directcall_init_account"]``).
 
     Not a view-level throttle: the view counts only a sign-in that passed every check and
     would register a cuid the account does not know yet. Anyone holding the page's key
     can use up this budget, so it stops new cuids only; a known cuid's sign-in (every page
-    view of a returning user) never counts. Guessing keys is limited by the per-IP throttle.
+    view of a returning user) never counts.
     """
 
     scope = "directcall_init_account"

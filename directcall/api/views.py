@@ -46,7 +46,7 @@ from .serializers import (
     InitResponseSerializer,
     SessionRequestSerializer,
 )
-from .throttling import InitAccountThrottle, InitIPThrottle
+from .throttling import InitAccountThrottle, InitIPNewThrottle, InitIPThrottle
 
 logger = logging.getLogger("directcall.api")
 
@@ -276,7 +276,7 @@ class InitView(DirectCallAPIView):
             ct_account_id=params.ct_account_id or "",
             ct_id=params.ct_id or "",
             device_id=device_id,
-            admit_new=lambda: self.check_account_throttle(request, account),
+            admit_new=lambda: self.admit_new_registration(request, account),
         )
         body = session_body(
             request,
@@ -290,17 +290,18 @@ class InitView(DirectCallAPIView):
         )
         return Response(body)
 
-    def check_account_throttle(self, request: Request, account: Account) -> None:
-        """Count a new registration against the account's budget, or refuse it (429).
+    def admit_new_registration(self, request: Request, account: Account) -> None:
+        """Count a new registration against its address's and its account's budgets, or
+        refuse it (429).
 
         Only a sign-in that would create a registration is counted, once every other check
         has passed. The page's key is public: a budget that every sign-in used up would let
         whoever reads it lock every user of the site out from a few addresses. A known
-        cuid's sign-in is bounded per address only.
+        cuid's sign-in is bounded only by the per-address limit on every request.
         """
-        throttle = InitAccountThrottle(account.account_id)
-        if not throttle.allow_request(request, self):
-            raise exceptions.Throttled(throttle.wait())
+        for throttle in (InitIPNewThrottle(), InitAccountThrottle(account.account_id)):
+            if not throttle.allow_request(request, self):
+                raise exceptions.Throttled(throttle.wait())
 
     def options(self, request: Request, *args, **kwargs) -> Response:
         """CORS preflight: the real check is the account's origin allow-list on POST."""

@@ -25,7 +25,11 @@ DIRECTCALL = {
     # Host candidates only: browsers on one machine need no STUN server.
     "ICE_SERVERS": [],
     # Many sign-ins from 127.0.0.1 within one test session.
-    "THROTTLE_RATES": {"directcall_init_ip": "6000/min", "directcall_init_account": "6000/min"},
+    "THROTTLE_RATES": {
+        "directcall_init_ip": "6000/min",
+        "directcall_init_ip_new": "6000/min",
+        "directcall_init_account": "6000/min",
+    },
     "SESSION_ACCOUNT": SESSION_ACCOUNT,
     # Socket sign-ins too: every page of every test signs in from 127.0.0.1, often as the
     # same cuid in a new browser (a new device, not exempt).
