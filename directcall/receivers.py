@@ -8,7 +8,10 @@ What revokes sessions (docs/security.md#revocation):
   rotated; an account deleted;
 - a registration deleted (also by the cascade of an account's deletion): its live calls
   end first (``revoked``), and their other party is told;
-- the Django user logging out (``user_logged_out``): the tokens of that Django session.
+- the Django user logging out (``user_logged_out``): the tokens of that Django session;
+- the Django user saved inactive (banned, closed): every token of the user;
+- the Django user deleted: the registration the adapter maps it to goes too (its name,
+  picture and calls are the user's data), which closes its sockets and ends its calls.
 
 And two for the database: the connections of a thread made for one HTTP request are parked
 for the next request or closed when the request finishes
@@ -22,9 +25,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
+from django.core.exceptions import FieldDoesNotExist
 from django.core.signals import request_finished, request_started
-from django.db.models.signals import post_delete, post_save, pre_delete
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from . import requestdb, revocation, watch
@@ -110,6 +115,48 @@ def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
     revocation.revoke_user_tokens(
         user, reason=revocation.LOGGED_OUT, session_key=session_key, request=request
     )
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_deactivating")
+def user_deactivating(
+    sender: type, instance: Any, update_fields: Any = None, **kwargs: Any
+) -> None:
+    """Note whether this save makes an active Django user inactive (for :func:`user_saved`).
+
+    One query, only when an existing user is saved inactive: a login's save
+    (``update_fields=["last_login"]``) or an active user's costs nothing.
+    """
+    instance._directcall_deactivated = False
+    if kwargs.get("raw") or instance.pk is None or getattr(instance, "is_active", True):
+        return  # a fixture loaded, a new user, or an active one
+    if update_fields is not None and "is_active" not in update_fields:
+        return
+    try:
+        sender._meta.get_field("is_active")
+    except FieldDoesNotExist:  # a custom user model without the field: always active
+        return
+    manager = sender._default_manager.using(kwargs.get("using"))
+    instance._directcall_deactivated = manager.filter(pk=instance.pk, is_active=True).exists()
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_saved")
+def user_saved(sender: type, instance: Any, created: bool, **kwargs: Any) -> None:
+    """A Django user made inactive (banned, closed) is signed out of calls everywhere: its
+    tokens are refused, its sockets close and its live calls end ``revoked``."""
+    if getattr(instance, "_directcall_deactivated", False):
+        instance._directcall_deactivated = False
+        revocation.revoke_user_tokens(instance, reason=revocation.USER_INACTIVE)
+
+
+@receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_deleted")
+def user_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
+    """A deleted Django user's registration (in the session account) is deleted too: its
+    name and picture, and its calls, are the user's data. Deleting it closes its sockets
+    and ends its live calls (:func:`registration_deleting`). A site that keeps them
+    disconnects this receiver (``dispatch_uid="directcall.user_deleted"``)."""
+    pks = revocation.user_registration_pks(instance)
+    if pks:
+        Registration.objects.filter(pk__in=pks).delete()
 
 
 @receiver(call_initiated, sender=Call, dispatch_uid="directcall.watch.call_initiated")

@@ -48,6 +48,7 @@ SIGNING_SECRET_ROTATED = "signing_secret_rotated"  # noqa: S105 (a reason, not a
 IDENTITY_CHANGED = "identity_changed"
 REGISTRATION_DELETED = "registration_deleted"
 LOGGED_OUT = "logged_out"
+USER_INACTIVE = "user_inactive"
 REVOKED = "revoked"  # revoked by the site's own code
 
 REASONS = frozenset(

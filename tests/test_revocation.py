@@ -575,3 +575,101 @@ async def test_deleting_an_account_with_webhooks_during_a_call(page):
         await _revoked(delete_account, caller, callee, within=None)
         assert not await sync_to_async(Account.objects.filter(pk=account.pk).exists)()
         assert not await sync_to_async(WebhookMessage.objects.exists)()
+
+
+# -- the Django user deactivated or deleted ---------------------------------------------------
+
+
+def _session_user(make_account, settings, username: str = "sam"):
+    """A verified session account; a user logged in in a browser, its v1/session token and
+    registration; and another registration to call."""
+    account, _key = make_account(identity="verified")
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account.account_id}
+    user = get_user_model().objects.create_user(username, first_name="Sam")
+    browser = DjangoClient()
+    browser.force_login(user)
+    token = browser.post("/directcall/v1/session", {}, "application/json").json()["token"]
+    mine = Registration.objects.get(account=account)
+    other = Registration.objects.create(account=account, cuid="tutor_gil")
+    return user, browser, token, mine, other
+
+
+@contextlib.asynccontextmanager
+async def _in_a_call(token: str, mine: Registration, other: Registration):
+    """``(tab, gil, call_id)``: the user's tab, signed in with ``token``, in an answered call
+    with ``other``; both sockets are closed at the end."""
+    tab = Client(await Client.open(), mine.cuid, mine.pk)
+    gil = await Client.signed_in(other)
+    try:
+        await tab.send(type="auth", token=token)
+        await tab.next("ready")
+        yield tab, gil, await answered_call(tab, gil)
+    finally:
+        await tab.close()
+        await gil.close()
+
+
+async def test_deactivating_a_django_user_signs_it_out_of_calls(make_account, settings):
+    """A banned or closed user (``is_active = False``, as the admin's checkbox does): its
+    sockets close (4011), its call ends ``revoked``, its tokens are refused; its
+    registration stays, and once active again it signs in anew."""
+    user, browser, token, mine, other = await sync_to_async(_session_user)(make_account, settings)
+
+    def deactivate():
+        user.is_active = False
+        user.save()
+
+    async with _in_a_call(token, mine, other) as (tab, gil, call_id):
+        await _revoked(deactivate, tab)
+        await _told_revoked_and_stays(gil, call_id)
+    await _ended_revoked(call_id)
+    assert tokens.verify(token) is None
+    assert await sync_to_async(Registration.objects.filter(pk=mine.pk).exists)()
+
+    def reactivate_and_sign_in():
+        user.is_active = True
+        user.save()
+        browser.force_login(user)
+        return browser.post("/directcall/v1/session", {}, "application/json").json()["token"]
+
+    assert tokens.verify(await sync_to_async(reactivate_and_sign_in)()) is not None
+
+
+async def test_saving_an_active_user_revokes_nothing_and_costs_no_query(make_account, settings):
+    """A login saves the user (``last_login``) on every sign-in of the site: the receivers
+    add no query to it, nor to any save of an active user."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user, _browser, token, mine, _other = await sync_to_async(_session_user)(make_account, settings)
+
+    def saves():
+        with CaptureQueriesContext(connection) as login:
+            user.save(update_fields=["last_login"])
+        with CaptureQueriesContext(connection) as edit:
+            user.first_name = "Samuel"
+            user.save()
+        return len(login), len(edit)
+
+    async with Listener(revocation.registration_group(mine.pk)) as listener:
+        assert await sync_to_async(saves)() == (1, 1)
+        await listener.nothing()
+    assert tokens.verify(token) is not None
+
+
+async def test_deleting_a_django_user_deletes_its_registration_and_calls(make_account, settings):
+    """The user's data goes with the user: its registration (name, picture) and its calls;
+    its live socket closes and the other party is told ``revoked`` and stays."""
+    user, _browser, token, mine, other = await sync_to_async(_session_user)(make_account, settings)
+    async with _in_a_call(token, mine, other) as (tab, gil, call_id):
+        await _revoked(user.delete, tab)
+        await _told_revoked_and_stays(gil, call_id)
+    assert not await sync_to_async(Registration.objects.filter(pk=mine.pk).exists)()
+    assert not await sync_to_async(Call.objects.filter(pk=call_id).exists)()
+    assert await sync_to_async(Registration.objects.filter(pk=other.pk).exists)()
+    socket = Client(await Client.open(), mine.cuid, mine.pk)
+    try:  # the token of a registration that is gone signs nobody in
+        await socket.send(type="auth", token=token)
+        assert (await socket.next("error"))["code"] == "ERR_INVALID_TOKEN"
+    finally:
+        await socket.close()
