@@ -11,52 +11,26 @@ however old. Registrations (the users, their blocks) are kept.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django.utils import timezone
 
+from directcall.management.prune import PruneCommand
 from directcall.models import FINAL_STATUSES, Call
 
 
-class Command(BaseCommand):
+class Command(PruneCommand):
     """Delete ended call records older than --days."""
 
     help = "prune: delete the records of ended calls created more than --days days ago."
+    days_help = "Delete ended calls created more than this many days ago."
+    batch_help = "Calls deleted per transaction (default 1000)."
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("action", choices=["prune"])
-        parser.add_argument(
-            "--days",
-            type=float,
-            required=True,
-            help="Delete ended calls created more than this many days ago.",
-        )
-        parser.add_argument(
-            "--batch",
-            type=int,
-            default=1000,
-            help="Calls deleted per transaction (default 1000).",
-        )
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="Count what would be deleted; delete nothing.",
-        )
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        days, batch = options["days"], options["batch"]
-        if days <= 0 or batch <= 0:
-            raise CommandError("--days and --batch must be greater than zero.")
-        cutoff = timezone.now() - timedelta(days=days)
+    def prune(self, cutoff: datetime, days: str, batch: int, dry_run: bool) -> str:
+        """Delete the ended calls created before ``cutoff``, with their feedback."""
         old = Call.objects.filter(created_at__lt=cutoff, status__in=FINAL_STATUSES)
-        if options["dry_run"]:
-            self.stdout.write(
-                f"Would delete {old.count()} call record(s) older than {days:g} days."
-            )
-            return
+        if dry_run:
+            return f"Would delete {old.count()} call record(s) older than {days} days."
         calls = rows = 0
         while True:
             with transaction.atomic():
@@ -66,7 +40,7 @@ class Command(BaseCommand):
                 deleted, by_model = Call.objects.filter(pk__in=pks).delete()
             calls += by_model.get(Call._meta.label, 0)
             rows += deleted
-        self.stdout.write(
-            f"Deleted {calls} call record(s) older than {days:g} days ({rows} rows with their "
+        return (
+            f"Deleted {calls} call record(s) older than {days} days ({rows} rows with their "
             "feedback)."
         )
