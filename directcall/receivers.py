@@ -23,6 +23,7 @@ yourself then.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -35,6 +36,8 @@ from django.dispatch import receiver
 from . import requestdb, revocation, watch
 from .models import WATCHED_FIELDS, Account, Call, Identity, Registration
 from .signals import call_ended, call_initiated
+
+logger = logging.getLogger("directcall.revocation")
 
 
 def account_change_reason(before: dict[str, Any], account: Account) -> str | None:
@@ -135,7 +138,7 @@ def user_deactivating(
         sender._meta.get_field("is_active")
     except FieldDoesNotExist:  # a custom user model without the field: always active
         return
-    manager = sender._default_manager.using(kwargs.get("using"))
+    manager = sender._base_manager.using(kwargs.get("using"))
     instance._directcall_deactivated = manager.filter(pk=instance.pk, is_active=True).exists()
 
 
@@ -148,13 +151,28 @@ def user_saved(sender: type, instance: Any, created: bool, **kwargs: Any) -> Non
         revocation.revoke_user_tokens(instance, reason=revocation.USER_INACTIVE)
 
 
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_deleting")
+def user_deleting(sender: type, instance: Any, **kwargs: Any) -> None:
+    """Find the registrations of a Django user about to be deleted (for :func:`user_deleted`).
+
+    Before the deletion, while the adapter's ``get_cuid`` can still read what it needs (a
+    profile deleted with the user). If it cannot, the user is deleted all the same and
+    the registration is kept: logged, for the site to delete.
+    """
+    try:
+        instance._directcall_registrations = revocation.user_registration_pks(instance)
+    except Exception:
+        logger.exception("the registrations of deleted user %s were not found", instance.pk)
+        instance._directcall_registrations = []
+
+
 @receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_deleted")
 def user_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
     """A deleted Django user's registration (in the session account) is deleted too: its
     name and picture, and its calls, are the user's data. Deleting it closes its sockets
     and ends its live calls (:func:`registration_deleting`). A site that keeps them
     disconnects this receiver (``dispatch_uid="directcall.user_deleted"``)."""
-    pks = revocation.user_registration_pks(instance)
+    pks = getattr(instance, "_directcall_registrations", None)
     if pks:
         Registration.objects.filter(pk__in=pks).delete()
 

@@ -11,9 +11,11 @@ Each function does two things once the surrounding transaction has committed:
 
 The receivers in :mod:`directcall.receivers` call these for account deactivation, key
 rotation or revocation (page identities), signing-secret rotation, a change from page to
-verified identities, deleted accounts and registrations, and Django's ``user_logged_out``.
-Call them yourself for anything else (a banned user: ``revoke_user_tokens(user)``; a user
-of a non-Django backend logging out: ``revoke_user_token(account, jti, exp, cuid=cuid)``).
+verified identities, deleted accounts and registrations, Django's ``user_logged_out``, and
+a Django user saved inactive or deleted (in ``SESSION_ACCOUNT``). Call them yourself for
+anything else (a user banned some other way, or of an account the adapter picks per
+request: ``revoke_user_tokens(user, request=...)``; a user of a non-Django backend logging
+out: ``revoke_user_token(account, jti, exp, cuid=cuid)``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ REASONS = frozenset(
         IDENTITY_CHANGED,
         REGISTRATION_DELETED,
         LOGGED_OUT,
+        USER_INACTIVE,
         REVOKED,
     }
 )

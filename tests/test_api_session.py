@@ -106,6 +106,20 @@ class PictureAdapter(DefaultCallAdapter):
         return f"https://cdn.example.org/{user.username}.png"
 
 
+@override_settings(
+    AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.AllowAllUsersModelBackend"]
+)
+def test_an_inactive_user_is_refused_even_where_the_login_still_works(session_account, user):
+    """A banned user (``is_active`` off) whose backend still accepts the login: a new token
+    would undo the revocation that the ban made. The REST framework's session
+    authentication refuses an inactive user."""
+    user.is_active = False
+    user.save()
+    response = post(csrf_client(user))
+    assert (response.status_code, response.json()["code"]) == (403, "ERR_NOT_SIGNED_IN")
+    assert not Registration.objects.exists()
+
+
 def test_the_adapter_decides_cuid_and_picture(session_account, user, settings):
     settings.DIRECTCALL = {**settings.DIRECTCALL, "ADAPTER": f"{__name__}.PictureAdapter"}
     body = post(csrf_client(user)).json()

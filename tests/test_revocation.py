@@ -22,6 +22,7 @@ from django.test import Client as DjangoClient
 from django.urls import reverse
 
 from directcall import revocation, tokens
+from directcall.adapter import DefaultCallAdapter
 from directcall.models import Account, Call, Identity, Registration
 
 from .wsclient import Client, answered_call
@@ -673,3 +674,54 @@ async def test_deleting_a_django_user_deletes_its_registration_and_calls(make_ac
         assert (await socket.next("error"))["code"] == "ERR_INVALID_TOKEN"
     finally:
         await socket.close()
+
+
+class _RowReadingAdapter(DefaultCallAdapter):
+    """A cuid read from the database, as from a profile that is deleted with the user."""
+
+    def get_cuid(self, user) -> str:
+        return f"user_{get_user_model().objects.get(pk=user.pk).pk}"
+
+
+async def test_a_deleted_users_cuid_is_found_before_the_deletion(make_account, settings):
+    """An adapter whose ``get_cuid`` reads a row deleted with the user (a profile) still
+    finds the registration: it is asked before the deletion, not after."""
+    settings.DIRECTCALL = {
+        **settings.DIRECTCALL,
+        "ADAPTER": f"{__name__}._RowReadingAdapter",
+    }
+    user, _browser, _token, mine, other = await sync_to_async(_session_user)(make_account, settings)
+    await sync_to_async(user.delete)()
+    assert not await sync_to_async(Registration.objects.filter(pk=mine.pk).exists)()
+    assert await sync_to_async(Registration.objects.filter(pk=other.pk).exists)()
+
+
+def test_without_a_session_account_a_deleted_or_inactive_user_touches_nothing(
+    make_account, settings
+):
+    """No SESSION_ACCOUNT: no registration is a Django user's; a page account's
+    ``user_<pk>`` cuid is the page's word, not that user."""
+    account, _key = make_account()
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": None}
+    user = get_user_model().objects.create_user("sam")
+    namesake = Registration.objects.create(account=account, cuid=f"user_{user.pk}")
+    user.is_active = False
+    user.save()
+    user.delete()
+    assert Registration.objects.filter(pk=namesake.pk).exists()
+
+
+async def test_saving_an_inactive_user_again_revokes_nothing_more(make_account, settings):
+    user, _browser, _token, mine, _other = await sync_to_async(_session_user)(
+        make_account, settings
+    )
+
+    def deactivate(**save):
+        user.is_active = False
+        user.save(**save)
+
+    async with Listener(revocation.registration_group(mine.pk)) as listener:
+        await sync_to_async(deactivate)(update_fields=["is_active"])
+        assert (await listener.next())["reason"] == "user_inactive"
+        await sync_to_async(deactivate)()
+        await listener.nothing()

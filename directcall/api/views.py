@@ -203,7 +203,8 @@ class InitView(DirectCallAPIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    # Per IP before anything else; per account in post(), once the key has been checked.
+    # Every request per IP before anything else; a new cuid per IP and per account in
+    # post(), once every other check has passed.
     throttle_classes = [InitIPThrottle]
 
     @extend_schema(

@@ -13,12 +13,14 @@ few seconds).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -27,7 +29,14 @@ from playwright.sync_api import expect
 from directcall.models import Call, CallStatus
 from tests.conftest import needs_redis_server
 from tests.e2e import timings
-from tests.e2e.harness import ROOT, SiteDatabase, env_var, start_server, wait_for_audio
+from tests.e2e.harness import (
+    ROOT,
+    E2EServer,
+    SiteDatabase,
+    env_var,
+    start_server,
+    wait_for_audio,
+)
 from tests.e2e.sdk import SDK, click, outcome, screen, sign_in, start_call
 from tests.test_outages import KillableRedis
 
@@ -179,29 +188,60 @@ _START_SIGN_IN = """async (options) => {
 }"""
 
 
+@contextlib.contextmanager
+def outage_site(
+    tmp_path: Path, spa: SPAServer, name: str
+) -> Iterator[tuple[KillableRedis, SiteDatabase, E2EServer]]:
+    """``(redis_server, site, server)``: a server of its own on a private redis-server that
+    the test may kill, with a site whose account allows ``spa``'s origin; all stopped at
+    the end."""
+    redis_server = KillableRedis(tmp_path)
+    redis_server.start()
+    server = None
+    try:
+        site = SiteDatabase.create(tmp_path / f"{name}.sqlite3", "Outage")
+        with sqlite3.connect(site.path) as db:
+            db.execute("UPDATE directcall_account SET allowed_origins = ?", (spa.url,))
+        with (
+            env_var("DATABASE_URL", f"sqlite:///{site.path}"),
+            env_var("DIRECTCALL_E2E_REDIS", "1"),
+            env_var("REDIS_URL", redis_server.url),
+        ):
+            server = start_server(
+                str(site.path),
+                run_prefix=settings.RUN_PREFIX + name,
+                directcall=timings.DIRECTCALL,
+                name=name,
+            )
+        yield redis_server, site, server
+    finally:
+        if server is not None:
+            server.stop()
+        redis_server.stop()
+
+
+def outage_options(site: SiteDatabase, server: E2EServer) -> dict:
+    """``_START_SIGN_IN``'s options: the SPA's page signs a visitor in to ``server``."""
+    return {
+        "accountId": site.account_id,
+        "apikey": site.api_key,
+        "cuid": "shop_visitor",
+        "clevertap": None,
+        "showScreens": False,
+        "serverUrl": f"{server.url}/directcall/",
+        "__sdk": SDK,
+    }
+
+
 @needs_redis_server()
 def test_a_page_that_loads_while_redis_restarts_signs_in_once_it_is_back(tmp_path, browser, spa):
     """A server of its own on a private redis-server, killed as the SPA's page loads: the
     preflight is answered, the init gets a 503 the page can read (CORS) and waits out its
     Retry-After, and the sign-in goes through once Redis is back."""
-    redis_server = KillableRedis(tmp_path)
-    redis_server.start()
-    site = SiteDatabase.create(tmp_path / "outage.sqlite3", "Outage")
-    with sqlite3.connect(site.path) as db:
-        db.execute("UPDATE directcall_account SET allowed_origins = ?", (spa.url,))
     with (
-        env_var("DATABASE_URL", f"sqlite:///{site.path}"),
-        env_var("DIRECTCALL_E2E_REDIS", "1"),
-        env_var("REDIS_URL", redis_server.url),
+        outage_site(tmp_path, spa, "outage") as (redis_server, site, server),
+        contextlib.closing(browser.new_context()) as context,
     ):
-        server = start_server(
-            str(site.path),
-            run_prefix=settings.RUN_PREFIX + "outage",
-            directcall=timings.DIRECTCALL,
-            name="outage",
-        )
-    context = browser.new_context()
-    try:
         page = context.new_page()
         page.goto(f"{spa.url}/")
         answers: list[tuple[str, int]] = []
@@ -211,18 +251,7 @@ def test_a_page_that_loads_while_redis_restarts_signs_in_once_it_is_back(tmp_pat
         )
         redis_server.kill()
         with page.expect_response(lambda r: "/v1/init" in r.url and r.status == 503):
-            page.evaluate(
-                _START_SIGN_IN,
-                {
-                    "accountId": site.account_id,
-                    "apikey": site.api_key,
-                    "cuid": "shop_visitor",
-                    "clevertap": None,
-                    "showScreens": False,
-                    "serverUrl": f"{server.url}/directcall/",
-                    "__sdk": SDK,
-                },
-            )
+            page.evaluate(_START_SIGN_IN, outage_options(site, server))
         redis_server.start()
         page.wait_for_function("() => window.signedIn !== undefined", timeout=30_000)
         assert page.evaluate("() => window.signedIn") == {"ok": True}, server.log_tail()
@@ -230,7 +259,3 @@ def test_a_page_that_loads_while_redis_restarts_signs_in_once_it_is_back(tmp_pat
         assert posts[0] == 503 and posts[-1] == 200, answers
         assert ("OPTIONS", 503) not in answers, answers  # the preflight was answered
         page.evaluate("() => window.dc.logout()")
-    finally:
-        context.close()
-        server.stop()
-        redis_server.stop()

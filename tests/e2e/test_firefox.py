@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
 import tests.e2e.test_sdk as chromium_tests
 from directcall.models import Call, CallStatus
 from tests.conftest import needs_redis_server
 from tests.e2e import test_cross_origin as cross_origin
-from tests.e2e import timings
 from tests.e2e.conftest import _USERS, restart, serve
 from tests.e2e.firefox_driver import (
     Firefox,
@@ -34,14 +31,10 @@ from tests.e2e.firefox_driver import (
 from tests.e2e.firefox_driver import click as ff_click
 from tests.e2e.harness import (
     E2EServer,
-    SiteDatabase,
     audio_stats,
-    env_var,
-    start_server,
     wait_for_audio,
 )
 from tests.e2e.sdk import (
-    SDK,
     click,
     events,
     init_raw,
@@ -52,7 +45,6 @@ from tests.e2e.sdk import (
     start_call,
 )
 from tests.e2e.test_tabs import audio_keeps_flowing, wait_event
-from tests.test_outages import KillableRedis
 
 # Firefox's own autoplay blocking: audible media refused ("block audio", default 1), and
 # allowed only from a user input's handler (blocking_policy 2): puppeteer's evaluate gives
@@ -409,45 +401,19 @@ def test_a_firefox_page_that_loads_while_redis_restarts_signs_in_once_it_is_back
     down as the SPA's page calls initDirectCall, Firefox's preflight is answered, the
     page reads the 503 (not a network error), and the sign-in goes through once Redis is
     back."""
-    redis_server = KillableRedis(tmp_path)
-    redis_server.start()
-    site = SiteDatabase.create(tmp_path / "outage.sqlite3", "Outage")
-    with sqlite3.connect(site.path) as db:
-        db.execute("UPDATE directcall_account SET allowed_origins = ?", (spa.url,))
-    with (
-        env_var("DATABASE_URL", f"sqlite:///{site.path}"),
-        env_var("DIRECTCALL_E2E_REDIS", "1"),
-        env_var("REDIS_URL", redis_server.url),
-    ):
-        server = start_server(
-            str(site.path),
-            run_prefix=settings.RUN_PREFIX + "ffoutage",
-            directcall=timings.DIRECTCALL,
-            name="ffoutage",
-        )
-    page = firefox.new_page(spa.url)
-    try:
-        page.goto("/")
-        page.evaluate(_RECORD_INIT_ANSWERS)
-        redis_server.kill()
-        options = {
-            "accountId": site.account_id,
-            "apikey": site.api_key,
-            "cuid": "shop_visitor",
-            "clevertap": None,
-            "showScreens": False,
-            "serverUrl": f"{server.url}/directcall/",
-            "__sdk": SDK,
-        }
-        page.evaluate(cross_origin._START_SIGN_IN, options)
-        page.wait_for_function("() => window.initAnswers.length > 0")
-        redis_server.start()
-        page.wait_for_function("() => window.signedIn !== undefined", timeout=30_000)
-        assert page.evaluate("() => window.signedIn") == {"ok": True}, server.log_tail()
-        answers = page.evaluate("() => window.initAnswers")
-        assert answers[0] == 503 and answers[-1] == 200, answers
-        page.evaluate("() => window.dc.logout()")
-    finally:
-        page.close()
-        server.stop()
-        redis_server.stop()
+    with cross_origin.outage_site(tmp_path, spa, "ffoutage") as (redis_server, site, server):
+        page = firefox.new_page(spa.url)
+        try:
+            page.goto("/")
+            page.evaluate(_RECORD_INIT_ANSWERS)
+            redis_server.kill()
+            page.evaluate(cross_origin._START_SIGN_IN, cross_origin.outage_options(site, server))
+            page.wait_for_function("() => window.initAnswers.length > 0")
+            redis_server.start()
+            page.wait_for_function("() => window.signedIn !== undefined", timeout=30_000)
+            assert page.evaluate("() => window.signedIn") == {"ok": True}, server.log_tail()
+            answers = page.evaluate("() => window.initAnswers")
+            assert answers[0] == 503 and answers[-1] == 200, answers
+            page.evaluate("() => window.dc.logout()")
+        finally:
+            page.close()

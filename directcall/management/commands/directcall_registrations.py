@@ -14,17 +14,23 @@ Kept, however long unseen:
   a blocked caller who came back would be unblocked.
 
 A registration deleted here goes as one deleted in the admin: its calls with it (they
-leave the other party's history too), and a socket it might still have is closed.
+leave the other party's history too), and a socket it might still have is closed. Who is
+online is read from the default cache, so the command refuses to run on a process-local one
+(it would see nobody).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from directcall import presence
+from directcall.checks import PROCESS_LOCAL_CACHES
 from directcall.management.prune import PruneCommand
 from directcall.models import Block, Call, Registration
 
@@ -49,6 +55,13 @@ class Command(PruneCommand):
 
     def prune(self, cutoff: datetime, days: str, batch: int, dry_run: bool) -> str:
         """Delete the registrations unseen since ``cutoff`` that are offline, with their calls."""
+        backend = settings.CACHES[DEFAULT_CACHE_ALIAS]["BACKEND"]
+        if backend in PROCESS_LOCAL_CACHES:
+            raise CommandError(
+                f"The default cache is process-local ({backend}): this command cannot see who "
+                "is online in the server's processes. Run it with the servers' shared cache "
+                "(Redis)."
+            )
         registrations = calls = 0
         after = 0  # the last pk looked at: the online ones are passed over, not looked at again
         while True:
@@ -67,8 +80,11 @@ class Command(PruneCommand):
                 registrations += len(pks)
                 continue
             with transaction.atomic():
-                # Checked again in the transaction: a user who signed in meanwhile stays.
-                _deleted, by_model = _unseen(cutoff).filter(pk__in=pks).delete()
+                # Checked again and locked (PostgreSQL; SQLite has one writer at a time): a
+                # user who signs in meanwhile stays, or waits and is registered anew.
+                locked = _unseen(cutoff).filter(pk__in=pks).select_for_update()
+                stale = list(locked.values_list("pk", flat=True))
+                _deleted, by_model = Registration.objects.filter(pk__in=stale).delete()
             registrations += by_model.get(Registration._meta.label, 0)
             calls += by_model.get(Call._meta.label, 0)
         if dry_run:
