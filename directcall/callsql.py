@@ -633,6 +633,28 @@ def _account_sql(alias: str) -> str:
     )
 
 
+def registration_by_cuid(
+    account: Account, cuid: str, using: str = DEFAULT_DB_ALIAS
+) -> Registration | None:
+    """``cuid``'s registration in ``account``, with the account cached, or None: one
+    ``SELECT``, no transaction."""
+    connection = connections[using]
+    rows = _rows(connection, _registration_by_cuid_sql(using), [account.pk, cuid])
+    if not rows:
+        return None
+    return _related(from_row(Registration, rows[0], using), account=account)
+
+
+@cache
+def _registration_by_cuid_sql(alias: str) -> str:
+    connection = connections[alias]
+    table = _q(connection, Registration._meta.db_table)
+    return (
+        f"SELECT {_columns(Registration, connection.vendor, alias)} FROM {table} "
+        f"WHERE {_q(connection, 'account_id')} = %s AND {_q(connection, 'cuid')} = %s"
+    )
+
+
 def update_registration(
     account: Account, cuid: str, values: dict[str, Any], using: str = DEFAULT_DB_ALIAS
 ) -> Registration | None:

@@ -7,12 +7,14 @@ import hashlib
 import hmac
 import logging
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.db.models.signals import post_save
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.response import Response
 
 from directcall import tokens
@@ -639,24 +641,42 @@ def test_throttle_counts_every_request_of_concurrent_workers(settings, rf):
     assert InitAccountThrottle("CONCURRENT-2").allow_request(request, None)
 
 
-def test_a_known_cuid_signs_in_with_two_statements(
+def test_a_returning_users_page_view_writes_only_what_changed(
     api_client, make_account, django_assert_num_queries
 ):
-    """The account's read and the registration's UPDATE: no transaction, no locking read."""
+    """Every page view signs in: one that changes nothing, within a minute of the last, is
+    the account's read and the registration's (no write, no transaction, no lock); one that
+    changes something, or comes later, one UPDATE more."""
     account, key = make_account()
-    assert init(api_client, account, key, name="Jane").status_code == 200
+    device = {"deviceId": "device-0001"}
+    assert init(api_client, account, key, name="Jane", **device).status_code == 200
     created = Registration.objects.get(account=account, cuid="tutor_jane")
     with django_assert_num_queries(2) as counted:
+        response = init(api_client, account, key, name="Jane", **device)
+    assert response.status_code == 200
+    assert [q["sql"].split()[0] for q in counted.captured_queries] == ["SELECT", "SELECT"]
+    assert tokens.verify(response.json()["token"]).registration_pk == created.pk
+    assert Registration.objects.get(pk=created.pk).last_seen_at == created.last_seen_at
+
+    with django_assert_num_queries(3) as counted:
         response = init(api_client, account, key, name="Jane Again", deviceId="device-0002")
     assert response.status_code == 200
-    assert counted.captured_queries[1]["sql"].startswith("UPDATE")
+    assert counted.captured_queries[2]["sql"].startswith("UPDATE")
     registration = Registration.objects.get(account=account, cuid="tutor_jane")
     assert (registration.pk, registration.created_at) == (created.pk, created.created_at)
     assert (registration.name, registration.device_id) == ("Jane Again", "device-0002")
     assert registration.last_seen_at > created.last_seen_at
     assert tokens.verify(response.json()["token"]).registration_pk == created.pk
+
+    # Nothing changed, but last seen more than a minute ago: written again.
+    earlier = timezone.now() - timedelta(seconds=61)
+    Registration.objects.filter(pk=created.pk).update(last_seen_at=earlier)
+    with django_assert_num_queries(3):
+        again = init(api_client, account, key, name="Jane Again", deviceId="device-0002")
+    assert again.status_code == 200
+    assert Registration.objects.get(pk=created.pk).last_seen_at > earlier
     # A sign-in without a name clears the stored one, as before.
-    assert init(api_client, account, key).status_code == 200
+    assert init(api_client, account, key, deviceId="device-0002").status_code == 200
     assert Registration.objects.get(pk=created.pk).name == ""
 
 

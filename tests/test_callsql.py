@@ -447,6 +447,17 @@ def test_the_account_at_init_is_the_orms(people, django_assert_num_queries):
     assert callsql.account_by_id(orms.account_id.lower() + LOOKALIKE) is None
 
 
+def test_the_registration_read_at_init_is_what_the_orm_reads(people, django_assert_num_queries):
+    jane, mallory = people["tutor_jane"], people["mallory_m"]
+    account = jane.account
+    with django_assert_num_queries(1):
+        mine = callsql.registration_by_cuid(account, "tutor_jane")
+    _same(mine, Registration.objects.select_related("account").get(pk=jane.pk), ("account",))
+    assert mine.account is account
+    assert callsql.registration_by_cuid(mallory.account, "tutor_jane") is None
+    assert callsql.registration_by_cuid(account, "nobody_here") is None
+
+
 def test_the_registration_updated_at_init_is_what_the_orm_reads(people, django_assert_num_queries):
     jane, mallory = people["tutor_jane"], people["mallory_m"]
     account = jane.account

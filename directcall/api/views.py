@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
@@ -129,6 +131,21 @@ def check_clevertap(account: Account, ct_account_id: str | None, ct_id: str | No
             raise DirectCallError(errors.MISSING_CT_ID)
 
 
+# A sign-in that changes nothing writes nothing unless the stored last_seen_at is older.
+LAST_SEEN_PRECISION = timedelta(minutes=1)
+
+
+def _unchanged(registration: Registration, values: dict[str, Any]) -> bool:
+    """Whether ``values`` would change nothing of ``registration`` but a recent last seen."""
+    if registration.last_seen_at < values["last_seen_at"] - LAST_SEEN_PRECISION:
+        return False
+    return all(
+        getattr(registration, name) == value
+        for name, value in values.items()
+        if name != "last_seen_at"
+    )
+
+
 def upsert_registration(
     account: Account,
     cuid: str,
@@ -145,14 +162,21 @@ def upsert_registration(
     defaults = {"last_seen_at": timezone.now(), "name": "", "image_url": "", **fields}
     known = None
     if not (pre_save.has_listeners(Registration) or post_save.has_listeners(Registration)):
-        # A sign-in of a known cuid, the usual one: its UPDATE alone, which nobody could
-        # tell from update_or_create's (no receiver of its signals; no webhook event for
-        # an update). A new cuid, or a database without RETURNING, is created below.
-        registration = callsql.update_registration(account, cuid, defaults)
-        if registration is not None:
-            return registration
-        if callsql.supports_returning(connections[DEFAULT_DB_ALIAS]):
-            known = False  # the UPDATE found no row
+        # A sign-in of a known cuid, the usual one: its row read, and written only if
+        # something changed or its last_seen_at is older than LAST_SEEN_PRECISION (every
+        # page view of a browsing user signs in: a read, not a write and its commit), with
+        # one UPDATE that nobody could tell from update_or_create's (no receiver of its
+        # signals; no webhook event for an update). A new cuid, or a database without
+        # RETURNING, is created below.
+        current = callsql.registration_by_cuid(account, cuid)
+        if current is None:
+            known = False
+        elif _unchanged(current, defaults):
+            return current
+        else:
+            registration = callsql.update_registration(account, cuid, defaults)
+            if registration is not None:
+                return registration
     if admit_new is not None:
         if known is None:
             known = Registration.objects.filter(account=account, cuid=cuid).exists()
