@@ -30,6 +30,7 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
 from django.core.exceptions import FieldDoesNotExist
 from django.core.signals import request_finished, request_started
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
@@ -160,7 +161,9 @@ def user_deleting(sender: type, instance: Any, **kwargs: Any) -> None:
     the registration is kept: logged, for the site to delete.
     """
     try:
-        instance._directcall_registrations = revocation.user_registration_pks(instance)
+        # In a savepoint: a database error here must not abort the deletion's transaction.
+        with transaction.atomic(using=kwargs.get("using")):
+            instance._directcall_registrations = revocation.user_registration_pks(instance)
     except Exception:
         logger.exception("the registrations of deleted user %s were not found", instance.pk)
         instance._directcall_registrations = []

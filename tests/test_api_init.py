@@ -680,6 +680,54 @@ def test_a_returning_users_page_view_writes_only_what_changed(
     assert Registration.objects.get(pk=created.pk).name == ""
 
 
+@pytest.mark.parametrize(
+    "change", [{"ctId": "__g2"}, {"ctAccountId": "TEST-2"}, {"deviceId": "device-0002"}]
+)
+def test_a_page_view_that_changes_one_field_writes_it(api_client, make_account, change):
+    account, key = make_account(require_clevertap=False)
+    first = {"name": "Jane", "deviceId": "device-0001", "ctId": "__g1", "ctAccountId": "TEST-1"}
+    assert init(api_client, account, key, **first).status_code == 200
+    assert init(api_client, account, key, **{**first, **change}).status_code == 200
+    stored = Registration.objects.get(account=account, cuid="tutor_jane")
+    fields = {"ctId": "ct_id", "ctAccountId": "ct_account_id", "deviceId": "device_id"}
+    assert all(getattr(stored, fields[k]) == v for k, v in change.items())
+
+
+@override_settings(DIRECTCALL={"THROTTLE_RATES": {"directcall_init_ip_new": "1/min"}})
+def test_a_registration_deleted_between_the_read_and_the_write_is_registered_anew(
+    api_client, make_account, monkeypatch
+):
+    """The read found the row, the UPDATE does not (an admin deleted it meanwhile): the
+    sign-in registers the cuid anew, as a new one, counted against the new-cuid budget."""
+    from directcall import callsql
+
+    account, key = make_account()
+    assert (
+        _post_from(
+            api_client,
+            {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane", "name": "Jane"},
+            "198.51.100.7",
+        ).status_code
+        == 200
+    )
+    read = callsql.registration_by_cuid
+
+    def read_then_delete(account, cuid, *args):
+        found = read(account, cuid, *args)
+        Registration.objects.filter(account=account, cuid=cuid).delete()
+        return found
+
+    monkeypatch.setattr(callsql, "registration_by_cuid", read_then_delete)
+    body = {"accountId": account.account_id, "apikey": key, "cuid": "tutor_jane", "name": "Jane B"}
+    response = _post_from(api_client, body, "198.51.100.7")
+    # The address has used its one new cuid: the re-registration is a new cuid too.
+    assert (response.status_code, response.json()["code"]) == (429, "ERR_RATE_LIMITED")
+    response = _post_from(api_client, body, "198.51.100.8")
+    assert response.status_code == 200
+    renewed = Registration.objects.get(account=account, cuid="tutor_jane")
+    assert tokens.verify(response.json()["token"]).registration_pk == renewed.pk
+
+
 def test_a_receiver_of_registration_saves_hears_every_sign_in(api_client, make_account):
     """With a ``post_save`` receiver for registrations (a host's audit log, say), a sign-in
     saves through the ORM, so the receiver hears each one."""

@@ -725,3 +725,31 @@ async def test_saving_an_inactive_user_again_revokes_nothing_more(make_account, 
         assert (await listener.next())["reason"] == "user_inactive"
         await sync_to_async(deactivate)()
         await listener.nothing()
+
+
+class _BrokenAdapter(DefaultCallAdapter):
+    """A ``get_cuid`` whose query fails (on PostgreSQL, that aborts the transaction)."""
+
+    def get_cuid(self, user) -> str:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT no_such_column FROM directcall_registration")
+        return "never"
+
+
+def test_a_failing_cuid_lookup_does_not_stop_a_users_deletion(make_account, settings, caplog):
+    """The lookup runs in a savepoint: the user is deleted, the failure logged, and the
+    registration kept for the site to delete."""
+    account, _key = make_account(identity="verified")
+    settings.DIRECTCALL = {
+        **settings.DIRECTCALL,
+        "SESSION_ACCOUNT": account.account_id,
+        "ADAPTER": f"{__name__}._BrokenAdapter",
+    }
+    user = get_user_model().objects.create_user("sam")
+    kept = Registration.objects.create(account=account, cuid=f"user_{user.pk}")
+    user.delete()
+    assert not get_user_model().objects.filter(username="sam").exists()
+    assert Registration.objects.filter(pk=kept.pk).exists()
+    assert "were not found" in caplog.text

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
@@ -177,6 +177,8 @@ def upsert_registration(
             registration = callsql.update_registration(account, cuid, defaults)
             if registration is not None:
                 return registration
+            if not callsql.supports_returning(connections[DEFAULT_DB_ALIAS]):
+                known = True  # the read found it; the UPDATE was not tried
     if admit_new is not None:
         if known is None:
             known = Registration.objects.filter(account=account, cuid=cuid).exists()

@@ -16,7 +16,9 @@ Kept, however long unseen:
 A registration deleted here goes as one deleted in the admin: its calls with it (they
 leave the other party's history too), and a socket it might still have is closed. Who is
 online is read from the default cache, so the command refuses to run on a process-local one
-(it would see nobody).
+(it would see nobody). Presence is read before a batch's transaction, not in it: a socket
+that signs in again in between with a token from before the period (at most ``TOKEN_TTL``
+old, so only with a period shorter than that) is closed with its registration.
 """
 
 from __future__ import annotations
