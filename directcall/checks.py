@@ -13,7 +13,7 @@ from .adapter import DefaultCallAdapter
 from .conf import DEFAULTS, SettingError, convert, user_settings
 from .ice import is_turn_url, server_urls
 
-PROCESS_LOCAL_CACHES = (
+_PROCESS_LOCAL_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
     "django.core.cache.backends.dummy.DummyCache",
     "django.core.cache.backends.filebased.FileBasedCache",
@@ -31,6 +31,13 @@ def _layer_backend() -> str | None:
 
 def _cache_backend() -> str:
     return (settings.CACHES.get("default") or {}).get("BACKEND", "")
+
+
+def process_local_cache() -> str | None:
+    """The default cache's backend when each process has its own (so presence, which
+    lives there, is not shared), else None."""
+    backend = _cache_backend()
+    return backend if backend in _PROCESS_LOCAL_CACHES else None
 
 
 def _is_redis_layer(backend: str | None) -> bool:
@@ -101,7 +108,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
                 id="directcall.E004",
             )
         )
-    elif _is_shared_layer(layer) and cache in PROCESS_LOCAL_CACHES:
+    elif _is_shared_layer(layer) and cache in _PROCESS_LOCAL_CACHES:
         problems.append(
             Warning(
                 "The channel layer is Redis but the default cache is process-local: each "
@@ -110,7 +117,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
                 id="directcall.W002",
             )
         )
-    if layer in _IN_MEMORY_LAYERS and cache not in PROCESS_LOCAL_CACHES:
+    if layer in _IN_MEMORY_LAYERS and cache not in _PROCESS_LOCAL_CACHES:
         problems.append(
             Warning(
                 "The default cache is shared between processes but the channel layer is "

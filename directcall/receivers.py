@@ -147,8 +147,7 @@ def user_deactivating(
 def user_saved(sender: type, instance: Any, created: bool, **kwargs: Any) -> None:
     """A Django user made inactive (banned, closed) is signed out of calls everywhere: its
     tokens are refused, its sockets close and its live calls end ``revoked``."""
-    if getattr(instance, "_directcall_deactivated", False):
-        instance._directcall_deactivated = False
+    if getattr(instance, "_directcall_deactivated", False):  # set by every pre_save
         revocation.revoke_user_tokens(instance, reason=revocation.USER_INACTIVE)
 
 

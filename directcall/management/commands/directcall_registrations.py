@@ -25,14 +25,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.conf import settings
-from django.core.cache import DEFAULT_CACHE_ALIAS
 from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from directcall import presence
-from directcall.checks import PROCESS_LOCAL_CACHES
+from directcall.checks import process_local_cache
 from directcall.management.prune import PruneCommand
 from directcall.models import Block, Call, Registration
 
@@ -57,8 +55,8 @@ class Command(PruneCommand):
 
     def prune(self, cutoff: datetime, days: str, batch: int, dry_run: bool) -> str:
         """Delete the registrations unseen since ``cutoff`` that are offline, with their calls."""
-        backend = settings.CACHES[DEFAULT_CACHE_ALIAS]["BACKEND"]
-        if backend in PROCESS_LOCAL_CACHES:
+        backend = process_local_cache()
+        if backend is not None:
             raise CommandError(
                 f"The default cache is process-local ({backend}): this command cannot see who "
                 "is online in the server's processes. Run it with the servers' shared cache "
