@@ -25,6 +25,9 @@ class DirectCallConfig(AppConfig):
         from . import checks, receivers  # noqa: F401
         from .webhooks import receivers as webhook_receivers  # noqa: F401
 
+        # The Django user model's and its proxies' (a proxy sends signals of its own).
+        receivers.connect_user_receivers()
+
         # Keyed weakly: a loop that is closed and dropped takes its sweeper along.
         self._sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sweeper] = (
             weakref.WeakKeyDictionary()

@@ -26,12 +26,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
+from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.core.exceptions import FieldDoesNotExist
 from django.core.signals import request_finished, request_started
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
+from django.db.models.signals import (
+    class_prepared,
+    post_delete,
+    post_save,
+    pre_delete,
+    pre_save,
+)
 from django.dispatch import receiver
 
 from . import requestdb, revocation, watch
@@ -121,7 +128,6 @@ def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
     )
 
 
-@receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_deactivating")
 def user_deactivating(
     sender: type, instance: Any, update_fields: Any = None, **kwargs: Any
 ) -> None:
@@ -131,6 +137,8 @@ def user_deactivating(
     (``update_fields=["last_login"]``) or an active user's costs nothing.
     """
     instance._directcall_deactivated = False
+    if not _is_user_model(sender):
+        return
     if kwargs.get("raw") or instance.pk is None or getattr(instance, "is_active", True):
         return  # a fixture loaded, a new user, or an active one
     if update_fields is not None and "is_active" not in update_fields:
@@ -143,7 +151,6 @@ def user_deactivating(
     instance._directcall_deactivated = manager.filter(pk=instance.pk, is_active=True).exists()
 
 
-@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_saved")
 def user_saved(sender: type, instance: Any, created: bool, **kwargs: Any) -> None:
     """A Django user made inactive (banned, closed) is signed out of calls everywhere: its
     tokens are refused, its sockets close and its live calls end ``revoked``."""
@@ -151,7 +158,6 @@ def user_saved(sender: type, instance: Any, created: bool, **kwargs: Any) -> Non
         revocation.revoke_user_tokens(instance, reason=revocation.USER_INACTIVE)
 
 
-@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_deleting")
 def user_deleting(sender: type, instance: Any, **kwargs: Any) -> None:
     """Find the registrations of a Django user about to be deleted (for :func:`user_deleted`).
 
@@ -159,6 +165,8 @@ def user_deleting(sender: type, instance: Any, **kwargs: Any) -> None:
     profile deleted with the user). If it cannot, the user is deleted all the same and
     the registration is kept: logged, for the site to delete.
     """
+    if not _is_user_model(sender):
+        return
     try:
         # In a savepoint: a database error here must not abort the deletion's transaction.
         with transaction.atomic(using=kwargs.get("using")):
@@ -168,7 +176,6 @@ def user_deleting(sender: type, instance: Any, **kwargs: Any) -> None:
         instance._directcall_registrations = []
 
 
-@receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="directcall.user_deleted")
 def user_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
     """A deleted Django user's registration (in the session account) is deleted too: its
     name and picture, and its calls, are the user's data. Deleting it closes its sockets
@@ -177,6 +184,49 @@ def user_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
     pks = getattr(instance, "_directcall_registrations", None)
     if pks:
         Registration.objects.filter(pk__in=pks).delete()
+
+
+# The Django user's receivers, by signal (their dispatch_uid is the same for each sender).
+USER_RECEIVERS = (
+    (pre_save, user_deactivating, "directcall.user_deactivating"),
+    (post_save, user_saved, "directcall.user_saved"),
+    (pre_delete, user_deleting, "directcall.user_deleting"),
+    (post_delete, user_deleted, "directcall.user_deleted"),
+)
+
+
+def _is_user_model(model: Any) -> bool:
+    """Whether ``model`` is the Django user model or a proxy of it."""
+    meta = getattr(model, "_meta", None)
+    return meta is not None and meta.concrete_model is get_user_model()
+
+
+def user_models() -> list[type]:
+    """The Django user model and its proxy models (those loaded so far)."""
+    return [model for model in apps.get_models() if _is_user_model(model)]
+
+
+def connect_user_receivers(model: type | None = None) -> None:
+    """Connect the Django user's receivers to ``model``, or to the user model and each of
+    its proxies (``DirectCallConfig.ready()``).
+
+    Django sends a proxy's model signals with the proxy as sender, and a receiver of the
+    user model does not get them (https://code.djangoproject.com/ticket/9318): a site
+    whose admin edits its users through a proxy (a ``Staff`` or ``Student`` model) would
+    ban or delete users unseen. Not one receiver for every sender: a ``pre_delete``
+    receiver for every model turns off Django's fast deletes for all of them.
+    """
+    for each in [model] if model is not None else user_models():
+        for signal, function, uid in USER_RECEIVERS:
+            signal.connect(function, sender=each, dispatch_uid=uid)
+
+
+@receiver(class_prepared, dispatch_uid="directcall.user_proxy_prepared")
+def user_proxy_prepared(sender: type, **kwargs: Any) -> None:
+    """A proxy of the user model defined after the app registry is ready gets the user's
+    receivers too (those defined before get them in ``ready()``)."""
+    if apps.models_ready and sender._meta.proxy and _is_user_model(sender):
+        connect_user_receivers(sender)
 
 
 @receiver(call_initiated, sender=Call, dispatch_uid="directcall.watch.call_initiated")

@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.test import Client as DjangoClient
+from django.test.utils import isolate_apps
 from django.urls import reverse
 
 from directcall import revocation, tokens
@@ -753,3 +754,53 @@ def test_a_failing_cuid_lookup_does_not_stop_a_users_deletion(make_account, sett
     assert not get_user_model().objects.filter(username="sam").exists()
     assert Registration.objects.filter(pk=kept.pk).exists()
     assert "were not found" in caplog.text
+
+
+def _proxy_of_the_user_model():
+    """A proxy of the user model, as a site's admin edits its staff or students through,
+    defined after the app registry is ready (in an isolated registry: no migration)."""
+    with isolate_apps("django.contrib.auth"):
+
+        class Staff(get_user_model()):
+            class Meta:
+                proxy = True
+                app_label = "auth"
+
+    return Staff
+
+
+async def test_a_user_banned_or_deleted_through_a_proxy_model_is_seen(make_account, settings):
+    """Django sends a proxy's signals with the proxy as sender (ticket 9318): a user made
+    inactive through a proxy model is signed out of calls, and one deleted through it
+    loses its registration."""
+    staff_model = _proxy_of_the_user_model()
+    user, _browser, token, mine, other = await sync_to_async(_session_user)(make_account, settings)
+
+    def deactivate():
+        staff = staff_model.objects.get(pk=user.pk)
+        staff.is_active = False
+        staff.save()
+
+    async with _in_a_call(token, mine, other) as (tab, gil, call_id):
+        await _revoked(deactivate, tab)
+        await _told_revoked_and_stays(gil, call_id)
+    assert tokens.verify(token) is None
+    await sync_to_async(lambda: staff_model.objects.get(pk=user.pk).delete())()
+    assert not await sync_to_async(Registration.objects.filter(pk=mine.pk).exists)()
+    assert await sync_to_async(Registration.objects.filter(pk=other.pk).exists)()
+
+
+def test_the_user_receivers_are_connected_to_the_user_model_and_its_proxies():
+    """``ready()`` connects them to every user model loaded then; a proxy defined later
+    gets them when it is prepared. Other models have none (no signal of theirs is slowed,
+    no fast delete turned off)."""
+    from django.db.models.signals import post_delete, pre_delete
+
+    from directcall.receivers import user_models
+
+    staff_model = _proxy_of_the_user_model()
+    assert get_user_model() in user_models()
+    for model in (get_user_model(), staff_model):
+        assert pre_delete.has_listeners(model)
+        assert post_delete.has_listeners(model)
+    assert not pre_delete.has_listeners(get_user_model()._meta.get_field("groups").related_model)
