@@ -415,3 +415,17 @@ def test_demo_setup_points_a_webhook_endpoint_at_the_demos_receiver(caplog):
         )
     assert ok.status_code == 204 and forged.status_code == 401
     assert "webhook msg_demo call.ended: call c1 over" in caplog.text
+
+
+def test_demo_pages_have_an_icon(client, people):
+    """Every page names its icon (a browser asks for /favicon.ico otherwise: a 404 in the
+    console of every page), and the icon is served."""
+    from django.contrib.staticfiles import finders
+    from django.templatetags.static import static
+
+    icon = static("demo/favicon.svg")
+    pages = [client.get(path) for path in ("/", "/call/", "/login-as/")]
+    pages += [logged_in(people["sam"]).get(path) for path in ("/people/", "/setup/")]
+    for page in pages:
+        assert f'<link rel="icon" href="{icon}" type="image/svg+xml">' in page.content.decode()
+    assert finders.find("demo/favicon.svg")
