@@ -259,3 +259,52 @@ def test_a_page_that_loads_while_redis_restarts_signs_in_once_it_is_back(tmp_pat
         assert posts[0] == 503 and posts[-1] == 200, answers
         assert ("OPTIONS", 503) not in answers, answers  # the preflight was answered
         page.evaluate("() => window.dc.logout()")
+
+
+def test_pages_refused_by_a_throttle_sign_in_once_its_window_has_passed(tmp_path, browser, spa):
+    """Three new visitors' pages behind one address sign in at once, with one new cuid a
+    second allowed (a school's first day, in small): at least one is refused (429, its
+    ``Retry-After`` readable across origins), waits the window out and signs in, without
+    a reload. Each page is a browser context of its own."""
+    site = SiteDatabase.create(tmp_path / "throttled.sqlite3", "Throttled")
+    with sqlite3.connect(site.path) as db:
+        db.execute("UPDATE directcall_account SET allowed_origins = ?", (spa.url,))
+    throttled = {**timings.DIRECTCALL, "THROTTLE_RATES": {"directcall_init_ip_new": "1/s"}}
+    with env_var("DATABASE_URL", f"sqlite:///{site.path}"):
+        server = start_server(
+            str(site.path),
+            run_prefix=settings.RUN_PREFIX + "throttled",
+            directcall=throttled,
+            name="throttled",
+        )
+    contexts = [browser.new_context() for _ in range(3)]
+    try:
+        answers: list[int] = []
+        pages = []
+        for context in contexts:
+            page = context.new_page()
+            page.goto(f"{spa.url}/")
+            page.on(
+                "response",
+                lambda r: (
+                    answers.append(r.status)
+                    if "/v1/init" in r.url and r.request.method == "POST"
+                    else None
+                ),
+            )
+            pages.append(page)
+        # Three requests in at most two one-second windows: one at least is refused.
+        for number, page in enumerate(pages):
+            options = {**outage_options(site, server), "cuid": f"shop_visitor{number}"}
+            page.evaluate(_START_SIGN_IN, options)
+        for page in pages:
+            page.wait_for_function("() => window.signedIn !== undefined", timeout=30_000)
+            assert page.evaluate("() => window.signedIn") == {"ok": True}, (
+                answers,
+                server.log_tail(),
+            )
+        assert 429 in answers and answers.count(200) == 3, answers
+    finally:
+        for context in contexts:
+            context.close()
+        server.stop()

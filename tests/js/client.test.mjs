@@ -478,7 +478,12 @@ function answering(statuses, headers = {}) {
     const status = replies.shift();
     if (status === undefined) return real(url, options);
     seen.push(status);
-    const body = status === 503 ? { code: "ERR_SERVICE_UNAVAILABLE", message: "Try again." } : null;
+    const body =
+      status === 503
+        ? { code: "ERR_SERVICE_UNAVAILABLE", message: "Try again." }
+        : status === 429
+          ? { code: "ERR_RATE_LIMITED", message: "Too many requests; try again later." }
+          : null;
     return {
       ok: false,
       status,
@@ -547,6 +552,36 @@ test("an outage longer than the attempts rejects ERR_SERVICE_UNAVAILABLE; other 
   const refused = answering([502, 401], { "Retry-After": "0" });
   await assert.rejects(initDirectCall({ ...OPTIONS }), (error) => error.code === ERR.INTERNET_LOST);
   assert.deepEqual(refused, [502, 401]); // 401 (not JSON here) is final at once
+});
+
+test("a sign-in refused by a throttle is tried again once its window has passed", async (t) => {
+  tab = installTab();
+  const seen = answering([429, 429], { "Retry-After": "30" });
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const pending = signIn(tab);
+  await until(() => seen.length === 1, "the first answer");
+  t.mock.timers.tick(29000);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(seen.length, 1); // not before the window has passed
+  await tickUntil(t, () => tab.sockets.length > 0);
+  const { client } = await pending;
+  assert.deepEqual(seen, [429, 429]);
+  assert.equal(client.cuid, "tutor_jane");
+});
+
+test("a throttle's refusal with a long or no Retry-After, or past the attempts, is final", async () => {
+  for (const [headers, statuses, tried] of [
+    [{ "Retry-After": "3600" }, [429], [429]],
+    [{}, [429], [429]],
+    [{ "Retry-After": "0" }, [429, 429, 429, 429, 429], [429, 429, 429, 429]],
+  ]) {
+    tab?.restore();
+    tab = installTab();
+    const seen = answering(statuses, headers);
+    await assert.rejects(initDirectCall({ ...OPTIONS }), (error) => error.code === "ERR_RATE_LIMITED");
+    assert.deepEqual(seen, tried);
+    assert.equal(tab.sockets.length, 0);
+  }
 });
 
 test("hangup() with no call does nothing and sends nothing", async () => {

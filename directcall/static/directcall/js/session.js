@@ -7,8 +7,12 @@ import { dcError, ERR, fromServer } from "./errors.js";
 // restarts, 502/504 from the proxy while a worker restarts, or no answer the page may read:
 // during a Redis outage the CORS preflight itself fails) is tried this many times in all,
 // after the response's Retry-After (or 1 s), each wait at most RETRY_WAIT_MAX_MS.
+// A sign-in refused by a throttle (429: many pages behind one address, a school's first
+// day) is tried again within the same attempts once its window has passed, when the
+// response says so within RATE_LIMIT_WAIT_MAX_MS; a longer or unstated wait is final.
 export const SESSION_ATTEMPTS = 4;
 export const RETRY_WAIT_MAX_MS = 5000;
+export const RATE_LIMIT_WAIT_MAX_MS = 60000;
 const TRANSIENT = [502, 503, 504];
 
 /**
@@ -42,7 +46,15 @@ export async function fetchSession(config, { attempts = 1 } = {}) {
       data = null;
     }
     if (response.ok) return data;
-    if (attempt >= attempts || !TRANSIENT.includes(response.status)) throw fromServer(data, ERR.INTERNET_LOST);
+    const error = fromServer(data, ERR.INTERNET_LOST);
+    if (attempt >= attempts) throw error;
+    if (response.status === 429) {
+      const asked = retryAfterMs(response);
+      if (asked === null || asked > RATE_LIMIT_WAIT_MAX_MS) throw error;
+      await jittered(asked);
+      continue;
+    }
+    if (!TRANSIENT.includes(response.status)) throw error;
     await waitBeforeRetry(response);
   }
 }
@@ -67,8 +79,17 @@ async function post(c, body) {
  * without one (or without a response), capped, plus up to a fifth more so that the pages of
  * a busy site do not all come back at once. */
 export function waitBeforeRetry(response = null) {
+  const asked = retryAfterMs(response);
+  return jittered(Math.min(asked === null ? 1000 : asked, RETRY_WAIT_MAX_MS));
+}
+
+/** The response's Retry-After in ms (delay-seconds only), or null without a usable one. */
+function retryAfterMs(response) {
   const header = response && response.headers && response.headers.get ? response.headers.get("Retry-After") : null;
   const asked = header === null || header === "" ? NaN : Number(header);
-  const wait = Math.min(Number.isFinite(asked) && asked >= 0 ? asked * 1000 : 1000, RETRY_WAIT_MAX_MS);
-  return new Promise((resolve) => setTimeout(resolve, wait * (1 + Math.random() / 5)));
+  return Number.isFinite(asked) && asked >= 0 ? asked * 1000 : null;
+}
+
+function jittered(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms * (1 + Math.random() / 5)));
 }
