@@ -72,8 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "MULTIPLE_DEVICES": False,
     # Socket sign-ins (auth frames) per client IP and per cuid, as "N/period", counted
     # across all server processes; None: no limit. A tab presenting the device key of the
-    # device that holds the cuid is never counted.
-    "AUTH_RATE_IP": "60/min",
+    # device that holds the cuid is never counted. Per IP as generous as the init
+    # requests that issue the tokens (a school or an office arrives from one address).
+    "AUTH_RATE_IP": "600/min",
     "AUTH_RATE_CUID": "20/min",
     # Seconds between sweeps that finalize calls left behind by dead processes.
     "SWEEP_INTERVAL": 5,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
 from directcall import presence
-from directcall.models import Call, CallStatus
+from directcall.models import Call, CallStatus, Registration
 
 from .wsclient import ANSWER, CANDIDATE, DEVICE_KEYS, OFFER, Client, answered_call
 
@@ -529,3 +530,24 @@ async def test_sign_ins_are_throttled_per_cuid_across_addresses(people, clients,
     )
     await clients.sign_in(jane, LAPTOP, client=("10.0.0.1", 1))  # the device's tab: not counted
     await laptop.alive()
+
+
+async def test_a_busy_address_signs_its_arrivals_in_at_the_defaults(people, clients, settings):
+    """A school or an office: 100 people arriving from one address within a minute, each
+    the first tab of its browser (no device holds their cuids yet), all sign in at the
+    default rates; the address's bound is as generous as the init requests' that issue
+    their tokens (``THROTTLE_RATES["directcall_init_ip"]``)."""
+    from directcall.conf import DEFAULTS
+
+    assert "AUTH_RATE_IP" not in settings.DIRECTCALL and "AUTH_RATE_CUID" not in settings.DIRECTCALL
+    assert DEFAULTS["AUTH_RATE_IP"] == DEFAULTS["THROTTLE_RATES"]["directcall_init_ip"]
+    account = people["tutor_jane"].account
+    school = await sync_to_async(
+        lambda: Registration.objects.bulk_create(
+            Registration(account=account, cuid=f"pupil_{number:03d}") for number in range(100)
+        )
+    )()
+    here = ("10.20.30.40", 40000)
+    for number, pupil in enumerate(school):
+        tab = await clients.sign_in(pupil, f"device-{number:05d}", client=here)
+        await tab.close()
