@@ -72,7 +72,14 @@ class DefaultCallAdapter:
             raise ImproperlyConfigured(
                 "Set DIRECTCALL['SESSION_ACCOUNT'] to the account id used for signed-in users."
             )
-        return Account.objects.get(account_id=account_id)
+        account = Account.objects.filter(account_id=account_id).first()
+        if account is None:
+            raise ImproperlyConfigured(
+                f"DIRECTCALL['SESSION_ACCOUNT'] is {account_id!r}, and no account has that id: "
+                "create one with 'manage.py directcall_account create --name ...' and put the "
+                "accountId it prints there."
+            )
+        return account
 
     def can_call(self, caller: Registration, callee: Registration) -> bool:
         """Whether ``caller`` may call ``callee`` (both in the same account). Default: yes.

@@ -157,3 +157,21 @@ def test_an_adapter_that_is_not_one_is_refused():
 
     with pytest.raises(ImproperlyConfigured):
         get_adapter()
+
+
+@pytest.mark.parametrize("session_account", [None, "", "5f0c9e1a2b3c4d5e6f70"])
+def test_a_missing_session_account_is_a_clear_error_not_a_crash(
+    settings, user, session_account, caplog
+):
+    """No SESSION_ACCOUNT, or one naming no account (a docs example copied, a database
+    before ``directcall_account create``): the page gets ``ERR_INTERNAL`` as JSON, never
+    Django's HTML 500 page, and the server's log says what to set."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": session_account}
+    response = post(csrf_client(user))
+    assert response.status_code == 500, response.content
+    assert response.json() == {
+        "code": "ERR_INTERNAL",
+        "message": "The calling service is not set up correctly; the server's log says why.",
+    }
+    assert "SESSION_ACCOUNT" in caplog.text
+    assert not Registration.objects.exists()

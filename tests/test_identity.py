@@ -12,7 +12,7 @@ import time
 
 import jwt
 import pytest
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ValidationError
 from django.test import override_settings
 
 from directcall import tokens
@@ -304,15 +304,19 @@ def test_the_session_account_cannot_be_set_to_page(make_account, settings):
     other.full_clean()  # any other account may
 
 
-def test_v1_session_refuses_a_page_session_account(make_account, settings, django_user_model):
+def test_v1_session_refuses_a_page_session_account(
+    make_account, settings, django_user_model, caplog
+):
     from rest_framework.test import APIClient
 
     account, _key = make_account(identity=Identity.PAGE)
     settings.DIRECTCALL = {**settings.DIRECTCALL, "SESSION_ACCOUNT": account.account_id}
     client = APIClient()
     client.force_login(django_user_model.objects.create_user("sam"))
-    with pytest.raises(ImproperlyConfigured, match="page identities"):
-        client.post("/directcall/v1/session", {}, format="json")
+    response = client.post("/directcall/v1/session", {}, format="json")
+    assert response.status_code == 500 and response.json()["code"] == "ERR_INTERNAL"
+    assert "page identities" not in response.content.decode()  # the log says why
+    assert "takes page identities" in caplog.text
     assert not Registration.objects.exists()
 
 

@@ -6,7 +6,9 @@ already turned a ``NotAuthenticated`` without an authentication scheme into a 40
 sets the ``Allow`` header of a 405 itself). A DRF exception missing from the table gets
 DRF's own answer. Redis or the database out of reach is ``ERR_SERVICE_UNAVAILABLE`` (503,
 retry later); a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is ``ERR_INVALID_INITPARAMETERS``
-(413); any other exception is not caught (a server error).
+(413); the site's own misconfiguration (``ImproperlyConfigured``: no session account, say)
+is ``ERR_INTERNAL`` (500), its reason logged and not shown; any other exception is not
+caught (a server error).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -28,6 +30,9 @@ logger = logging.getLogger("directcall.api")
 
 # Seconds a client is asked to wait when Redis or the database is out of reach (a restart).
 UNAVAILABLE_RETRY_AFTER = 5
+
+# What a page is told when the site's configuration is at fault (the log says what).
+MISCONFIGURED = "The calling service is not set up correctly; the server's log says why."
 
 # The response's message: the code's own (None), a fixed text, or DRF's detail (DETAIL).
 DETAIL = object()
@@ -83,6 +88,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.warning("API request failed, a backing service is unreachable: %r", exc)
         error = DirectCallError(errors.SERVICE_UNAVAILABLE)
         headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    if isinstance(exc, ImproperlyConfigured):
+        # The site's settings, not the request: the reason goes to the log, where the site's
+        # developer looks; the page gets a code of ours instead of Django's HTML 500 page.
+        logger.error("API request failed, directcall is not set up correctly: %s", exc)
+        error = DirectCallError(errors.INTERNAL, MISCONFIGURED, status_code=500)
     if not isinstance(error, DirectCallError):
         return drf_exception_handler(exc, context)
     view_code = getattr(context.get("view"), "invalid_request_code", None)

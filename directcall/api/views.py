@@ -385,6 +385,11 @@ class SessionView(DirectCallAPIView):
             ),
             415: OpenApiResponse(ErrorSerializer, description="ERR_INVALID_INITPARAMETERS"),
             429: OpenApiResponse(ErrorSerializer, description="ERR_RATE_LIMITED"),
+            500: OpenApiResponse(
+                ErrorSerializer,
+                description="ERR_INTERNAL (the site's configuration: no SESSION_ACCOUNT, "
+                "one naming no account or a page account; the server's log says which)",
+            ),
             503: OpenApiResponse(
                 ErrorSerializer,
                 description="ERR_SERVICE_UNAVAILABLE (Redis or the database is unreachable; "
