@@ -52,7 +52,7 @@ def _is_shared_layer(backend: str | None) -> bool:
 
 @register(Tags.compatibility)
 def check_channels(app_configs: Any = None, **kwargs: Any) -> list:
-    """E001/E002/W001: channels and daphne installed and wired up."""
+    """E001/E002/W001/W011: channels and daphne installed and wired up."""
     problems = []
     if importlib.util.find_spec("channels") is None:
         problems.append(
@@ -69,6 +69,16 @@ def check_channels(app_configs: Any = None, **kwargs: Any) -> list:
                 hint="Set ASGI_APPLICATION to your asgi module's 'application' and route "
                 "directcall.routing.websocket_urlpatterns there (see README.md).",
                 id="directcall.E002",
+            )
+        )
+    problem = _asgi_websocket_problem()
+    if problem:
+        problems.append(
+            Warning(
+                problem,
+                hint="Wrap it in channels.routing.ProtocolTypeRouter with a 'websocket' entry "
+                "routing directcall.routing.websocket_urlpatterns (docs/integration.md, step 4).",
+                id="directcall.W011",
             )
         )
     if "daphne" not in settings.INSTALLED_APPS:
@@ -94,8 +104,9 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
         problems.append(
             Error(
                 "No default channel layer is configured; calls cannot be signaled.",
-                hint="Set CHANNEL_LAYERS: directcall.redislayer.RedisPubSubLayer in "
-                "production, directcall.layers.InMemoryChannelLayer for a single process.",
+                hint='For one process: CHANNEL_LAYERS = {"default": {"BACKEND": '
+                '"directcall.layers.InMemoryChannelLayer"}}; with several, '
+                "directcall.redislayer.RedisPubSubLayer on Redis (docs/deployment.md).",
                 id="directcall.E003",
             )
         )
@@ -130,12 +141,46 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
     return problems
 
 
+def _asgi_websocket_problem() -> str | None:
+    """Why ``ASGI_APPLICATION`` surely serves no WebSocket, or None (also when unsure).
+
+    Only two shapes are recognised: Django's own handler (``get_asgi_application()``, as
+    ``startproject`` writes it) and a ``ProtocolTypeRouter`` without ``"websocket"``. A
+    module that cannot be imported here is left to the server to report.
+    """
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not path:
+        return None
+    try:
+        application = import_string(path)
+    except Exception:
+        return None
+    from django.core.handlers.asgi import ASGIHandler
+
+    if isinstance(application, ASGIHandler):
+        return (
+            f"ASGI_APPLICATION {path!r} is Django's HTTP handler alone: the signaling "
+            "WebSocket would be answered with a server error and no page could sign in."
+        )
+    from channels.routing import ProtocolTypeRouter
+
+    if (
+        isinstance(application, ProtocolTypeRouter)
+        and "websocket" not in application.application_mapping
+    ):
+        return (
+            f"ASGI_APPLICATION {path!r} routes no 'websocket' connections: no page could "
+            "sign in to calls."
+        )
+    return None
+
+
 def _adapter_problem(path: str) -> str | None:
     """Why the adapter's dotted path is unusable, or None."""
     try:
         adapter_class = import_string(path)
-    except ImportError:
-        return f"DIRECTCALL['ADAPTER'] {path!r} cannot be imported."
+    except ImportError as error:
+        return f"DIRECTCALL['ADAPTER'] {path!r} cannot be imported ({error})."
     if not (isinstance(adapter_class, type) and issubclass(adapter_class, DefaultCallAdapter)):
         return (
             f"DIRECTCALL['ADAPTER'] {path!r} is not a subclass of "
@@ -251,7 +296,9 @@ def check_directcall_settings(app_configs: Any = None, **kwargs: Any) -> list:
             Warning(
                 "DIRECTCALL['ICE_SERVERS'] is empty: calls between browsers behind different "
                 "NATs will not connect.",
-                hint="Configure at least a STUN server, and a TURN server for strict networks.",
+                hint='Set DIRECTCALL["ICE_SERVERS"], at least a STUN server, e.g. '
+                '[{"urls": ["stun:stun.example.org:3478"]}], and a TURN server for strict '
+                "networks (docs/settings.md, ICE_SERVERS).",
                 id="directcall.W006",
             )
         )

@@ -6,7 +6,9 @@ import importlib.util
 from io import StringIO
 
 import pytest
+from channels.routing import ProtocolTypeRouter
 from django.conf import settings
+from django.core.asgi import get_asgi_application
 from django.core.checks import Error, Warning
 from django.core.checks.registry import registry
 from django.core.management import call_command
@@ -114,6 +116,37 @@ def test_e002_no_asgi_application(value):
         problems = checks.check_channels()
     assert ids(problems) == ["directcall.E002"]
     assert isinstance(problems[0], Error)
+
+
+# Two ASGI applications that serve no WebSocket, as W011 sees them.
+HTTP_ONLY = get_asgi_application()  # startproject's asgi.py
+HTTP_ROUTER = ProtocolTypeRouter({"http": HTTP_ONLY})
+
+
+@pytest.mark.parametrize("application", ["HTTP_ONLY", "HTTP_ROUTER"])
+def test_w011_an_asgi_application_without_websockets(application):
+    """startproject's asgi.py left as it is (step 4 skipped): every socket would get a
+    server error and the page only ``ERR_INTERNET_LOST``."""
+    with override_settings(ASGI_APPLICATION=f"{__name__}.{application}"):
+        problems = checks.check_channels()
+    assert ids(problems) == ["directcall.W011"]
+    assert "websocket_urlpatterns" in problems[0].hint
+
+
+@pytest.mark.parametrize("path", ["example_project.asgi.application", "no_such_module.application"])
+def test_w011_quiet_for_a_routed_or_unknown_application(path):
+    """The demo's (a ProtocolTypeRouter with "websocket"), and one that cannot be imported
+    here: that is the server's to report, not a guess of ours."""
+    with override_settings(ASGI_APPLICATION=path):
+        assert checks.check_channels() == []
+
+
+def test_e006_an_adapter_that_cannot_be_imported_says_why():
+    """The import's own error is in the message: a typo in the path, or a module of the
+    adapter's that fails to import (an example copied with a model the site lacks)."""
+    problems = settings_problems({"ICE_SERVERS": [STUN], "ADAPTER": "no_such_app.calling.A"})
+    assert ids(problems) == ["directcall.E006"]
+    assert "No module named 'no_such_app'" in problems[0].msg
 
 
 def test_w001_daphne_not_installed():
