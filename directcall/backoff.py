@@ -74,7 +74,7 @@ def check(caller: Registration, callee: Registration, now: float | None = None) 
         logger.info("ring backoff: %s may call %s again in %.0f s", caller, callee, left)
         raise DirectCallError(
             errors.RATE_LIMITED,
-            f"Your last call to {callee.cuid} was not answered: you may call {callee.cuid} "
+            f"Your last call to {callee.display_name} was not answered: you may call them "
             f"again in {math.ceil(left)} s.",
         )
 
