@@ -96,6 +96,7 @@ HTTP_STATUS: dict[str | int, int] = {
     SERVICE_UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
     INVALID_PARAMETERS: HTTPStatus.BAD_REQUEST,
     NOT_FOUND: HTTPStatus.NOT_FOUND,
+    INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 
 
@@ -109,10 +110,15 @@ class DirectCallError(Exception):
     default_status_code = HTTPStatus.BAD_REQUEST
 
     def __init__(
-        self, code: str | int, message: str | None = None, status_code: int | None = None
+        self,
+        code: str | int,
+        message: str | None = None,
+        status_code: int | None = None,
+        retry_after: int | None = None,
     ) -> None:
         self.code = code
         self.message = message or MESSAGES[code]
+        self.retry_after = retry_after
         self.status_code = int(
             status_code
             if status_code is not None
@@ -121,8 +127,12 @@ class DirectCallError(Exception):
         super().__init__(f"{code}: {self.message}")
 
     def as_dict(self) -> dict[str, str | int]:
-        """Return the wire form ``{"code": ..., "message": ...}``."""
-        return {"code": self.code, "message": self.message}
+        """Return the wire form ``{"code": ..., "message": ...}``, with ``retry_after``
+        (seconds) when the refusal knows when trying again will work."""
+        wire: dict[str, str | int] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            wire["retry_after"] = self.retry_after
+        return wire
 
 
 # What a backing service that cannot be reached right now raises: Redis (cache, channel

@@ -141,6 +141,7 @@ class _Entry:
     conns: dict[str, str]
     seen: dict[str, float]
     others: dict[str, str] = field(default_factory=dict)
+    held_until: float | None = None  # when a reservation (no connection) ends
 
     @classmethod
     def read(cls, value: object) -> _Entry | None:
@@ -148,17 +149,24 @@ class _Entry:
         if fields is None or not isinstance(value, dict):
             return None
         seen = value.get("seen")
-        return cls(*fields[:3], dict(seen) if isinstance(seen, dict) else {}, fields[3])
+        held_until = value.get("held_until")
+        if not isinstance(held_until, float | int) or isinstance(held_until, bool):
+            held_until = None
+        seen = dict(seen) if isinstance(seen, dict) else {}
+        return cls(*fields[:3], seen, fields[3], held_until)
 
     def value(self) -> dict[str, Any]:
         value = {"device": self.device, "key": self.key, "conns": self.conns, "seen": self.seen}
         if self.others:
             value["others"] = self.others
+        if self.held_until is not None and not self.conns:
+            value["held_until"] = self.held_until
         return value
 
     def put(self, holder: Holder, now: float) -> None:
         self.conns[holder.conn] = holder.channel
         self.seen[holder.conn] = now
+        self.held_until = None
 
     def prune(self, now: float) -> None:
         """Drop connections that stopped renewing (their process died)."""
@@ -344,9 +352,32 @@ def release(
     if entry.conns:
         cache.set(key, entry.value(), _ttl())
     elif hold:
-        cache.set(key, entry.value(), _whole(max(get_settings().DEVICE_HOLD, hold_for)))
+        seconds = max(get_settings().DEVICE_HOLD, hold_for)
+        entry.held_until = time.time() + seconds
+        cache.set(key, entry.value(), _whole(seconds))
     else:
         cache.delete(key)
+
+
+def free_in(account_pk: int, cuid: str) -> float | None:
+    """Seconds until a cuid that no live connection holds is free to claim: the rest of a
+    reservation (:func:`release`), or of the entry of connections that stopped renewing
+    (their process died). None while a connection of it is live, or if nothing holds it.
+
+    What a refused sign-in of another device is told to wait (``retry_after``): a user who
+    closed one browser and opened another is signed in when the first one's hold ends.
+    """
+    entry = _Entry.read(cache.get(_key(account_pk, cuid)))
+    if entry is None:
+        return None
+    now = time.time()
+    ttl = get_settings().PRESENCE_TTL
+    if any(entry.seen.get(conn, 0) >= now - ttl for conn in entry.conns):
+        return None
+    if not entry.conns and entry.held_until is not None:
+        return max(0.0, entry.held_until - now)
+    last = max((entry.seen.get(conn, 0) for conn in entry.conns), default=None)
+    return None if last is None else max(0.0, last + ttl - now)
 
 
 def lookup(account_pk: int, cuid: str) -> Presence | None:
@@ -588,6 +619,11 @@ async def alookup(account_pk: int, cuid: str) -> Presence | None:
 async def aheld(account_pk: int, cuid: str) -> Presence | None:
     """Async :func:`held`."""
     return await _twin(held)(account_pk, cuid)
+
+
+async def afree_in(account_pk: int, cuid: str) -> float | None:
+    """Async :func:`free_in`."""
+    return await _twin(free_in)(account_pk, cuid)
 
 
 async def alookup_many(account_pk: int, cuids: list[str]) -> dict[str, Presence]:

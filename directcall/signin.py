@@ -108,7 +108,12 @@ async def claim(
     outcome, issued = await presence.aclaim(session.account_pk, session.cuid, holder, device_key)
     if outcome is presence.Claim.REFUSED:
         _log_already_signed_in(scope, session, device_key)
-        raise Refusal(DirectCallError(errors.ALREADY_SIGNEDIN), protocol.CLOSE_ALREADY_SIGNEDIN)
+        # Held by no live connection (a browser closed a moment ago): say when it is free.
+        # One second more than the hold: the cache keeps whole seconds, rounded up.
+        free_in = await presence.afree_in(session.account_pk, session.cuid)
+        retry_after = None if free_in is None else math.ceil(free_in) + 1
+        refusal = DirectCallError(errors.ALREADY_SIGNEDIN, retry_after=retry_after)
+        raise Refusal(refusal, protocol.CLOSE_ALREADY_SIGNEDIN)
     holder = dataclasses.replace(holder, key=presence.hash_key(issued or device_key or ""))
     return holder, issued
 

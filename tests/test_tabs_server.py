@@ -10,6 +10,8 @@ runs on the in-memory layer with the local-memory cache, then on Redis for both.
 from __future__ import annotations
 
 import asyncio
+import time
+import types
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -107,6 +109,51 @@ async def test_a_logout_frees_the_cuid_and_a_reload_keeps_it_for_the_device(
     await back.close(1000)  # logout(): nothing kept
     phone = await clients.sign_in(jane, "phone-00001")
     assert "device_key" in phone.ready
+
+
+async def refusal(clients, registration, device: str, **auth) -> dict:
+    """The error frame refusing a new socket's sign-in (the socket then closes)."""
+    client = await clients.anonymous(client=auth.pop("client", None))
+    await client.send_auth(registration, device, **auth)
+    error = await client.next("error")
+    await client.closed()
+    return error
+
+
+async def test_another_browser_is_told_when_a_closed_ones_hold_ends(people, clients, settings):
+    """A user closes one browser and opens another at once: the cuid is still reserved for
+    the first (DEVICE_HOLD), and the refusal says in how many seconds it is free
+    (``retry_after``); signing in then works. While a tab of the first is open, the
+    refusal gives no such promise."""
+    tune(settings, DEVICE_HOLD=1)
+    jane = people["tutor_jane"]
+    tab = await clients.sign_in(jane, LAPTOP)
+    live = await refusal(clients, jane, "phone-00001")
+    assert live["code"] == "ERR_ALREADY_SIGNEDIN" and "retry_after" not in live
+    await tab.close(1001)  # the browser closed: reserved for the laptop
+    held = await refusal(clients, jane, "phone-00001")
+    assert held["code"] == "ERR_ALREADY_SIGNEDIN"
+    assert held["retry_after"] in (2, 3)  # the hold's second, rounded up, and one more
+    await asyncio.sleep(held["retry_after"])
+    phone = await clients.sign_in(jane, "phone-00001")
+    assert "device_key" in phone.ready
+
+
+def test_a_dead_processs_connections_promise_nothing_until_they_stop_renewing(
+    people, settings, monkeypatch
+):
+    """Connections that stopped renewing (their process died) hold the cuid until their
+    entry lapses, which is when they count as gone: no promise before, none needed
+    after (free in 0 s)."""
+    tune(settings, PRESENCE_TTL=20)
+    jane = people["tutor_jane"]
+    assert presence.free_in(jane.account_id, jane.cuid) is None  # nobody holds it
+    now = time.time()
+    presence.claim(jane.account_id, jane.cuid, presence.Holder("chan-1", LAPTOP, "conn-1"))
+    monkeypatch.setattr(presence, "time", types.SimpleNamespace(time=lambda: now + 15))
+    assert presence.free_in(jane.account_id, jane.cuid) is None  # still renewing
+    monkeypatch.setattr(presence, "time", types.SimpleNamespace(time=lambda: now + 25))
+    assert presence.free_in(jane.account_id, jane.cuid) == 0.0
 
 
 async def test_several_devices_when_allowed_all_ring_and_the_first_answer_wins(

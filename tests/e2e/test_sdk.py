@@ -169,6 +169,35 @@ def test_a_second_device_gets_already_signed_in(new_user, account, pair):
     expect(screen(jane, "incoming")).to_be_visible()
 
 
+def test_a_browser_opened_as_another_closes_signs_in_when_its_hold_ends(new_user, account):
+    """Jane closes one browser and opens another at once: the cuid is still reserved for
+    the first (DEVICE_HOLD, 10 s), the refusal says when it ends, and the new page's
+    ``initDirectCall`` waits it out and signs in, instead of rejecting
+    ERR_ALREADY_SIGNEDIN and leaving her uncallable until a reload."""
+    acct, key = account
+    first = new_user("jane-laptop")
+    assert sign_in(first, acct, key, "tutor_jane") == {"ok": True}
+    first.page.close()  # the browser closed: its socket goes, its hold stays
+    second = new_user("jane-desktop")
+    refusals: list[str] = []
+    second.page.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framereceived",
+            lambda frame: refusals.append(frame) if "ERR_ALREADY_SIGNEDIN" in str(frame) else None,
+        ),
+    )
+    assert sign_in(second, acct, key, "tutor_jane") == {"ok": True}
+    assert refusals, "the first attempt should have met the hold"
+    assert '"retry_after"' in str(refusals[0])
+    sam = new_user("sam")
+    assert sign_in(sam, acct, key, "student_sam") == {"ok": True}
+    start_call(sam, "tutor_jane")
+    expect(screen(second, "incoming")).to_be_visible()
+    click(second, "decline")
+    assert outcome(sam) == {"rejected": "declined"}
+
+
 def test_a_page_reload_takes_its_place_back(new_user, account, pair):
     acct, key = account
     jane, sam = pair

@@ -123,6 +123,38 @@ test("refused with no key coming: ERR_ALREADY_SIGNEDIN (another device)", async 
   assert.equal(tab.sockets.length, 1);
 });
 
+test("refused while another, closed browser's hold lasts: signed in when it ends", async (t) => {
+  tab = installTab();
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const pending = initDirectCall({ ...OPTIONS });
+  await until(() => tab.sockets.length === 1, "the socket");
+  tab.sockets[0].open();
+  tab.sockets[0].receive({ type: "error", code: "ERR_ALREADY_SIGNEDIN", message: "elsewhere", retry_after: 11 });
+  tab.sockets[0].closeFromServer(4002);
+  await flush();
+  t.mock.timers.tick(10900);
+  await flush();
+  assert.equal(tab.sockets.length, 1); // not before the hold has ended
+  t.mock.timers.tick(200);
+  await until(() => tab.sockets.length === 2, "a second socket");
+  t.mock.timers.reset();
+  const ws = tab.sockets[1];
+  ws.open();
+  await readyOn(ws, pending);
+});
+
+test("a hold longer than a minute is not waited for; the error stays {code, message}", async () => {
+  tab = installTab();
+  const pending = initDirectCall({ ...OPTIONS });
+  await until(() => tab.sockets.length === 1, "the socket");
+  tab.sockets[0].open();
+  tab.sockets[0].receive({ type: "error", code: "ERR_ALREADY_SIGNEDIN", message: "elsewhere", retry_after: 61 });
+  const error = await pending.catch((e) => e);
+  assert.deepEqual(error, { code: "ERR_ALREADY_SIGNEDIN", message: "elsewhere" });
+  assert.equal(JSON.stringify(error), '{"code":"ERR_ALREADY_SIGNEDIN","message":"elsewhere"}');
+  assert.equal(tab.sockets.length, 1);
+});
+
 test("an old server's `replaced` signs this tab out quietly", async () => {
   tab = installTab();
   const { client, ws, seen } = await signIn(tab);

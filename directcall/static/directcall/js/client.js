@@ -26,6 +26,9 @@ import { Watcher } from "./watch.js";
 // signing in for the first time right now, and its key (shared through localStorage) is
 // about to arrive. How long to wait for it before believing the refusal.
 export const DEVICE_KEY_WAIT_MS = 1500;
+// The longest hold of another browser on this cuid that the first sign-in waits out (the
+// server says how long it has left: DEVICE_HOLD, 10 s by default, or a call's grace).
+export const HOLD_WAIT_MAX_MS = 60000;
 
 // The page's signed-in client (one per page, whichever copy of the SDK made it: the
 // Django-served modules and an npm build share it through the global symbol registry).
@@ -101,8 +104,10 @@ export class DirectCallClient extends EventTarget {
     await claimKeptCall(); // the call record of the page before, unless this tab is a copy
     this.signaling = new Signaling(() => this._fetchSession(), {
       authFields: () => this._authFields(),
-      // Refused while reconnecting because another tab got this device a new key meanwhile.
-      retryRefusal: (error) => error.code === ERR.ALREADY_SIGNEDIN && readDeviceKey() !== this.presentedKey,
+      // Refused while reconnecting because another tab got this device a new key meanwhile,
+      // or because another browser's hold on the cuid has a known end (retryAfter).
+      retryRefusal: (error) =>
+        error.code === ERR.ALREADY_SIGNEDIN && (readDeviceKey() !== this.presentedKey || error.retryAfter != null),
     });
     let ready;
     try {
@@ -121,7 +126,7 @@ export class DirectCallClient extends EventTarget {
 
   /**
    * The first `ready`, with ERR_ALREADY_SIGNEDIN tried again when another tab brings a new
-   * key, and an `auth` the server could not serve for a moment (Redis restarting: an error
+   * key or when the hold of another, closed browser ends (the refusal's retryAfter), and an `auth` the server could not serve for a moment (Redis restarting: an error
    * frame ERR_SERVICE_UNAVAILABLE, then close 1011) tried again 1 s later, as the sign-in's
    * request is (SESSION_ATTEMPTS in all).
    */
@@ -136,6 +141,13 @@ export class DirectCallClient extends EventTarget {
           continue;
         }
         if (!error || error.code !== ERR.ALREADY_SIGNEDIN || attempt >= 3) throw error;
+        if (error.retryAfter != null) {
+          // No tab of another browser is open: it was closed a moment ago and its hold on
+          // the cuid ends in retryAfter seconds. Sign in then, if that is soon enough.
+          if (error.retryAfter * 1000 > HOLD_WAIT_MAX_MS) throw error;
+          await new Promise((resolve) => setTimeout(resolve, error.retryAfter * 1000));
+          continue;
+        }
         const wait = this.presentedKey ? 300 : DEVICE_KEY_WAIT_MS;
         if (!(await newDeviceKey(this.presentedKey, wait))) throw error;
       }

@@ -86,10 +86,17 @@ export function toError(err, fallbackCode) {
   return dcError(fallbackCode, detail ? `${MESSAGES[fallbackCode] || fallbackCode} (${detail})` : undefined);
 }
 
-/** Normalise anything the server sent into `{code, message}`. */
+/** Normalise anything the server sent into `{code, message}`. A `retry_after` (seconds:
+ * when trying again will work) is kept as `retryAfter`, not enumerable, so that the error
+ * a page sees stays `{code, message}`. */
 export function fromServer(body, fallbackCode) {
   if (body && (typeof body.code === "string" || typeof body.code === "number")) {
-    return dcError(body.code, typeof body.message === "string" ? body.message : undefined);
+    const error = dcError(body.code, typeof body.message === "string" ? body.message : undefined);
+    const after = body.retry_after;
+    if (typeof after === "number" && Number.isFinite(after) && after >= 0) {
+      Object.defineProperty(error, "retryAfter", { value: after, enumerable: false });
+    }
+    return error;
   }
   return dcError(fallbackCode);
 }
