@@ -96,7 +96,7 @@ def check_channels(app_configs: Any = None, **kwargs: Any) -> list:
 
 @register(Tags.caches)
 def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
-    """E003/E004/W002/W003: presence and messages must be shared by every process."""
+    """E003/E004/W002/W003/W012: presence and messages shared by every process, and kept."""
     problems = []
     layer = _layer_backend()
     cache = _cache_backend()
@@ -128,6 +128,18 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
                 id="directcall.W002",
             )
         )
+    entries = _locmem_max_entries()
+    if entries is not None and entries < LOCMEM_MIN_ENTRIES:
+        problems.append(
+            Warning(
+                f"The default cache is LocMemCache with MAX_ENTRIES {entries}: when full it "
+                "culls a third of its entries, presence among them, and people who are "
+                "signed in show offline and cannot be called.",
+                hint='Set CACHES["default"]["OPTIONS"] = {"MAX_ENTRIES": 100_000} (well above '
+                "the number of users), or use Redis.",
+                id="directcall.W012",
+            )
+        )
     if layer in _IN_MEMORY_LAYERS and cache not in _PROCESS_LOCAL_CACHES:
         problems.append(
             Warning(
@@ -139,6 +151,21 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list:
             )
         )
     return problems
+
+
+# LocMemCache's own default is 300: presence, rate-limit and throttle counters share it.
+LOCMEM_MIN_ENTRIES = 1000
+
+
+def _locmem_max_entries() -> int | None:
+    """The default cache's MAX_ENTRIES when it is LocMemCache (Django's default: 300)."""
+    config = settings.CACHES.get("default") or {}
+    if config.get("BACKEND") != "django.core.cache.backends.locmem.LocMemCache":
+        return None
+    try:
+        return int((config.get("OPTIONS") or {}).get("MAX_ENTRIES", 300))
+    except (TypeError, ValueError):
+        return None  # Django's own cache code reports it
 
 
 def _asgi_websocket_problem() -> str | None:

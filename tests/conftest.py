@@ -193,7 +193,12 @@ def channel_backend(request, settings, monkeypatch):
         }
     else:
         settings.CHANNEL_LAYERS = {"default": {"BACKEND": "directcall.layers.InMemoryChannelLayer"}}
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                "OPTIONS": {"MAX_ENTRIES": 100_000},  # not culled (directcall.W012)
+            }
+        }
     settings.DIRECTCALL = dict(SIGNALING_SETTINGS)
     _clear_cache()
     yield request.param

@@ -56,7 +56,12 @@ if os.environ.get("DIRECTCALL_E2E_REDIS") == "1":
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},  # not culled (directcall.W012)
+        }
+    }
 
 LOGGING = {
     "version": 1,

@@ -25,7 +25,12 @@ REDIS_CACHE = {
         "LOCATION": "redis://127.0.0.1:6379/0",
     }
 }
-LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+LOCMEM_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    }
+}
 DUMMY_CACHE = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
 FILE_CACHE = {
     "default": {
@@ -588,3 +593,20 @@ def test_w010_a_backend_that_cannot_deliver_in_the_background(active_endpoint, b
         active_endpoint.is_active = False
         active_endpoint.save()
         assert checks.check_webhook_tasks(databases=["default"]) == []  # no webhooks: quiet
+
+
+@pytest.mark.parametrize(
+    ("options", "warned"),
+    [(None, True), ({}, True), ({"MAX_ENTRIES": 999}, True), ({"MAX_ENTRIES": 1000}, False)],
+)
+def test_w012_a_small_local_memory_cache_would_cull_presence(options, warned):
+    """Django's default cache (LocMemCache, 300 entries) culls a third of its entries when
+    full: past a few hundred signed-in users people would show offline."""
+    cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if options is not None:
+        cache["OPTIONS"] = options
+    with override_settings(CHANNEL_LAYERS=MEMORY_LAYER, CACHES={"default": cache}):
+        problems = checks.check_shared_state()
+    assert ids(problems) == (["directcall.W012"] if warned else [])
+    if warned:
+        assert "MAX_ENTRIES" in problems[0].hint
