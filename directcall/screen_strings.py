@@ -49,6 +49,14 @@ SCREEN_STRINGS: dict[str, Promise] = {
     "announceUnmuted": pgettext_lazy("call screen", "Microphone on"),
     "announceReconnected": pgettext_lazy("call screen", "Connection restored"),
     "announceEnded": pgettext_lazy("call screen", "Call ended"),
+    # The caller's screen after an unanswered call, for a few seconds ("Call ended" after an
+    # answered one; an error's own message after a failed one, "Call failed" when it has none).
+    "declined": pgettext_lazy("call screen", "Declined"),
+    "busy": pgettext_lazy("call screen", "Busy"),
+    "noAnswer": pgettext_lazy("call screen", "No answer"),
+    "callFailed": pgettext_lazy("call screen", "Call failed"),
+    # The button that closes that screen before its time.
+    "close": pgettext_lazy("call screen", "Close"),
     # Quality, devices and feedback (widgets.js, issue 15). The indicator's accessible name:
     "connectionLabel": pgettext_lazy("call screen", "Connection quality: %(bars)s of 5"),
     # A short notice while a quality warning is up (network; or a silent microphone).

@@ -275,6 +275,16 @@ def test_button_for_a_user_uses_the_adapter(user, tutor):
     assert ">Call</button>" in html
 
 
+def test_button_carries_the_receivers_name_for_the_outgoing_screen(user, tutor):
+    """The outgoing screen shows the name from the first moment (not the cuid until the
+    server answers); escaped, as everything a user may have chosen."""
+    html = render("{% directcall_button tutor 'hi' %}", user, tutor=tutor)
+    assert 'data-directcall-name="Jane Tutor"' in html
+    html = render('{% directcall_button "tutor_jane" "hi" name=chosen %}', chosen="<b>J's</b>")
+    assert 'data-directcall-name="&lt;b&gt;J&#x27;s&lt;/b&gt;"' in html
+    assert "data-directcall-name" not in render('{% directcall_button "tutor_jane" "hi" %}')
+
+
 def test_button_options():
     html = render(
         '{% directcall_button "tutor_jane" "hi" label="Ring my tutor" name="Jane" '

@@ -285,6 +285,7 @@ def directcall_button(
             "call_context": call_context,
             "label": visible,
             "aria_label": aria_label,
+            "name": name,  # the outgoing screen shows it before the server's answer
             "receiver_image": receiver_image,
             "initiator_image": initiator_image,
             "css_class": css_class,

@@ -8,14 +8,17 @@ Screenshots go to ``tests/artifacts/`` (and ``docs/images/`` with
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from django.utils import translation
 from playwright.sync_api import expect
 
 from directcall.screen_strings import SCREEN_STRINGS
 from tests.e2e import test_integration
-from tests.e2e.sdk import click, overlay, screen, sign_in, slot, start_call
-from tests.e2e.test_integration import VIEWPORT, assert_clean, log_in, save_screenshot
+from tests.e2e.sdk import click, outcome, overlay, screen, sign_in, slot, start_call
+from tests.e2e.test_integration import VIEWPORT, assert_clean, log_in, results, save_screenshot
 
 # The demo's logged-in people and their account (fixtures of test_integration).
 session_account = test_integration.session_account
@@ -224,10 +227,186 @@ def test_a_whole_call_with_the_keyboard_alone(new_user, e2e_server, session_acco
     assert hangup["label"] == "Hang up the call with Sam Student"
     jane.page.keyboard.press("Enter")
 
-    # Over: both told, and Sam's focus is back on the button he called from.
+    # Over: both told ("Call ended" on the screen for a moment, the call's length stays), and
+    # Sam's focus is back on the button he called from once the screen has closed by itself.
+    expect(slot(sam, "status")).to_have_text("Call ended")
+    expect(slot(sam, "timer")).to_be_visible()
     for user in (sam, jane):
         expect(overlay(user)).to_be_hidden()
         expect(live(user)).to_have_text("Call ended")
     assert focused(sam)["call"] == jane_cuid
+    for user in (sam, jane):
+        assert_clean(user)
+
+
+# -- how a call ended ---------------------------------------------------------------------------
+
+
+def call_from_button(user, cuid: str):
+    """Press the page's call button for ``cuid`` (focus on it first, as a user would)."""
+    button = user.page.locator(f'[data-directcall-call="{cuid}"]')
+    expect(button).to_have_attribute("data-directcall-presence", "online")
+    button.focus()
+    user.page.keyboard.press("Enter")
+    return button
+
+
+def test_the_caller_sees_declined_then_the_screen_closes_by_itself(
+    new_user, e2e_server, session_account, people
+):
+    sam, _ = log_in(new_user, "sam")
+    jane, _ = log_in(new_user, "jane")
+    jane_cuid = f"user_{people['jane'].pk}"
+    call_from_button(sam, jane_cuid)
+    expect(screen(jane, "incoming")).to_be_visible()
+    expect(slot(sam, "status")).to_have_text("Ringing…")
+    click(jane, "decline")
+    expect(overlay(jane)).to_be_hidden()  # her own decline: nothing to tell her
+
+    # Sam is told, on the screen and in the live region; only Close is left.
+    expect(slot(sam, "status")).to_have_text("Declined")
+    shown_at = time.monotonic()
+    expect(live(sam)).to_have_text("Declined")
+    expect(slot(sam, "name")).to_have_text("Jane Tutor")
+    expect(screen(sam, "ended")).to_be_visible()
+    expect(screen(sam, "outgoing")).to_be_hidden()
+    close = sam.page.locator('[data-directcall-screens] [data-action="close"]')
+    expect(close).to_have_text("Close")
+    assert focused(sam)["card"] and focused(sam)["inScreens"]
+    # Tab stays in the (still modal) screen: the Close button.
+    assert tab_to(sam, lambda f: f["action"] == "close", limit=3)["text"] == "Close"
+
+    # Then it closes by itself after a few seconds, and the focus is back on the button.
+    expect(overlay(sam)).to_be_hidden(timeout=6000)
+    lasted = time.monotonic() - shown_at
+    assert 1.5 < lasted < 5, lasted
+    assert focused(sam)["call"] == jane_cuid
+    assert results(sam)[0]["detail"] == {"error": "declined"}
+    for user in (sam, jane):
+        assert_clean(user)
+
+
+def test_the_ended_screen_closes_with_escape_and_gives_way_to_a_new_call(
+    new_user, e2e_server, session_account, people
+):
+    sam, _ = log_in(new_user, "sam")
+    jane, _ = log_in(new_user, "jane")
+    jane_cuid, sam_cuid = f"user_{people['jane'].pk}", f"user_{people['sam'].pk}"
+
+    # Escape closes it at once.
+    call_from_button(sam, jane_cuid)
+    expect(screen(jane, "incoming")).to_be_visible()
+    click(jane, "decline")
+    expect(slot(sam, "status")).to_have_text("Declined")
+    sam.page.keyboard.press("Escape")
+    expect(overlay(sam)).to_be_hidden(timeout=1000)
+    assert focused(sam)["call"] == jane_cuid
+
+    # A call that comes in while Sam reads "Declined" replaces it at once, and stays.
+    call_from_button(sam, jane_cuid)
+    expect(screen(jane, "incoming")).to_be_visible()
+    click(jane, "decline")
+    expect(slot(sam, "status")).to_have_text("Declined")
+    call_from_button(jane, sam_cuid)
+    expect(screen(sam, "incoming")).to_be_visible(timeout=2000)
+    expect(screen(sam, "ended")).to_be_hidden()
+    expect(slot(sam, "status")).to_have_text("Incoming call")
+    sam.page.wait_for_timeout(3000)  # past the pause of the screen it replaced
+    expect(screen(sam, "incoming")).to_be_visible()
+    expect(live(sam)).to_have_text("Incoming call from Jane Tutor")
+    click(sam, "decline")
+    expect(overlay(sam)).to_be_hidden()
+    expect(slot(jane, "status")).to_have_text("Declined")
+    expect(overlay(jane)).to_be_hidden(timeout=6000)
+    for user in (sam, jane):
+        assert_clean(user)
+
+
+RATE_LIMITED = (
+    "Your last call to student_sam was not answered: you may call student_sam again in 30 s."
+)
+
+
+def refuse_invites(user) -> None:
+    """Between the page and the server: every ``invite`` is answered ERR_RATE_LIMITED (the
+    ring backoff's answer; the test server runs without the backoff)."""
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") != "invite":
+                server.send(message)
+                return
+            refusal = {
+                "type": "error",
+                "ref": frame.get("ref"),
+                "in_reply_to": "invite",
+                "code": "ERR_RATE_LIMITED",
+                "message": RATE_LIMITED,
+            }
+            ws.send(json.dumps(refusal))
+
+        ws.on_message(from_page)
+
+    user.page.route_web_socket("**/ws/directcall/**", route)
+
+
+def test_a_refused_call_shows_the_servers_message(new_user, e2e_account, e2e_server):
+    account, key = e2e_account(allowed_origins=e2e_server.url)
+    jane = new_user("jane")
+    refuse_invites(jane)
+    assert sign_in(jane, account, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    start_call(jane, "student_sam")
+    # Not a flash of "Calling…": the reason stays on the screen and is said.
+    expect(slot(jane, "status")).to_have_text(RATE_LIMITED)
+    expect(live(jane)).to_have_text(RATE_LIMITED)
+    expect(screen(jane, "ended")).to_be_visible()
+    assert outcome(jane)["rejected"] == {"code": "ERR_RATE_LIMITED", "message": RATE_LIMITED}
+    jane.page.wait_for_timeout(1000)
+    expect(slot(jane, "status")).to_have_text(RATE_LIMITED)  # still there a second later
+    click(jane, "close")
+    expect(overlay(jane)).to_be_hidden(timeout=1000)
+    jane.assert_no_errors()
+
+
+def test_the_outgoing_screen_shows_the_buttons_name_from_the_start(
+    new_user, e2e_server, session_account, people
+):
+    sam, _ = log_in(new_user, "sam")
+    jane, _ = log_in(new_user, "jane")
+    jane_cuid = f"user_{people['jane'].pk}"
+    # A call button written by hand (with the page's nonce) that names its receiver.
+    sam.page.evaluate(
+        """(cuid) => {
+          const nonce = JSON.parse(document.getElementById("directcall-buttons").textContent).nonce;
+          const button = document.createElement("button");
+          button.type = "button";
+          button.id = "named-call";
+          button.textContent = "Call";
+          Object.assign(button.dataset, { directcallCall: cuid, directcallContext: "Hi",
+                                          directcallNonce: nonce, directcallName: "Jane Tutor" });
+          document.body.prepend(button);
+          // Every text the screens' name slot is given, in order.
+          const name = document.querySelector("[data-directcall-screens]").shadowRoot
+            .querySelector('[data-slot="name"]');
+          window.__names = [];
+          new MutationObserver((records) => {
+            for (const record of records) {
+              for (const node of record.addedNodes) window.__names.push(node.textContent);
+            }
+          }).observe(name, { childList: true });
+        }""",
+        jane_cuid,
+    )
+    sam.page.locator("#named-call").click()
+    expect(screen(jane, "incoming")).to_be_visible()
+    expect(slot(sam, "status")).to_have_text("Ringing…")
+    names = sam.page.evaluate("() => window.__names")
+    assert names[0] == "Jane Tutor" and jane_cuid not in names, names
+    click(sam, "cancel")
+    expect(overlay(sam)).to_be_hidden(timeout=1000)  # one's own cancel: closed at once
+    expect(overlay(jane)).to_be_hidden()
     for user in (sam, jane):
         assert_clean(user)

@@ -46,13 +46,49 @@ function readButtonNonce() {
   return typeof nonce === "string" && nonce.length >= 16 ? nonce : null;
 }
 
+/** `{code, message}` (or anything thrown) as one line of text: "ERR_X: message". */
+function describeError(error) {
+  if (error && typeof error === "object") {
+    const code = error.code !== undefined ? String(error.code) : error.name || "error";
+    return error.message ? `${code}: ${error.message}` : code;
+  }
+  return String(error);
+}
+
+/**
+ * Place the call of a call button (its data-directcall-* attributes). The callee's name the
+ * button carries (data-directcall-name) is shown on the outgoing screen from the start,
+ * until the server's answer names them.
+ */
+function callFromButton(client, dataset) {
+  const screens = client.screens;
+  const forget =
+    screens && typeof screens.expectName === "function"
+      ? screens.expectName(dataset.directcallCall, dataset.directcallName)
+      : () => {};
+  try {
+    // call() opens the outgoing screen before it returns.
+    return client.call(dataset.directcallCall, dataset.directcallContext, {
+      receiver_image: dataset.directcallReceiverImage || null,
+      initiator_image: dataset.directcallInitiatorImage || null,
+    });
+  } finally {
+    forget();
+  }
+}
+
 function autoInit(config) {
   const options = { ...config };
   if (typeof config.clevertap === "string") options.clevertap = window[config.clevertap] || null;
   const client = initDirectCall(options);
   client.then(
     (c) => window.dispatchEvent(new CustomEvent("directcall:client", { detail: c })),
-    (error) => window.dispatchEvent(new CustomEvent("directcall:error", { detail: error })),
+    (error) => {
+      // Said in the console too: a page without script of its own has no other way to learn
+      // why it has no calling.
+      console.warn(`directcall: signing in to calls failed: ${describeError(error)}`);
+      window.dispatchEvent(new CustomEvent("directcall:error", { detail: error }));
+    },
   );
   return client;
 }
@@ -78,11 +114,7 @@ function wireButtons(clientPromise, nonce) {
     try {
       if (!clientPromise) throw dcError(ERR.NOT_INITIALIZED, "Not signed in to calls.");
       const client = await clientPromise;
-      const d = button.dataset;
-      const result = await client.call(d.directcallCall, d.directcallContext, {
-        receiver_image: d.directcallReceiverImage || null,
-        initiator_image: d.directcallInitiatorImage || null,
-      });
+      const result = await callFromButton(client, button.dataset);
       detail = { result };
     } catch (error) {
       detail = { error };

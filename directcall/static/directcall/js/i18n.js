@@ -31,6 +31,11 @@ export const ENGLISH = Object.freeze({
   announceUnmuted: "Microphone on",
   announceReconnected: "Connection restored",
   announceEnded: "Call ended",
+  declined: "Declined",
+  busy: "Busy",
+  noAnswer: "No answer",
+  callFailed: "Call failed",
+  close: "Close",
 });
 
 /** Whether `value` is a language tag the SDK accepts (the `language` option). */

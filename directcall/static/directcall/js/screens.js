@@ -112,7 +112,43 @@ const REGIONS = {
   prompt: { shownOn: "prompt", before: null },
 };
 // The screens on which the dialog is modal (the page behind it waits): focus stays inside.
+// The "ended" screen keeps the modality of the screen it follows.
 const MODAL = new Set(["outgoing", "incoming"]);
+
+/** How long the outcome of a call ("Declined", "Busy", an error's message…) stays on screen. */
+export const ENDED_SCREEN_MS = 2500;
+
+// What the caller's screen says of an unanswered call (the status call() rejects with); a
+// status not listed here (the caller's own "cancelled") closes the screen at once.
+const UNANSWERED_TEXT = { declined: "declined", busy: "busy", missed: "noAnswer" };
+
+/**
+ * What the screen of a call that just ended says, from what call() settled with (`"over"`, a
+ * status string or `{code, message}`): `{key}` (a screen text), `{text}` (an error's own
+ * message) or null (close at once: one's own cancel or decline, a call answered in another
+ * tab, an unanswered incoming call).
+ */
+export function endedOutcome(role, settled) {
+  if (settled === "over") return { key: "announceEnded" };
+  if (settled && typeof settled === "object") {
+    const message = typeof settled.message === "string" ? settled.message.trim() : "";
+    return message ? { text: message } : { key: "callFailed" };
+  }
+  if (role !== "caller") return null;
+  const key = UNANSWERED_TEXT[settled];
+  return key ? { key } : null;
+}
+
+/**
+ * The name a screen shows for the other party (`peer`: {cuid, name}): the server's name for
+ * them, else the name the page gave (`pageName`: a call button's), else the cuid (a caller's
+ * Call names the receiver by its cuid until the server answers the invite).
+ */
+export function shownName(peer, pageName = null) {
+  const { cuid = "", name = "" } = peer || {};
+  if (name && name !== cuid) return name;
+  return pageName || name || cuid || "";
+}
 
 export class Screens extends EventTarget {
   constructor(markup, branding = {}, { ringtone, assetsUrl } = {}) {
@@ -135,6 +171,7 @@ export class Screens extends EventTarget {
     this.ringtone = ringtone || null;
     this.assetsUrl = assetsUrl || null;
     this.audio = null;
+    this.toneKind = null; // which tone this.audio plays
     this.toneBlocked = false; // the browser refused to play the tone
     this.remoteBlocked = false; // … or the other party's audio
     this.timer = null;
@@ -142,14 +179,34 @@ export class Screens extends EventTarget {
     this.peerName = "";
     this.returnFocus = null; // what had the page's focus before a screen opened
     this.closePrompt = null;
+    // The outcome of the call that just ended stays this long ("ended" screen; 0: no pause).
+    this.endedMs = ENDED_SCREEN_MS;
+    this.endedTimer = null;
+    // Bumped by every show, prompt and hide: a call's end decided later (a microtask on)
+    // does nothing once another screen has replaced its own.
+    this.epoch = 0;
+    this.destroyed = false;
+    this.expected = null; // {cuid, name}: the name of the person the next outgoing call is to
+    this.names = new WeakMap(); // call -> the name its outgoing screen started with
     this.regions = this._regions();
     this.live = this._liveRegion();
     this.enableAudioButton = this._enableAudioButton();
+    this.closeButton = this._closeButton();
     this.root.addEventListener("click", (event) => {
       const button = event.target.closest("[data-action]");
-      if (button) this.dispatchEvent(new CustomEvent("action", { detail: button.dataset.action }));
+      if (!button) return;
+      // "close" dismisses the outcome of a call that has ended: the screens' own business.
+      if (button.dataset.action === "close") return this._closeEnded();
+      this.dispatchEvent(new CustomEvent("action", { detail: button.dataset.action }));
     });
-    this.root.addEventListener("keydown", (event) => this._trapFocus(event));
+    this.root.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.screen === "ended") {
+        event.preventDefault();
+        this._closeEnded();
+        return;
+      }
+      this._trapFocus(event);
+    });
     (document.body || document.documentElement).appendChild(this.host);
   }
 
@@ -216,6 +273,7 @@ export class Screens extends EventTarget {
    */
   showPrompt(element, { label = "" } = {}) {
     if (this.closePrompt) this.closePrompt();
+    this._leaveEnded();
     const region = this.regions.prompt;
     region.replaceChildren(element);
     this.overlay.setAttribute("aria-label", label);
@@ -272,9 +330,14 @@ export class Screens extends EventTarget {
     );
   }
 
+  /** Whether the screen up now is modal (outgoing, incoming, and the end of one of them). */
+  _isModal() {
+    return !this.overlay.hidden && this.screen !== null && this.overlay.getAttribute("aria-modal") === "true";
+  }
+
   /** Tab and Shift+Tab stay inside a modal screen (outgoing, incoming). */
   _trapFocus(event) {
-    if (event.key !== "Tab" || !MODAL.has(this.screen) || this.overlay.hidden) return;
+    if (event.key !== "Tab" || !this._isModal()) return;
     const items = this._focusables();
     if (!items.length) return;
     const current = this.root.activeElement;
@@ -321,9 +384,34 @@ export class Screens extends EventTarget {
     return button;
   }
 
+  /**
+   * The "Close" button of the screen that shows how a call ended: the template's
+   * `[data-action="close"]` (in its `data-screen="ended"` actions), or one made here when an
+   * overridden template has none.
+   */
+  _closeButton() {
+    let button = this.root.querySelector('[data-action="close"]');
+    if (!button) {
+      const actions = document.createElement("div");
+      actions.className = "dc-actions";
+      actions.setAttribute("data-screen", "ended");
+      actions.hidden = true;
+      button = document.createElement("button");
+      button.type = "button";
+      button.className = "dc-btn dc-plain";
+      button.setAttribute("data-action", "close");
+      button.textContent = this.t("close");
+      actions.appendChild(button);
+      const anchor = this.regions.controls;
+      if (anchor && anchor.parentNode) anchor.before(actions);
+      else this.card.appendChild(actions);
+    }
+    return button;
+  }
+
   /** The "Tap to enable audio" button shows while a screen is up and some sound is held back. */
   _refreshEnableAudio() {
-    const calling = this.screen && this.screen !== "prompt";
+    const calling = this.screen && this.screen !== "prompt" && this.screen !== "ended";
     this.enableAudioButton.hidden = !(calling && (this.toneBlocked || this.remoteBlocked));
   }
 
@@ -374,6 +462,10 @@ export class Screens extends EventTarget {
   /** Show one screen: "outgoing", "incoming" or "ongoing". */
   show(screen, { name, context, image, status, call = null } = {}) {
     if (this.closePrompt) this.closePrompt();
+    // A new call's screen replaces the outcome of the last one at once.
+    this._leaveEnded();
+    // Read before the buttons that may hold the focus are hidden.
+    const inside = this.root.activeElement;
     if (this.overlay.hidden && !this.returnFocus) {
       const active = document.activeElement;
       this.returnFocus = active && active !== this.host ? active : null;
@@ -396,8 +488,49 @@ export class Screens extends EventTarget {
     // Focus moves to the card (its name is the dialog's, its status its description); Tab
     // reaches the buttons. Not onto Answer or Hang up: an Enter meant for the page must not
     // act on the call. An ongoing screen takes focus only from a ringing one.
-    const inside = this.root.activeElement;
     if (MODAL.has(screen) || inside) this.card.focus({ preventScroll: true });
+  }
+
+  /**
+   * The end of a call, for ENDED_SCREEN_MS: its screen stays (name, picture; modal or docked
+   * as it was) with `text` as its status, the final duration for an answered call, and only
+   * a Close button (Escape closes it too). Then, or on Close, the screens hide as at any end.
+   */
+  _showEnded(call, text) {
+    const inside = this.root.activeElement;
+    this._leaveEnded();
+    for (const el of this.root.querySelectorAll("[data-screen]")) el.hidden = el.dataset.screen !== "ended";
+    this.setStatus(text);
+    // An answered call: its timer stays, stopped at the call's length.
+    if (call.answeredAt) this.slot("timer").textContent = formatDuration((Date.now() - call.answeredAt) / 1000);
+    this.slot("timer").hidden = !call.answeredAt;
+    this.overlay.hidden = false;
+    this._setScreen("ended", call);
+    this._refreshEnableAudio();
+    // The focus was in the screens (on the card, or on a button now hidden): it goes to the
+    // card, whose description is the outcome; a page that has the focus keeps it.
+    if (inside) this.card.focus({ preventScroll: true });
+    const epoch = this.epoch;
+    if (this.endedMs > 0) {
+      this.endedTimer = setTimeout(() => {
+        this.endedTimer = null;
+        if (this.epoch === epoch && this.screen === "ended") this.hide();
+      }, this.endedMs);
+    } else {
+      this.hide();
+    }
+  }
+
+  /** Stop the pause of an "ended" screen (another screen replaces it). */
+  _leaveEnded() {
+    clearTimeout(this.endedTimer);
+    this.endedTimer = null;
+    this.epoch += 1;
+  }
+
+  /** Close the "ended" screen now (its Close button, Escape). */
+  _closeEnded() {
+    if (this.screen === "ended") this.hide();
   }
 
   setName(name) {
@@ -454,6 +587,7 @@ export class Screens extends EventTarget {
     const audio = new Audio(url);
     audio.loop = kind !== "end";
     this.audio = audio;
+    this.toneKind = kind;
     this.toneBlocked = false;
     audio.play().catch((err) => {
       // Autoplay refused before a user gesture: offer the button that plays it from a click
@@ -488,11 +622,14 @@ export class Screens extends EventTarget {
       this.audio.pause();
       this.audio.src = "";
       this.audio = null;
+      this.toneKind = null;
     }
   }
 
   hide() {
-    this.stopTone();
+    this._leaveEnded();
+    // The end tone (played once, short) is let finish as the screen closes.
+    if (this.toneKind !== "end") this.stopTone();
     this.stopTimer();
     if (this.screen === "prompt") return; // a prompt shown after the call stays until closed
     this.overlay.hidden = true;
@@ -509,7 +646,7 @@ export class Screens extends EventTarget {
   _showOngoing(call, { keepImage = false } = {}) {
     const callee = call.role === "callee";
     this.show("ongoing", {
-      name: call.peer.name,
+      name: this._nameOf(call),
       context: callee ? call.context : "",
       image: callee || !keepImage ? call.image : undefined,
       call,
@@ -524,7 +661,8 @@ export class Screens extends EventTarget {
    * said in the live region.
    */
   update(call, type, detail = {}) {
-    const name = call.peer.name;
+    if (type === "outgoing") this._takeExpectedName(call);
+    const name = this._nameOf(call);
     if (type === "outgoing") {
       const status = this.t("calling");
       this.show("outgoing", { name, context: "", image: call.image, status, call });
@@ -533,7 +671,8 @@ export class Screens extends EventTarget {
       this.announce(this.t("announceIncoming", { name }));
       this.play("ringtone");
     } else if (type === "placed") {
-      // Said now, with the name the server gave (until then the screen shows the cuid).
+      // Said now, with the name the server gave (until then the screen shows the name the
+      // call button gave, else the cuid).
       this.setName(name);
       this.announce(this.t("announceCalling", { name }));
       if (call.status === "initiated") this.play("ringback");
@@ -557,15 +696,78 @@ export class Screens extends EventTarget {
       this.setMuted(detail.muted);
       this.announce(this.t(detail.muted ? "announceMuted" : "announceUnmuted"));
     } else if (type === "end") {
-      this.hide();
-      this.announce(this.t("announceEnded"));
-      if (call.answeredAt) this.play("end");
+      this._end(call);
     }
   }
 
+  /**
+   * A call has ended. Its sounds, timer and call state stop now; what the screen says comes
+   * from what call() settles with (a status or `{code, message}`), which finish() settles
+   * just after this event: "Declined", "Busy", "No answer", an error's message, or "Call
+   * ended", shown for ENDED_SCREEN_MS (endedOutcome); one's own cancel closes at once.
+   * Nothing happens if another screen (a new call, the rating prompt) has come meanwhile.
+   */
+  _end(call) {
+    this.stopTone();
+    this.stopTimer();
+    this.remoteBlocked = false;
+    this.reconnecting = false;
+    this.setMuted(false);
+    this._refreshEnableAudio();
+    if (call.answeredAt) this.play("end");
+    const epoch = this.epoch;
+    const settled = call.result
+      ? call.result.then(
+          (value) => value,
+          (reason) => reason,
+        )
+      : Promise.resolve(call.status === "over" ? "over" : call.status);
+    settled.then((value) => {
+      if (this.destroyed || this.epoch !== epoch) return;
+      const outcome = endedOutcome(call.role, value);
+      const text = outcome ? (outcome.key ? this.t(outcome.key) : outcome.text) : "";
+      if (!text) {
+        this.hide();
+        this.announce(this.t("announceEnded"));
+        return;
+      }
+      this.announce(text);
+      this._showEnded(call, text);
+    });
+  }
+
+  // -- the other party's name -----------------------------------------------------------------
+
+  /**
+   * The name of the person the next outgoing call to `cuid` goes to, as the page knows it
+   * (a call button's data-directcall-name): its screen shows it until the server's answer
+   * names them. Returns a function that forgets it (call it once call() has returned).
+   */
+  expectName(cuid, name) {
+    const text = typeof name === "string" ? name.trim() : "";
+    const expected = text && typeof cuid === "string" ? { cuid, name: text.slice(0, 100) } : null;
+    this.expected = expected;
+    return () => {
+      if (this.expected === expected) this.expected = null;
+    };
+  }
+
+  _takeExpectedName(call) {
+    const expected = this.expected;
+    this.expected = null;
+    if (expected && call.peer && expected.cuid === call.peer.cuid) this.names.set(call, expected.name);
+  }
+
+  /** The name to show for the other party of `call` (shownName). */
+  _nameOf(call) {
+    return shownName(call.peer, this.names.get(call));
+  }
+
   destroy() {
+    this.destroyed = true;
     if (this.closePrompt) this.closePrompt();
     this.hide();
+    this.stopTone();
     this.host.remove();
   }
 }
