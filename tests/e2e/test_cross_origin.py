@@ -308,3 +308,53 @@ def test_pages_refused_by_a_throttle_sign_in_once_its_window_has_passed(tmp_path
         for context in contexts:
             context.close()
         server.stop()
+
+
+def test_a_page_that_loads_while_the_server_is_unreachable_gets_its_screens_too(
+    e2e_server, e2e_account, new_user, spa
+):
+    """An SPA (no screens template in the page: they come from ``v1/screens``) loads while
+    the server cannot be reached: its screens request fails at once and its sign-in gets a
+    502 (a proxy while a worker restarts). The sign-in waits it out as documented, the
+    screens are asked again, and the page can be called, instead of rejecting at once
+    that the screens could not be loaded. The outage is the browser's network: the first
+    request of each is refused."""
+    account, key = e2e_account(identity="page", allowed_origins=f"{spa.url}\n{e2e_server.url}")
+    sam = spa_user(new_user, spa, "sam (SPA)")
+    failed: list[str] = []
+
+    def refuse_once(route, kind: str) -> None:
+        if kind in failed:
+            route.continue_()
+        elif kind == "screens":
+            failed.append(kind)
+            route.abort("connectionrefused")
+        else:
+            failed.append(kind)
+            route.fulfill(status=502, body="<h1>502 Bad Gateway</h1>")
+
+    sam.page.route("**/directcall/v1/screens*", lambda route: refuse_once(route, "screens"))
+    sam.page.route(
+        "**/directcall/v1/init",
+        lambda route: (
+            refuse_once(route, "init") if route.request.method == "POST" else route.continue_()
+        ),
+    )
+    options = {
+        "accountId": account.account_id,
+        "apikey": key,
+        "cuid": "student_sam",
+        "clevertap": None,
+        "serverUrl": server_url(e2e_server),
+        "__sdk": SDK,
+    }
+    sam.page.evaluate(_START_SIGN_IN, options)
+    sam.page.wait_for_function("() => window.signedIn !== undefined", timeout=30_000)
+    assert sam.page.evaluate("() => window.signedIn") == {"ok": True}
+    assert sorted(failed) == ["init", "screens"]
+    jane = new_user("jane")
+    assert sign_in(jane, account, key, "tutor_jane") == {"ok": True}
+    start_call(jane, "student_sam")
+    expect(screen(sam, "incoming")).to_be_visible()
+    click(sam, "decline")
+    assert outcome(jane) == {"rejected": "declined"}

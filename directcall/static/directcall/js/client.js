@@ -94,13 +94,17 @@ export class DirectCallClient extends EventTarget {
   }
 
   async _start() {
-    const [session, markup] = await Promise.all([
-      // A page that loads while the server restarts waits it out (a few seconds).
-      this._fetchSession({ attempts: SESSION_ATTEMPTS }),
+    const loadMarkup = () =>
       this.config.showScreens
         ? loadScreensMarkup(this.config.serverUrl, undefined, wantedLanguage(this.config.language))
-        : Promise.resolve(null),
-    ]);
+        : Promise.resolve(null);
+    // Both requests at once; the sign-in's decides. A page that loads while the server
+    // restarts (or cannot be reached) waits it out there, and its error is the one told.
+    const early = loadMarkup();
+    early.catch(() => {}); // awaited below, once the sign-in is through
+    const session = await this._fetchSession({ attempts: SESSION_ATTEMPTS });
+    // Screens that failed while the sign-in was still waiting for the server: once more.
+    const markup = await early.catch(() => loadMarkup());
     await claimKeptCall(); // the call record of the page before, unless this tab is a copy
     this.signaling = new Signaling(() => this._fetchSession(), {
       authFields: () => this._authFields(),
