@@ -616,6 +616,28 @@ test("a throttle's refusal with a long or no Retry-After, or past the attempts, 
   }
 });
 
+test("a userToken function that throws or rejects: {code, message}, never an Error", async () => {
+  for (const userToken of [
+    () => Promise.reject(new Error("token endpoint said 500")),
+    () => {
+      throw new TypeError("Failed to fetch");
+    },
+  ]) {
+    tab?.restore();
+    tab = installTab();
+    const error = await initDirectCall({ ...OPTIONS, userToken }).catch((e) => e);
+    assert.deepEqual(Object.keys(error), ["code", "message"]);
+    assert.equal(error.code, ERR.INVALID_USER_TOKEN);
+    assert.match(error.message, /token endpoint said 500|Failed to fetch/);
+    assert.equal(tab.requests.length, 0); // nothing was sent
+  }
+  tab.restore();
+  tab = installTab();
+  const refused = { code: "MY_SITE_SAYS_NO", message: "Log in first." }; // the page's own
+  const error = await initDirectCall({ ...OPTIONS, userToken: () => Promise.reject(refused) }).catch((e) => e);
+  assert.deepEqual(error, refused);
+});
+
 test("hangup() with no call does nothing and sends nothing", async () => {
   tab = installTab();
   const { client, ws } = await signIn(tab);

@@ -25,6 +25,11 @@ export const ERR = Object.freeze({
   NOT_SUPPORTED: "ERR_NOT_SUPPORTED",
   RATE_LIMITED: "ERR_RATE_LIMITED",
   SERVICE_UNAVAILABLE: "ERR_SERVICE_UNAVAILABLE",
+  INVALID_USER_TOKEN: "ERR_INVALID_USER_TOKEN",
+  NOT_SIGNED_IN: "ERR_NOT_SIGNED_IN",
+  CALL_NOT_ALLOWED: "ERR_CALL_NOT_ALLOWED",
+  CALL_STATE: "ERR_CALL_STATE",
+  WATCH_LIMIT: "ERR_WATCH_LIMIT",
 });
 
 const MESSAGES = {
@@ -52,6 +57,11 @@ const MESSAGES = {
   ERR_NOT_SUPPORTED: "This browser cannot do that.",
   ERR_RATE_LIMITED: "Too many requests; try again later.",
   ERR_SERVICE_UNAVAILABLE: "The service is briefly unavailable; try again in a few seconds.",
+  ERR_INVALID_USER_TOKEN: "The user token is missing, invalid or expired.",
+  ERR_NOT_SIGNED_IN: "Sign in to the site to make and receive calls.",
+  ERR_CALL_NOT_ALLOWED: "You may not call this person.",
+  ERR_CALL_STATE: "The call is not in a state that allows this.",
+  ERR_WATCH_LIMIT: "Too many people watched on one connection.",
 };
 
 // Close codes of the signaling socket that say why it closed (docs/protocol.md), as the

@@ -1,7 +1,7 @@
 // Signing in: fetching a session (token, ICE servers, branding) from the directcall server
 // (the key mode, v1/init) or from the site's own session URL.
 
-import { dcError, ERR, fromServer } from "./errors.js";
+import { dcError, ERR, fromServer, toError } from "./errors.js";
 
 // A sign-in the server could not serve for a moment (503 while Redis or the database
 // restarts, 502/504 from the proxy while a worker restarts, or no answer the page may read:
@@ -26,7 +26,7 @@ export async function fetchSession(config, { attempts = 1 } = {}) {
     ? { deviceId: c.deviceId }
     : { accountId: c.accountId, apikey: c.apikey, cuid: c.cuid, deviceId: c.deviceId };
   if (c.name && !c.sessionUrl) body.name = c.name;
-  if (c.userToken) body.userToken = typeof c.userToken === "function" ? await c.userToken() : c.userToken;
+  if (c.userToken) body.userToken = typeof c.userToken === "function" ? await askUserToken(c.userToken) : c.userToken;
   if (c.ringtone) body.ringtone = c.ringtone;
   if (c.ctAccountId) body.ctAccountId = c.ctAccountId;
   if (c.ctId) body.ctId = c.ctId;
@@ -56,6 +56,16 @@ export async function fetchSession(config, { attempts = 1 } = {}) {
     }
     if (!TRANSIENT.includes(response.status)) throw error;
     await waitBeforeRetry(response);
+  }
+}
+
+/** The page's own `userToken()`: what it resolves with, or `{code, message}` if it throws
+ * or rejects (the site's token endpoint down, refused by CORS…), never an Error. */
+async function askUserToken(userToken) {
+  try {
+    return await userToken();
+  } catch (error) {
+    throw toError(error, ERR.INVALID_USER_TOKEN);
   }
 }
 
