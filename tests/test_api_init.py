@@ -202,13 +202,16 @@ def test_the_key_is_never_logged(api_client, make_account, caplog):
     assert secret not in caplog.text and key not in caplog.text
 
 
-def test_origin_allow_list(api_client, make_account):
+def test_origin_allow_list(api_client, make_account, caplog):
     account, key = make_account(allowed_origins="https://shop.example.com\nhttp://127.0.0.1:8000/")
     assert init(api_client, account, key, origin="https://shop.example.com").status_code == 200
     assert init(api_client, account, key, origin="http://127.0.0.1:8000").status_code == 200
     for origin in ("https://evil.example.com", "http://shop.example.com"):
         response = init(api_client, account, key, origin=origin)
         assert (response.status_code, response.json()["code"]) == (403, "ERR_ORIGIN_NOT_ALLOWED")
+        # The server's log names the origin for the site's developer; the page is not told.
+        assert f"origin '{origin}' is not among its allowed origins" in caplog.text
+        assert origin not in response.content.decode()
     response = init(api_client, account, key)  # no Origin header at all
     assert response.status_code == 403
 

@@ -288,7 +288,14 @@ class InitView(DirectCallAPIView):
         """
         params = clean_init_params(request.data)
         account = authenticate(params)
-        if not account.origin_allowed(request.headers.get("Origin")):
+        origin = request.headers.get("Origin")
+        if not account.origin_allowed(origin):
+            # Said here, where the site's developer looks: the page is only told it may not.
+            logger.warning(
+                "init refused for account %r: origin %r is not among its allowed origins",
+                account.account_id,
+                origin,
+            )
             raise DirectCallError(errors.ORIGIN_NOT_ALLOWED)
         claims = None
         if account.is_verified or params.user_token:
