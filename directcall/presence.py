@@ -361,8 +361,9 @@ def release(
 
 def free_in(account_pk: int, cuid: str) -> float | None:
     """Seconds until a cuid that no live connection holds is free to claim: the rest of a
-    reservation (:func:`release`), or of the entry of connections that stopped renewing
-    (their process died). None while a connection of it is live, or if nothing holds it.
+    reservation (:func:`release`), or at most ``PRESENCE_TTL`` for the entry of connections
+    that stopped renewing (their process died). None while a connection of it is live, or
+    if nothing holds it.
 
     What a refused sign-in of another device is told to wait (``retry_after``): a user who
     closed one browser and opened another is signed in when the first one's hold ends.
@@ -376,8 +377,9 @@ def free_in(account_pk: int, cuid: str) -> float | None:
         return None
     if not entry.conns and entry.held_until is not None:
         return max(0.0, entry.held_until - now)
-    last = max((entry.seen.get(conn, 0) for conn in entry.conns), default=None)
-    return None if last is None else max(0.0, last + ttl - now)
+    # Connections that stopped renewing: the entry lapses PRESENCE_TTL after its last write,
+    # which another tab's departure may have made after their last renewal. At most that.
+    return float(ttl) if entry.conns else None
 
 
 def lookup(account_pk: int, cuid: str) -> Presence | None:

@@ -139,21 +139,29 @@ async def test_another_browser_is_told_when_a_closed_ones_hold_ends(people, clie
     assert "device_key" in phone.ready
 
 
-def test_a_dead_processs_connections_promise_nothing_until_they_stop_renewing(
+def test_a_dead_processs_connections_hold_the_cuid_at_most_presence_ttl_more(
     people, settings, monkeypatch
 ):
     """Connections that stopped renewing (their process died) hold the cuid until their
-    entry lapses, which is when they count as gone: no promise before, none needed
-    after (free in 0 s)."""
+    entry lapses: no promise while they renew, then at most PRESENCE_TTL, which also
+    covers an entry another tab's departure wrote after their last renewal."""
     tune(settings, PRESENCE_TTL=20)
     jane = people["tutor_jane"]
     assert presence.free_in(jane.account_id, jane.cuid) is None  # nobody holds it
     now = time.time()
-    presence.claim(jane.account_id, jane.cuid, presence.Holder("chan-1", LAPTOP, "conn-1"))
+    dead = presence.Holder("chan-1", LAPTOP, "conn-1")
+    presence.claim(jane.account_id, jane.cuid, dead)
+    leaving = presence.Holder("chan-2", LAPTOP, "conn-2", key=dead.key)
     monkeypatch.setattr(presence, "time", types.SimpleNamespace(time=lambda: now + 15))
     assert presence.free_in(jane.account_id, jane.cuid) is None  # still renewing
+    # Another tab of the device joins and leaves at +15 s: the entry is written anew then.
+    entry = presence._Entry.read(presence.cache.get(presence._key(jane.account_id, jane.cuid)))
+    entry.put(leaving, now + 15)
+    presence.cache.set(presence._key(jane.account_id, jane.cuid), entry.value(), 60)
+    presence.release(jane.account_id, jane.cuid, leaving)
     monkeypatch.setattr(presence, "time", types.SimpleNamespace(time=lambda: now + 25))
-    assert presence.free_in(jane.account_id, jane.cuid) == 0.0
+    left = presence.free_in(jane.account_id, jane.cuid)
+    assert left == 20.0  # the first is stale; the entry, written at +15 s, lives to +35 s
 
 
 async def test_several_devices_when_allowed_all_ring_and_the_first_answer_wins(
