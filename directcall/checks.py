@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -171,35 +172,29 @@ def _locmem_max_entries() -> int | None:
 def _asgi_websocket_problem() -> str | None:
     """Why ``ASGI_APPLICATION`` surely serves no WebSocket, or None (also when unsure).
 
-    Only two shapes are recognised: Django's own handler (``get_asgi_application()``, as
-    ``startproject`` writes it) and a ``ProtocolTypeRouter`` without ``"websocket"``. A
-    module that cannot be imported here is left to the server to report.
+    Judged from the module's source, without importing it: importing a site's ``asgi.py``
+    runs ``django.setup()`` again (logging configured anew) and whatever else it does,
+    in every command that runs the checks. A module that builds its application with
+    ``get_asgi_application()`` and never says ``websocket`` (``startproject``'s, or a
+    ``ProtocolTypeRouter`` with "http" alone) serves no WebSocket; a module that takes its
+    application from elsewhere is not judged.
     """
     path = getattr(settings, "ASGI_APPLICATION", None)
-    if not path:
+    module_name = path.rpartition(".")[0] if isinstance(path, str) else ""
+    if not module_name:
         return None
     try:
-        application = import_string(path)
-    except Exception:
+        spec = importlib.util.find_spec(module_name)
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    except (ImportError, ValueError, OSError, UnicodeDecodeError):
         return None
-    from django.core.handlers.asgi import ASGIHandler
-
-    if isinstance(application, ASGIHandler):
-        return (
-            f"ASGI_APPLICATION {path!r} is Django's HTTP handler alone: the signaling "
-            "WebSocket would be answered with a server error and no page could sign in."
-        )
-    from channels.routing import ProtocolTypeRouter
-
-    if (
-        isinstance(application, ProtocolTypeRouter)
-        and "websocket" not in application.application_mapping
-    ):
-        return (
-            f"ASGI_APPLICATION {path!r} routes no 'websocket' connections: no page could "
-            "sign in to calls."
-        )
-    return None
+    if "get_asgi_application" not in source or "websocket" in source.lower():
+        return None
+    return (
+        f"ASGI_APPLICATION {path!r} serves HTTP alone (its module builds it with "
+        "get_asgi_application() and routes no 'websocket'): the signaling socket would be "
+        "answered with a server error and no page could sign in."
+    )
 
 
 def _adapter_problem(path: str) -> str | None:

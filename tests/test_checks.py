@@ -6,9 +6,7 @@ import importlib.util
 from io import StringIO
 
 import pytest
-from channels.routing import ProtocolTypeRouter
 from django.conf import settings
-from django.core.asgi import get_asgi_application
 from django.core.checks import Error, Warning
 from django.core.checks.registry import registry
 from django.core.management import call_command
@@ -123,25 +121,28 @@ def test_e002_no_asgi_application(value):
     assert isinstance(problems[0], Error)
 
 
-# Two ASGI applications that serve no WebSocket, as W011 sees them.
-HTTP_ONLY = get_asgi_application()  # startproject's asgi.py
-HTTP_ROUTER = ProtocolTypeRouter({"http": HTTP_ONLY})
+@pytest.mark.parametrize("module", ["tests.asgi_http_only", "tests.asgi_http_router"])
+def test_w011_an_asgi_application_without_websockets(module):
+    """startproject's asgi.py left as it is (step 4 skipped), or a router with HTTP alone:
+    every socket would get a server error and the page only ``ERR_INTERNET_LOST``. Judged
+    from the source: the module is not imported (its django.setup() would configure
+    logging anew in every command)."""
+    import sys
 
-
-@pytest.mark.parametrize("application", ["HTTP_ONLY", "HTTP_ROUTER"])
-def test_w011_an_asgi_application_without_websockets(application):
-    """startproject's asgi.py left as it is (step 4 skipped): every socket would get a
-    server error and the page only ``ERR_INTERNET_LOST``."""
-    with override_settings(ASGI_APPLICATION=f"{__name__}.{application}"):
+    with override_settings(ASGI_APPLICATION=f"{module}.application"):
         problems = checks.check_channels()
     assert ids(problems) == ["directcall.W011"]
     assert "websocket_urlpatterns" in problems[0].hint
+    assert module not in sys.modules
 
 
-@pytest.mark.parametrize("path", ["example_project.asgi.application", "no_such_module.application"])
+@pytest.mark.parametrize(
+    "path",
+    ["example_project.asgi.application", "no_such_module.application", "bench.asgi.application"],
+)
 def test_w011_quiet_for_a_routed_or_unknown_application(path):
-    """The demo's (a ProtocolTypeRouter with "websocket"), and one that cannot be imported
-    here: that is the server's to report, not a guess of ours."""
+    """The demo's and the benchmark's (they route "websocket"), and one that cannot be
+    found: that is the server's to report, not a guess of ours."""
     with override_settings(ASGI_APPLICATION=path):
         assert checks.check_channels() == []
 
