@@ -91,7 +91,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ImproperlyConfigured):
         # The site's settings, not the request: the reason goes to the log, where the site's
         # developer looks; the page gets a code of ours instead of Django's HTML 500 page.
-        logger.error("API request failed, directcall is not set up correctly: %s", exc)
+        logger.error(
+            "API request failed, directcall is not set up correctly: %s", exc, exc_info=exc
+        )
         error = DirectCallError(errors.INTERNAL, MISCONFIGURED)
     if not isinstance(error, DirectCallError):
         return drf_exception_handler(exc, context)
