@@ -322,9 +322,7 @@ def test_the_ended_screen_closes_with_escape_and_gives_way_to_a_new_call(
         assert_clean(user)
 
 
-RATE_LIMITED = (
-    "Your last call to student_sam was not answered: you may call student_sam again in 30 s."
-)
+RATE_LIMITED = "Your last call to Sam was not answered: you may call them again in 30 s."
 
 
 def refuse_invites(user) -> None:

@@ -24,9 +24,11 @@ test("the outcome of a call: the caller is told declined, busy, no answer; one's
 });
 
 test("the outcome of a failed call is the error's own message, else 'Call failed'", () => {
-  const limited = { code: ERR.RATE_LIMITED, message: "Your last call to user_2 was not answered: you may call user_2 again in 30 s." };
+  const limited = { code: ERR.RATE_LIMITED, message: "Your last call to Jane was not answered: you may call them again in 30 s." };
   assert.deepEqual(endedOutcome("caller", limited), { text: limited.message });
-  assert.deepEqual(endedOutcome("callee", dcError(ERR.INTERNET_LOST)), { text: dcError(ERR.INTERNET_LOST).message });
+  const lost = dcError(ERR.INTERNET_LOST);
+  assert.deepEqual(endedOutcome("callee", lost, true), { text: lost.message }); // answered, then lost
+  assert.equal(endedOutcome("callee", lost, false), null); // an incoming call never answered: closes
   assert.deepEqual(endedOutcome("caller", { code: 404, message: "  " }), { key: "callFailed" });
   assert.deepEqual(endedOutcome("caller", { code: 404 }), { key: "callFailed" });
   for (const key of ["declined", "busy", "noAnswer", "callFailed", "close", "announceEnded"]) assert.ok(ENGLISH[key], key);
@@ -138,7 +140,7 @@ test("busy and no answer are said too; the caller's own cancel closes the screen
 
 test("a call the server refuses (ring backoff) shows the server's message, not a flash of 'Calling…'", async () => {
   const signaling = new FakeSignaling();
-  const message = "Your last call to user_2 was not answered: you may call user_2 again in 30 s.";
+  const message = "Your last call to Jane was not answered: you may call them again in 30 s.";
   signaling.request = (frame) => {
     signaling.sent.push(frame);
     return Promise.reject({ code: ERR.RATE_LIMITED, message });

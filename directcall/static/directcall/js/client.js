@@ -27,8 +27,9 @@ import { Watcher } from "./watch.js";
 // about to arrive. How long to wait for it before believing the refusal.
 export const DEVICE_KEY_WAIT_MS = 1500;
 // The longest hold of another browser on this cuid that the first sign-in waits out (the
-// server says how long it has left: DEVICE_HOLD, 10 s by default, or a call's grace).
-export const HOLD_WAIT_MAX_MS = 60000;
+// server says how long it has left, plus a second: DEVICE_HOLD, 10 s by default, or a
+// call's grace). A minute, and that second.
+export const HOLD_WAIT_MAX_MS = 61000;
 
 // The page's signed-in client (one per page, whichever copy of the SDK made it: the
 // Django-served modules and an npm build share it through the global symbol registry).

@@ -128,8 +128,9 @@ const UNANSWERED_TEXT = { declined: "declined", busy: "busy", missed: "noAnswer"
  * message) or null (close at once: one's own cancel or decline, a call answered in another
  * tab, an unanswered incoming call).
  */
-export function endedOutcome(role, settled) {
+export function endedOutcome(role, settled, answered = false) {
   if (settled === "over") return { key: "announceEnded" };
+  if (role !== "caller" && !answered) return null; // an incoming call that was never answered
   if (settled && typeof settled === "object") {
     const message = typeof settled.message === "string" ? settled.message.trim() : "";
     return message ? { text: message } : { key: "callFailed" };
@@ -496,13 +497,16 @@ export class Screens extends EventTarget {
    * as it was) with `text` as its status, the final duration for an answered call, and only
    * a Close button (Escape closes it too). Then, or on Close, the screens hide as at any end.
    */
-  _showEnded(call, text) {
+  _showEnded(call, text, duration = null) {
     const inside = this.root.activeElement;
     this._leaveEnded();
     for (const el of this.root.querySelectorAll("[data-screen]")) el.hidden = el.dataset.screen !== "ended";
     this.setStatus(text);
     // An answered call: its timer stays, stopped at the call's length.
-    if (call.answeredAt) this.slot("timer").textContent = formatDuration((Date.now() - call.answeredAt) / 1000);
+    if (call.answeredAt) {
+      const seconds = Number.isFinite(duration) ? duration : (Date.now() - call.answeredAt) / 1000;
+      this.slot("timer").textContent = formatDuration(seconds);
+    }
     this.slot("timer").hidden = !call.answeredAt;
     this.overlay.hidden = false;
     this._setScreen("ended", call);
@@ -696,7 +700,7 @@ export class Screens extends EventTarget {
       this.setMuted(detail.muted);
       this.announce(this.t(detail.muted ? "announceMuted" : "announceUnmuted"));
     } else if (type === "end") {
-      this._end(call);
+      this._end(call, detail);
     }
   }
 
@@ -707,7 +711,7 @@ export class Screens extends EventTarget {
    * ended", shown for ENDED_SCREEN_MS (endedOutcome); one's own cancel closes at once.
    * Nothing happens if another screen (a new call, the rating prompt) has come meanwhile.
    */
-  _end(call) {
+  _end(call, detail = {}) {
     this.stopTone();
     this.stopTimer();
     this.remoteBlocked = false;
@@ -723,8 +727,14 @@ export class Screens extends EventTarget {
         )
       : Promise.resolve(call.status === "over" ? "over" : call.status);
     settled.then((value) => {
-      if (this.destroyed || this.epoch !== epoch) return;
-      const outcome = endedOutcome(call.role, value);
+      if (this.destroyed) return;
+      if (this.epoch !== epoch) {
+        // Replaced meanwhile: by a new call's screen (which speaks for itself), or by the
+        // rating prompt of this one, which still says that it has ended.
+        if (this.screen === "prompt") this.announce(this.t("announceEnded"));
+        return;
+      }
+      const outcome = endedOutcome(call.role, value, Boolean(call.answeredAt));
       const text = outcome ? (outcome.key ? this.t(outcome.key) : outcome.text) : "";
       if (!text) {
         this.hide();
@@ -732,7 +742,7 @@ export class Screens extends EventTarget {
         return;
       }
       this.announce(text);
-      this._showEnded(call, text);
+      this._showEnded(call, text, detail.duration);
     });
   }
 

@@ -12,7 +12,7 @@ import { dcError, ERR, fromServer, toError } from "./errors.js";
 // response says so within RATE_LIMIT_WAIT_MAX_MS; a longer or unstated wait is final.
 export const SESSION_ATTEMPTS = 4;
 export const RETRY_WAIT_MAX_MS = 5000;
-export const RATE_LIMIT_WAIT_MAX_MS = 60000;
+export const RATE_LIMIT_WAIT_MAX_MS = 61000; // a minute's window, and the server's extra second
 const TRANSIENT = [502, 503, 504];
 
 /**
@@ -65,7 +65,8 @@ async function askUserToken(userToken) {
   try {
     return await userToken();
   } catch (error) {
-    throw toError(error, ERR.INVALID_USER_TOKEN);
+    const detail = toError(error, ERR.INVALID_USER_TOKEN).message;
+    throw dcError(ERR.INVALID_USER_TOKEN, `Your userToken function failed: ${detail}`);
   }
 }
 
