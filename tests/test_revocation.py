@@ -804,3 +804,22 @@ def test_the_user_receivers_are_connected_to_the_user_model_and_its_proxies():
         assert pre_delete.has_listeners(model)
         assert post_delete.has_listeners(model)
     assert not pre_delete.has_listeners(get_user_model()._meta.get_field("groups").related_model)
+
+
+def test_ready_connects_the_proxies_loaded_with_the_apps(monkeypatch):
+    """The path of ``DirectCallConfig.ready()``: every user model the app registry holds
+    then, proxies included, gets the receivers (a proxy defined in a site's models.py)."""
+    from django.apps import apps
+    from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
+
+    from directcall import receivers
+
+    staff_model = _proxy_of_the_user_model()
+    signals = (pre_save, post_save, pre_delete, post_delete)
+    for signal, _function, uid in receivers.USER_RECEIVERS:
+        signal.disconnect(sender=staff_model, dispatch_uid=uid)
+    assert not any(signal.has_listeners(staff_model) for signal in signals)
+    registered = apps.get_models()
+    monkeypatch.setattr(apps, "get_models", lambda *args, **kwargs: [*registered, staff_model])
+    receivers.connect_user_receivers()
+    assert all(signal.has_listeners(staff_model) for signal in signals)
