@@ -526,10 +526,25 @@ def expire(
     )
 
 
-def lose_connection(call_id: UUID | str) -> Call | None:
-    """End an answered call whose party did not come back within the reconnect grace."""
+def lose_connection(call_id: UUID | str, since: float | None = None) -> Call | None:
+    """End an answered call whose party did not come back within the reconnect grace.
+
+    ``since``: when that party's connection went (its gone mark). The call ends then, not
+    now: the grace was spent waiting for a party who never came back, dead air that the
+    talk time (``duration``, what a site bills) must not count. Never before the answer.
+    """
+    now = timezone.now()
+    if since is not None:
+        now = min(now, datetime.fromtimestamp(since, tz=UTC))
+        answered_at = Call.objects.filter(pk=call_id).values_list("answered_at", flat=True).first()
+        if answered_at is not None and now < answered_at:
+            now = answered_at
     return _transition(
-        call_id, CallStatus.OVER, (CallStatus.ANSWERED,), reason=EndReason.CONNECTION_LOST
+        call_id,
+        CallStatus.OVER,
+        (CallStatus.ANSWERED,),
+        reason=EndReason.CONNECTION_LOST,
+        now=now,
     )
 
 
@@ -721,7 +736,7 @@ def end_if_still_gone(
     if not mark.left and _holds(presence.lookup(account_pk, cuid), holder):
         presence.mark_back(str(call_id), registration_pk)
         return None
-    call = lose_connection(call_id)
+    call = lose_connection(call_id, since=mark.since)
     if call is not None:
         presence.mark_back(str(call_id), registration_pk)
     return call
@@ -775,7 +790,7 @@ def sweep(now: datetime | None = None) -> list[Call]:
                 presence.mark_back(*key)
                 continue
             if time.time() >= mark.until:
-                result = lose_connection(call.pk)
+                result = lose_connection(call.pk, since=mark.since)
                 if result is not None:
                     ended.append(result)
                     break

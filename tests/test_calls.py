@@ -396,6 +396,30 @@ def test_end_if_still_gone(people, settings):
     assert (ended.status, ended.end_reason) == ("over", "connection_lost")
 
 
+@pytest.mark.parametrize("ended_by", ["end_if_still_gone", "sweep"])
+def test_a_call_lost_ends_when_the_party_left_not_when_the_grace_ran_out(
+    people, settings, ended_by
+):
+    """The grace is dead air spent waiting for a party who never came back: the call's end
+    (and so its talk time, what a site bills) is when that party's connection went."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.25}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, ANSWERED, deadline_in=None)
+    online(jane)
+    left = time.time()
+    calls.party_dropped(call.pk, sam.pk, "conn-1")
+    past_grace(call, sam)
+    if ended_by == "sweep":
+        (ended,) = calls.sweep()
+    else:
+        ended = calls.end_if_still_gone(call.pk, sam.account_id, sam.cuid, sam.pk)
+    assert (ended.status, ended.end_reason) == ("over", "connection_lost")
+    assert abs(ended.ended_at.timestamp() - left) < 0.1, (ended.ended_at, left)
+    assert ended.duration == ended.ended_at - call.answered_at
+    assert Call.objects.get(pk=call.pk).ended_at == ended.ended_at
+    assert time.time() - ended.ended_at.timestamp() >= 0.25  # the grace is not in it
+
+
 def test_a_page_that_said_it_was_leaving_is_waited_for_its_own_grace(people, settings):
     settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 60, "PAGE_GRACE": 0.001}
     jane, sam = people["tutor_jane"], people["student_sam"]
