@@ -574,7 +574,7 @@ def test_the_calls_hook_costs_no_query_without_endpoints(db, make_account):
 def test_prune_deletes_old_settled_messages_only(hooked):
     from io import StringIO
 
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     account, _endpoint, _key = hooked
     old_done, old_pending, recent = emit(account), emit(account), emit(account)
@@ -584,6 +584,13 @@ def test_prune_deletes_old_settled_messages_only(hooked):
     long_ago = timezone.now() - timedelta(days=40)
     WebhookMessage.objects.filter(pk__in=[old_done, old_pending]).update(created_at=long_ago)
     out = StringIO()
+    call_command("directcall_webhooks", "prune", "--days", "30", "--dry-run", stdout=out)
+    assert "Would delete 1 settled webhook messages (dry run)." in out.getvalue()
+    assert WebhookMessage.objects.count() == 3
+    for days in ("0", "-1"):  # 0 would wipe the log, deliveries of a moment ago included
+        with pytest.raises(CommandError, match="greater than zero"):
+            call_command("directcall_webhooks", "prune", "--days", days, stdout=StringIO())
+    assert WebhookMessage.objects.count() == 3
     call_command("directcall_webhooks", "prune", "--days", "30", stdout=out)
     assert "Deleted 1 settled webhook messages" in out.getvalue()
     assert set(WebhookMessage.objects.values_list("pk", flat=True)) == {old_pending, recent}

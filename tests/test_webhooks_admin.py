@@ -53,6 +53,15 @@ def test_add_an_endpoint_shows_its_secret_once(admin_client, make_account):
     assert endpoint.secret not in page.content.decode()
 
 
+def test_the_add_form_starts_with_every_event_ticked(admin_client):
+    """As webhooks.md says and the model's default is: a new endpoint gets every event."""
+    from directcall.webhooks.models import all_events
+
+    page = admin_client.get(reverse("admin:directcall_webhookendpoint_add")).content.decode()
+    for event in all_events():
+        assert re.search(rf"<input[^>]*value=\"{re.escape(event)}\"[^>]*checked", page), event
+
+
 def test_an_endpoint_url_must_be_http(admin_client, make_account):
     account, _key = make_account()
     response = admin_client.post(

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import delivery
-from .models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, all_events
 
 
 def render_shown_once(
@@ -50,7 +50,10 @@ class WebhookEndpointForm(forms.ModelForm):
         widget=forms.URLInput(attrs={"size": 80}),
     )
     events = forms.MultipleChoiceField(
-        choices=Event.choices, widget=forms.CheckboxSelectMultiple, label=_("events")
+        choices=Event.choices,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Events"),
+        initial=all_events,  # a new endpoint gets every event, as the model's default
     )
 
     class Meta:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from directcall.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookMessage
@@ -49,10 +49,19 @@ class Command(BaseCommand):
             default=30,
             help="prune: delete settled messages older than this many days (default 30).",
         )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="prune: count what would be deleted, delete nothing.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "prune":
-            self.prune(options["days"])
+            if not options["days"] > 0:
+                # As the calls' and registrations' prunes: 0 would wipe the whole log,
+                # deliveries of a moment ago included.
+                raise CommandError("--days must be greater than zero.")
+            self.prune(options["days"], dry_run=options["dry_run"])
             return
         cutoff = timezone.now() - timedelta(seconds=options["older_than"])
         stale = WebhookDelivery.objects.filter(
@@ -64,12 +73,16 @@ class Command(BaseCommand):
             count += 1
         self.stdout.write(f"Queued {count} overdue webhook deliveries again.")
 
-    def prune(self, days: float) -> None:
+    def prune(self, days: float, dry_run: bool = False) -> None:
         """Delete settled messages older than ``days`` (their deliveries and attempts too)."""
         cutoff = timezone.now() - timedelta(days=days)
         old = WebhookMessage.objects.filter(created_at__lt=cutoff).exclude(
             deliveries__status=DeliveryStatus.PENDING
         )
+        if dry_run:
+            count = old.count()
+            self.stdout.write(f"Would delete {count} settled webhook messages (dry run).")
+            return
         deleted, _by_model = old.delete()
         count = _by_model.get(WebhookMessage._meta.label, 0)
         self.stdout.write(f"Deleted {count} settled webhook messages ({deleted} rows).")
