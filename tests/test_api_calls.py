@@ -107,6 +107,11 @@ def test_refused_without_a_right_key(api_client, world, header):
     response = api_client.get(CALLS, **extra)
     assert response.status_code == 401
     assert response.json()["code"] == "ERR_INVALID_CREDENTIALS"
+    # About the server key, not "the account id or API key", which were not sent.
+    assert response.json()["message"] in (
+        "The server key is missing or incorrect.",
+        "Send Authorization: Bearer <server key>.",
+    )
     assert response["WWW-Authenticate"] == "Bearer"
 
 

@@ -39,7 +39,9 @@ DETAIL = object()
 
 DRF_ERRORS: dict[type[exceptions.APIException], tuple[str, Any]] = {
     # The calls API's server key (before AuthenticationFailed: the most derived class wins).
-    InvalidServerKey: (errors.INVALID_CREDENTIALS, None),
+    # Its own message ("The server key is missing or incorrect.", or how to send one): no
+    # account id or API key was sent, so the code's own message would mislead.
+    InvalidServerKey: (errors.INVALID_CREDENTIALS, DETAIL),
     exceptions.NotFound: (errors.NOT_FOUND, None),
     # "Authentication credentials were not provided." or "CSRF Failed: ...": says which.
     exceptions.NotAuthenticated: (errors.NOT_SIGNED_IN, DETAIL),
