@@ -313,6 +313,13 @@ class CallFeedbackAdmin(admin.ModelAdmin):
         return False
 
 
+def _person(registration: Registration) -> str:
+    """``Name (cuid)``, or the cuid of a registration without a name of its own."""
+    if registration.name and registration.name != registration.cuid:
+        return f"{registration.name} ({registration.cuid})"
+    return registration.cuid
+
+
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
     """The call log: read-only (superusers may delete), filterable, searchable by cuid.
@@ -324,8 +331,8 @@ class CallAdmin(admin.ModelAdmin):
 
     list_display = [
         "created_at",
-        "caller",
-        "callee",
+        "caller_shown",
+        "callee_shown",
         "status",
         "end_reason",
         "talk_time",
@@ -341,7 +348,7 @@ class CallAdmin(admin.ModelAdmin):
         "quality_warned",
     ]
     date_hierarchy = "created_at"
-    search_fields = ["caller__cuid", "callee__cuid", "=id"]
+    search_fields = ["caller__cuid", "callee__cuid", "caller__name", "callee__name", "=id"]
     list_select_related = ["account", "caller", "callee"]
     readonly_fields = [
         "id",
@@ -360,6 +367,16 @@ class CallAdmin(admin.ModelAdmin):
         "quality_report",
     ]
     inlines = [CallFeedbackInline]
+
+    @admin.display(description=_("caller"), ordering="caller__cuid")
+    def caller_shown(self, obj: Call) -> str:
+        """The caller as people know them: name and cuid (escaped by the admin)."""
+        return _person(obj.caller)
+
+    @admin.display(description=_("callee"), ordering="callee__cuid")
+    def callee_shown(self, obj: Call) -> str:
+        """The callee as people know them: name and cuid (escaped by the admin)."""
+        return _person(obj.callee)
 
     @admin.display(description=_("duration"))
     def talk_time(self, obj: Call) -> str:

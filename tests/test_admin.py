@@ -100,6 +100,21 @@ def test_changelists_render(admin_client, log, model):
     assert response.context["cl"].result_count > 0
 
 
+def test_the_call_log_names_the_parties_and_finds_them_by_name(admin_client, log):
+    """An operator reads who called whom: name and cuid (escaped), and searches by either."""
+    bob = log["regs"][1]
+    bob.name = "<b>Bob</b>"
+    bob.save()
+    url = reverse("admin:directcall_call_changelist")
+    html = admin_client.get(url).content.decode()
+    assert "Alice (alice_1)" in html and "&lt;b&gt;Bob&lt;/b&gt; (bobby_2)" in html
+    assert "<b>Bob</b>" not in html
+    found = admin_client.get(url, {"q": "Alice"}).context["cl"].result_list
+    assert [call.pk for call in found] == [log["over"].pk]
+    found = admin_client.get(url, {"q": "carol_3"}).context["cl"].result_list
+    assert {call.pk for call in found} == {log["missed"].pk, log["ringing"].pk}
+
+
 def test_change_pages_render(admin_client, log):
     account = log["account"]
     registration = log["regs"][0]
