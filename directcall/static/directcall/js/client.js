@@ -131,8 +131,9 @@ export class DirectCallClient extends EventTarget {
 
   /**
    * The first `ready`, with ERR_ALREADY_SIGNEDIN tried again when another tab brings a new
-   * key or when the hold of another, closed browser ends (the refusal's retryAfter), and an `auth` the server could not serve for a moment (Redis restarting: an error
-   * frame ERR_SERVICE_UNAVAILABLE, then close 1011) tried again 1 s later, as the sign-in's
+   * key or when the hold of another, closed browser ends (the refusal's retryAfter), and an
+   * `auth` the server could not serve for a moment (Redis restarting: an error frame
+   * ERR_SERVICE_UNAVAILABLE, then close 1011) tried again 1 s later, as the sign-in's
    * request is (SESSION_ATTEMPTS in all).
    */
   async _connect(session) {
