@@ -57,6 +57,7 @@ function recordingScreens() {
     destroyed: false,
     expected: null,
     names: new WeakMap(),
+    failures: new WeakMap(),
     screen: null,
   });
   const record = (name) => (...args) => log.push([name, ...args]);
@@ -136,6 +137,31 @@ test("busy and no answer are said too; the caller's own cancel closes the screen
   await flush();
   assert.deepEqual(screens.log.slice(-2), [["hide"], ["announce", "Call ended"]]);
   assert.ok(!screens.log.some(([what]) => what === "ended"));
+});
+
+test("a callee whose answer fails (microphone refused) is told why, not left with a vanished screen", async () => {
+  const screens = recordingScreens();
+  const env = {
+    signaling: new FakeSignaling(),
+    getMicrophone: async () => {
+      throw dcError(ERR.MIC_UNAVAILABLE, "Microphone unavailable: NotAllowedError");
+    },
+    createMedia: (stream, onCandidates) => new FakeMedia(stream, onCandidates),
+  };
+  const call = new Call(
+    { role: "callee", id: "call-1", peer: { cuid: "tutor_jane", name: "Jane" }, context: "Hi", offer: "offer-sdp" },
+    env,
+  );
+  for (const type of ["connecting", "error", "end"]) {
+    call.addEventListener(type, (e) => screens.update(call, type, e.detail));
+  }
+  await call.answer();
+  await flush();
+  assert.deepEqual(screens.log.filter(([what]) => what === "ended").at(-1), [
+    "ended",
+    "Microphone unavailable: NotAllowedError",
+  ]);
+  // Without such an error an unanswered incoming call still closes at once (the test above).
 });
 
 test("a call the server refuses (ring backoff) shows the server's message, not a flash of 'Calling…'", async () => {

@@ -189,6 +189,7 @@ export class Screens extends EventTarget {
     this.destroyed = false;
     this.expected = null; // {cuid, name}: the name of the person the next outgoing call is to
     this.names = new WeakMap(); // call -> the name its outgoing screen started with
+    this.failures = new WeakMap(); // call -> the {code, message} its "error" event told
     this.regions = this._regions();
     this.live = this._liveRegion();
     this.enableAudioButton = this._enableAudioButton();
@@ -699,6 +700,10 @@ export class Screens extends EventTarget {
     } else if (type === "mute") {
       this.setMuted(detail.muted);
       this.announce(this.t(detail.muted ? "announceMuted" : "announceUnmuted"));
+    } else if (type === "error") {
+      // What went wrong with this call (a callee's microphone refused while answering):
+      // said on its ended screen, which otherwise closes at once for an unanswered callee.
+      this.failures.set(call, detail);
     } else if (type === "end") {
       this._end(call, detail);
     }
@@ -734,7 +739,11 @@ export class Screens extends EventTarget {
         if (this.screen === "prompt") this.announce(this.t("announceEnded"));
         return;
       }
-      const outcome = endedOutcome(call.role, value, Boolean(call.answeredAt));
+      const failure = this.failures.get(call);
+      const outcome =
+        call.role === "callee" && !call.answeredAt && failure && failure.message
+          ? { text: failure.message } // answering failed here: say why, not just close
+          : endedOutcome(call.role, value, Boolean(call.answeredAt));
       const text = outcome ? (outcome.key ? this.t(outcome.key) : outcome.text) : "";
       if (!text) {
         this.hide();
