@@ -160,9 +160,9 @@ LOCMEM_MIN_ENTRIES = 1000
 
 def _locmem_max_entries() -> int | None:
     """The default cache's MAX_ENTRIES when it is LocMemCache (Django's default: 300)."""
-    config = settings.CACHES.get("default") or {}
-    if config.get("BACKEND") != "django.core.cache.backends.locmem.LocMemCache":
+    if _cache_backend() != "django.core.cache.backends.locmem.LocMemCache":
         return None
+    config = settings.CACHES.get("default") or {}
     try:
         return int((config.get("OPTIONS") or {}).get("MAX_ENTRIES", 300))
     except (TypeError, ValueError):

@@ -29,6 +29,8 @@ test("the outcome of a failed call is the error's own message, else 'Call failed
   const lost = dcError(ERR.INTERNET_LOST);
   assert.deepEqual(endedOutcome("callee", lost, true), { text: lost.message }); // answered, then lost
   assert.equal(endedOutcome("callee", lost, false), null); // an incoming call never answered: closes
+  const refused = dcError(ERR.MIC_UNAVAILABLE, "Microphone unavailable: NotAllowedError");
+  assert.deepEqual(endedOutcome("callee", "declined", false, refused), { text: refused.message });
   assert.deepEqual(endedOutcome("caller", { code: 404, message: "  " }), { key: "callFailed" });
   assert.deepEqual(endedOutcome("caller", { code: 404 }), { key: "callFailed" });
   for (const key of ["declined", "busy", "noAnswer", "callFailed", "close", "announceEnded"]) assert.ok(ENGLISH[key], key);

@@ -126,11 +126,16 @@ const UNANSWERED_TEXT = { declined: "declined", busy: "busy", missed: "noAnswer"
  * What the screen of a call that just ended says, from what call() settled with (`"over"`, a
  * status string or `{code, message}`): `{key}` (a screen text), `{text}` (an error's own
  * message) or null (close at once: one's own cancel or decline, a call answered in another
- * tab, an unanswered incoming call).
+ * tab, an unanswered incoming call). `failure`: the `{code, message}` of the call's own
+ * "error" event (answering failed here: a refused microphone), said for a callee instead
+ * of closing.
  */
-export function endedOutcome(role, settled, answered = false) {
+export function endedOutcome(role, settled, answered = false, failure = null) {
   if (settled === "over") return { key: "announceEnded" };
-  if (role !== "caller" && !answered) return null; // an incoming call that was never answered
+  if (role !== "caller" && !answered) {
+    // An incoming call never answered closes, unless answering it failed here: say why.
+    return failure && failure.message ? { text: failure.message } : null;
+  }
   if (settled && typeof settled === "object") {
     const message = typeof settled.message === "string" ? settled.message.trim() : "";
     return message ? { text: message } : { key: "callFailed" };
@@ -739,11 +744,8 @@ export class Screens extends EventTarget {
         if (this.screen === "prompt") this.announce(this.t("announceEnded"));
         return;
       }
-      const failure = this.failures.get(call);
-      const outcome =
-        call.role === "callee" && !call.answeredAt && failure && failure.message
-          ? { text: failure.message } // answering failed here: say why, not just close
-          : endedOutcome(call.role, value, Boolean(call.answeredAt));
+      const answered = Boolean(call.answeredAt);
+      const outcome = endedOutcome(call.role, value, answered, this.failures.get(call));
       const text = outcome ? (outcome.key ? this.t(outcome.key) : outcome.text) : "";
       if (!text) {
         this.hide();
