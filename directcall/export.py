@@ -2,9 +2,11 @@
 
 The rows come from ``QuerySet.iterator()`` (no result cache: a month of calls is never
 held in memory) and are written one at a time into a ``StreamingHttpResponse``. A value
-a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or
-a carriage return) is written with a leading apostrophe: contexts and names are typed by
-users.
+a spreadsheet would run as a formula is written with a leading apostrophe: contexts and
+names are typed by users. That is a value starting with ``=``, ``+``, ``-``, ``@`` or
+``|`` (or their full-width forms, which some spreadsheets read as the same), also after
+leading spaces (spreadsheets trim them before they parse), and one starting with a tab, a
+carriage return or a line feed.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ COLUMNS = [
     "quality",
 ]
 CHUNK = 500
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "|", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\uff5c")
+_CONTROL_START = ("\t", "\r", "\n")
+_BLANK = " \t\r\n\u00a0\u3000"  # what a spreadsheet skips before it looks for a formula
 
 
 class _Echo:
@@ -51,7 +55,9 @@ class _Echo:
 
 def safe(value: str) -> str:
     """A text cell a spreadsheet will not run as a formula."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
+    if value.startswith(_CONTROL_START) or value.lstrip(_BLANK).startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _moment(value: datetime | None) -> str:

@@ -131,3 +131,31 @@ def test_quality_is_a_json_cell(many_calls, monkeypatch):
     cells = export.row(call)
     assert cells[export.COLUMNS.index("quality")] == '{"caller":{"mosAvg":4.1}}'
     assert cells[export.COLUMNS.index("mos")] == "4.10"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=1+1",
+        "+1",
+        "-2+3",
+        "@SUM(A1)",
+        "|cmd",
+        " =HYPERLINK(1)",
+        "  +1",
+        "\u00a0=1",
+        "\u3000@x",
+        "\tHello",
+        "\rHello",
+        "\nHello",
+        "\uff1d1+1",  # a full-width equals sign
+        "\uff20SUM(A1)",
+    ],
+)
+def test_a_cell_that_could_be_a_formula_gets_an_apostrophe(value):
+    assert export.safe(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", ["", "Jane", "Sam O'Neil", "Maths: a=b+c", "x|y", " Jane"])
+def test_plain_text_is_left_alone(value):
+    assert export.safe(value) == value
