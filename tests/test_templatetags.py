@@ -242,6 +242,7 @@ def test_button_for_a_cuid():
     assert html == (
         '<button type="button" class="directcall-button" data-directcall-call="tutor_jane" '
         f'data-directcall-context="Sam is calling" data-directcall-nonce="{nonce}" '
+        'data-directcall-unavailable-label="Unavailable" '
         'data-directcall-watch data-directcall-offline-label="Offline" '
         'data-directcall-busy-label="In a call">Call</button>'
     )
@@ -260,12 +261,21 @@ def test_button_follows_presence_unless_told_not_to(tutor):
     assert "data-directcall-watch" not in html and "offline" not in html.lower()
 
 
+def test_every_button_can_say_the_page_cannot_call(tutor):
+    """Shown by the SDK on a page whose sign-in failed or that logged out, followed or not."""
+    for presence in (True, False):
+        html = render("{% directcall_button tutor 'hi' presence=p %}", tutor=tutor, p=presence)
+        assert 'data-directcall-unavailable-label="Unavailable"' in html
+        assert 'data-directcall-unavailable-aria="Unavailable (Jane Tutor)"' in html
+
+
 def test_button_texts_are_translated(tutor):
     with translation.override("es"):
         html = render("{% directcall_button tutor 'hi' %}", tutor=tutor)
     assert 'aria-label="Llamar a Jane Tutor"' in html and ">Llamar</button>" in html
     assert 'data-directcall-offline-label="Sin conexión"' in html
     assert 'data-directcall-busy-aria="En una llamada (Jane Tutor)"' in html
+    assert 'data-directcall-unavailable-label="No disponible"' in html
 
 
 def test_button_for_a_user_uses_the_adapter(user, tutor):

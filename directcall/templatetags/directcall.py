@@ -231,7 +231,10 @@ def directcall_button(
     call screens. ``css_class``: extra classes. ``presence=False``: the button does not
     follow whether the receiver is online (by default the SDK watches it and, while the
     receiver is offline or in a call, marks it ``aria-disabled="true"`` with the text
-    "Offline" or "In a call"; ``data-directcall-presence`` holds the state).
+    "Offline" or "In a call"; ``data-directcall-presence`` holds the state). On a page that
+    cannot call (its sign-in failed, or its client logged out) every button says
+    "Unavailable", is ``aria-disabled="true"`` and its ``data-directcall-presence`` is
+    ``unavailable``.
 
     Renders ``directcall/button.html``: ``<button type="button" data-directcall-call=...
     data-directcall-nonce=...>`` with the page's button nonce (see
@@ -278,6 +281,8 @@ def directcall_button(
     # Shown instead of the label while the receiver is offline or in a call (the SDK
     # watches the page's buttons, docs/integration.md#who-is-online).
     offline, busy = pgettext("call button", "Offline"), pgettext("call button", "In a call")
+    # Shown on every button of a page that cannot call (its sign-in failed, or it logged out).
+    unavailable = pgettext("call button", "Unavailable")
     return render_to_string(
         "directcall/button.html",
         {
@@ -295,6 +300,8 @@ def directcall_button(
             "offline_aria": _labelled(offline, name) if name else None,
             "busy_label": busy,
             "busy_aria": _labelled(busy, name) if name else None,
+            "unavailable_label": unavailable,
+            "unavailable_aria": _labelled(unavailable, name) if name else None,
         },
     )
 

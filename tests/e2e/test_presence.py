@@ -81,5 +81,34 @@ def test_call_buttons_follow_who_is_online(new_user, e2e_server, session_account
     jane.page.evaluate("() => window.DirectCall.client.then((client) => client.logout())")
     expect_state(call_button(sue, people["jane"]), "offline", "Offline")
     expect_state(jane_button, "offline", "Offline")
-    for user in (sam, gil, sue):
+    # Her own page cannot call anyone now: each of its buttons says so, and does nothing.
+    expect_state(call_button(jane, people["sue"]), "unavailable", "Unavailable")
+    expect(call_button(jane, people["sue"])).to_have_attribute(
+        "aria-label", "Unavailable (Sue Shopper)"
+    )
+    call_button(jane, people["sue"]).click(force=True)
+    for user in (sam, gil, sue, jane):
         assert_clean(user)
+    assert results(jane, 0) == [] and Call.objects.count() == 1
+
+
+def test_a_page_that_could_not_sign_in_shows_its_buttons_unavailable(
+    new_user, e2e_server, session_account, people
+):
+    """Instead of buttons whose click fails where the user cannot see it."""
+    log_in(new_user, "jane")  # online: her button would read "Call"
+    account, _key = session_account
+    account.is_active = False  # switched off by the operator
+    account.save()
+    sam = new_user("sam", path=None)
+    sam.context.add_init_script(test_integration.WATCH_PAGE)
+    sam.page.goto("/login-as/")
+    sam.page.locator('button[name="username"][value="sam"]').click()
+    button = call_button(sam, people["jane"])
+    expect_state(button, "unavailable", "Unavailable")
+    expect(button).to_have_attribute("aria-label", "Unavailable (Jane Tutor)")
+    button.click(force=True)
+    assert sam.page.evaluate("() => window.__results") == []
+    assert Call.objects.count() == 0
+    # The console says why (the page's own script would get the directcall:error event).
+    assert any("signing in to calls failed" in line for line in sam.console), sam.console

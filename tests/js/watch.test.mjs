@@ -5,7 +5,7 @@ import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { initDirectCall } from "../../directcall/static/directcall/js/client.js";
-import { showPresence } from "../../directcall/static/directcall/js/watch.js";
+import { markUnavailable, showPresence } from "../../directcall/static/directcall/js/watch.js";
 import { flush, READY, signedInSession } from "./fakes.mjs";
 
 let session = null;
@@ -89,11 +89,17 @@ test("unwatch() stops the events; a new connection watches again and tells what 
   assert.deepEqual(seen.at(-1), ["busy", "tutor_jane", "busy"]);
 });
 
-function fakeButton(text, aria) {
+function fakeButton(text, aria, dataset = null) {
   const attributes = new Map(aria ? [["aria-label", aria]] : []);
   return {
     textContent: text,
-    dataset: { directcallOfflineLabel: "Offline", directcallBusyLabel: "In a call", directcallOfflineAria: "Offline (Jane)" },
+    dataset: dataset || {
+      directcallOfflineLabel: "Offline",
+      directcallBusyLabel: "In a call",
+      directcallOfflineAria: "Offline (Jane)",
+      directcallUnavailableLabel: "Unavailable",
+      directcallUnavailableAria: "Unavailable (Jane)",
+    },
     getAttribute: (name) => (attributes.has(name) ? attributes.get(name) : null),
     setAttribute: (name, value) => attributes.set(name, String(value)),
     removeAttribute: (name) => attributes.delete(name),
@@ -115,4 +121,32 @@ test("a call button shows its receiver's state and comes back as the host wrote 
   assert.equal(button.textContent, "Call");
   assert.equal(button.getAttribute("aria-label"), "Call Jane");
   assert.equal(button.getAttribute("aria-disabled"), null);
+});
+
+test("a page that cannot call marks its own buttons unavailable, and no one else's", () => {
+  const ours = fakeButton("Call", "Call Jane");
+  ours.attributes.set("data-directcall-nonce", "n".repeat(22));
+  const handWritten = fakeButton("Ring the shop", null, {}); // no labels: keeps its text
+  handWritten.attributes.set("data-directcall-nonce", "n".repeat(22));
+  const planted = fakeButton("Call", null);
+  planted.attributes.set("data-directcall-nonce", "x".repeat(22));
+  const root = { querySelectorAll: () => [ours, handWritten, planted] };
+  markUnavailable("n".repeat(22), root);
+  assert.equal(ours.textContent, "Unavailable");
+  assert.equal(ours.getAttribute("aria-label"), "Unavailable (Jane)");
+  assert.equal(ours.getAttribute("aria-disabled"), "true");
+  assert.equal(ours.dataset.directcallPresence, "unavailable");
+  assert.equal(handWritten.textContent, "Ring the shop");
+  assert.equal(handWritten.getAttribute("aria-disabled"), "true");
+  assert.equal(planted.getAttribute("aria-disabled"), null);
+  assert.equal(planted.textContent, "Call");
+  markUnavailable(null, root); // a page without a nonce has no buttons of its own
+});
+
+test("a followed button without the state's label keeps its text and stays enabled", () => {
+  const button = fakeButton("Call", null, {});
+  showPresence(button, "offline");
+  assert.equal(button.textContent, "Call");
+  assert.equal(button.getAttribute("aria-disabled"), null);
+  assert.equal(button.dataset.directcallPresence, "offline");
 });

@@ -13,7 +13,7 @@
 
 import { DirectCallClient, initDirectCall } from "./client.js";
 import { dcError, ERR } from "./errors.js";
-import { followButtons } from "./watch.js";
+import { followButtons, markUnavailable } from "./watch.js";
 
 export { DirectCallClient, ERR, initDirectCall };
 
@@ -107,7 +107,8 @@ function wireButtons(clientPromise, nonce) {
       return;
     }
     event.preventDefault();
-    // Busy placing a call, or the receiver is offline or in a call (watch.js followButtons).
+    // Busy placing a call, the receiver is offline or in a call (watch.js followButtons), or
+    // this page cannot call (markUnavailable).
     if (button.getAttribute("aria-busy") === "true" || button.getAttribute("aria-disabled") === "true") return;
     button.setAttribute("aria-busy", "true");
     let detail;
@@ -132,8 +133,15 @@ if (typeof window !== "undefined") {
   if (config) {
     api.client = autoInit(config);
     api.client.catch(() => {}); // reported through the directcall:error event
-    // The call buttons show whether their receivers are online (watch.js).
-    api.client.then((client) => followButtons(client, nonce), () => {});
+    // The call buttons show whether their receivers are online (watch.js), and that this
+    // page cannot call when its sign-in failed or its client logged out.
+    api.client.then(
+      (client) => {
+        client.addEventListener("logout", () => markUnavailable(nonce));
+        return followButtons(client, nonce);
+      },
+      () => markUnavailable(nonce),
+    );
   }
   // Without a config (an anonymous visitor) a call button answers ERR_NOT_INITIALIZED.
   wireButtons(api.client, nonce);

@@ -104,7 +104,17 @@ export function followButtons(client, nonce, root = document) {
   return client.watch(cuids).catch((error) => console.warn("directcall: call buttons not watched", error));
 }
 
-/** Show `state` on a call button: its own text when online, the state's label otherwise. */
+/** The dataset keys of a state's label and accessible name (data-directcall-offline-label...). */
+const LABELS = Object.freeze({
+  offline: ["directcallOfflineLabel", "directcallOfflineAria"],
+  busy: ["directcallBusyLabel", "directcallBusyAria"],
+  unavailable: ["directcallUnavailableLabel", "directcallUnavailableAria"],
+});
+
+/**
+ * Show `state` on a call button: its own text when online, the state's label otherwise
+ * ("unavailable": this page could not sign in to calls, see markUnavailable).
+ */
 export function showPresence(button, state) {
   const data = button.dataset;
   if (data.directcallText === undefined) {
@@ -113,17 +123,34 @@ export function showPresence(button, state) {
     data.directcallAria = button.getAttribute("aria-label") || "";
   }
   data.directcallPresence = state;
-  const label = state === "online" ? null : data[`directcall${state === "busy" ? "Busy" : "Offline"}Label`];
-  if (!label) {
-    button.textContent = data.directcallText;
-    if (data.directcallAria) button.setAttribute("aria-label", data.directcallAria);
+  const [labelKey, ariaKey] = LABELS[state] || [];
+  const label = labelKey && data[labelKey];
+  if (label) {
+    button.textContent = label;
+    if (data[ariaKey]) button.setAttribute("aria-label", data[ariaKey]);
     else button.removeAttribute("aria-label");
-    button.removeAttribute("aria-disabled");
+    button.setAttribute("aria-disabled", "true");
     return;
   }
-  button.textContent = label;
-  const aria = data[`directcall${state === "busy" ? "Busy" : "Offline"}Aria`];
-  if (aria) button.setAttribute("aria-label", aria);
+  button.textContent = data.directcallText;
+  if (data.directcallAria) button.setAttribute("aria-label", data.directcallAria);
   else button.removeAttribute("aria-label");
-  button.setAttribute("aria-disabled", "true");
+  // Offline or busy without a label to say so: the host wrote the button to stay as it is.
+  // Unavailable: the page cannot call anyone, whatever the button says.
+  if (state === "unavailable") button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+}
+
+/**
+ * This page's call buttons (those with its nonce, followed or not) when it cannot place
+ * calls: its sign-in failed for good, or its client logged out (or was logged out by the
+ * server). They are aria-disabled, say data-directcall-unavailable-label, and
+ * data-directcall-presence is "unavailable", so that a click does nothing instead of
+ * failing where the user cannot see it. A reload signs in again.
+ */
+export function markUnavailable(nonce, root = document) {
+  if (nonce === null) return;
+  for (const button of root.querySelectorAll("[data-directcall-call]")) {
+    if (button.getAttribute("data-directcall-nonce") === nonce) showPresence(button, "unavailable");
+  }
 }
