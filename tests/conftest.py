@@ -45,6 +45,25 @@ def _redis_server_missing() -> None:
     pytest.fail("redis-server is not on the PATH (CI is set: this test must run)", pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's test database, whose teardown first closes the database connection
+    of asgiref's thread-sensitive thread.
+
+    Consumers and ``database_sync_to_async`` run their queries in that thread, with a
+    connection of its own that no test's clean-up closes. Left open, it kept PostgreSQL
+    from dropping the test database at the end of a run ("being accessed by other users"):
+    seen in runs of ``tests/test_revocation.py`` alone.
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    executor = SyncToAsync.single_thread_executor
+    if not getattr(executor, "_shutdown", False):
+        executor.submit(connections.close_all).result(timeout=30)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _flush_survives_a_deadlock() -> Iterator[None]:
     """A transactional test's clean-up (``flush``: one ``TRUNCATE`` of every table) tried
