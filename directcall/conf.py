@@ -100,7 +100,7 @@ DEFAULTS: dict[str, Any] = {
     "RING_BACKOFF_RESET": 3600,
     # Signaling sockets one client IP may hold open at once on one server process
     # (None: no limit).
-    "MAX_CONNECTIONS_PER_IP": 50,
+    "MAX_CONNECTIONS_PER_IP": 500,
     # Who is online (client.watch()): how many cuids one connection may watch, and how many
     # watch frames one cuid may send, as "N/period" across all processes (None: no limit).
     "WATCH_MAX": 100,

@@ -1,6 +1,6 @@
 """How many signaling sockets each client address holds open on this server process.
 
-``DIRECTCALL["MAX_CONNECTIONS_PER_IP"]`` (default 50) caps them: one address could
+``DIRECTCALL["MAX_CONNECTIONS_PER_IP"]`` (default 500) caps them: one address could
 otherwise open thousands of sockets (issue 13 measured 2000 unauthenticated ones), each
 holding memory, a file descriptor and a place on the event loop until ``AUTH_TIMEOUT``.
 

@@ -228,13 +228,13 @@ async def test_none_turns_the_cap_off(settings):
             await comm.disconnect()
 
 
-def test_the_default_is_fifty():
+def test_the_default_serves_a_school_behind_one_address():
     from django.test import override_settings
 
     from directcall.conf import get_settings
 
     with override_settings(DIRECTCALL={}):
-        assert get_settings().MAX_CONNECTIONS_PER_IP == 50
+        assert get_settings().MAX_CONNECTIONS_PER_IP == 500
 
 
 # -- the origin check on scheme, host and port -----------------------------------------------------
