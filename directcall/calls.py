@@ -755,6 +755,13 @@ def sweep(now: datetime | None = None) -> list[Call]:
     while another tab or a new page of the party is online without the call), is marked
     gone for ``RECONNECT_GRACE``; presence coming back clears that mark. A party seen
     leaving is waited for until its mark's grace ends (``party_dropped``).
+
+    A ringing call whose caller has no presence at all is marked the same way, and
+    cancelled (``connection_lost``) once the grace has run out with the caller still
+    missing. Presence alone is no proof: a cache restarted empty (Redis without
+    persistence) forgets every entry until the connections renew theirs
+    (``PRESENCE_TTL`` / 3), and cancelling at once ended every call ringing then. A caller
+    seen leaving ends its ringing call at once (``party_dropped``), never here.
     """
     now = now or timezone.now()
     ended = [
@@ -766,13 +773,27 @@ def sweep(now: datetime | None = None) -> list[Call]:
     present = presence.online(
         (call.account_id, party.cuid) for call in live for party in (call.caller, call.callee)
     )
-    answered = [call for call in live if call.status == CallStatus.ANSWERED]
     gone, holders = presence.gone_and_holding_many(
-        (str(call.pk), pk) for call in answered for pk in (call.caller_id, call.callee_id)
+        (str(call.pk), pk)
+        for call in live
+        for pk in (
+            (call.caller_id,)
+            if call.status in RINGING_STATUSES
+            else (call.caller_id, call.callee_id)
+        )
     )
     for call in live:
         if call.status in RINGING_STATUSES:
-            if (call.account_id, call.caller.cuid) not in present:
+            key = (str(call.pk), call.caller_id)
+            mark = gone.get(key)
+            if (call.account_id, call.caller.cuid) in present:
+                if mark is not None and not mark.left:
+                    presence.mark_back(*key)
+                continue
+            if mark is None:
+                since = presence.mark_gone(*key)
+                mark = presence.Gone(since, since + get_settings().RECONNECT_GRACE, False)
+            if time.time() >= mark.until:
                 result = cancel(call.pk, call.caller_id, EndReason.CONNECTION_LOST)
                 if result is not None:
                     ended.append(result)

@@ -453,9 +453,9 @@ class CacheReads:
 
 
 def test_the_sweep(people, settings, monkeypatch):
-    """Overdue calls expire; a ringing call whose caller is gone is cancelled; an answered
-    call whose party stayed gone past the grace ends; presence is read in one round trip
-    for all live calls, and "gone since" in one more."""
+    """Overdue calls expire; a ringing call whose caller stayed gone past the grace is
+    cancelled; an answered call whose party stayed gone past the grace ends; presence is
+    read in one round trip for all live calls, and "gone since" in one more."""
     settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
     jane, sam, gil = people["tutor_jane"], people["student_sam"], people["grocer_gil"]
     mallory, other_sam = people["mallory_m"], people["other_sam"]
@@ -468,6 +468,8 @@ def test_the_sweep(people, settings, monkeypatch):
         online(registration)
     calls.party_dropped(party_gone.pk, other_sam.pk)  # gone since before this sweep
     past_grace(party_gone, other_sam)
+    presence.mark_gone(str(caller_gone.pk), rob.pk)  # missed by an earlier sweep
+    past_grace(caller_gone, rob)
     spy = CacheReads(presence.cache)
     monkeypatch.setattr(presence, "cache", spy)
     ended = {str(call.pk): (call.status, call.end_reason) for call in calls.sweep()}
@@ -478,6 +480,35 @@ def test_the_sweep(people, settings, monkeypatch):
     }
     assert spy.reads == ["get_many", "get_many"]
     assert Call.objects.get(pk=all_here.pk).status == ANSWERED
+
+
+def test_a_cache_restart_does_not_cancel_the_calls_ringing_then(people, settings):
+    """A cache restarted empty forgets every caller's presence until their connections
+    renew it: the sweep waits the grace before it believes a ringing caller gone."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 60}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, RINGING)
+    online(jane)
+    online(sam)
+    assert calls.sweep() == []
+    presence.cache.clear()  # Redis restarted without persistence
+    assert calls.sweep() == [] and calls.sweep() == []
+    assert Call.objects.get(pk=call.pk).status == RINGING
+    assert presence.gone(str(call.pk), jane.pk) is not None  # missed, not believed yet
+    online(jane)  # the caller's connection renews its entry
+    assert calls.sweep() == []
+    assert presence.gone(str(call.pk), jane.pk) is None  # seen back
+
+
+def test_a_ringing_call_whose_caller_stays_gone_is_cancelled_after_the_grace(people, settings):
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, RINGING)
+    online(sam)  # the caller's process died: no presence of hers anywhere
+    presence.mark_gone(str(call.pk), jane.pk)
+    past_grace(call, jane)
+    [ended] = calls.sweep()
+    assert (ended.pk, ended.status, ended.end_reason) == (call.pk, "cancelled", "connection_lost")
 
 
 def test_the_sweep_waits_the_grace_for_a_party_gone(people, settings):
