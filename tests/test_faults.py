@@ -172,3 +172,33 @@ async def test_redis_restarted_clients_reconnect_and_calls_work(faulty) -> None:
     assert (await callee.next("state", call_id=call_id, status="over"))["reason"] == "user_hangup"
     await caller.close()
     await callee.close()
+
+
+async def test_a_call_ringing_while_redis_restarts_rings_on_and_can_be_answered(faulty) -> None:
+    """Redis restarted empty forgets every presence entry until the connections renew
+    theirs: the sweeps meanwhile must not take the ringing caller for gone (they cancelled
+    every call ringing then, ``connection_lost``; the soak counted 24 in two restarts)."""
+    cluster, redis_server = faulty
+    caller = await mp.Peer.sign_in(cluster, cluster.servers["f1"], mp._cuid("c"), "Jane")
+    callee = await mp.Peer.sign_in(cluster, cluster.servers["f2"], mp._cuid("e"), "Sam")
+    try:
+        call_id = await mp._ring(caller, callee)
+        redis_server.stop()
+        redis_server.start()
+        # Several sweeps of both processes, and the connections' presence renewals; both
+        # clients ping meanwhile, as the SDK does (IDLE_TIMEOUT is short here).
+        frames = []
+        for _ in range(3):
+            for peer in (caller, callee):
+                await peer.send(type="ping")
+            frames += await caller.quiet((mp.PRESENCE_TTL + 2 * mp.SWEEP_INTERVAL) / 3)
+        ends = [f for f in frames if f.get("type") == "state" and f.get("call_id") == call_id]
+        assert ends == [], ends
+        assert cluster.db.call(call_id)[0] == "ringing"
+        await mp._answer(caller, callee, call_id)
+        await caller.send(type="hangup", call_id=call_id)
+        state = await callee.next("state", call_id=call_id, status="over")
+        assert state["reason"] == "user_hangup"
+    finally:
+        await caller.close()
+        await callee.close()
