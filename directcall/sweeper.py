@@ -220,10 +220,17 @@ class Sweeper:
                     logger.error("call sweep failed; retrying at the next interval", exc_info=True)
 
     async def sweep_once(self) -> list[Call]:
-        """One sweep: finalize calls left behind, tell their parties, converge connections."""
+        """One sweep: finalize calls left behind, tell their parties, converge connections.
+
+        The parties are told in tasks of their own: a channel layer that stops answering
+        (a Redis that hangs, a network partition) holds up the telling of those calls, each
+        attempt for at most ``transport.SEND_TIMEOUT``, and never the next sweeps, which
+        keep ending overdue calls in the database. This process's own connections hear of
+        their calls' ends through :meth:`converge` in any case.
+        """
         ended = await database_sync_to_async(calls.sweep)()
         for call in ended:
-            await transport.announce(call)
+            self.spawn(transport.announce(call))
         await self.converge()
         return ended
 

@@ -41,6 +41,11 @@ logger = logging.getLogger("directcall.transport")
 # channels_redis reconnect after a Redis restart and short next to a ring timeout.
 STATE_RETRY_DELAYS = (0.05, 0.2, 0.5, 0.75)
 
+# How long one attempt at a send may wait for the channel layer. A Redis that stops
+# answering (hung, or cut off without a reset) would hold a send for ever: the layer's
+# connections have no read timeout (checks W007), which their blocking reads need.
+SEND_TIMEOUT = 5.0
+
 # Keys of a message that only a consumer of this process gets (objects the channel layer
 # cannot serialise, such as the Call itself); they are left out of what the layer carries.
 LOCAL_ONLY = "_local"
@@ -82,7 +87,7 @@ async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float,
     docstring); any other through the channel layer. Each delay in ``retry_delays`` allows
     one more attempt after a failure of the channel layer, with the message marked
     ``attempt``: n. redis-py drops a connection that failed, so a retry goes out on a
-    fresh one.
+    fresh one. An attempt that gets no answer within :data:`SEND_TIMEOUT` failed.
     """
     receiver = _local.get(channel)
     if receiver is not None:
@@ -93,10 +98,15 @@ async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float,
     layer = get_channel_layer()
     for attempt in range(len(retry_delays) + 1):
         try:
-            await layer.send(channel, message if not attempt else {**message, "attempt": attempt})
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await layer.send(
+                    channel, message if not attempt else {**message, "attempt": attempt}
+                )
             return True
         except ChannelFull:
             problem = "channel full"
+        except TimeoutError:
+            problem = f"no answer from the channel layer within {SEND_TIMEOUT:g} s"
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
         if attempt < len(retry_delays):

@@ -4,6 +4,7 @@ the connections it converges; and ``manage.py directcall_sweep``."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from django.utils import timezone
 from directcall import presence, signin
 from directcall.models import Call, CallStatus
 from directcall.sweeper import Sweeper, running_sweeper, stop_running_sweeper
+from tests.conftest import needs_redis_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -273,3 +275,62 @@ async def test_an_idle_connection_is_closed_and_a_talking_one_is_not(people, cli
     assert await jane.closed(timeout=1) == 4008
     assert asyncio.get_running_loop().time() - started >= 0.8
     await sam.alive()
+
+
+@needs_redis_server()
+@pytest.mark.parametrize(
+    "backend", ["channels_redis.core.RedisChannelLayer", "directcall.redislayer.RedisPubSubLayer"]
+)
+async def test_a_channel_layer_that_hangs_holds_up_no_sweep(
+    people, settings, monkeypatch, tmp_path, caplog, backend
+):
+    """A Redis that stops answering (hung, or cut off without a reset) under the channel
+    layer: the parties of a call the sweep ended cannot be told, and the sweeps go on
+    ending overdue calls all the same; each attempt to tell gives up after SEND_TIMEOUT
+    (channels_redis waits for Redis's reply; directcall's pub/sub layer asks for none)."""
+    from directcall import transport
+    from tests.test_faults import PrivateRedis
+
+    hung = PrivateRedis(tmp_path)
+    hung.start()
+    try:
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": backend,
+                "CONFIG": {"hosts": [{"address": hung.url, "socket_timeout": None}]},
+            }
+        }
+        settings.DIRECTCALL = {**settings.DIRECTCALL, "SWEEP_INTERVAL": 0.05}
+        monkeypatch.setattr(transport, "same_process_path", False)
+        monkeypatch.setattr(transport, "SEND_TIMEOUT", 0.3)
+        jane, sam = people["tutor_jane"], people["student_sam"]
+        sam_channel = await get_channel_layer().new_channel()  # in another process, say
+        await presence.aclaim(sam.account_id, sam.cuid, presence.Holder(sam_channel, "d", "c"))
+        first = await overdue_call(jane, sam)
+        hung.proc.send_signal(signal.SIGSTOP)
+        sweeper = Sweeper()
+        sweeper.start()
+        try:
+            await until_ended(first)
+            second = await overdue_call(jane, sam)
+            await until_ended(second)  # the first call's telling still hangs
+            if backend.endswith("RedisPubSubLayer"):
+                return  # it publishes without waiting for Redis: nothing hangs
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while "no answer from the channel layer" not in caplog.text:
+                assert asyncio.get_running_loop().time() < deadline, caplog.text
+                await asyncio.sleep(0.05)
+        finally:
+            await sweeper.stop()
+    finally:
+        if hung.proc is not None:
+            hung.proc.send_signal(signal.SIGCONT)
+        hung.stop()
+
+
+async def until_ended(call: Call) -> None:
+    """Wait (at most WAIT seconds) until ``call`` has ended in the database."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while (await Call.objects.aget(pk=call.pk)).status in (CallStatus.RINGING,):
+        assert asyncio.get_running_loop().time() < deadline, f"call {call.pk} still rings"
+        await asyncio.sleep(0.05)
