@@ -234,6 +234,118 @@ def test_firefox_declines_and_cancels(new_user, ff_user, account):
     assert sorted(Call.objects.values_list("status", flat=True)) == ["cancelled", "declined"]
 
 
+# -- the "ended" screen: how an unanswered call ended, for a few seconds ------------------------
+
+# The "ended" screen, once it shows: its texts, the buttons one can see, and when (the page's
+# clock, read by the polling itself: no driver round trip in it). Null until then.
+ENDED_SHOWN = """() => {
+  const root = document.querySelector('[data-directcall-screens]')?.shadowRoot;
+  const overlay = root && root.querySelector('.dc-overlay');
+  const actions = root && root.querySelector('[data-screen="ended"]');
+  if (!overlay || overlay.hidden || !actions || actions.hidden) return null;
+  const text = (slot) => root.querySelector(`[data-slot="${slot}"]`).textContent;
+  const shown = (el) => !el.hidden && el.offsetParent !== null;
+  return {
+    at: performance.now(),
+    status: text('status'),
+    name: text('name'),
+    buttons: [...root.querySelectorAll('[data-action]')].filter(shown)
+      .map((button) => [button.dataset.action, button.textContent.trim()]),
+  };
+}"""
+
+# The screens have closed: when (the page's clock).
+OVERLAY_HIDDEN_AT = """() => {
+  const overlay = document.querySelector('[data-directcall-screens]')
+    .shadowRoot.querySelector('.dc-overlay');
+  return overlay.hidden ? performance.now() : null;
+}"""
+
+# What the screens' live region says now.
+LIVE_TEXT = """() => document.querySelector('[data-directcall-screens]')
+  .shadowRoot.querySelector('[data-slot="live"]').textContent"""
+
+
+def _wait_ended(user: FirefoxUser) -> dict:
+    """Wait until the "ended" screen shows; what it shows (``ENDED_SHOWN``)."""
+    return user.page.wait_for_function(ENDED_SHOWN).json_value()
+
+
+def _wait_said(user: FirefoxUser, text: str) -> None:
+    """Wait until the live region says something; it says ``text``."""
+    said = user.page.wait_for_function(f"() => ({LIVE_TEXT})() || null").json_value()
+    assert said == text, said
+
+
+def _wait_closed_by_itself(user: FirefoxUser, ended: dict) -> None:
+    """Wait until the screens close, untouched, after showing the "ended" screen for a
+    while (ENDED_SCREEN_MS, 2.5 s), not at once."""
+    hidden_at = user.page.wait_for_function(OVERLAY_HIDDEN_AT, timeout=15000).json_value()
+    lasted = (hidden_at - ended["at"]) / 1000
+    assert lasted > 1.5, lasted
+
+
+def test_a_firefox_caller_sees_declined_then_the_screen_closes(new_user, ff_user, account):
+    acct, key = account
+    sam = ff_user("sam")
+    jane = new_user("jane")
+    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+
+    # Declined in Chromium: Sam's Firefox says so, with only Close, and closes by itself.
+    start_call(sam, "tutor_jane", "Student is calling")
+    wait_screen(sam, "outgoing")
+    expect(screen(jane, "incoming")).to_be_visible()
+    click(jane, "decline")
+    expect(overlay(jane)).to_be_hidden()  # her own decline: nothing to tell her
+    ended = _wait_ended(sam)
+    assert (ended["status"], ended["name"]) == ("Declined", "Jane Tutor"), ended
+    assert ended["buttons"] == [["close", "Close"]], ended
+    _wait_said(sam, "Declined")
+    assert outcome(sam) == {"rejected": "declined"}
+    _wait_closed_by_itself(sam, ended)
+
+    # Declined again: Close (a real click in Firefox) closes it at once.
+    start_call(sam, "tutor_jane", "Student is calling")
+    expect(screen(jane, "incoming")).to_be_visible()
+    click(jane, "decline")
+    assert _wait_ended(sam)["status"] == "Declined"
+    ff_click(sam, "close")
+    wait_overlay_hidden(sam, timeout_ms=1000)  # well before the 2.5 s of its own closing
+    assert outcome(sam) == {"rejected": "declined"}
+    assert Call.objects.filter(status=CallStatus.DECLINED).count() == 2
+    sam.assert_no_errors()
+    jane.assert_no_errors()
+
+
+def test_a_firefox_caller_sees_busy(new_user, ff_user, account):
+    acct, key = account
+    sam = ff_user("sam")
+    jane, gil = new_user("jane"), new_user("gil")
+    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
+    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    assert sign_in(gil, acct, key, "grocer_gil") == {"ok": True}
+    # Jane's phone already rings (Gil's call): Sam's call finds her busy.
+    start_call(gil, "tutor_jane", "Grocer is calling")
+    expect(screen(jane, "incoming")).to_be_visible()
+    start_call(sam, "tutor_jane", "Student is calling")
+    ended = _wait_ended(sam)
+    assert ended["status"] == "Busy", ended
+    assert ended["buttons"] == [["close", "Close"]], ended
+    assert outcome(sam) == {"rejected": "busy"}
+    # Gil's call still rings (checked now: its ring times out in 4 s, RING_TIMEOUT), until
+    # he cancels it; Sam's screen goes on saying "Busy", then closes by itself.
+    expect(screen(jane, "incoming")).to_be_visible()
+    assert sorted(Call.objects.values_list("status", flat=True)) == ["busy", "ringing"]
+    click(gil, "cancel")
+    expect(overlay(jane)).to_be_hidden()
+    _wait_said(sam, "Busy")
+    _wait_closed_by_itself(sam, ended)
+    sam.assert_no_errors()
+    jane.assert_no_errors()
+    gil.assert_no_errors()
+
+
 def test_init_errors_in_firefox(ff_user, e2e_account):
     user = ff_user("anon")
     assert len(INIT_ERROR_CASES) >= 10
