@@ -756,12 +756,14 @@ def sweep(now: datetime | None = None) -> list[Call]:
     gone for ``RECONNECT_GRACE``; presence coming back clears that mark. A party seen
     leaving is waited for until its mark's grace ends (``party_dropped``).
 
-    A ringing call whose caller has no presence at all is marked the same way, and
-    cancelled (``connection_lost``) once the grace has run out with the caller still
-    missing. Presence alone is no proof: a cache restarted empty (Redis without
-    persistence) forgets every entry until the connections renew theirs
-    (``PRESENCE_TTL`` / 3), and cancelling at once ended every call ringing then. A caller
-    seen leaving ends its ringing call at once (``party_dropped``), never here.
+    A ringing call whose caller has no presence at all is cancelled (``connection_lost``):
+    at once when the cache still knows which connection placed it (the caller's
+    connections are gone: their process died and its entries expired), and otherwise
+    only once the caller has stayed missing for ``RECONNECT_GRACE``. A cache restarted
+    empty (Redis without persistence) forgets both until the connections renew their
+    presence (every ``PRESENCE_TTL`` / 3): cancelling at once then ended every call
+    ringing. That wait has a mark of its own (:func:`_ringing_mark`). A caller seen
+    leaving ends its ringing call at once (``party_dropped``), never here.
     """
     now = now or timezone.now()
     ended = [
@@ -774,29 +776,32 @@ def sweep(now: datetime | None = None) -> list[Call]:
         (call.account_id, party.cuid) for call in live for party in (call.caller, call.callee)
     )
     gone, holders = presence.gone_and_holding_many(
-        (str(call.pk), pk)
+        key
         for call in live
-        for pk in (
-            (call.caller_id,)
+        for key in (
+            ((str(call.pk), call.caller_id), _ringing_mark(call))
             if call.status in RINGING_STATUSES
-            else (call.caller_id, call.callee_id)
+            else ((str(call.pk), call.caller_id), (str(call.pk), call.callee_id))
         )
     )
     for call in live:
         if call.status in RINGING_STATUSES:
-            key = (str(call.pk), call.caller_id)
-            mark = gone.get(key)
+            ringing = _ringing_mark(call)
+            mark = gone.get(ringing)
             if (call.account_id, call.caller.cuid) in present:
-                if mark is not None and not mark.left:
-                    presence.mark_back(*key)
+                if mark is not None:
+                    presence.mark_back(*ringing)
                 continue
-            if mark is None:
-                since = presence.mark_gone(*key)
-                mark = presence.Gone(since, since + get_settings().RECONNECT_GRACE, False)
-            if time.time() >= mark.until:
-                result = cancel(call.pk, call.caller_id, EndReason.CONNECTION_LOST)
-                if result is not None:
-                    ended.append(result)
+            if holders.get((str(call.pk), call.caller_id)) is None:
+                # The cache knows nothing of the call: emptied under it, maybe.
+                if mark is None:
+                    since = presence.mark_gone(*ringing)
+                    mark = presence.Gone(since, since + get_settings().RECONNECT_GRACE, False)
+                if time.time() < mark.until:
+                    continue
+            result = cancel(call.pk, call.caller_id, EndReason.CONNECTION_LOST)
+            if result is not None:
+                ended.append(result)
             continue
         for party in (call.caller, call.callee):
             key = (str(call.pk), party.pk)
@@ -816,6 +821,13 @@ def sweep(now: datetime | None = None) -> list[Call]:
                     ended.append(result)
                     break
     return ended
+
+
+def _ringing_mark(call: Call) -> tuple[str, int]:
+    """The key of the mark a ringing call's missing caller gets (:func:`sweep`): apart
+    from the marks of an answered call, so that one left from the ring never shortens the
+    grace a party gets once the call is answered."""
+    return (f"{call.pk}:ringing", call.caller_id)
 
 
 # -- the offer of a ringing call ------------------------------------------------------------

@@ -21,6 +21,7 @@ from directcall.models import LIVE_STATUSES, Call, CallStatus, Registration
 from directcall.tokens import Session
 from directcall.validation import clean_call_params
 
+from .conftest import _clear_cache
 from .wsclient import make_registration
 
 pytestmark = pytest.mark.django_db
@@ -468,8 +469,7 @@ def test_the_sweep(people, settings, monkeypatch):
         online(registration)
     calls.party_dropped(party_gone.pk, other_sam.pk)  # gone since before this sweep
     past_grace(party_gone, other_sam)
-    presence.mark_gone(str(caller_gone.pk), rob.pk)  # missed by an earlier sweep
-    past_grace(caller_gone, rob)
+    presence.hold(str(caller_gone.pk), rob.pk, "conn-rob")  # placed by a connection now gone
     spy = CacheReads(presence.cache)
     monkeypatch.setattr(presence, "cache", spy)
     ended = {str(call.pk): (call.status, call.end_reason) for call in calls.sweep()}
@@ -488,25 +488,49 @@ def test_a_cache_restart_does_not_cancel_the_calls_ringing_then(people, settings
     settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 60}
     jane, sam = people["tutor_jane"], people["student_sam"]
     call = make_call(jane, sam, RINGING)
+    presence.hold(str(call.pk), jane.pk, "conn-jane")  # as place_call does
     online(jane)
     online(sam)
     assert calls.sweep() == []
-    presence.cache.clear()  # Redis restarted without persistence
+    _clear_cache()  # Redis restarted without persistence (this run's keys)
     assert calls.sweep() == [] and calls.sweep() == []
     assert Call.objects.get(pk=call.pk).status == RINGING
-    assert presence.gone(str(call.pk), jane.pk) is not None  # missed, not believed yet
+    ringing = calls._ringing_mark(call)
+    assert presence.gone(*ringing) is not None  # missed, not believed yet
     online(jane)  # the caller's connection renews its entry
     assert calls.sweep() == []
-    assert presence.gone(str(call.pk), jane.pk) is None  # seen back
+    assert presence.gone(*ringing) is None  # seen back
+    # The answered call's grace owes nothing to the ring's marks.
+    assert presence.gone(str(call.pk), jane.pk) is None
 
 
 def test_a_ringing_call_whose_caller_stays_gone_is_cancelled_after_the_grace(people, settings):
-    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 0.001}
+    """No record of which connection placed it, and no presence of the caller: the sweep
+    waits the grace (the cache may have been emptied), then cancels."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 60}
     jane, sam = people["tutor_jane"], people["student_sam"]
     call = make_call(jane, sam, RINGING)
-    online(sam)  # the caller's process died: no presence of hers anywhere
-    presence.mark_gone(str(call.pk), jane.pk)
-    past_grace(call, jane)
+    online(sam)
+    assert calls.sweep() == []  # marked missing, within the grace
+    ringing = calls._ringing_mark(call)
+    assert presence.gone(*ringing).until > time.time() + 50
+    presence.mark_back(*ringing)
+    presence.mark_gone(*ringing, grace=0.001)  # as if marked a grace ago
+    mark = presence.gone(*ringing)
+    while time.time() < mark.until:
+        pass  # a millisecond
+    [ended] = calls.sweep()
+    assert (ended.pk, ended.status, ended.end_reason) == (call.pk, "cancelled", "connection_lost")
+
+
+def test_a_ringing_call_whose_callers_process_died_is_cancelled_at_once(people, settings):
+    """The cache still knows the connection that placed the call and the caller has no
+    presence: its connections are gone (their process died, its entries expired)."""
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "RECONNECT_GRACE": 60}
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    call = make_call(jane, sam, RINGING)
+    presence.hold(str(call.pk), jane.pk, "conn-jane")
+    online(sam)
     [ended] = calls.sweep()
     assert (ended.pk, ended.status, ended.end_reason) == (call.pk, "cancelled", "connection_lost")
 
