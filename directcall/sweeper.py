@@ -222,17 +222,24 @@ class Sweeper:
     async def sweep_once(self) -> list[Call]:
         """One sweep: finalize calls left behind, tell their parties, converge connections.
 
-        The parties are told in tasks of their own: a channel layer that stops answering
-        (a Redis that hangs, a network partition) holds up the telling of those calls, each
-        attempt for at most ``transport.SEND_TIMEOUT``, and never the next sweeps, which
-        keep ending overdue calls in the database. This process's own connections hear of
-        their calls' ends through :meth:`converge` in any case.
+        The parties are told in tasks of their own, waited for at most ``SWEEP_INTERVAL``:
+        a channel layer that stops answering (a Redis that hangs, a network partition)
+        holds up the telling of those calls, each attempt for at most
+        ``transport.SEND_TIMEOUT``, and never the next sweeps, which keep ending overdue
+        calls in the database. This process's own connections hear of their calls' ends
+        through :meth:`converge` in any case.
         """
         ended = await database_sync_to_async(calls.sweep)()
-        for call in ended:
-            self.spawn(transport.announce(call))
+        telling = [self.spawn(transport.announce(call)) for call in ended]
+        if telling:
+            await asyncio.wait(telling, timeout=get_settings().SWEEP_INTERVAL)
         await self.converge()
         return ended
+
+    async def drain(self) -> None:
+        """Wait for every task spawned here to end (a one-off sweep before its loop ends)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def converge(self) -> None:
         """Tell the watched connections of their calls that ended (one query for all)."""

@@ -87,7 +87,8 @@ async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float,
     docstring); any other through the channel layer. Each delay in ``retry_delays`` allows
     one more attempt after a failure of the channel layer, with the message marked
     ``attempt``: n. redis-py drops a connection that failed, so a retry goes out on a
-    fresh one. An attempt that gets no answer within :data:`SEND_TIMEOUT` failed.
+    fresh one. An attempt that gets no answer within :data:`SEND_TIMEOUT` failed, and is
+    the last.
     """
     receiver = _local.get(channel)
     if receiver is not None:
@@ -106,7 +107,9 @@ async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float,
         except ChannelFull:
             problem = "channel full"
         except TimeoutError:
+            # A layer silent for that long is not back a moment later: no more attempts.
             problem = f"no answer from the channel layer within {SEND_TIMEOUT:g} s"
+            break
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
         if attempt < len(retry_delays):
@@ -115,7 +118,7 @@ async def send(channel: str, message: dict[str, Any], retry_delays: tuple[float,
         "could not send %s to %s after %d attempt(s) (%s)",
         message.get("type"),
         channel,
-        len(retry_delays) + 1,
+        attempt + 1,
         problem,
     )
     return False

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
@@ -106,17 +109,24 @@ async def test_a_sweep_ends_overdue_calls_tells_their_parties_and_converges(
 
 
 def test_the_sweep_command(people, capsys):
+    """One sweep by hand ends the call and tells its parties before the command returns."""
+    sam = people["student_sam"]
     call = Call.objects.create(
         account=people["tutor_jane"].account,
         caller=people["tutor_jane"],
-        callee=people["student_sam"],
+        callee=sam,
         context="hi",
         status=CallStatus.RINGING,
         deadline=timezone.now() - timedelta(seconds=1),
     )
+    layer = get_channel_layer()
+    sam_channel = async_to_sync(layer.new_channel)()
+    presence.claim(sam.account_id, sam.cuid, presence.Holder(sam_channel, "dev", "c"))
     call_command("directcall_sweep")
     out = capsys.readouterr().out
     assert f"{call.pk}\tmissed\tinvite_timeout" in out and "Finalized 1 call(s)." in out
+    told = async_to_sync(asyncio.wait_for)(layer.receive(sam_channel), 5)
+    assert told["type"] == "dc.state" and told["frame"]["status"] == "missed"
 
 
 # -- the connections' timers (one task for the process) ------------------------------------------
@@ -277,55 +287,73 @@ async def test_an_idle_connection_is_closed_and_a_talking_one_is_not(people, cli
     await sam.alive()
 
 
-@needs_redis_server()
-@pytest.mark.parametrize(
-    "backend", ["channels_redis.core.RedisChannelLayer", "directcall.redislayer.RedisPubSubLayer"]
-)
-async def test_a_channel_layer_that_hangs_holds_up_no_sweep(
-    people, settings, monkeypatch, tmp_path, caplog, backend
-):
-    """A Redis that stops answering (hung, or cut off without a reset) under the channel
-    layer: the parties of a call the sweep ended cannot be told, and the sweeps go on
-    ending overdue calls all the same; each attempt to tell gives up after SEND_TIMEOUT
-    (channels_redis waits for Redis's reply; directcall's pub/sub layer asks for none)."""
+@pytest.fixture
+def hung_redis(tmp_path, settings, monkeypatch) -> Iterator[Any]:
+    """channels_redis's layer on a private redis-server that stops answering (SIGSTOP:
+    its socket accepts and reads nothing back, like a Redis that hangs or a network that
+    drops packets without a reset); the channel layer sends to it from a connection made
+    before it stopped."""
     from directcall import transport
     from tests.test_faults import PrivateRedis
 
     hung = PrivateRedis(tmp_path)
     hung.start()
-    try:
-        settings.CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": backend,
-                "CONFIG": {"hosts": [{"address": hung.url, "socket_timeout": None}]},
-            }
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": hung.url, "socket_timeout": None}]},
         }
-        settings.DIRECTCALL = {**settings.DIRECTCALL, "SWEEP_INTERVAL": 0.05}
-        monkeypatch.setattr(transport, "same_process_path", False)
-        monkeypatch.setattr(transport, "SEND_TIMEOUT", 0.3)
-        jane, sam = people["tutor_jane"], people["student_sam"]
-        sam_channel = await get_channel_layer().new_channel()  # in another process, say
-        await presence.aclaim(sam.account_id, sam.cuid, presence.Holder(sam_channel, "d", "c"))
-        first = await overdue_call(jane, sam)
-        hung.proc.send_signal(signal.SIGSTOP)
-        sweeper = Sweeper()
-        sweeper.start()
-        try:
-            await until_ended(first)
-            second = await overdue_call(jane, sam)
-            await until_ended(second)  # the first call's telling still hangs
-            if backend.endswith("RedisPubSubLayer"):
-                return  # it publishes without waiting for Redis: nothing hangs
-            deadline = asyncio.get_running_loop().time() + WAIT
-            while "no answer from the channel layer" not in caplog.text:
-                assert asyncio.get_running_loop().time() < deadline, caplog.text
-                await asyncio.sleep(0.05)
-        finally:
-            await sweeper.stop()
+    }
+    monkeypatch.setattr(transport, "same_process_path", False)
+    try:
+        yield hung
     finally:
-        if hung.proc is not None:
+        if hung.proc is not None and hung.proc.poll() is None:
             hung.proc.send_signal(signal.SIGCONT)
         hung.stop()
+
+
+@needs_redis_server()
+async def test_a_channel_layer_that_hangs_holds_up_no_sweep(
+    people, settings, monkeypatch, hung_redis
+):
+    """The parties of a call the sweep ended cannot be told, and the sweeps go on ending
+    overdue calls all the same: the telling runs apart from them (a send here never
+    gives up, so only that keeps the sweeps going)."""
+    from directcall import transport
+
+    settings.DIRECTCALL = {**settings.DIRECTCALL, "SWEEP_INTERVAL": 0.05}
+    monkeypatch.setattr(transport, "SEND_TIMEOUT", 3600)
+    jane, sam = people["tutor_jane"], people["student_sam"]
+    sam_channel = await get_channel_layer().new_channel()  # in another process, say
+    await presence.aclaim(sam.account_id, sam.cuid, presence.Holder(sam_channel, "d", "c"))
+    first = await overdue_call(jane, sam)
+    hung_redis.proc.send_signal(signal.SIGSTOP)
+    sweeper = Sweeper()
+    sweeper.start()
+    try:
+        await until_ended(first)
+        second = await overdue_call(jane, sam)
+        await until_ended(second)  # the first call's telling still hangs
+    finally:
+        await sweeper.stop()
+
+
+@needs_redis_server()
+async def test_a_send_the_channel_layer_does_not_answer_gives_up(monkeypatch, caplog, hung_redis):
+    """After SEND_TIMEOUT, once: a layer silent that long is not back a moment later."""
+    from directcall import transport
+
+    monkeypatch.setattr(transport, "SEND_TIMEOUT", 0.3)
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    assert await transport.send(channel, {"type": "dc.ping"})  # Redis answers
+    hung_redis.proc.send_signal(signal.SIGSTOP)
+    sent = await asyncio.wait_for(
+        transport.send(channel, {"type": "dc.ping"}, transport.STATE_RETRY_DELAYS), WAIT
+    )
+    assert sent is False
+    assert "after 1 attempt(s) (no answer from the channel layer within 0.3 s)" in caplog.text
 
 
 async def until_ended(call: Call) -> None:

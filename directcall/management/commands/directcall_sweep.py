@@ -34,7 +34,15 @@ class Command(BaseCommand):
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(Sweeper().run_forever())
             return
-        ended = asyncio.run(Sweeper().sweep_once())
+        ended = asyncio.run(self._sweep_once())
         for call in ended:
             self.stdout.write(f"{call.pk}\t{call.status}\t{call.end_reason}")
         self.stdout.write(f"Finalized {len(ended)} call(s).")
+
+    @staticmethod
+    async def _sweep_once() -> list[Any]:
+        """One sweep, and the telling of the parties of the calls it ended."""
+        sweeper = Sweeper()
+        ended = await sweeper.sweep_once()
+        await sweeper.drain()
+        return ended
