@@ -71,6 +71,7 @@ def screen_texts() -> set[tuple[str, str]]:
         texts = {("call screen", str(text)) for text in SCREEN_STRINGS.values()}
     texts |= template_texts()
     button = ["Call", "Call %(name)s", "%(label)s (%(name)s)", "Offline", "In a call"]
+    button.append("Unavailable")
     return texts | {("call button", text) for text in button}
 
 

@@ -232,8 +232,8 @@ def directcall_button(
     follow whether the receiver is online (by default the SDK watches it and, while the
     receiver is offline or in a call, marks it ``aria-disabled="true"`` with the text
     "Offline" or "In a call"; ``data-directcall-presence`` holds the state). On a page that
-    cannot call (its sign-in failed, or its client logged out) every button says
-    "Unavailable", is ``aria-disabled="true"`` and its ``data-directcall-presence`` is
+    cannot call (its sign-in failed, or its client logged out) the buttons in it say
+    "Unavailable", are ``aria-disabled="true"`` and their ``data-directcall-presence`` is
     ``unavailable``.
 
     Renders ``directcall/button.html``: ``<button type="button" data-directcall-call=...

@@ -136,11 +136,20 @@ test("a page that cannot call marks its own buttons unavailable, and no one else
   assert.equal(ours.getAttribute("aria-label"), "Unavailable (Jane)");
   assert.equal(ours.getAttribute("aria-disabled"), "true");
   assert.equal(ours.dataset.directcallPresence, "unavailable");
+  // Without the label: as the host wrote it (a click still reports the error).
   assert.equal(handWritten.textContent, "Ring the shop");
-  assert.equal(handWritten.getAttribute("aria-disabled"), "true");
+  assert.equal(handWritten.getAttribute("aria-disabled"), null);
+  assert.equal(handWritten.dataset.directcallPresence, "unavailable");
   assert.equal(planted.getAttribute("aria-disabled"), null);
   assert.equal(planted.textContent, "Call");
-  markUnavailable(null, root); // a page without a nonce has no buttons of its own
+  assert.equal(planted.dataset.directcallPresence, undefined);
+
+  // A page without a nonce has no buttons of its own.
+  const other = fakeButton("Call", null);
+  other.attributes.set("data-directcall-nonce", "n".repeat(22));
+  markUnavailable(null, { querySelectorAll: () => [other] });
+  assert.equal(other.getAttribute("aria-disabled"), null);
+  assert.equal(other.dataset.directcallPresence, undefined);
 });
 
 test("a followed button without the state's label keeps its text and stays enabled", () => {

@@ -137,6 +137,7 @@ if (typeof window !== "undefined") {
     // page cannot call when its sign-in failed or its client logged out.
     api.client.then(
       (client) => {
+        if (client.loggedOut) return markUnavailable(nonce); // by the page's own script already
         client.addEventListener("logout", () => markUnavailable(nonce));
         return followButtons(client, nonce);
       },

@@ -135,18 +135,17 @@ export function showPresence(button, state) {
   button.textContent = data.directcallText;
   if (data.directcallAria) button.setAttribute("aria-label", data.directcallAria);
   else button.removeAttribute("aria-label");
-  // Offline or busy without a label to say so: the host wrote the button to stay as it is.
-  // Unavailable: the page cannot call anyone, whatever the button says.
-  if (state === "unavailable") button.setAttribute("aria-disabled", "true");
-  else button.removeAttribute("aria-disabled");
+  // No label to say so: the host wrote the button to stay as it is (on a page that cannot
+  // call, a click on it still dispatches directcall:result with the error).
+  button.removeAttribute("aria-disabled");
 }
 
 /**
- * This page's call buttons (those with its nonce, followed or not) when it cannot place
- * calls: its sign-in failed for good, or its client logged out (or was logged out by the
- * server). They are aria-disabled, say data-directcall-unavailable-label, and
- * data-directcall-presence is "unavailable", so that a click does nothing instead of
- * failing where the user cannot see it. A reload signs in again.
+ * This page's call buttons (those with its nonce, followed or not, in the page now) when
+ * it cannot place calls: its sign-in failed for good, or its client logged out (or was
+ * logged out by the server). Those with data-directcall-unavailable-label say it and are
+ * aria-disabled, so that a click does nothing instead of failing where the user cannot
+ * see it; data-directcall-presence is "unavailable" on each. A reload signs in again.
  */
 export function markUnavailable(nonce, root = document) {
   if (nonce === null) return;
