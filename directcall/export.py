@@ -5,14 +5,15 @@ held in memory) and are written one at a time into a ``StreamingHttpResponse``. 
 a spreadsheet would run as a formula is written with a leading apostrophe: contexts and
 names are typed by users. That is a value starting with ``=``, ``+``, ``-``, ``@`` or
 ``|`` (or their full-width forms, which some spreadsheets read as the same), also after
-leading spaces (spreadsheets trim them before they parse), and one starting with a tab, a
-carriage return or a line feed.
+leading white space or invisible marks (spreadsheets trim them before they parse), and
+one starting with a tab, a carriage return or a line feed.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -43,7 +44,9 @@ COLUMNS = [
 CHUNK = 500
 _FORMULA_START = ("=", "+", "-", "@", "|", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\uff5c")
 _CONTROL_START = ("\t", "\r", "\n")
-_BLANK = " \t\r\n\u00a0\u3000"  # what a spreadsheet skips before it looks for a formula
+# What a spreadsheet may skip before it looks for a formula: any white space, and the
+# invisible byte-order mark and zero-width space.
+_LEADING_BLANK = re.compile(r"^[\s\ufeff\u200b]+")
 
 
 class _Echo:
@@ -55,7 +58,7 @@ class _Echo:
 
 def safe(value: str) -> str:
     """A text cell a spreadsheet will not run as a formula."""
-    if value.startswith(_CONTROL_START) or value.lstrip(_BLANK).startswith(_FORMULA_START):
+    if value.startswith(_CONTROL_START) or _LEADING_BLANK.sub("", value).startswith(_FORMULA_START):
         return "'" + value
     return value
 

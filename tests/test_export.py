@@ -145,6 +145,10 @@ def test_quality_is_a_json_cell(many_calls, monkeypatch):
         "  +1",
         "\u00a0=1",
         "\u3000@x",
+        "\u2003=1",  # an em space
+        "\u202f+1",  # a narrow no-break space
+        "\ufeff=1",  # a byte-order mark
+        "\u200b-1",  # a zero-width space
         "\tHello",
         "\rHello",
         "\nHello",
