@@ -30,6 +30,7 @@ from tests.e2e.firefox_driver import (
 )
 from tests.e2e.firefox_driver import click as ff_click
 from tests.e2e.harness import (
+    BrowserUser,
     E2EServer,
     audio_stats,
     wait_for_audio,
@@ -187,12 +188,18 @@ def test_chromium_calls_firefox(new_user, ff_user, account, firefox):
     sam.assert_no_errors()
 
 
-def test_firefox_calls_chromium(new_user, ff_user, account):
+def _sam_at_firefox_and_jane(new_user, ff_user, account) -> tuple[FirefoxUser, BrowserUser]:
+    """Sam Student in Firefox and Jane Tutor in Chromium, both signed in."""
     acct, key = account
     sam = ff_user("sam")
     jane = new_user("jane")
     assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
     assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    return sam, jane
+
+
+def test_firefox_calls_chromium(new_user, ff_user, account):
+    sam, jane = _sam_at_firefox_and_jane(new_user, ff_user, account)
     start_call(sam, "tutor_jane", "Student is calling")
     wait_screen(sam, "outgoing")
     expect(screen(jane, "incoming")).to_be_visible()
@@ -286,11 +293,7 @@ def _wait_closed_by_itself(user: FirefoxUser, ended: dict) -> None:
 
 
 def test_a_firefox_caller_sees_declined_then_the_screen_closes(new_user, ff_user, account):
-    acct, key = account
-    sam = ff_user("sam")
-    jane = new_user("jane")
-    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
-    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
+    sam, jane = _sam_at_firefox_and_jane(new_user, ff_user, account)
 
     # Declined in Chromium: Sam's Firefox says so, with only Close, and closes by itself.
     start_call(sam, "tutor_jane", "Student is calling")
@@ -322,12 +325,9 @@ def test_a_firefox_caller_sees_declined_then_the_screen_closes(new_user, ff_user
 
 
 def test_a_firefox_caller_sees_busy(new_user, ff_user, account):
-    acct, key = account
-    sam = ff_user("sam")
-    jane, gil = new_user("jane"), new_user("gil")
-    assert sign_in(sam, acct, key, "student_sam", name="Sam Student") == {"ok": True}
-    assert sign_in(jane, acct, key, "tutor_jane", name="Jane Tutor") == {"ok": True}
-    assert sign_in(gil, acct, key, "grocer_gil") == {"ok": True}
+    sam, jane = _sam_at_firefox_and_jane(new_user, ff_user, account)
+    gil = new_user("gil")
+    assert sign_in(gil, *account, "grocer_gil") == {"ok": True}
     # Jane is on the phone with Gil (answered: no ring timeout runs out meanwhile), so
     # Sam's call finds her busy.
     start_call(gil, "tutor_jane", "Grocer is calling")
